@@ -1,0 +1,16 @@
+//! seppoc: a small language for diffusion-alignment objectives, and the toolkit that trains with them.
+//!
+//! Pipeline: `.obj` text → [`syntax::parse`] → [`check::check`] → (IR, compile, trainer: later issues).
+//! The diffusion engine lives beside it: [`data`] (the shapes world and user data sets), [`eval`] (the exact
+//! judge), [`model`] (the DiT denoiser, schedules, checkpoints) and [`sampler`] (DDPM/DDIM with CFG).
+#![warn(missing_docs)]
+
+pub mod check;
+pub mod cli;
+pub mod data;
+pub mod diag;
+pub mod eval;
+pub mod model;
+pub mod sampler;
+pub mod source;
+pub mod syntax;
