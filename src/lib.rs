@@ -10,6 +10,7 @@ pub mod cli;
 pub mod data;
 pub mod diag;
 pub mod eval;
+pub mod frontend;
 pub mod model;
 pub mod sampler;
 pub mod source;

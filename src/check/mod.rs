@@ -1,1 +1,167 @@
-//! TODO
+//! Syntax tree to checked program: resolves names and settings, infers types, and reports every bug class
+//! of `objective-zoo.md` that can be seen before training (all of them at once, not just the first).
+
+mod calls;
+mod consts;
+mod expr;
+mod overrides;
+pub mod program;
+pub mod scope;
+mod stmts;
+pub mod types;
+
+pub use overrides::apply_overrides;
+pub use program::*;
+
+use crate::diag::{Code, Diagnostic, Label};
+use crate::source::Span;
+use crate::syntax::ast;
+use scope::Scope;
+use types::Ty;
+
+/// Checks a parsed file. On success the program carries its warnings; on failure every diagnostic is returned,
+/// sorted by position.
+pub fn check(file: &ast::File) -> Result<Checked, Vec<Diagnostic>> {
+    let mut cx = Checker::new();
+    for stmt in &file.stmts {
+        cx.stmt(stmt);
+    }
+    cx.finish(file)
+}
+
+/// Checker state while walking the statements in order.
+pub(crate) struct Checker {
+    scope: Scope,
+    diags: Vec<Diagnostic>,
+    name: Option<(String, Span)>,
+    data: Option<(DataKind, Span)>,
+    noise: Option<(Noise, Span)>,
+    pool: Option<(Pool, Span)>,
+    params: Vec<Param>,
+    references: Vec<(Reference, Span)>,
+    samples: Vec<SampleSpec>,
+    bindings: Vec<(String, Ty)>,
+    logs: Vec<(String, Ty)>,
+    loss: Option<(Ty, Span)>,
+    loser_uses: Vec<Span>,
+}
+
+impl Checker {
+    fn new() -> Checker {
+        Checker {
+            scope: Scope::default(),
+            diags: Vec::new(),
+            name: None,
+            data: None,
+            noise: None,
+            pool: None,
+            params: Vec::new(),
+            references: Vec::new(),
+            samples: Vec::new(),
+            bindings: Vec::new(),
+            logs: Vec::new(),
+            loss: None,
+            loser_uses: Vec::new(),
+        }
+    }
+
+    fn report(&mut self, diag: Diagnostic) {
+        self.diags.push(diag);
+    }
+
+    /// E0206 for a setting declared twice.
+    fn duplicate(&mut self, what: &str, span: Span, prev: Span) {
+        self.report(
+            Diagnostic::error(Code::E0206, Label::new(span, "declared again here"), format!("`{what}` is declared twice"))
+                .with_label(prev, "first declared here"),
+        );
+    }
+
+    fn finish(mut self, file: &ast::File) -> Result<Checked, Vec<Diagnostic>> {
+        let end = file.stmts.last().map_or(Span::default(), |s| Span::new(s.span.end as usize, s.span.end as usize));
+        if self.name.is_none() {
+            self.report(
+                Diagnostic::error(Code::E0302, Label::new(Span::default(), "expected `objective NAME` here"), "missing objective header")
+                    .with_help("start the file with `objective my_loss`"),
+            );
+        }
+        let data = self.data.map_or(DataKind::Winners, |(d, _)| d);
+        if data == DataKind::Winners {
+            for span in std::mem::take(&mut self.loser_uses) {
+                let mut diag = Diagnostic::error(
+                    Code::E0310,
+                    Label::new(span, "the loser image is only defined for paired data"),
+                    "`loser` used with an unpaired data set",
+                )
+                .with_help("declare `data pairs`, or generate the second image with `sample(ref, prompt)`");
+                if let Some((_, d)) = self.data {
+                    diag = diag.with_label(d, "data declared unpaired here");
+                } else {
+                    diag = diag.with_note("without a `data` statement the data set is `data winners`");
+                }
+                self.report(diag);
+            }
+        }
+        self.pool_needed();
+        if self.loss.is_none() {
+            self.report(
+                Diagnostic::error(Code::E0301, Label::new(end, "expected `loss EXPR` by here"), "objective has no `loss`")
+                    .with_help("add `loss mean(err(policy, winner))` or another batch-reduced expression"),
+            );
+        }
+        self.unused();
+        let mut diags = std::mem::take(&mut self.diags);
+        diags.sort_by_key(|d| (d.primary.span.start, d.code));
+        if crate::diag::has_errors(&diags) {
+            return Err(diags);
+        }
+        let (loss, _) = self.loss.unwrap_or((Ty::Error, end));
+        Ok(Checked {
+            name: self.name.map(|(n, _)| n).unwrap_or_default(),
+            data,
+            noise: self.noise.map_or(Noise::Shared, |(n, _)| n),
+            pool: self.pool.map(|(p, _)| p),
+            params: self.params,
+            references: self.references.into_iter().map(|(r, _)| r).collect(),
+            samples: self.samples,
+            bindings: self.bindings,
+            logs: self.logs,
+            loss,
+            file: file.clone(),
+            warnings: diags,
+        })
+    }
+
+    fn pool_needed(&mut self) {
+        if self.pool.is_some() {
+            return;
+        }
+        let needy: Vec<Span> = self
+            .references
+            .iter()
+            .filter(|(r, _)| matches!(r.strategy, Strategy::Latest | Strategy::Uniform(_)))
+            .map(|(_, s)| *s)
+            .collect();
+        for span in needy {
+            self.report(
+                Diagnostic::error(Code::E0312, Label::new(span, "chooses among pool checkpoints"), "reference strategy needs a checkpoint pool")
+                    .with_help("declare the pool, e.g. `pool every = 30, keep = 7` (the SePPO paper's setting)"),
+            );
+        }
+    }
+
+    fn unused(&mut self) {
+        let unused: Vec<(String, Span)> = self
+            .scope
+            .iter()
+            .filter(|(_, b)| !b.used)
+            .map(|(n, b)| (n.to_string(), b.span))
+            .collect();
+        for (name, span) in unused {
+            self.report(
+                Diagnostic::error(Code::W0301, Label::new(span, "never used"), format!("unused binding `{name}`"))
+                    .with_help("remove it, or use it in `loss` or a `log` line"),
+            );
+        }
+    }
+}

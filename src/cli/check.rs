@@ -1,12 +1,54 @@
-//! `seppoc check` (being written).
+//! `seppoc check FILE...`: print diagnostics, exit 1 if any file has errors.
 
+use super::{load_source, parse_set, print_diags};
+use crate::check;
+use crate::frontend::frontend;
 use std::process::ExitCode;
 
 /// Arguments of `seppoc check`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Objective files to check.
+    #[arg(required = true)]
+    files: Vec<String>,
+    /// Override a parameter (`--set beta=5000`), checked against its declared type and domain.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    sets: Vec<(String, String)>,
+    /// Also print the checked program (types of every binding, resolved settings).
+    #[arg(long)]
+    dump: bool,
+}
 
 /// Runs `seppoc check`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`seppoc check` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for path in &args.files {
+        let (file, load_diag) = load_source(path)?;
+        let result = match load_diag {
+            Some(d) => Err(vec![d]),
+            None => frontend(&file),
+        };
+        let result = result.and_then(|checked| match check::apply_overrides(&checked, &args.sets) {
+            Ok(_) => Ok(checked),
+            Err(diags) => Err(diags),
+        });
+        match result {
+            Ok(checked) => {
+                print_diags(&checked.warnings, &file);
+                if args.dump {
+                    print!("{}", checked.dump());
+                }
+                let n = checked.warnings.len();
+                let warn = if n == 0 { String::new() } else { format!(" ({n} warning{})", if n == 1 { "" } else { "s" }) };
+                println!("{path}: ok{warn}");
+            }
+            Err(diags) => {
+                print_diags(&diags, &file);
+                let n = diags.iter().filter(|d| d.is_error()).count();
+                println!("{path}: {n} error{}", if n == 1 { "" } else { "s" });
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -31,6 +31,30 @@ enum Command {
     Eval(eval::Args),
 }
 
+/// Reads a file as bytes; invalid UTF-8 or an oversized file comes back as a diagnostic, a missing file as an error.
+fn load_source(path: &str) -> anyhow::Result<(crate::source::SourceFile, Option<crate::diag::Diagnostic>)> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read `{path}`: {e}"))?;
+    Ok(crate::source::SourceFile::from_bytes(path, &bytes))
+}
+
+/// Prints diagnostics to stderr, coloured when stderr is a terminal.
+fn print_diags(diags: &[crate::diag::Diagnostic], file: &crate::source::SourceFile) {
+    use std::io::IsTerminal;
+    if diags.is_empty() {
+        return;
+    }
+    let style = if std::io::stderr().is_terminal() { crate::diag::Style::Color } else { crate::diag::Style::Plain };
+    eprint!("{}", crate::diag::render(diags, file, style));
+}
+
+/// Parses `NAME=VALUE` for `--set`.
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("expected NAME=VALUE, found `{s}`")),
+    }
+}
+
 /// Runs the command line and returns the process exit code: 0 success, 1 diagnostics with errors, 2 other errors.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,0 +1,249 @@
+//! Builtin functions: denoising errors, reference sampling, scalar math, gates, stop-gradient, reductions.
+
+use super::scope;
+use super::types::{Axis, Images, Model, Scalar, Ty};
+use super::*;
+use crate::syntax::ast::{Arg, Expr, ExprKind, Ident};
+
+/// Elementwise nonlinear functions of one number.
+const UNARY: &[&str] = &["logsigmoid", "sigmoid", "softplus", "relu", "exp", "log", "log1p", "square", "abs"];
+
+/// Every builtin function with the signature shown in arity errors.
+pub const FUNCTIONS: &[(&str, &str)] = &[
+    ("err", "err(model, images)"),
+    ("logratio", "logratio(model, reference, images)"),
+    ("sample", "sample(model, prompt, sampler = ddim, steps = 20, cfg = 5.0, eta = 0.0)"),
+    ("logsigmoid", "logsigmoid(x)"),
+    ("sigmoid", "sigmoid(x)"),
+    ("softplus", "softplus(x)"),
+    ("relu", "relu(x)"),
+    ("exp", "exp(x)"),
+    ("log", "log(x)"),
+    ("log1p", "log1p(x)"),
+    ("square", "square(x)"),
+    ("abs", "abs(x)"),
+    ("min", "min(a, b)"),
+    ("max", "max(a, b)"),
+    ("clamp", "clamp(x, lo, hi)"),
+    ("sign", "sign(x, tie = 1)"),
+    ("indicator", "indicator(condition)"),
+    ("where", "where(condition, a, b)"),
+    ("stopgrad", "stopgrad(x)"),
+    ("mean", "mean(x)"),
+    ("sum", "sum(x)"),
+];
+
+impl Checker {
+    pub(crate) fn call(&mut self, f: &Ident, args: &[Arg], span: Span) -> Ty {
+        let Some((_, signature)) = FUNCTIONS.iter().find(|(n, _)| *n == f.name) else {
+            for a in args {
+                self.infer(&a.value);
+            }
+            let names: Vec<String> = FUNCTIONS.iter().map(|(n, _)| n.to_string()).collect();
+            let mut diag = Diagnostic::error(Code::E0202, Label::new(f.span, "not a function"), format!("unknown function `{}`", f.name));
+            if let Some(s) = scope::suggest(&f.name, &names) {
+                diag = diag.with_help(format!("did you mean `{s}`?"));
+            }
+            self.report(diag);
+            return Ty::Error;
+        };
+        let allowed: &[&str] = match f.name.as_str() {
+            "sample" => &["sampler", "steps", "cfg", "eta"],
+            "sign" => &["tie"],
+            _ => &[],
+        };
+        let named = self.named_args(&f.name, args, allowed);
+        let positional: Vec<&Expr> = args.iter().filter(|a| a.name.is_none()).map(|a| &a.value).collect();
+        let expected = signature.split(',').filter(|p| !p.contains('=')).count();
+        let tys: Vec<Ty> = positional.iter().map(|e| self.infer(e)).collect();
+        if positional.len() != expected {
+            self.report(
+                Diagnostic::error(Code::E0203, Label::new(span, format!("{} given", positional.len())), format!("`{}` takes {expected} argument{}, found {}", f.name, if expected == 1 { "" } else { "s" }, positional.len()))
+                    .with_help(format!("the signature is `{signature}`")),
+            );
+            return Ty::Error;
+        }
+        match f.name.as_str() {
+            "err" | "logratio" => self.err_call(&f.name, &positional, tys),
+            "sample" => self.sample_call(&positional, tys, &named),
+            "min" | "max" | "clamp" => self.nonlinear_n(&f.name, &positional, tys),
+            "sign" => self.sign(f, &positional, tys, &named),
+            "indicator" | "where" => self.select(&f.name, &positional, tys),
+            "stopgrad" => self.scalar(positional[0], tys[0].clone(), "`stopgrad`").map_or(Ty::Error, |s| Ty::Scalar(Scalar { grad: false, gate_with_grad: None, ..s })),
+            "mean" | "sum" => self.reduce(&f.name, positional[0], tys[0].clone(), span),
+            name if UNARY.contains(&name) => self.nonlinear_n(name, &positional, tys),
+            _ => Ty::Error,
+        }
+    }
+
+    fn model(&mut self, e: &Expr, ty: Ty, context: &str) -> Option<Model> {
+        match ty {
+            Ty::Model(m) => Some(m),
+            Ty::Error => None,
+            other => {
+                self.report(
+                    Diagnostic::error(Code::E0205, Label::new(e.span, other.describe()), format!("{context} expects a model, found {}", other.describe()))
+                        .with_help("models are `policy` or a name declared with `reference`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `err(M, x)` = mean over C,H,W of (eps_M(x_t, t, c) - eps)^2, per sample; `logratio(M, R, x)` =
+    /// err(R, x) - err(M, x), the ELBO log-ratio log p_M/p_R with its positive constant folded into beta.
+    fn err_call(&mut self, func: &str, args: &[&Expr], tys: Vec<Ty>) -> Ty {
+        let n = args.len();
+        let mut grad = false;
+        let mut ok = true;
+        for (k, (e, ty)) in args.iter().zip(tys).enumerate() {
+            if k + 1 < n {
+                match self.model(e, ty, &format!("`{func}`")) {
+                    Some(m) => grad |= m == Model::Policy,
+                    None => ok = false,
+                }
+            } else {
+                ok &= self.images(e, ty, &format!("`{func}`")).is_some();
+            }
+        }
+        if !ok {
+            return Ty::Error;
+        }
+        Ty::Scalar(Scalar { axis: Axis::Sample, grad, gate_with_grad: None })
+    }
+
+    fn sample_call(&mut self, args: &[&Expr], tys: Vec<Ty>, named: &std::collections::HashMap<String, &Arg>) -> Ty {
+        let mut tys = tys.into_iter();
+        let model = self.model(args[0], tys.next().unwrap_or(Ty::Error), "`sample`");
+        match tys.next() {
+            Some(Ty::Prompt) | Some(Ty::Error) | None => {}
+            Some(other) => self.report(
+                Diagnostic::error(Code::E0205, Label::new(args[1].span, other.describe()), format!("`sample` conditions on the prompts, found {}", other.describe()))
+                    .with_help("write `sample(ref, prompt)`"),
+            ),
+        }
+        let sampler = match named.get("sampler").map(|a| &a.value) {
+            None => Some(SamplerKind::Ddim),
+            Some(e) => {
+                let word = match &e.kind {
+                    ExprKind::Name(n) => n.clone(),
+                    _ => String::new(),
+                };
+                self.choice(&Ident { name: word, span: e.span }, "sampler", &[("ddim", SamplerKind::Ddim), ("ddpm", SamplerKind::Ddpm)])
+            }
+        };
+        let get = |cx: &mut Checker, key: &str, integer: bool, lo: f64, hi: f64, default: f64| match named.get(key) {
+            None => Some(default),
+            Some(a) => cx.bounded(&a.value, &format!("`sample` {key}"), integer, lo, hi),
+        };
+        let steps = get(self, "steps", true, 1.0, 1000.0, 20.0);
+        let cfg = get(self, "cfg", false, 0.0, 100.0, 5.0);
+        let eta = get(self, "eta", false, 0.0, 1.0, 0.0);
+        match model {
+            Some(Model::Policy) => {
+                self.report(
+                    Diagnostic::error(Code::E0309, Label::new(args[0].span, "the trained policy"), "sampling from the policy would need gradients through the sampler")
+                        .with_note("reference samples are generated without gradients by a frozen model")
+                        .with_help("declare a frozen copy, e.g. `reference ref = latest` (SPIN) or `reference ref = uniform` (SePPO), and sample from it"),
+                );
+                Ty::Error
+            }
+            Some(Model::Reference(name)) => match (sampler, steps, cfg, eta) {
+                (Some(sampler), Some(steps), Some(cfg), Some(eta)) => {
+                    self.samples.push(SampleSpec { model: name, sampler, steps: steps as u64, cfg, eta });
+                    Ty::Images(Images::Sample(self.samples.len() - 1))
+                }
+                _ => Ty::Error,
+            },
+            None => Ty::Error,
+        }
+    }
+
+    /// Nonlinear functions of numbers; each argument must not be a batch-reduced value with gradient.
+    fn nonlinear_n(&mut self, func: &str, args: &[&Expr], tys: Vec<Ty>) -> Ty {
+        let mut acc: Option<Scalar> = None;
+        let mut ok = true;
+        for (e, ty) in args.iter().zip(tys) {
+            match self.scalar(e, ty, &format!("`{func}`")) {
+                Some(s) => {
+                    self.nonlinear_arg(func, e, s);
+                    acc = Some(acc.map_or(s, |a| a.join(s)));
+                }
+                None => ok = false,
+            }
+        }
+        match (ok, acc) {
+            (true, Some(s)) => Ty::Scalar(s),
+            _ => Ty::Error,
+        }
+    }
+
+    /// `sign(x, tie = t)`: a gate in {-1, t, +1}; the tie value matters at the first update (seppo-method §4.1).
+    fn sign(&mut self, f: &Ident, args: &[&Expr], tys: Vec<Ty>, named: &std::collections::HashMap<String, &Arg>) -> Ty {
+        let Some(s) = self.scalar(args[0], tys.into_iter().next().unwrap_or(Ty::Error), "`sign`") else {
+            return Ty::Error;
+        };
+        match named.get("tie") {
+            Some(a) => {
+                if let Some(c) = self.constant(&a.value, "the tie value") {
+                    if ![-1.0, 0.0, 1.0].contains(&c.value) {
+                        self.report(Diagnostic::error(Code::E0308, Label::new(a.value.span, "must be -1, 0 or 1"), format!("tie value {} is not -1, 0 or 1", c.value)));
+                    }
+                }
+            }
+            None => self.report(
+                Diagnostic::error(Code::W0302, Label::new(f.span, "no tie rule"), "gate without a tie rule: sign(0) = 0 is used")
+                    .with_note("ties are common: at the first update policy == reference and every sample ties; the tie value sets that update's gradient")
+                    .with_help("state it: `sign(x, tie = 1)` (first step = SPIN), `tie = 0` (SFT) or `tie = -1`"),
+            ),
+        }
+        Ty::Scalar(gate(s, args[0].span))
+    }
+
+    fn select(&mut self, func: &str, args: &[&Expr], tys: Vec<Ty>) -> Ty {
+        let mut tys = tys.into_iter();
+        let cond = match tys.next() {
+            Some(Ty::Bool(s)) => Some(s),
+            Some(Ty::Error) | None => None,
+            Some(other) => {
+                self.report(
+                    Diagnostic::error(Code::E0205, Label::new(args[0].span, other.describe()), format!("`{func}` expects a comparison, found {}", other.describe()))
+                        .with_help("compare something, e.g. `indicator(stopgrad(x) > 0)`"),
+                );
+                None
+            }
+        };
+        let mut value = Some(Scalar::CONST);
+        for (e, ty) in args[1..].iter().zip(tys) {
+            let s = self.scalar(e, ty, &format!("`{func}`"));
+            value = value.zip(s).map(|(a, b)| a.join(b));
+        }
+        let (Some(cond), Some(value)) = (cond, value) else {
+            return Ty::Error;
+        };
+        let gated = Scalar { axis: cond.axis.join(value.axis), grad: value.grad, gate_with_grad: cond.gate_with_grad.or(value.gate_with_grad) };
+        Ty::Scalar(gated)
+    }
+
+    fn reduce(&mut self, func: &str, arg: &Expr, ty: Ty, span: Span) -> Ty {
+        let s = match ty {
+            Ty::Scalar(s) | Ty::Bool(s) => s,
+            Ty::Error => return Ty::Error,
+            other => return self.scalar(arg, other, &format!("`{func}`")).map_or(Ty::Error, Ty::Scalar),
+        };
+        if s.axis == Axis::Batch {
+            self.report(
+                Diagnostic::error(Code::W0303, Label::new(span, "reduced again here"), format!("`{func}` of a value already reduced over the batch"))
+                    .with_label(arg.span, "already one value per batch"),
+            );
+        }
+        let axis = if s.axis == Axis::Const { Axis::Const } else { Axis::Batch };
+        Ty::Scalar(Scalar { axis, ..s })
+    }
+}
+
+/// A gate's output: piecewise constant, so no gradient; remembers whether its condition carried one.
+fn gate(cond: Scalar, span: Span) -> Scalar {
+    let taint = if cond.grad { Some(span) } else { cond.gate_with_grad };
+    Scalar { axis: cond.axis, grad: false, gate_with_grad: taint }
+}

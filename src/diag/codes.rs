@@ -1,0 +1,102 @@
+//! Stable diagnostic codes. Each variant's doc gives the smallest `.obj` input that triggers it.
+
+use super::Severity;
+
+macro_rules! codes {
+    ($($(#[doc = $doc:literal])* $name:ident = $sev:ident,)*) => {
+        /// A stable diagnostic code. `E01xx` syntax, `E02xx` names and types, `E03xx` objective semantics,
+        /// `W03xx` warnings.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl Code {
+            /// Every code, in order (a test checks each appears in a `tests/ui` snapshot).
+            pub const ALL: &'static [Code] = &[$(Code::$name,)*];
+
+            /// The code as printed, e.g. `E0303`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$name => stringify!($name),)* }
+            }
+
+            /// Whether this code is an error or a warning.
+            pub fn severity(self) -> Severity {
+                match self { $(Code::$name => Severity::$sev,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// Invalid UTF-8: any file containing the byte `0xFF`.
+    E0100 = Error,
+    /// File larger than 1 MiB.
+    E0101 = Error,
+    /// Unexpected token: `objective 3`, `param beta real = 1` (expected `:`), a stray `@`.
+    E0102 = Error,
+    /// Expected an expression: `loss` at end of input, `loss mean(`.
+    E0103 = Error,
+    /// Unclosed delimiter: `loss mean(x`.
+    E0104 = Error,
+    /// Expected end of statement: `param beta: real = 1.0 2.0`.
+    E0105 = Error,
+    /// Expression nested too deeply: `loss ((((...))))` 200 levels deep.
+    E0106 = Error,
+    /// Invalid number literal: `loss 1e999`, `param n: int = 99999999999999999999`.
+    E0107 = Error,
+    /// Unknown name: `loss mean(err(policy, winer))`.
+    E0201 = Error,
+    /// Unknown function: `loss mean(logsigmod(x))`.
+    E0202 = Error,
+    /// Wrong number of arguments: `loss mean(err(policy))`.
+    E0203 = Error,
+    /// Unknown or repeated named argument: `sample(ref, prompt, step = 20)`.
+    E0204 = Error,
+    /// Type mismatch: `err(winner, policy)` (an image where a model is expected).
+    E0205 = Error,
+    /// Duplicate definition: `let d = 1` twice, or `objective` declared twice.
+    E0206 = Error,
+    /// Unknown setting value: `data triples`, `noise maybe`, `reference r = newest`, `sampler = euler`.
+    E0207 = Error,
+    /// Argument must be a constant: `sample(ref, prompt, steps = err(policy, winner))`.
+    E0208 = Error,
+    /// Bad `--set` override: unknown parameter, or a value that does not parse as the declared type.
+    E0209 = Error,
+    /// No `loss` statement: an empty file.
+    E0301 = Error,
+    /// No `objective NAME` header.
+    E0302 = Error,
+    /// Batch reduction inside a nonlinearity: `loss -logsigmoid(beta * mean(d))` (diffusers #6702).
+    E0303 = Error,
+    /// Loss not reduced over the batch: `loss -logsigmoid(m)` with per-sample `m`.
+    E0304 = Error,
+    /// Loss cannot reach the policy's parameters: `loss mean(err(ref, winner))`.
+    E0305 = Error,
+    /// Gradient through a gate: `sign(err(ref, winner) - err(policy, winner))` without `stopgrad`.
+    E0306 = Error,
+    /// A frozen reference would need gradients: `reference ref = policy`.
+    E0307 = Error,
+    /// Parameter outside its domain: `param beta: real = -1 in (0, inf)`.
+    E0308 = Error,
+    /// Sampling from the policy would need gradients through the sampler: `sample(policy, prompt)`.
+    E0309 = Error,
+    /// Pair data used with an unpaired data set: `data winners` then `err(policy, loser)`.
+    E0310 = Error,
+    /// Logged quantity not reduced over the batch: `log gap = d_w`.
+    E0311 = Error,
+    /// Reference strategy needs a checkpoint pool: `reference ref = uniform` with no `pool`.
+    E0312 = Error,
+    /// Unused binding: `let unused = err(policy, winner)`.
+    W0301 = Warning,
+    /// Gate without a tie rule: `sign(stopgrad(x))` (the value at 0 changes the first update's gradient).
+    W0302 = Warning,
+    /// Value reduced over the batch twice: `mean(mean(x))`.
+    W0303 = Warning,
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

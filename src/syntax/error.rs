@@ -1,0 +1,148 @@
+//! Parser errors (our nom error type) and their one conversion into diagnostics.
+
+use crate::diag::{Code, Diagnostic, Label};
+use crate::source::Span;
+use nom::error::ErrorKind;
+use nom_locate::LocatedSpan;
+
+/// What the parser expected at the failing position. Each variant lists inputs that trigger it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expected {
+    /// `param beta real` (expected `:`)
+    Token(&'static str),
+    /// `let = 1` (expected a name)
+    Ident,
+    /// `loss` at end of input, `loss mean(` (expected an expression)
+    Expr,
+    /// `loss mean(x` (the `(` at `open` is never closed)
+    Close {
+        /// The opening delimiter.
+        open: Span,
+        /// The closing delimiter that is missing.
+        close: &'static str,
+    },
+    /// `param beta: real = 1.0 2.0` (expected end of statement)
+    StmtEnd,
+    /// `beta = 1` at the start of a statement (expected a statement keyword)
+    Stmt,
+    /// 65 nested parentheses, or an operator chain nested more than 256 deep
+    TooDeep,
+    /// `1e999` (does not fit its type)
+    BadNumber(&'static str),
+    /// Anything nom reports that we did not anticipate.
+    Other,
+}
+
+/// A parse failure: byte offset and what was expected there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParseError {
+    /// Byte offset of the failure.
+    pub at: usize,
+    /// What would have been accepted.
+    pub expected: Expected,
+}
+
+impl<'a> nom::error::ParseError<LocatedSpan<&'a str>> for ParseError {
+    fn from_error_kind(input: LocatedSpan<&'a str>, _kind: ErrorKind) -> Self {
+        ParseError { at: input.location_offset(), expected: Expected::Other }
+    }
+
+    fn append(_input: LocatedSpan<&'a str>, _kind: ErrorKind, other: Self) -> Self {
+        other
+    }
+
+    fn or(self, other: Self) -> Self {
+        // Keep the error that got furthest: it is the one that explains the input.
+        if other.at > self.at {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// Converts a parse error into a diagnostic; the only place that does.
+pub fn to_diagnostic(err: &ParseError, text: &str) -> Diagnostic {
+    let found = describe(text, err.at);
+    let here = token_span(text, err.at);
+    let stmts = "objective, data, noise, pool, param, reference, let, log, loss";
+    match &err.expected {
+        Expected::Token(tok) => Diagnostic::error(
+            Code::E0102,
+            Label::new(here, format!("expected `{tok}`")),
+            format!("expected `{tok}`, found {found}"),
+        ),
+        Expected::Ident => Diagnostic::error(
+            Code::E0102,
+            Label::new(here, "expected a name"),
+            format!("expected a name, found {found}"),
+        ),
+        Expected::Other => Diagnostic::error(
+            Code::E0102,
+            Label::new(here, "unexpected here"),
+            format!("unexpected {found}"),
+        ),
+        Expected::Stmt => Diagnostic::error(
+            Code::E0102,
+            Label::new(here, "expected a statement"),
+            format!("expected a statement, found {found}"),
+        )
+        .with_help(format!("statements start with one of: {stmts}")),
+        Expected::Expr => Diagnostic::error(
+            Code::E0103,
+            Label::new(here, "expected an expression"),
+            format!("expected an expression, found {found}"),
+        ),
+        Expected::Close { open, close } => Diagnostic::error(
+            Code::E0104,
+            Label::new(here, format!("expected `{close}` here")),
+            format!("unclosed delimiter: expected `{close}`, found {found}"),
+        )
+        .with_label(*open, "opened here"),
+        Expected::StmtEnd => Diagnostic::error(
+            Code::E0105,
+            Label::new(here, "expected end of statement"),
+            format!("expected end of statement, found {found}"),
+        )
+        .with_help(format!("each statement starts with a keyword ({stmts}); comparisons do not chain")),
+        Expected::TooDeep => Diagnostic::error(
+            Code::E0106,
+            Label::new(here, "nesting limit reached here"),
+            "expression nested too deeply".to_string(),
+        )
+        .with_note("seppoc accepts at most 64 nested parentheses or calls and expression trees 256 levels deep")
+        .with_help("split the expression into `let` bindings"),
+        Expected::BadNumber(why) => Diagnostic::error(
+            Code::E0107,
+            Label::new(here, *why),
+            format!("invalid number literal {found}: {why}"),
+        ),
+    }
+}
+
+/// Span of the token starting at `at` (at least one character, empty at end of file).
+fn token_span(text: &str, at: usize) -> Span {
+    let at = at.min(text.len());
+    let rest = &text[at..];
+    let len = match rest.chars().next() {
+        None => 0,
+        Some(c) if c.is_ascii_alphanumeric() || c == '_' || c == '.' => {
+            rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(rest.len())
+        }
+        Some(c) => c.len_utf8(),
+    };
+    Span::new(at, at + len)
+}
+
+/// Human description of what stands at `at`: "`loss`", "end of file", "a newline".
+fn describe(text: &str, at: usize) -> String {
+    let span = token_span(text, at);
+    if span.start == span.end {
+        return "end of file".to_string();
+    }
+    let tok = &text[span.range()];
+    match tok {
+        "\n" | "\r" => "end of line".to_string(),
+        _ => format!("`{}`", tok.escape_debug()),
+    }
+}
