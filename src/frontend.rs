@@ -15,6 +15,14 @@ pub fn frontend(file: &SourceFile) -> Result<Checked, Vec<Diagnostic>> {
     check::check(&ast)
 }
 
+/// [`frontend`] followed by `--set` overrides (validated against each parameter's type and domain); returns
+/// the program and the final parameter values.
+pub fn frontend_with(file: &SourceFile, sets: &[(String, String)]) -> Result<(Checked, Vec<(String, f64)>), Vec<Diagnostic>> {
+    let checked = frontend(file)?;
+    let values = check::apply_overrides(&checked, sets)?;
+    Ok((checked, values))
+}
+
 /// A checked objective together with its source: the entry point for using seppoc from Rust.
 #[derive(Clone, Debug)]
 pub struct Objective {

@@ -1,8 +1,7 @@
 //! `seppoc check FILE...`: print diagnostics, exit 1 if any file has errors.
 
 use super::{load_source, parse_set, print_diags};
-use crate::check;
-use crate::frontend::frontend;
+use crate::frontend::frontend_with;
 use std::process::ExitCode;
 
 /// Arguments of `seppoc check`.
@@ -26,12 +25,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (file, load_diag) = load_source(path)?;
         let result = match load_diag {
             Some(d) => Err(vec![d]),
-            None => frontend(&file),
+            None => frontend_with(&file, &args.sets).map(|(checked, _)| checked),
         };
-        let result = result.and_then(|checked| match check::apply_overrides(&checked, &args.sets) {
-            Ok(_) => Ok(checked),
-            Err(diags) => Err(diags),
-        });
         match result {
             Ok(checked) => {
                 print_diags(&checked.warnings, &file);

@@ -359,7 +359,10 @@ pub fn stmt(i: In) -> PResult<Stmt> {
     let (next, _) = ws(rest)?;
     let at_end = next.fragment().is_empty() || word(next).map(|(_, (w, _))| kw_is_stmt(&w)).unwrap_or(false);
     if !at_end {
-        return Err(nom::Err::Failure(ParseError { at: next.location_offset(), expected: Expected::StmtEnd }));
+        // Something on a new line that is not a keyword reads as a missing keyword, not as a long statement.
+        let gap = &rest.fragment()[..next.location_offset() - rest.location_offset()];
+        let expected = if gap.contains('\n') && word(next).is_ok() { Expected::Stmt } else { Expected::StmtEnd };
+        return Err(nom::Err::Failure(ParseError { at: next.location_offset(), expected }));
     }
     Ok((rest, stmt))
 }
