@@ -5,6 +5,7 @@
 //! judge), [`model`] (the DiT denoiser, schedules, checkpoints) and [`sampler`] (DDPM/DDIM with CFG).
 #![warn(missing_docs)]
 
+pub mod builder;
 pub mod check;
 pub mod cli;
 pub mod data;

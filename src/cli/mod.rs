@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train the base model with an objective (issue 4; not implemented yet).
+    Run(RunArgs),
     /// Check objective files and print their diagnostics; exits non-zero on errors.
     Check(check::Args),
     /// Print the canonical form of an objective file (`--check`: exit non-zero if it differs).
@@ -55,10 +57,21 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Arguments of `seppoc run`.
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The objective file.
+    file: String,
+}
+
 /// Runs the command line and returns the process exit code: 0 success, 1 diagnostics with errors, 2 other errors.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => Err(anyhow::anyhow!(
+            "`seppoc run {}`: training is not implemented yet (issue 4); `seppoc check {}` checks the objective",
+            args.file, args.file
+        )),
         Command::Check(args) => check::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Pretrain(args) => pretrain::run(args),
