@@ -7,11 +7,13 @@
 
 pub mod builder;
 pub mod check;
+pub mod compile;
 pub mod cli;
 pub mod data;
 pub mod diag;
 pub mod eval;
 pub mod frontend;
+pub mod ir;
 pub mod model;
 pub mod sampler;
 pub mod source;

@@ -59,3 +59,8 @@ impl Checker {
         Some(c.value)
     }
 }
+
+/// The value of a constant expression (a checked program's constants always evaluate).
+pub fn const_value(e: &Expr) -> Option<f64> {
+    eval(e).map(|c| c.value)
+}

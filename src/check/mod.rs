@@ -10,6 +10,7 @@ pub mod scope;
 mod stmts;
 pub mod types;
 
+pub use consts::const_value;
 pub use overrides::apply_overrides;
 pub use program::*;
 

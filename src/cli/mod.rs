@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 mod check;
 mod eval;
+mod explain;
 mod fmt;
+mod loss;
 mod pretrain;
 mod sample;
 
@@ -21,6 +23,10 @@ struct Cli {
 enum Command {
     /// Train the base model with an objective (issue 4; not implemented yet).
     Run(RunArgs),
+    /// Print an objective's IR and its per-step execution plan.
+    Explain(explain::Args),
+    /// Evaluate an objective on given leaf values (f64 oracle and dfdx), with gradients, as JSON.
+    Loss(loss::Args),
     /// Check objective files and print their diagnostics; exits non-zero on errors.
     Check(check::Args),
     /// Print the canonical form of an objective file (`--check`: exit non-zero if it differs).
@@ -73,6 +79,8 @@ pub fn main() -> ExitCode {
             args.file, args.file
         )),
         Command::Check(args) => check::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Loss(args) => loss::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Pretrain(args) => pretrain::run(args),
         Command::Sample(args) => sample::run(args),

@@ -1,0 +1,80 @@
+//! `seppoc loss FILE --inputs VALUES.json`: the objective on given leaf values, by the f64 oracle and by the
+//! compiled dfdx graph, as JSON — how a user checks that a `.obj` file computes a paper's formula.
+
+use super::{load_source, parse_set, print_diags};
+use crate::compile::conformance;
+use crate::frontend::frontend_with;
+use crate::ir::{lower, LeafValues};
+use anyhow::{anyhow, bail, Context};
+use serde_json::{json, Map, Value};
+use std::process::ExitCode;
+
+/// Arguments of `seppoc loss`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The objective file.
+    file: String,
+    /// JSON file: `{"inputs": {"e_policy_winner": [..], "e_ref_winner": [..], ...}}`, one list per leaf named by
+    /// `seppoc explain`, all of the same length (the batch).
+    #[arg(long)]
+    inputs: String,
+    /// Override a parameter (`--set beta=5000`).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    sets: Vec<(String, String)>,
+}
+
+/// Runs `seppoc loss`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (file, load_diag) = load_source(&args.file)?;
+    let (checked, params) = match load_diag.map_or_else(|| frontend_with(&file, &args.sets), |d| Err(vec![d])) {
+        Ok(ok) => ok,
+        Err(diags) => {
+            print_diags(&diags, &file);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let obj = lower(&checked);
+    let text = std::fs::read_to_string(&args.inputs).with_context(|| format!("cannot read `{}`", args.inputs))?;
+    let json: Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", args.inputs))?;
+    let given = json.get("inputs").and_then(Value::as_object).ok_or_else(|| anyhow!("`{}`: expected an object with an \"inputs\" object", args.inputs))?;
+    let names: Vec<String> = obj.inputs.iter().map(|i| i.name()).collect();
+    let mut inputs = Vec::new();
+    let mut batch = None;
+    for name in &names {
+        let list = given.get(name).ok_or_else(|| anyhow!("`{}`: missing leaf `{name}` (this objective's leaves: {})", args.inputs, names.join(", ")))?;
+        let values: Vec<f64> = list
+            .as_array()
+            .ok_or_else(|| anyhow!("`{}`: `{name}` must be a list of numbers", args.inputs))?
+            .iter()
+            .map(|v| v.as_f64().filter(|x| x.is_finite()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| anyhow!("`{}`: `{name}` must hold finite numbers only", args.inputs))?;
+        match batch {
+            None if values.is_empty() => bail!("`{}`: `{name}` is empty; give at least one sample", args.inputs),
+            None => batch = Some(values.len()),
+            Some(b) if b != values.len() => bail!("`{}`: `{name}` has {} values but `{}` has {b}; every leaf needs one value per sample", args.inputs, values.len(), names[0]),
+            _ => {}
+        }
+        inputs.push(values);
+    }
+    for key in given.keys() {
+        if !names.contains(key) {
+            bail!("`{}`: unknown leaf `{key}` (this objective's leaves: {})", args.inputs, names.join(", "));
+        }
+    }
+    let leaves = LeafValues { inputs, params: params.iter().map(|(_, v)| *v).collect() };
+    let (oracle, dfdx) = conformance::both(&obj, &leaves);
+    let grad_map = |grads: &[Option<Vec<f64>>]| -> Map<String, Value> {
+        names.iter().zip(grads).filter_map(|(n, g)| g.as_ref().map(|g| (n.clone(), json!(g)))).collect()
+    };
+    let logs: Map<String, Value> = oracle.logs.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
+    let out = json!({
+        "objective": obj.name,
+        "batch": batch,
+        "params": params.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<Map<String, Value>>(),
+        "oracle_f64": { "loss": oracle.loss, "per_sample": oracle.per_sample, "logs": logs, "grad": grad_map(&oracle.grads) },
+        "dfdx_f32": { "loss": dfdx.loss, "grad": grad_map(&dfdx.grads) },
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}

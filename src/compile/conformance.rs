@@ -1,0 +1,44 @@
+//! The objective evaluated twice on given leaf values — by the f64 oracle and by the compiled dfdx graph —
+//! with gradients with respect to every policy leaf (`seppoc loss`, and the backend-agreement tests).
+
+use super::{backend::Cpu, loss_graph};
+use crate::ir::{Evaluation, LeafValues, ModelRef, Objective};
+use dfdx::prelude::*;
+
+/// What the dfdx graph computed (f32).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DfdxResult {
+    /// The loss.
+    pub loss: f64,
+    /// `d loss / d leaf` for each policy leaf (`None` for frozen leaves), in input order.
+    pub grads: Vec<Option<Vec<f64>>>,
+}
+
+/// Evaluates on CPU with both backends.
+pub fn both(obj: &Objective, leaves: &LeafValues) -> (Evaluation, DfdxResult) {
+    let batch = leaves.inputs.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let dev = Cpu::default();
+    let mut offsets = vec![None; obj.inputs.len()];
+    let mut stacked: Vec<f32> = Vec::new();
+    for (k, input) in obj.inputs.iter().enumerate() {
+        if input.model == ModelRef::Policy {
+            offsets[k] = Some(stacked.len());
+            stacked.extend(leaves.inputs[k].iter().map(|&v| v as f32));
+        }
+    }
+    // The oracle sees the f32-rounded policy values, exactly what the graph sees.
+    let mut rounded = leaves.clone();
+    for (k, input) in obj.inputs.iter().enumerate() {
+        if input.model == ModelRef::Policy {
+            rounded.inputs[k] = leaves.inputs[k].iter().map(|&v| v as f32 as f64).collect();
+        }
+    }
+    let n = stacked.len();
+    let policy: Tensor<(usize,), f32, Cpu> = dev.tensor_from_vec(stacked, (n,));
+    let graph = loss_graph(obj, policy.leaky_trace(), &offsets, &rounded, batch);
+    let loss = graph.loss.array() as f64;
+    let grads = graph.loss.backward();
+    let g = grads.get(&policy).as_vec();
+    let grads = offsets.iter().map(|off| off.map(|o| g[o..o + batch].iter().map(|&v| v as f64).collect())).collect();
+    (graph.host, DfdxResult { loss, grads })
+}

@@ -1,0 +1,221 @@
+//! Checked program to IR. Infallible: whatever `check` accepts lowers; anything else is a seppoc bug.
+
+use super::*;
+use crate::check::Checked;
+use crate::syntax::ast::{self, Expr, ExprKind, StmtKind};
+use std::collections::HashMap;
+
+/// What a name or expression stands for during lowering.
+#[derive(Clone, Debug)]
+enum Value {
+    Node(NodeId),
+    Model(ModelRef),
+    Images(ImageRef),
+    Prompt,
+}
+
+struct Lowerer<'a> {
+    checked: &'a Checked,
+    inputs: Vec<Input>,
+    nodes: Vec<Node>,
+    spans: Vec<Span>,
+    interned: HashMap<Node, NodeId>,
+    env: HashMap<String, Value>,
+    n_samples: u32,
+}
+
+/// Lowers a checked program to IR, sharing structurally equal subexpressions (CSE).
+pub fn lower(checked: &Checked) -> Objective {
+    let mut lw = Lowerer {
+        checked,
+        inputs: Vec::new(),
+        nodes: Vec::new(),
+        spans: Vec::new(),
+        interned: HashMap::new(),
+        env: HashMap::new(),
+        n_samples: 0,
+    };
+    for (k, p) in checked.params.iter().enumerate() {
+        let id = lw.intern(Node::Param(k as u32), Span::default());
+        lw.env.insert(p.name.clone(), Value::Node(id));
+    }
+    for r in &checked.references {
+        lw.env.insert(r.name.clone(), Value::Model(ModelRef::Reference(r.name.clone())));
+    }
+    let mut loss = None;
+    let mut logs = Vec::new();
+    for stmt in &checked.file.stmts {
+        match &stmt.kind {
+            StmtKind::Let(name, e) => {
+                let v = lw.expr(e);
+                lw.env.insert(name.name.clone(), v);
+            }
+            StmtKind::Log(name, e) => logs.push((name.name.clone(), lw.node(e))),
+            StmtKind::Loss(e) => loss = Some(lw.node(e)),
+            _ => {}
+        }
+    }
+    let loss = loss.unwrap_or_else(|| panic!("internal error: a checked program has a loss"));
+    Objective {
+        name: checked.name.clone(),
+        data: checked.data,
+        noise: checked.noise,
+        pool: checked.pool,
+        params: checked.params.clone(),
+        references: checked.references.clone(),
+        samples: checked.samples.clone(),
+        inputs: lw.inputs,
+        nodes: lw.nodes,
+        spans: lw.spans,
+        loss,
+        logs,
+    }
+}
+
+impl Lowerer<'_> {
+    fn intern(&mut self, node: Node, span: Span) -> NodeId {
+        if let Some(id) = self.interned.get(&node) {
+            return *id;
+        }
+        let id = NodeId(self.nodes.len() as u32);
+        self.nodes.push(node.clone());
+        self.spans.push(span);
+        self.interned.insert(node, id);
+        id
+    }
+
+    fn constant(&mut self, v: f64, span: Span) -> NodeId {
+        self.intern(Node::Const(v.to_bits()), span)
+    }
+
+    fn node(&mut self, e: &Expr) -> NodeId {
+        match self.expr(e) {
+            Value::Node(id) => id,
+            other => panic!("internal error: checked expression {other:?} is not a number"),
+        }
+    }
+
+    fn expr(&mut self, e: &Expr) -> Value {
+        let span = e.span;
+        let id = match &e.kind {
+            ExprKind::Int(v) => self.constant(*v as f64, span),
+            ExprKind::Real(v) => self.constant(*v, span),
+            ExprKind::Name(n) => return self.name(n, span),
+            ExprKind::Neg(x) => {
+                let x = self.node(x);
+                self.intern(Node::Unary(UnOp::Neg, x), span)
+            }
+            ExprKind::Binary(op, a, b) => {
+                let (a, b) = (self.node(a), self.node(b));
+                let node = match op {
+                    ast::BinOp::Add => Node::Binary(BinOp::Add, a, b),
+                    ast::BinOp::Sub => Node::Binary(BinOp::Sub, a, b),
+                    ast::BinOp::Mul => Node::Binary(BinOp::Mul, a, b),
+                    ast::BinOp::Div => Node::Binary(BinOp::Div, a, b),
+                    ast::BinOp::Lt => Node::Compare(CmpOp::Lt, a, b),
+                    ast::BinOp::Le => Node::Compare(CmpOp::Le, a, b),
+                    ast::BinOp::Gt => Node::Compare(CmpOp::Gt, a, b),
+                    ast::BinOp::Ge => Node::Compare(CmpOp::Ge, a, b),
+                    ast::BinOp::Eq => Node::Compare(CmpOp::Eq, a, b),
+                    ast::BinOp::Ne => Node::Compare(CmpOp::Ne, a, b),
+                };
+                self.intern(node, span)
+            }
+            ExprKind::Call(f, args) => return self.call(&f.name, args, span),
+        };
+        Value::Node(id)
+    }
+
+    fn name(&mut self, n: &str, span: Span) -> Value {
+        match n {
+            "policy" => Value::Model(ModelRef::Policy),
+            "winner" => Value::Images(ImageRef::Winner),
+            "loser" => Value::Images(ImageRef::Loser),
+            "prompt" => Value::Prompt,
+            "inf" => Value::Node(self.constant(f64::INFINITY, span)),
+            _ => self.env.get(n).cloned().unwrap_or_else(|| panic!("internal error: unresolved name `{n}`")),
+        }
+    }
+
+    fn call(&mut self, func: &str, args: &[ast::Arg], span: Span) -> Value {
+        let pos: Vec<&Expr> = args.iter().filter(|a| a.name.is_none()).map(|a| &a.value).collect();
+        let named = |key: &str| args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == key)).map(|a| &a.value);
+        let id = match func {
+            "err" => self.err(pos[0], pos[1], span),
+            "logratio" => {
+                let m = self.err(pos[0], pos[2], span);
+                let r = self.err(pos[1], pos[2], span);
+                self.intern(Node::Binary(BinOp::Sub, r, m), span)
+            }
+            "sample" => {
+                let k = self.n_samples;
+                self.n_samples += 1;
+                let _ = self.checked.samples.get(k as usize).unwrap_or_else(|| panic!("internal error: sample #{k} unchecked"));
+                return Value::Images(ImageRef::Sample(k));
+            }
+            "min" | "max" => {
+                let (a, b) = (self.node(pos[0]), self.node(pos[1]));
+                self.intern(Node::Binary(if func == "min" { BinOp::Min } else { BinOp::Max }, a, b), span)
+            }
+            "clamp" => {
+                let (x, lo, hi) = (self.node(pos[0]), self.node(pos[1]), self.node(pos[2]));
+                self.intern(Node::Clamp(x, lo, hi), span)
+            }
+            "sign" => {
+                let arg = self.node(pos[0]);
+                let tie = named("tie").and_then(crate::check::const_value).unwrap_or(0.0);
+                self.intern(Node::Sign { arg, tie: tie.to_bits() }, span)
+            }
+            "indicator" => self.node(pos[0]),
+            "where" => {
+                let (c, a, b) = (self.node(pos[0]), self.node(pos[1]), self.node(pos[2]));
+                self.intern(Node::Where(c, a, b), span)
+            }
+            "stopgrad" => {
+                let x = self.node(pos[0]);
+                self.intern(Node::StopGrad(x), span)
+            }
+            "mean" | "sum" => {
+                let x = self.node(pos[0]);
+                self.intern(Node::Reduce(if func == "mean" { ReduceOp::Mean } else { ReduceOp::Sum }, x), span)
+            }
+            _ => {
+                let op = match func {
+                    "logsigmoid" => UnOp::LogSigmoid,
+                    "sigmoid" => UnOp::Sigmoid,
+                    "softplus" => UnOp::Softplus,
+                    "relu" => UnOp::Relu,
+                    "exp" => UnOp::Exp,
+                    "log" => UnOp::Log,
+                    "log1p" => UnOp::Log1p,
+                    "square" => UnOp::Square,
+                    "abs" => UnOp::Abs,
+                    other => panic!("internal error: unchecked function `{other}`"),
+                };
+                let x = self.node(pos[0]);
+                self.intern(Node::Unary(op, x), span)
+            }
+        };
+        Value::Node(id)
+    }
+
+    fn err(&mut self, model: &Expr, images: &Expr, span: Span) -> NodeId {
+        let model = match self.expr(model) {
+            Value::Model(m) => m,
+            other => panic!("internal error: {other:?} is not a model"),
+        };
+        let images = match self.expr(images) {
+            Value::Images(i) => i,
+            other => panic!("internal error: {other:?} is not images"),
+        };
+        let input = Input { model, images };
+        let k = match self.inputs.iter().position(|i| *i == input) {
+            Some(k) => k,
+            None => {
+                self.inputs.push(input);
+                self.inputs.len() - 1
+            }
+        };
+        self.intern(Node::Input(InputId(k as u32)), span)
+    }
+}

@@ -1,0 +1,224 @@
+//! The typed IR of an objective: a DAG of scalar operations in topological order over leaf inputs (the
+//! per-sample denoising errors `err(M, x)`), with spans in a side table and common subexpressions shared.
+
+mod eval;
+mod lower;
+pub mod print;
+
+pub use eval::{evaluate, Evaluation, LeafValues};
+pub use lower::lower;
+
+use crate::check::{Checked, DataKind, Noise, Pool, Reference, SampleSpec};
+use crate::source::Span;
+
+/// Index of a node in [`Objective::nodes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+/// Index of a leaf in [`Objective::inputs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InputId(pub u32);
+
+/// Which model a leaf evaluates.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModelRef {
+    /// The trained policy: its leaves carry gradient.
+    Policy,
+    /// A frozen reference, by name.
+    Reference(String),
+}
+
+/// Which images a leaf is evaluated on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ImageRef {
+    /// Data winners.
+    Winner,
+    /// Data losers.
+    Loser,
+    /// Reference samples of `sample(...)` number k.
+    Sample(u32),
+}
+
+/// A leaf: the per-sample denoising error of `model` on `images`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Input {
+    /// The model.
+    pub model: ModelRef,
+    /// The images.
+    pub images: ImageRef,
+}
+
+impl Input {
+    /// The name used by `seppoc explain` and `seppoc loss --inputs`, e.g. `e_policy_winner`, `e_ref_sample0`.
+    pub fn name(&self) -> String {
+        let m = match &self.model {
+            ModelRef::Policy => "policy".to_string(),
+            ModelRef::Reference(n) => n.clone(),
+        };
+        let x = match self.images {
+            ImageRef::Winner => "winner".to_string(),
+            ImageRef::Loser => "loser".to_string(),
+            ImageRef::Sample(k) => format!("sample{k}"),
+        };
+        format!("e_{m}_{x}")
+    }
+}
+
+/// Elementwise functions of one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnOp {
+    /// `-x`
+    Neg,
+    /// `log σ(x)`
+    LogSigmoid,
+    /// `σ(x)`
+    Sigmoid,
+    /// `log(1 + e^x)`
+    Softplus,
+    /// `max(x, 0)`
+    Relu,
+    /// `e^x`
+    Exp,
+    /// `ln x`
+    Log,
+    /// `ln(1 + x)`
+    Log1p,
+    /// `x^2`
+    Square,
+    /// `|x|`
+    Abs,
+}
+
+/// Elementwise functions of two values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `min(a, b)`
+    Min,
+    /// `max(a, b)`
+    Max,
+}
+
+/// Comparisons (gates): 1.0 where true, 0.0 where false; never carry gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+}
+
+/// Batch reductions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// Mean over the batch.
+    Mean,
+    /// Sum over the batch.
+    Sum,
+}
+
+/// One IR operation. Operands always have smaller ids (topological order).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// A leaf value, per sample.
+    Input(InputId),
+    /// A parameter's value (after `--set`), by index into [`Objective::params`].
+    Param(u32),
+    /// A constant, stored as `f64::to_bits` so nodes hash.
+    Const(u64),
+    /// `op(x)`
+    Unary(UnOp, NodeId),
+    /// `op(a, b)`
+    Binary(BinOp, NodeId, NodeId),
+    /// `clamp(x, lo, hi)`
+    Clamp(NodeId, NodeId, NodeId),
+    /// `a op b` as 0.0 / 1.0, no gradient.
+    Compare(CmpOp, NodeId, NodeId),
+    /// `sign(x)` with the stated value at 0, no gradient.
+    Sign {
+        /// The gated value.
+        arg: NodeId,
+        /// Value at exactly 0 (bits of -1.0, 0.0 or 1.0).
+        tie: u64,
+    },
+    /// `where(c, a, b)`: `a` where `c` is 1, else `b`; gradient flows to `a` and `b` only.
+    Where(NodeId, NodeId, NodeId),
+    /// Value of `x`, no gradient.
+    StopGrad(NodeId),
+    /// Reduction over the batch.
+    Reduce(ReduceOp, NodeId),
+}
+
+/// The lowered objective.
+#[derive(Clone, Debug)]
+pub struct Objective {
+    /// `objective NAME`.
+    pub name: String,
+    /// Data kind.
+    pub data: DataKind,
+    /// Noise coupling.
+    pub noise: Noise,
+    /// Checkpoint pool.
+    pub pool: Option<Pool>,
+    /// Parameters with their default values.
+    pub params: Vec<crate::check::Param>,
+    /// Reference models.
+    pub references: Vec<Reference>,
+    /// Reference-sample generators (`ImageRef::Sample(k)` indexes here).
+    pub samples: Vec<SampleSpec>,
+    /// Leaves in first-use order.
+    pub inputs: Vec<Input>,
+    /// Operations in topological order.
+    pub nodes: Vec<Node>,
+    /// `spans[id]`: where the node came from (the first occurrence when shared).
+    pub spans: Vec<Span>,
+    /// The loss node (batch-reduced).
+    pub loss: NodeId,
+    /// Logged quantities.
+    pub logs: Vec<(String, NodeId)>,
+}
+
+impl Objective {
+    /// The node behind an id.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.0 as usize]
+    }
+
+    /// Whether gradient reaches the policy through a node: it depends on a policy leaf other than through
+    /// `stopgrad`, a comparison or a gate condition.
+    pub fn taped(&self) -> Vec<bool> {
+        let mut taped = vec![false; self.nodes.len()];
+        for (k, node) in self.nodes.iter().enumerate() {
+            let t = |id: &NodeId| taped[id.0 as usize];
+            taped[k] = match node {
+                Node::Input(i) => self.inputs[i.0 as usize].model == ModelRef::Policy,
+                Node::Param(_) | Node::Const(_) | Node::Compare(..) | Node::Sign { .. } | Node::StopGrad(_) => false,
+                Node::Unary(_, x) | Node::Reduce(_, x) => t(x),
+                Node::Binary(_, a, b) => t(a) || t(b),
+                Node::Clamp(x, lo, hi) => t(x) || t(lo) || t(hi),
+                Node::Where(_, a, b) => t(a) || t(b),
+            };
+        }
+        taped
+    }
+
+    /// Lowers a checked program (convenience for [`lower`]).
+    pub fn from_checked(checked: &Checked) -> Objective {
+        lower(checked)
+    }
+}
