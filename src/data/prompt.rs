@@ -78,13 +78,13 @@ pub const BACKGROUND: f32 = 20.0 / 255.0;
 /// Where an object sits in the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Position {
-    /// Centre at (0.25, 0.5) of the image.
+    /// Centre at (0.22, 0.5) of the image.
     Left,
-    /// Centre at (0.75, 0.5) of the image.
+    /// Centre at (0.78, 0.5) of the image.
     Right,
-    /// Centre at (0.5, 0.25) of the image.
+    /// Centre at (0.5, 0.22) of the image.
     Top,
-    /// Centre at (0.5, 0.75) of the image.
+    /// Centre at (0.5, 0.78) of the image.
     Bottom,
     /// Centre at (0.5, 0.5) of the image.
     Center,
@@ -109,10 +109,10 @@ impl Position {
     /// The anchor point as fractions `(x, y)` of the image width and height.
     pub fn anchor(self) -> (f32, f32) {
         match self {
-            Position::Left => (0.25, 0.5),
-            Position::Right => (0.75, 0.5),
-            Position::Top => (0.5, 0.25),
-            Position::Bottom => (0.5, 0.75),
+            Position::Left => (0.22, 0.5),
+            Position::Right => (0.78, 0.5),
+            Position::Top => (0.5, 0.22),
+            Position::Bottom => (0.5, 0.78),
             Position::Center => (0.5, 0.5),
         }
     }

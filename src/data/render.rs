@@ -10,9 +10,10 @@ use rand_distr::{Distribution, Normal};
 const SUPERSAMPLE: usize = 4;
 
 /// Half-size of a shape as a fraction of the image side, before jitter.
-pub const BASE_RADIUS: f32 = 0.2;
+pub const BASE_RADIUS: f32 = 0.18;
 
-/// A shape placed in pixel coordinates: `r` is the circle radius; squares and triangles are scaled from it.
+/// A shape placed in pixel coordinates: `r` is the circle radius, 0.85·r the square's half-side, and the
+/// triangle spans `±r` both ways (apex at the top). No shape reaches further than `r` from its centre.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Placed {
     /// Which shape.
@@ -32,10 +33,7 @@ impl Placed {
         match self.shape {
             Shape::Circle => dx * dx + dy * dy <= self.r * self.r,
             Shape::Square => dx.abs() <= 0.85 * self.r && dy.abs() <= 0.85 * self.r,
-            Shape::Triangle => {
-                let h = 1.1 * self.r;
-                dy >= -h && dy <= h && dx.abs() <= (dy + h) * 0.5
-            }
+            Shape::Triangle => dy >= -self.r && dy <= self.r && dx.abs() <= (dy + self.r) * 0.5,
         }
     }
 
@@ -55,14 +53,14 @@ pub fn area_factor(shape: Shape) -> f32 {
     match shape {
         Shape::Circle => std::f32::consts::PI,
         Shape::Square => 1.7 * 1.7,
-        Shape::Triangle => 2.0 * 1.1 * 1.1,
+        Shape::Triangle => 2.0,
     }
 }
 
 /// `d` in `centroid_y - cy = d · r` for each shape (a triangle's centroid is a third of its height below centre).
 pub fn centroid_dy_factor(shape: Shape) -> f32 {
     match shape {
-        Shape::Triangle => 1.1 / 3.0,
+        Shape::Triangle => 1.0 / 3.0,
         _ => 0.0,
     }
 }
@@ -70,7 +68,7 @@ pub fn centroid_dy_factor(shape: Shape) -> f32 {
 /// The fraction of each pixel covered by the shape, row-major `height × width`, in [0, 1].
 pub fn coverage(p: &Placed, height: usize, width: usize) -> Vec<f32> {
     let mut out = vec![0.0; height * width];
-    let reach = 1.1 * p.r + 1.0;
+    let reach = p.r + 1.0;
     let x0 = (p.cx - reach).floor().max(0.0) as usize;
     let y0 = (p.cy - reach).floor().max(0.0) as usize;
     let x1 = ((p.cx + reach).ceil().max(0.0) as usize).min(width);
@@ -173,22 +171,29 @@ fn unreachable_normal() -> Normal<f32> {
 
 /// A 3×3 box blur with edge clamping, per channel.
 fn box_blur(img: &Image) -> Image {
-    let (h, w) = (img.height, img.width);
-    let plane = h * w;
+    let plane = img.height * img.width;
     let mut out = img.clone();
     for c in 0..img.channels {
-        for y in 0..h {
-            for x in 0..w {
-                let mut sum = 0.0;
-                for dy in -1i32..=1 {
-                    for dx in -1i32..=1 {
-                        let yy = (y as i32 + dy).clamp(0, h as i32 - 1) as usize;
-                        let xx = (x as i32 + dx).clamp(0, w as i32 - 1) as usize;
-                        sum += img.data[c * plane + yy * w + xx];
-                    }
+        let blurred = blur_plane(&img.data[c * plane..(c + 1) * plane], img.height, img.width);
+        out.data[c * plane..(c + 1) * plane].copy_from_slice(&blurred);
+    }
+    out
+}
+
+/// A 3×3 box blur of one row-major `h × w` plane with edge clamping.
+pub fn blur_plane(plane: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let mut out = vec![0.0; h * w];
+    for y in 0..h {
+        for x in 0..w {
+            let mut sum = 0.0;
+            for dy in -1i64..=1 {
+                for dx in -1i64..=1 {
+                    let yy = (y as i64 + dy).clamp(0, h as i64 - 1) as usize;
+                    let xx = (x as i64 + dx).clamp(0, w as i64 - 1) as usize;
+                    sum += plane[yy * w + xx];
                 }
-                out.data[c * plane + y * w + x] = sum / 9.0;
             }
+            out[y * w + x] = sum / 9.0;
         }
     }
     out

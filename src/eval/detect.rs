@@ -2,7 +2,7 @@
 //! the nearest palette colour, the best-fitting shape template and the nearest position anchor.
 
 use crate::data::prompt::{Colour, Position, Shape, BACKGROUND};
-use crate::data::render::{area_factor, centroid_dy_factor, coverage, Placed};
+use crate::data::render::{area_factor, blur_plane, centroid_dy_factor, coverage, Placed};
 use crate::data::Image;
 use serde::Serialize;
 
@@ -43,6 +43,7 @@ pub fn detect(img: &Image) -> Vec<Detection> {
     let rgb: Vec<[f32; 3]> = (0..h * w).map(|i| img.rgb01(i % w, i / w)).collect();
     let fg: Vec<f32> = rgb.iter().map(|p| foreground(*p)).collect();
     let labels = label_components(&fg, h, w);
+    let owner = grow(&labels, h, w, 2);
     let n_labels = labels.iter().flatten().max().map_or(0, |m| m + 1);
     let min_px = (h * w / 64).max(3);
     let mut out = Vec::new();
@@ -51,7 +52,8 @@ pub fn detect(img: &Image) -> Vec<Detection> {
         if members.len() < min_px {
             continue;
         }
-        if let Some(det) = describe(&members, &labels, &fg, &rgb, h, w) {
+        let mask: Vec<f32> = (0..h * w).map(|i| if owner[i] == Some(label) { fg[i] } else { 0.0 }).collect();
+        if let Some(det) = describe(&members, &mask, &fg, &rgb, h, w) {
             out.push(det);
         }
     }
@@ -95,26 +97,36 @@ fn label_components(fg: &[f32], h: usize, w: usize) -> Vec<Option<usize>> {
     labels
 }
 
-/// Measures one component: its soft support is the component grown by one pixel (8-neighbourhood), minus
-/// pixels of other components.
-fn describe(members: &[usize], labels: &[Option<usize>], fg: &[f32], rgb: &[[f32; 3]], h: usize, w: usize) -> Option<Detection> {
-    let own = labels[members[0]];
-    let mut support = vec![false; h * w];
-    for &i in members {
-        let (x, y) = ((i % w) as i64, (i / w) as i64);
-        for dy in -1..=1 {
-            for dx in -1..=1 {
-                let (xx, yy) = (x + dx, y + dy);
-                if xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h {
-                    let j = yy as usize * w + xx as usize;
-                    if labels[j].is_none() || labels[j] == own {
-                        support[j] = true;
+/// Grows labels into unlabelled pixels by up to `steps` 8-neighbour steps; a pixel goes to the component that
+/// reaches it first (the soft support of each component, split between neighbours).
+fn grow(labels: &[Option<usize>], h: usize, w: usize, steps: usize) -> Vec<Option<usize>> {
+    let mut owner = labels.to_vec();
+    for _ in 0..steps {
+        let prev = owner.clone();
+        for i in 0..h * w {
+            if prev[i].is_some() {
+                continue;
+            }
+            let (x, y) = ((i % w) as i64, (i / w) as i64);
+            'scan: for dy in -1..=1 {
+                for dx in -1..=1 {
+                    let (xx, yy) = (x + dx, y + dy);
+                    if xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h {
+                        if let Some(l) = prev[yy as usize * w + xx as usize] {
+                            owner[i] = Some(l);
+                            break 'scan;
+                        }
                     }
                 }
             }
         }
     }
-    let mask: Vec<f32> = (0..h * w).map(|i| if support[i] { fg[i] } else { 0.0 }).collect();
+    owner
+}
+
+/// Measures one component from its member pixels (coverage above 1/2) and its soft mask (coverage over its
+/// grown support, zero elsewhere).
+fn describe(members: &[usize], mask: &[f32], fg: &[f32], rgb: &[[f32; 3]], h: usize, w: usize) -> Option<Detection> {
     let mass: f32 = mask.iter().sum();
     if mass <= 0.0 {
         return None;
@@ -122,7 +134,7 @@ fn describe(members: &[usize], labels: &[Option<usize>], fg: &[f32], rgb: &[[f32
     let mx = mask.iter().enumerate().map(|(i, m)| m * ((i % w) as f32 + 0.5)).sum::<f32>() / mass;
     let my = mask.iter().enumerate().map(|(i, m)| m * ((i / w) as f32 + 0.5)).sum::<f32>() / mass;
     let colour = nearest_colour(members, fg, rgb);
-    let (placed, shape_fit) = best_shape(&mask, mass, mx, my, h, w);
+    let (placed, shape_fit) = best_shape(mask, mass, mx, my, h, w);
     let (fx, fy) = (mx / w as f32, my / h as f32);
     let position = nearest_position(fx, fy);
     Some(Detection { colour, shape: placed.shape, position, centroid: (fx, fy), mass, shape_fit, placed })
@@ -151,18 +163,23 @@ fn nearest_colour(members: &[usize], fg: &[f32], rgb: &[[f32; 3]]) -> Colour {
     best
 }
 
-/// Fits each shape template with the measured mass and centroid and keeps the best by `1 - L1 / total`.
+/// Fits each shape template with the measured mass and centroid, sharp and box-blurred once or twice (so
+/// blurry samples are still read right), and keeps the best by `1 - L1 / total`. The returned template is the
+/// sharp one.
 fn best_shape(mask: &[f32], mass: f32, mx: f32, my: f32, h: usize, w: usize) -> (Placed, f32) {
     let mut best: Option<(Placed, f32)> = None;
     for shape in Shape::ALL {
         let r = (mass / area_factor(shape)).sqrt();
         let placed = Placed { shape, cx: mx, cy: my - centroid_dy_factor(shape) * r, r };
-        let t = coverage(&placed, h, w);
-        let diff: f32 = mask.iter().zip(&t).map(|(m, t)| (m - t).abs()).sum();
-        let total: f32 = mass + t.iter().sum::<f32>();
-        let fit = (1.0 - diff / total.max(1e-6)).clamp(0.0, 1.0);
-        if best.as_ref().is_none_or(|(_, f)| fit > *f) {
-            best = Some((placed, fit));
+        let mut t = coverage(&placed, h, w);
+        for _ in 0..3 {
+            let diff: f32 = mask.iter().zip(&t).map(|(m, t)| (m - t).abs()).sum();
+            let total: f32 = mass + t.iter().sum::<f32>();
+            let fit = (1.0 - diff / total.max(1e-6)).clamp(0.0, 1.0);
+            if best.as_ref().is_none_or(|(_, f)| fit > *f) {
+                best = Some((placed, fit));
+            }
+            t = blur_plane(&t, h, w);
         }
     }
     best.unwrap_or((Placed { shape: Shape::Circle, cx: mx, cy: my, r: 0.0 }, 0.0))

@@ -19,7 +19,7 @@ use serde::Serialize;
 /// Mean absolute reconstruction error (RGB in [0, 1]) at or below which quality is 1.
 pub const QUALITY_CLEAN_MAE: f32 = 0.006;
 /// Mean absolute reconstruction error above [`QUALITY_CLEAN_MAE`] at which quality reaches 0.
-pub const QUALITY_SPAN_MAE: f32 = 0.06;
+pub const QUALITY_SPAN_MAE: f32 = 0.1;
 
 /// The verdict on one prompt object.
 #[derive(Clone, Debug, PartialEq, Serialize)]
