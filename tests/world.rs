@@ -194,3 +194,9 @@ fn config_round_trips_through_json() {
     let json = serde_json::to_string(&c).expect("serialisable");
     assert_eq!(serde_json::from_str::<WorldConfig>(&json).expect("parses"), c);
 }
+
+#[test]
+fn default_split_sizes() {
+    let w = world();
+    assert_eq!(w.train.len() + w.heldout.len(), 636);
+}

@@ -70,3 +70,10 @@ impl Vocab {
         words.join(" ")
     }
 }
+
+impl Default for Vocab {
+    /// The one fixed vocabulary; same as [`Vocab::new`].
+    fn default() -> Vocab {
+        Vocab::new()
+    }
+}
