@@ -1,0 +1,96 @@
+//! Preference sets in the Pick-a-Pic shape: a prompt, a preferred image, and optionally a rejected one; with
+//! seeded batch sampling for SFT (winners only) and pairwise objectives (winner and loser).
+
+use super::image::Image;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// One preference record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreferenceItem {
+    /// The caption.
+    pub prompt: String,
+    /// The preferred image, `x_w`.
+    pub winner: Image,
+    /// The rejected image, `x_l`, when the data set has pairs.
+    pub loser: Option<Image>,
+}
+
+/// A borrowed preference pair.
+#[derive(Clone, Copy, Debug)]
+pub struct PairRef<'a> {
+    /// The caption.
+    pub prompt: &'a str,
+    /// The preferred image, `x_w`.
+    pub winner: &'a Image,
+    /// The rejected image, `x_l`.
+    pub loser: &'a Image,
+}
+
+/// A preference data set: synthetic from [`crate::data::World::preference_set`] or loaded from an imagefolder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreferenceSet {
+    /// The records, in file or generation order.
+    pub items: Vec<PreferenceItem>,
+}
+
+impl PreferenceSet {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Whether the set is non-empty and every record has a loser (pairwise objectives can use it).
+    pub fn has_pairs(&self) -> bool {
+        !self.items.is_empty() && self.items.iter().all(|i| i.loser.is_some())
+    }
+
+    /// Number of records with a loser.
+    pub fn n_pairs(&self) -> usize {
+        self.items.iter().filter(|i| i.loser.is_some()).count()
+    }
+
+    /// The same records without losers (for SFT-style objectives that see only winners).
+    pub fn winners_only(&self) -> PreferenceSet {
+        let items = self
+            .items
+            .iter()
+            .map(|i| PreferenceItem { prompt: i.prompt.clone(), winner: i.winner.clone(), loser: None })
+            .collect();
+        PreferenceSet { items }
+    }
+
+    /// Draws `n` records uniformly with replacement; empty when the set is empty.
+    pub fn sample_winners(&self, n: usize, rng: &mut impl Rng) -> Vec<&PreferenceItem> {
+        if self.items.is_empty() {
+            return Vec::new();
+        }
+        (0..n).map(|_| &self.items[rng.gen_range(0..self.items.len())]).collect()
+    }
+
+    /// Draws `n` pairs uniformly with replacement from the records that have a loser; empty when none has.
+    pub fn sample_pairs(&self, n: usize, rng: &mut impl Rng) -> Vec<PairRef<'_>> {
+        let pairs: Vec<PairRef<'_>> = self
+            .items
+            .iter()
+            .filter_map(|i| i.loser.as_ref().map(|l| PairRef { prompt: &i.prompt, winner: &i.winner, loser: l }))
+            .collect();
+        if pairs.is_empty() {
+            return Vec::new();
+        }
+        (0..n).map(|_| pairs[rng.gen_range(0..pairs.len())]).collect()
+    }
+
+    /// One epoch: a seeded shuffle of all record indices cut into batches of `batch_size` (the last may be
+    /// shorter). `batch_size` 0 is treated as 1.
+    pub fn epoch_batches(&self, batch_size: usize, rng: &mut impl Rng) -> Vec<Vec<usize>> {
+        let mut idx: Vec<usize> = (0..self.items.len()).collect();
+        idx.shuffle(rng);
+        idx.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
+    }
+}
