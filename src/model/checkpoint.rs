@@ -1,0 +1,260 @@
+//! Checkpoints in safetensors format with run metadata in the header; atomic writes, validated reads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use super::backend::ModelDevice;
+use super::config::DitConfig;
+use super::dit::Dit;
+
+const FORMAT: &str = "seppoc-dit-v1";
+const RESERVED: [&str; 5] = ["format", "dit_config", "world_config", "seed", "step"];
+
+/// Run metadata stored in the safetensors `__metadata__` header beside the model config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointMeta {
+    /// Free-form JSON of the data world the model was trained on (from the caller).
+    pub world_config: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Optimizer step at which the checkpoint was written.
+    pub step: u64,
+    /// Further entries, e.g. `objective` (text) and `objective_sha256`; reserved keys are ignored.
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Why a checkpoint could not be written or read. `Display` names the file and the problem.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckpointError {
+    /// The file could not be created, read, synced or renamed.
+    Io {
+        /// File concerned.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// The bytes are not a valid safetensors file (truncated, corrupt header, ...).
+    Format {
+        /// File concerned.
+        path: PathBuf,
+        /// What the parser reported.
+        message: String,
+    },
+    /// A metadata entry is missing or does not parse.
+    Metadata {
+        /// File concerned.
+        path: PathBuf,
+        /// The metadata key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A parameter tensor is absent.
+    MissingTensor {
+        /// File concerned.
+        path: PathBuf,
+        /// Tensor name.
+        name: String,
+    },
+    /// A parameter tensor has the wrong shape.
+    WrongShape {
+        /// File concerned.
+        path: PathBuf,
+        /// Tensor name.
+        name: String,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
+    /// A parameter tensor is not f32.
+    WrongDtype {
+        /// File concerned.
+        path: PathBuf,
+        /// Tensor name.
+        name: String,
+        /// Dtype in the file.
+        found: String,
+    },
+    /// The file's model config differs from the one the caller expects.
+    ConfigMismatch {
+        /// File concerned.
+        path: PathBuf,
+        /// Expected config (JSON).
+        expected: String,
+        /// Config in the file (JSON).
+        found: String,
+    },
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use CheckpointError::*;
+        match self {
+            Io { path, message } => write!(f, "checkpoint `{}`: {message}", path.display()),
+            Format { path, message } => {
+                write!(f, "checkpoint `{}` is not a valid safetensors file: {message}", path.display())
+            }
+            Metadata { path, key, message } => {
+                write!(f, "checkpoint `{}`: metadata `{key}`: {message}", path.display())
+            }
+            MissingTensor { path, name } => write!(f, "checkpoint `{}`: tensor `{name}` is missing", path.display()),
+            WrongShape { path, name, expected, found } => write!(
+                f,
+                "checkpoint `{}`: tensor `{name}` has shape {found:?}, expected {expected:?}",
+                path.display()
+            ),
+            WrongDtype { path, name, found } => {
+                write!(f, "checkpoint `{}`: tensor `{name}` has dtype {found}, expected F32", path.display())
+            }
+            ConfigMismatch { path, expected, found } => write!(
+                f,
+                "checkpoint `{}`: model config {found} does not match the expected {expected}",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+fn io_err(path: &Path, e: impl fmt::Display) -> CheckpointError {
+    CheckpointError::Io { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Writes `model` and `meta` to `path` atomically: `path.tmp` is written, fsynced, then renamed.
+pub fn save_checkpoint<D: ModelDevice>(
+    path: &Path,
+    model: &Dit<D>,
+    meta: &CheckpointMeta,
+) -> Result<(), CheckpointError> {
+    let mut header: HashMap<String, String> =
+        meta.extra.iter().filter(|(k, _)| !RESERVED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let cfg = serde_json::to_string(model.config()).map_err(|e| io_err(path, e))?;
+    header.insert("format".into(), FORMAT.into());
+    header.insert("dit_config".into(), cfg);
+    header.insert("world_config".into(), meta.world_config.clone());
+    header.insert("seed".into(), meta.seed.to_string());
+    header.insert("step".into(), meta.step.to_string());
+
+    let bytes: Vec<Vec<u8>> =
+        model.to_host().iter().map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let mut views = Vec::with_capacity(bytes.len());
+    for (spec, data) in model.specs().iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, spec.shape.clone(), data)
+            .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+        views.push((spec.name.clone(), view));
+    }
+    let buf = safetensors::serialize(views, &Some(header))
+        .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    file.write_all(&buf).map_err(|e| io_err(&tmp, e))?;
+    file.sync_all().map_err(|e| io_err(&tmp, e))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+    // Syncing the directory makes the rename durable; not every platform allows opening a directory.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+fn meta_value<'a>(path: &Path, header: &'a HashMap<String, String>, key: &str) -> Result<&'a str, CheckpointError> {
+    header.get(key).map(String::as_str).ok_or_else(|| CheckpointError::Metadata {
+        path: path.to_path_buf(),
+        key: key.into(),
+        message: "missing".into(),
+    })
+}
+
+fn parse_meta(path: &Path, header: &HashMap<String, String>) -> Result<(DitConfig, CheckpointMeta), CheckpointError> {
+    let bad = |key: &str, message: String| CheckpointError::Metadata { path: path.to_path_buf(), key: key.into(), message };
+    let cfg_text = meta_value(path, header, "dit_config")?;
+    let cfg: DitConfig = serde_json::from_str(cfg_text).map_err(|e| bad("dit_config", e.to_string()))?;
+    cfg.validate().map_err(|e| bad("dit_config", e))?;
+    let seed = meta_value(path, header, "seed")?.parse().map_err(|e| bad("seed", format!("{e}")))?;
+    let step = meta_value(path, header, "step")?.parse().map_err(|e| bad("step", format!("{e}")))?;
+    let world_config = meta_value(path, header, "world_config")?.to_string();
+    let extra = header
+        .iter()
+        .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok((cfg, CheckpointMeta { world_config, seed, step, extra }))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    std::fs::read(path).map_err(|e| io_err(path, e))
+}
+
+/// Reads only the header: the model config and the run metadata.
+pub fn read_checkpoint_meta(path: &Path) -> Result<(DitConfig, CheckpointMeta), CheckpointError> {
+    let buf = read_file(path)?;
+    let (_, md) = SafeTensors::read_metadata(&buf)
+        .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    let empty = HashMap::new();
+    parse_meta(path, md.metadata().as_ref().unwrap_or(&empty))
+}
+
+/// Loads a model and its metadata; the model is built from the config stored in the file.
+pub fn load_checkpoint<D: ModelDevice>(path: &Path, dev: &D) -> Result<(Dit<D>, CheckpointMeta), CheckpointError> {
+    let buf = read_file(path)?;
+    let fmt_err = |e: safetensors::SafeTensorError| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() };
+    let (_, md) = SafeTensors::read_metadata(&buf).map_err(fmt_err)?;
+    let empty = HashMap::new();
+    let (cfg, meta) = parse_meta(path, md.metadata().as_ref().unwrap_or(&empty))?;
+    let st = SafeTensors::deserialize(&buf).map_err(fmt_err)?;
+    let shell = Dit::new(&cfg, dev, 0).map_err(|e| CheckpointError::Metadata {
+        path: path.to_path_buf(),
+        key: "dit_config".into(),
+        message: e.to_string(),
+    })?;
+    let mut values = Vec::with_capacity(shell.specs().len());
+    for spec in shell.specs() {
+        let view = st
+            .tensor(&spec.name)
+            .map_err(|_| CheckpointError::MissingTensor { path: path.to_path_buf(), name: spec.name.clone() })?;
+        if view.dtype() != Dtype::F32 {
+            let found = format!("{:?}", view.dtype());
+            return Err(CheckpointError::WrongDtype { path: path.to_path_buf(), name: spec.name.clone(), found });
+        }
+        if view.shape() != spec.shape.as_slice() {
+            return Err(CheckpointError::WrongShape {
+                path: path.to_path_buf(),
+                name: spec.name.clone(),
+                expected: spec.shape.clone(),
+                found: view.shape().to_vec(),
+            });
+        }
+        values.push(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+    }
+    let model = Dit::from_host(&cfg, dev, values).map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok((model, meta))
+}
+
+/// Like [`load_checkpoint`], but fails with [`CheckpointError::ConfigMismatch`] unless the stored config equals `expected`.
+pub fn load_checkpoint_expecting<D: ModelDevice>(
+    path: &Path,
+    dev: &D,
+    expected: &DitConfig,
+) -> Result<(Dit<D>, CheckpointMeta), CheckpointError> {
+    let (cfg, _) = read_checkpoint_meta(path)?;
+    if &cfg != expected {
+        let json = |c: &DitConfig| serde_json::to_string(c).unwrap_or_default();
+        return Err(CheckpointError::ConfigMismatch { path: path.to_path_buf(), expected: json(expected), found: json(&cfg) });
+    }
+    load_checkpoint(path, dev)
+}

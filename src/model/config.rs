@@ -1,0 +1,123 @@
+//! Configuration of the DiT denoiser: every size is a run-time value read from here.
+
+use serde::{Deserialize, Serialize};
+
+/// Pointwise nonlinearity used inside the transformer MLPs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `max(x, 0)`: the cheapest on CPU.
+    Relu,
+    /// `x * sigmoid(1.702 x)`: a GELU approximation that avoids dfdx's scalar `tanhf`.
+    SigmoidGelu,
+    /// `x * sigmoid(x)` (SiLU / swish).
+    Silu,
+}
+
+/// Sizes and choices of the DiT ε-predictor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DitConfig {
+    /// Height and width of the (square) images, in pixels.
+    pub image_size: usize,
+    /// Channels per pixel (3 for RGB).
+    pub channels: usize,
+    /// Side of a square patch; must divide `image_size`.
+    pub patch_size: usize,
+    /// Transformer width (token dimension).
+    pub width: usize,
+    /// Number of transformer blocks.
+    pub depth: usize,
+    /// Number of attention heads; must divide `width`.
+    pub heads: usize,
+    /// Hidden size of each MLP as a multiple of `width`.
+    pub mlp_ratio: usize,
+    /// Caption vocabulary size, including PAD = 0.
+    pub vocab_size: usize,
+    /// Fixed caption length in tokens.
+    pub max_tokens: usize,
+    /// MLP nonlinearity.
+    pub activation: Activation,
+}
+
+impl DitConfig {
+    /// The default model for the 16×16×3 shapes world: patch 2 (64 tokens), width 96, 4 blocks, 4 heads.
+    pub fn small(image_size: usize, vocab_size: usize, max_tokens: usize) -> Self {
+        DitConfig {
+            image_size,
+            channels: 3,
+            patch_size: 2,
+            width: 96,
+            depth: 4,
+            heads: 4,
+            mlp_ratio: 4,
+            vocab_size,
+            max_tokens,
+            activation: Activation::Relu,
+        }
+    }
+
+    /// A very small model for unit tests (width 32, 2 blocks, patch 4 on the given image size).
+    pub fn tiny(image_size: usize, vocab_size: usize, max_tokens: usize) -> Self {
+        DitConfig {
+            image_size,
+            channels: 3,
+            patch_size: 4,
+            width: 32,
+            depth: 2,
+            heads: 2,
+            mlp_ratio: 2,
+            vocab_size,
+            max_tokens,
+            activation: Activation::SigmoidGelu,
+        }
+    }
+
+    /// The benchmark model of `docs/dfdx-notes.md` section 5, with 3 channels: width 128, 4 blocks, 4 heads.
+    pub fn bench(image_size: usize, vocab_size: usize, max_tokens: usize) -> Self {
+        DitConfig { width: 128, ..Self::small(image_size, vocab_size, max_tokens) }
+    }
+
+    /// Number of patches per image.
+    pub fn n_patches(&self) -> usize {
+        let side = self.image_size / self.patch_size.max(1);
+        side * side
+    }
+
+    /// Values per patch (`patch_size² · channels`).
+    pub fn patch_dim(&self) -> usize {
+        self.patch_size * self.patch_size * self.channels
+    }
+
+    /// Values per image (`channels · image_size²`).
+    pub fn image_len(&self) -> usize {
+        self.channels * self.image_size * self.image_size
+    }
+
+    /// Checks that the sizes fit together; the message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("image_size", self.image_size),
+            ("channels", self.channels),
+            ("patch_size", self.patch_size),
+            ("width", self.width),
+            ("depth", self.depth),
+            ("heads", self.heads),
+            ("mlp_ratio", self.mlp_ratio),
+            ("vocab_size", self.vocab_size),
+            ("max_tokens", self.max_tokens),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("`{name}` must be positive"));
+        }
+        if self.image_size % self.patch_size != 0 {
+            return Err(format!(
+                "`patch_size` {} does not divide `image_size` {}",
+                self.patch_size, self.image_size
+            ));
+        }
+        if self.width % self.heads != 0 {
+            return Err(format!("`heads` {} does not divide `width` {}", self.heads, self.width));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! Loss pieces for trainers: per-sample denoising error, caption blanking, and a complete ε-MSE step.
+
+use dfdx::prelude::*;
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+use super::backend::ModelDevice;
+use super::dit::{Dit, Images};
+use super::optim::{AdamW, ParamGrads};
+use super::schedule::NoiseSchedule;
+use super::ModelError;
+
+/// The PAD token id; an all-PAD caption is the null condition.
+pub const PAD: usize = 0;
+
+/// Replaces a caption by the null condition (all PAD), keeping its length; used for caption dropout.
+pub fn blank_caption(tokens: &mut [usize]) {
+    tokens.iter_mut().for_each(|t| *t = PAD);
+}
+
+/// Computes `e(x) = mean_{C,H,W} (eps_pred − eps)²`, one value per sample; keeps `pred`'s tape.
+pub fn per_sample_error<D: ModelDevice, T: Tape<f32, D>>(
+    pred: Images<D, T>,
+    eps: &Images<D>,
+) -> Tensor<(usize,), f32, D, T> {
+    (pred - eps.clone()).square().mean::<(usize,), Axes3<1, 2, 3>>()
+}
+
+/// Clean images for one ε-MSE step.
+#[derive(Clone, Debug)]
+pub struct MseBatch {
+    /// `B` CHW images in [-1, 1], flattened.
+    pub x0: Vec<f32>,
+    /// `B` captions (PAD = 0), already dropped out by the caller where wanted.
+    pub tokens: Vec<Vec<usize>>,
+}
+
+/// What one training step reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Mean ε-MSE over the batch, before the update.
+    pub loss: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+}
+
+/// One pretraining step: draws `t ~ U{0..T}` and `eps ~ N(0, I)` from `rng`, minimises the mean of
+/// `e(x_t)`, clips the global gradient norm to `max_grad_norm` and applies AdamW.
+pub fn train_step_mse<D: ModelDevice, R: Rng>(
+    model: &mut Dit<D>,
+    opt: &mut AdamW<D>,
+    schedule: &NoiseSchedule,
+    batch: &MseBatch,
+    max_grad_norm: f32,
+    rng: &mut R,
+) -> Result<StepStats, ModelError> {
+    let per = model.config().image_len();
+    let b = batch.tokens.len();
+    if batch.x0.len() != b * per || b == 0 {
+        return Err(ModelError::Shape(format!(
+            "batch has {} captions and {} image values (C·H·W = {per})",
+            b,
+            batch.x0.len()
+        )));
+    }
+    let t: Vec<usize> = (0..b).map(|_| rng.gen_range(0..schedule.n_steps())).collect();
+    let eps: Vec<f32> = (0..b * per).map(|_| rng.sample(StandardNormal)).collect();
+    let x_t = schedule.q_sample_batch(&batch.x0, &t, &eps, per);
+    let x_t = model.images(x_t)?;
+    let eps = model.images(eps)?;
+    let pred = model.forward(x_t.traced(model.alloc_grads()), &t, &batch.tokens)?;
+    let loss = per_sample_error(pred, &eps).mean();
+    let loss_value = loss.array();
+    let mut grads = ParamGrads::backward(model, loss);
+    let grad_norm = grads.clip_global_norm(max_grad_norm);
+    opt.update(model, &grads);
+    Ok(StepStats { loss: loss_value, grad_norm })
+}
