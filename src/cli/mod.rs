@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check;
+mod engine;
 mod eval;
 mod explain;
 mod fmt;

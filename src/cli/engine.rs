@@ -1,0 +1,1 @@
+//! Shared pieces of the engine commands (pretrain, sample, eval).
