@@ -18,3 +18,4 @@ pub mod model;
 pub mod sampler;
 pub mod source;
 pub mod syntax;
+pub mod trainer;

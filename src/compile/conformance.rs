@@ -1,7 +1,8 @@
 //! The objective evaluated twice on given leaf values — by the f64 oracle and by the compiled dfdx graph —
 //! with gradients with respect to every policy leaf (`seppoc loss`, and the backend-agreement tests).
 
-use super::{backend::Cpu, loss_graph};
+use super::loss_graph;
+use crate::model::CpuDevice as Cpu;
 use crate::ir::{Evaluation, LeafValues, ModelRef, Objective};
 use dfdx::prelude::*;
 

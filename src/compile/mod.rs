@@ -6,7 +6,6 @@
 //! operation exists through them. Min, max, clamp and `where` use host masks with dfdx's `choose`, so their
 //! gradient at ties matches the oracle (to the first operand).
 
-pub mod backend;
 pub mod conformance;
 
 use crate::ir::{evaluate, BinOp, Evaluation, InputId, LeafValues, Node, NodeId, Objective, UnOp};

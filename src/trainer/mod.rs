@@ -1,0 +1,283 @@
+//! The training loop: one step draws a batch, resolves references, generates reference samples, runs one taped
+//! policy pass and one untaped pass per reference (never the same (model, image, t, eps) twice), builds the
+//! compiled loss, and applies a clipped AdamW update; the checkpoint pool grows as the objective declares.
+
+mod batch;
+pub mod pool;
+
+use crate::check::Noise;
+use crate::compile::loss_graph;
+use crate::data::{PreferenceSet, Vocab};
+use crate::ir::{ImageRef, LeafValues, ModelRef, Objective};
+use crate::model::{per_sample_error, AdamW, AdamWConfig, Dit, Ema, ModelDevice, ModelError, NoiseSchedule, ParamGrads};
+use batch::Noised;
+use dfdx::prelude::*;
+use pool::{CheckpointPool, Slot};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::fmt;
+
+/// Optimisation settings of a run (the objective supplies everything else).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TrainConfig {
+    /// Prompts per batch.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f32,
+    /// Linear warmup steps.
+    pub warmup: usize,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f32,
+    /// Decay of an EMA of the policy (the EMA is what gets evaluated and saved), if any.
+    pub ema_decay: Option<f32>,
+    /// Seed of every random draw (data order, t, eps, reference choice, sampler).
+    pub seed: u64,
+}
+
+/// What one step reports.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StepReport {
+    /// Update number (1-based).
+    pub step: usize,
+    /// The loss before the update.
+    pub loss: f64,
+    /// Every `log` quantity.
+    pub logs: Vec<(String, f64)>,
+    /// Batch mean of every leaf (e_theta / e_ref per image kind).
+    pub leaf_means: Vec<(String, f64)>,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Network evaluations (images through a model) in this step.
+    pub nfe: u64,
+    /// Pool entry drawn per reference (for per-sample draws, the first sample's).
+    pub references: Vec<(String, String)>,
+    /// Whether a pool snapshot was taken after this update.
+    pub snapshot: bool,
+}
+
+/// Why training stopped.
+#[derive(Debug)]
+pub enum TrainError {
+    /// The model rejected an input (shapes, tokens).
+    Model(ModelError),
+    /// A NaN or infinity appeared.
+    NonFinite {
+        /// Update number at which it appeared.
+        step: usize,
+        /// Which quantity (loss, gradient norm, a leaf, a weight).
+        quantity: String,
+    },
+    /// The data cannot feed the objective.
+    Data(String),
+}
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrainError::Model(e) => write!(f, "{e}"),
+            TrainError::NonFinite { step, quantity } => write!(f, "non-finite {quantity} at step {step}; the update was not applied"),
+            TrainError::Data(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+impl From<ModelError> for TrainError {
+    fn from(e: ModelError) -> Self {
+        TrainError::Model(e)
+    }
+}
+
+/// A run in progress.
+pub struct Trainer<D: ModelDevice + crate::compile::LossDevice> {
+    /// The objective.
+    pub obj: Objective,
+    /// Parameter values (after `--set`).
+    pub params: Vec<f64>,
+    /// The policy theta.
+    pub policy: Dit<D>,
+    /// Reference checkpoints (theta_0 first).
+    pub pool: CheckpointPool<D>,
+    /// EMA of the policy when `TrainConfig::ema_decay` is set.
+    pub ema: Option<Ema<D>>,
+    /// Updates applied.
+    pub step: usize,
+    ref_emas: Vec<Option<Ema<D>>>,
+    opt: AdamW<D>,
+    data: PreferenceSet,
+    vocab: Vocab,
+    schedule: NoiseSchedule,
+    rng: ChaCha8Rng,
+    cfg: TrainConfig,
+}
+
+impl<D: ModelDevice + crate::compile::LossDevice> Trainer<D> {
+    /// Starts a run from `base` (which also becomes theta_0), noised with the schedule `base` was trained with.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(obj: Objective, params: Vec<f64>, base: Dit<D>, schedule: NoiseSchedule, data: PreferenceSet, vocab: Vocab, cfg: TrainConfig) -> Result<Self, TrainError> {
+        if data.is_empty() {
+            return Err(TrainError::Data("the data set is empty".into()));
+        }
+        let uses_loser = obj.inputs.iter().any(|i| i.images == ImageRef::Loser);
+        if uses_loser && !data.has_pairs() {
+            return Err(TrainError::Data(format!("objective `{}` reads `loser` images but the data set has no pairs", obj.name)));
+        }
+        if cfg.batch == 0 {
+            return Err(TrainError::Data("batch size must be at least 1".into()));
+        }
+        let (every, keep) = obj.pool.map_or((0, 0), |p| (p.every as usize, p.keep as usize));
+        let ref_emas = obj
+            .references
+            .iter()
+            .map(|r| matches!(r.strategy, crate::check::Strategy::Ema { .. }).then(|| Ema::new(&base)))
+            .collect();
+        let opt = AdamW::new(&base, AdamWConfig { warmup_steps: cfg.warmup, ..AdamWConfig::with_lr(cfg.lr) });
+        Ok(Trainer {
+            ema: cfg.ema_decay.map(|_| Ema::new(&base)),
+            pool: CheckpointPool::new(base.clone(), every, keep),
+            policy: base,
+            step: 0,
+            ref_emas,
+            opt,
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            schedule,
+            obj,
+            params,
+            data,
+            vocab,
+            cfg,
+        })
+    }
+
+    /// The model to evaluate and save: the EMA if one is kept, else the policy.
+    pub fn output_model(&self) -> &Dit<D> {
+        self.ema.as_ref().map_or(&self.policy, Ema::model)
+    }
+
+    /// Runs one update.
+    pub fn step(&mut self) -> Result<StepReport, TrainError> {
+        let b = self.cfg.batch;
+        let step = self.step + 1;
+        let items: Vec<_> = self.data.sample_winners(b, &mut self.rng).into_iter().cloned().collect();
+        let tokens: Vec<Vec<usize>> = items.iter().map(|it| self.vocab.encode(&it.prompt)).collect();
+        let slots: Vec<Vec<Slot>> = self
+            .obj
+            .references
+            .iter()
+            .enumerate()
+            .map(|(r, reference)| pool::choose(reference.strategy, r, self.pool.len(), b, &mut self.rng))
+            .collect();
+        let mut nfe = 0;
+        let images = batch::images(self, &items, &tokens, &slots, &mut nfe)?;
+        let noised = batch::noise(&self.schedule, &images, self.obj.noise == Noise::Shared, b, self.policy.config().image_len(), &mut self.rng);
+
+        // One taped policy pass over every image kind the policy is evaluated on.
+        let policy_kinds = kinds_of(&self.obj, &ModelRef::Policy);
+        let (x, t, eps, toks) = noised.stack(&policy_kinds, &tokens, None);
+        let pred = self.policy.forward(self.policy.images(x)?.traced(self.policy.alloc_grads()), &t, &toks)?;
+        let errs = per_sample_error(pred, &self.policy.images(eps)?);
+        nfe += (policy_kinds.len() * b) as u64;
+        let policy_values = errs.retaped::<NoneTape>().as_vec();
+
+        let mut leaves = vec![Vec::new(); self.obj.inputs.len()];
+        let mut offsets = vec![None; self.obj.inputs.len()];
+        for (k, input) in self.obj.inputs.iter().enumerate() {
+            if input.model == ModelRef::Policy {
+                let pos = policy_kinds.iter().position(|i| *i == input.images).unwrap_or(0);
+                offsets[k] = Some(pos * b);
+                leaves[k] = policy_values[pos * b..(pos + 1) * b].iter().map(|&v| v as f64).collect();
+            }
+        }
+        nfe += self.reference_passes(&noised, &tokens, &slots, &mut leaves)?;
+        for (k, values) in leaves.iter().enumerate() {
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(TrainError::NonFinite { step, quantity: format!("leaf {}", self.obj.inputs[k].name()) });
+            }
+        }
+        let leaves = LeafValues { inputs: leaves, params: self.params.clone() };
+        let graph = loss_graph(&self.obj, errs, &offsets, &leaves, b);
+        let loss = graph.loss.array() as f64;
+        if !loss.is_finite() {
+            return Err(TrainError::NonFinite { step, quantity: "loss".into() });
+        }
+        let mut grads = ParamGrads::backward(&self.policy, graph.loss);
+        let grad_norm = grads.clip_global_norm(self.cfg.max_grad_norm);
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFinite { step, quantity: "gradient norm".into() });
+        }
+        let lr = self.opt.current_lr();
+        self.opt.update(&mut self.policy, &grads);
+        self.step = step;
+        if let (Some(ema), Some(decay)) = (self.ema.as_mut(), self.cfg.ema_decay) {
+            ema.update(&self.policy, decay);
+        }
+        for (r, reference) in self.obj.references.iter().enumerate() {
+            if let (Some(ema), crate::check::Strategy::Ema { decay }) = (self.ref_emas[r].as_mut(), reference.strategy) {
+                ema.update(&self.policy, decay as f32);
+            }
+        }
+        let snapshot = self.pool.after_update(step, &self.policy);
+        let leaf_means = self
+            .obj
+            .inputs
+            .iter()
+            .zip(&leaves.inputs)
+            .map(|(i, v)| (i.name(), v.iter().sum::<f64>() / v.len().max(1) as f64))
+            .collect();
+        let references = self
+            .obj
+            .references
+            .iter()
+            .zip(&slots)
+            .map(|(r, s)| (r.name.clone(), s.first().map_or(String::new(), |s| format!("{s:?}"))))
+            .collect();
+        Ok(StepReport { step, loss, logs: graph.host.logs, leaf_means, grad_norm, lr, nfe, references, snapshot })
+    }
+
+    /// One untaped pass per (reference, drawn model) over that reference's image kinds; fills its leaves.
+    fn reference_passes(&self, noised: &Noised, tokens: &[Vec<usize>], slots: &[Vec<Slot>], leaves: &mut [Vec<f64>]) -> Result<u64, TrainError> {
+        let b = self.cfg.batch;
+        let mut nfe = 0;
+        for (r, reference) in self.obj.references.iter().enumerate() {
+            let model_ref = ModelRef::Reference(reference.name.clone());
+            let kinds = kinds_of(&self.obj, &model_ref);
+            if kinds.is_empty() {
+                continue;
+            }
+            let mut values = vec![vec![0.0; b]; kinds.len()];
+            for (slot, idxs) in pool::groups(&slots[r]) {
+                let model = pool::model(slot, &self.pool, &self.ref_emas);
+                let (x, t, eps, toks) = noised.stack(&kinds, tokens, Some(&idxs));
+                let pred = model.forward(model.images(x)?, &t, &toks)?;
+                let e = per_sample_error(pred, &model.images(eps)?).as_vec();
+                nfe += e.len() as u64;
+                for (j, _) in kinds.iter().enumerate() {
+                    for (n, &i) in idxs.iter().enumerate() {
+                        values[j][i] = e[j * idxs.len() + n] as f64;
+                    }
+                }
+            }
+            for (k, input) in self.obj.inputs.iter().enumerate() {
+                if input.model == model_ref {
+                    let j = kinds.iter().position(|i| *i == input.images).unwrap_or(0);
+                    leaves[k] = values[j].clone();
+                }
+            }
+        }
+        Ok(nfe)
+    }
+}
+
+/// Image kinds a model is evaluated on, in first-use order.
+fn kinds_of(obj: &Objective, model: &ModelRef) -> Vec<ImageRef> {
+    let mut kinds = Vec::new();
+    for input in obj.inputs.iter().filter(|i| &i.model == model) {
+        if !kinds.contains(&input.images) {
+            kinds.push(input.images);
+        }
+    }
+    kinds
+}
