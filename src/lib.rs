@@ -13,6 +13,7 @@ pub mod data;
 pub mod diag;
 pub mod eval;
 pub mod frontend;
+pub mod fuzz;
 pub mod ir;
 pub mod model;
 pub mod sampler;

@@ -28,6 +28,7 @@ fn scan(text: &str) -> Vec<Comment> {
 pub fn attach(text: &str, mut stmts: Vec<Stmt>) -> (Vec<Stmt>, Vec<String>) {
     let mut comments = scan(text).into_iter().peekable();
     let mut prev_end = 0;
+    let starts: Vec<usize> = stmts.iter().map(|s| s.span.start as usize).chain([text.len()]).collect();
     for (idx, stmt) in stmts.iter_mut().enumerate() {
         let start = stmt.span.start as usize;
         let end = stmt.span.end as usize;
@@ -38,8 +39,10 @@ pub fn attach(text: &str, mut stmts: Vec<Stmt>) -> (Vec<Stmt>, Vec<String>) {
             }
             stmt.leading_comments.push(c.text);
         }
-        stmt.blank_line_before = idx > 0 && has_blank_line(&text[prev_end..first_start]);
-        let same_line = |c: &Comment| !text[end..c.at].contains('\n');
+        stmt.blank_line_before = idx > 0 && has_blank_line(&text[prev_end.min(first_start)..first_start]);
+        // A comment trails this statement if it is on its last line and no other statement comes first.
+        let next_start = starts[idx + 1];
+        let same_line = |c: &Comment| c.at < next_start && !text[end..c.at].contains('\n');
         prev_end = end;
         if let Some(c) = comments.next_if(same_line) {
             prev_end = c.end;
