@@ -40,12 +40,15 @@ pub struct DitConfig {
 }
 
 impl DitConfig {
-    /// The default model for the 16×16×3 shapes world: patch 2 (64 tokens), width 96, 4 blocks, 4 heads.
+    /// The default model for the 16×16×3 shapes world: patch 4 (16 tokens), width 96, 4 blocks, 4 heads, ReLU.
+    ///
+    /// Chosen for 2 CPU cores: a batch-32 training step is ~0.13 s and a batch-32 no-grad forward ~0.03 s
+    /// (BENCHMARKS.md), so a preference step with 10-step CFG sampling stays under a second.
     pub fn small(image_size: usize, vocab_size: usize, max_tokens: usize) -> Self {
         DitConfig {
             image_size,
             channels: 3,
-            patch_size: 2,
+            patch_size: 4,
             width: 96,
             depth: 4,
             heads: 4,
@@ -72,9 +75,9 @@ impl DitConfig {
         }
     }
 
-    /// The benchmark model of `docs/dfdx-notes.md` section 5, with 3 channels: width 128, 4 blocks, 4 heads.
+    /// The benchmark model of `docs/dfdx-notes.md` section 5, with 3 channels: patch 2, width 128, 4 blocks, 4 heads.
     pub fn bench(image_size: usize, vocab_size: usize, max_tokens: usize) -> Self {
-        DitConfig { width: 128, ..Self::small(image_size, vocab_size, max_tokens) }
+        DitConfig { width: 128, patch_size: 2, ..Self::small(image_size, vocab_size, max_tokens) }
     }
 
     /// Number of patches per image.

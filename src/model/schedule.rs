@@ -73,11 +73,15 @@ impl NoiseSchedule {
     }
 
     /// Applies [`NoiseSchedule::q_sample`] per image: `x0`, `eps` hold `t.len()` images of `image_len` values.
+    ///
+    /// Images missing from a too-short `x0` or `eps` are left out of the result (it never panics).
     pub fn q_sample_batch(&self, x0: &[f32], t: &[usize], eps: &[f32], image_len: usize) -> Vec<f32> {
         let mut out = Vec::with_capacity(x0.len());
         for (i, &ti) in t.iter().enumerate() {
             let r = i * image_len..(i + 1) * image_len;
-            out.extend(self.q_sample(&x0[r.clone()], ti, &eps[r]));
+            if let (Some(x), Some(e)) = (x0.get(r.clone()), eps.get(r)) {
+                out.extend(self.q_sample(x, ti, e));
+            }
         }
         out
     }

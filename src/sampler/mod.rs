@@ -42,7 +42,7 @@ impl SamplerConfig {
 /// Strided timesteps, descending, "trailing" spacing: `T−1, T−1−T/S, …` (`S` = `steps`, clamped to `1..=T`).
 pub fn timesteps(n_train: usize, steps: usize) -> Vec<usize> {
     let s = steps.clamp(1, n_train.max(1));
-    (0..s).map(|i| (n_train as f64 - i as f64 * n_train as f64 / s as f64).round() as usize - 1).collect()
+    (0..s).map(|i| ((n_train as f64 - i as f64 * n_train as f64 / s as f64).round() as usize).saturating_sub(1)).collect()
 }
 
 /// Computes the guided ε for images `x` (flattened CHW) at timestep `t`, one forward on `[cond; null]`.
@@ -138,8 +138,8 @@ fn ddim_step<R: Rng>(x: &[f32], eps: &[f32], ab: f64, ab_prev: f64, eta: f64, la
     let dir = (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt();
     x.iter()
         .zip(eps)
-        .map(|(&xt, &_e)| {
-            let x0 = predict_x0(xt as f64, _e as f64, ab);
+        .map(|(&xt, &eps_t)| {
+            let x0 = predict_x0(xt as f64, eps_t as f64, ab);
             // Recomputing ε from the clamped x̂_0 keeps the step consistent with the clamp.
             let e = (xt as f64 - ab.sqrt() * x0) / (1.0 - ab).sqrt();
             let noise: f64 = if last || sigma == 0.0 { 0.0 } else { rng.sample::<f64, _>(StandardNormal) };
