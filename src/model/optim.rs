@@ -99,6 +99,26 @@ impl<D: ModelDevice> AdamW<D> {
         AdamW { cfg, step: 0, m: zeros(), v: zeros(), decay }
     }
 
+    /// The optimizer state as host vectors: `(step, first moments, second moments)`, in parameter order.
+    pub fn state(&self) -> (usize, Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        (self.step, self.m.iter().map(|t| t.as_vec()).collect(), self.v.iter().map(|t| t.as_vec()).collect())
+    }
+
+    /// Restores a state from [`AdamW::state`]; the moments must match the parameters' lengths.
+    pub fn restore(&mut self, step: usize, m: Vec<Vec<f32>>, v: Vec<Vec<f32>>) -> Result<(), String> {
+        let fits = |xs: &[Vec<f32>], own: &[T1<D>]| xs.len() == own.len() && xs.iter().zip(own).all(|(x, o)| x.len() == o.shape().0);
+        if !fits(&m, &self.m) || !fits(&v, &self.v) {
+            return Err("optimizer moments do not match the model's parameters".into());
+        }
+        let dev = self.m.first().map(|t| t.device().clone());
+        if let Some(dev) = dev {
+            self.m = m.into_iter().map(|x| { let n = x.len(); dev.tensor_from_vec(x, (n,)) }).collect();
+            self.v = v.into_iter().map(|x| { let n = x.len(); dev.tensor_from_vec(x, (n,)) }).collect();
+        }
+        self.step = step;
+        Ok(())
+    }
+
     /// Number of updates applied so far.
     pub fn step_count(&self) -> usize {
         self.step

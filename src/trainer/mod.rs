@@ -4,6 +4,9 @@
 
 mod batch;
 pub mod pool;
+mod state;
+
+pub use state::StateError;
 
 use crate::check::Noise;
 use crate::compile::loss_graph;
