@@ -5,7 +5,7 @@ use super::engine::{command_line, progress_bar, write_json, JsonlWriter, Schedul
 use crate::data::{World, WorldConfig, MAX_TOKENS};
 use crate::model::{
     blank_caption, cpu, save_checkpoint, train_step_mse, AdamW, AdamWConfig, CheckpointMeta, CpuDevice, Dit,
-    DitConfig, Ema, MseBatch,
+    DitConfig, Ema, MseBatch, ScheduleKind,
 };
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
@@ -35,6 +35,17 @@ pub enum LrSchedule {
     Constant,
 }
 
+/// Noise schedule of the forward process (stored in the checkpoint; `sample` and `eval` read it back).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleFlag {
+    /// Cosine `alphas_cumprod` (Nichol & Dhariwal, arXiv:2102.09672): few near-pure-noise steps, suits 16px images.
+    Cosine,
+    /// Linear betas 1e-4..0.02 (Ho et al., arXiv:2006.11239).
+    Linear,
+    /// Stable Diffusion's scaled-linear betas.
+    ScaledLinear,
+}
+
 /// Arguments of `seppoc pretrain`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -56,6 +67,9 @@ pub struct Args {
     /// Learning-rate schedule after warmup.
     #[arg(long, value_enum, default_value_t = LrSchedule::Cosine)]
     lr_schedule: LrSchedule,
+    /// Noise schedule (1000 training timesteps).
+    #[arg(long, value_enum, default_value_t = ScheduleFlag::Cosine)]
+    schedule: ScheduleFlag,
     /// Seed of the weights, the data stream and the noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -130,6 +144,7 @@ fn web_batch(world: &World, n: usize, caption_dropout: f64, rng: &mut ChaCha8Rng
 /// The run's description, stored in the checkpoint header and in `recipe.json`.
 struct RunInfo {
     command: String,
+    schedule: ScheduleSpec,
     world_json: String,
     train_json: serde_json::Value,
 }
@@ -140,7 +155,7 @@ fn save(path: &Path, model: &Dit<CpuDevice>, info: &RunInfo, seed: u64, step: us
     extra.insert("command".to_string(), info.command.clone());
     extra.insert("kind".to_string(), "pretrain".to_string());
     extra.insert("train".to_string(), info.train_json.to_string());
-    extra.insert(SCHEDULE_KEY.to_string(), serde_json::to_string(&ScheduleSpec::default_linear())?);
+    extra.insert(SCHEDULE_KEY.to_string(), serde_json::to_string(&info.schedule)?);
     let meta = CheckpointMeta { world_config: info.world_json.clone(), seed, step: step as u64, extra };
     save_checkpoint(path, model, &meta)?;
     Ok(())
@@ -167,7 +182,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opt_cfg = AdamWConfig { warmup_steps: args.warmup, ..AdamWConfig::with_lr(args.lr) };
     let mut opt = AdamW::new(&model, opt_cfg.clone());
     let mut ema = (args.ema > 0.0).then(|| Ema::new(&model));
-    let schedule = ScheduleSpec::default_linear().build();
+    let kind = match args.schedule {
+        ScheduleFlag::Cosine => ScheduleKind::Cosine,
+        ScheduleFlag::Linear => ScheduleKind::Linear,
+        ScheduleFlag::ScaledLinear => ScheduleKind::ScaledLinear,
+    };
+    let schedule_spec = ScheduleSpec { kind, n_steps: 1000 };
+    let schedule = schedule_spec.build();
     // Separate streams of one seed: the data does not shift when the noise draws change, and vice versa.
     let mut data_rng = ChaCha8Rng::seed_from_u64(args.seed);
     data_rng.set_stream(1);
@@ -176,12 +197,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let info = RunInfo {
         command: command_line(),
+        schedule: schedule_spec,
         world_json: serde_json::to_string(&world.config)?,
         train_json: json!({
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "warmup": args.warmup,
             "lr_schedule": format!("{:?}", args.lr_schedule).to_lowercase(), "optimizer": opt_cfg,
             "caption_dropout": args.caption_dropout, "ema": args.ema, "max_grad_norm": args.max_grad_norm,
-            "size": format!("{:?}", args.size).to_lowercase(), "schedule": ScheduleSpec::default_linear(),
+            "size": format!("{:?}", args.size).to_lowercase(), "schedule": schedule_spec,
         }),
     };
     eprintln!(
