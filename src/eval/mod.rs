@@ -5,10 +5,12 @@
 
 pub mod detect;
 pub mod grid;
+pub mod model_eval;
 pub mod report;
 
 pub use self::detect::{detect, Detection};
 pub use self::grid::{grid_image, save_grid, save_grid_with, GridConfig};
+pub use self::model_eval::{evaluate_model, EvalConfig, ModelEval};
 pub use self::report::Report;
 
 use crate::data::prompt::{ObjectSpec, Prompt, BACKGROUND};

@@ -151,6 +151,7 @@ pub fn save_checkpoint<D: ModelDevice>(
     }
     let buf = safetensors::serialize(views, &Some(header))
         .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    let buf = canonical_header(buf);
 
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -257,4 +258,28 @@ pub fn load_checkpoint_expecting<D: ModelDevice>(
         return Err(CheckpointError::ConfigMismatch { path: path.to_path_buf(), expected: json(expected), found: json(&cfg) });
     }
     load_checkpoint(path, dev)
+}
+
+/// Rewrites the JSON header with every object's keys sorted. safetensors serialises the metadata `HashMap` in
+/// per-process random order, so without this two saves of the same model and metadata differ byte-wise.
+fn canonical_header(buf: Vec<u8>) -> Vec<u8> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let entries: BTreeMap<String, serde_json::Value> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::Value::Object(entries.into_iter().collect())
+            }
+            other => other,
+        }
+    }
+    let Some(n) = buf.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes) else { return buf };
+    let Some(header) = usize::try_from(n).ok().and_then(|n| buf.get(8..8 + n)) else { return buf };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else { return buf };
+    let Ok(mut text) = serde_json::to_vec(&sorted(value)) else { return buf };
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(buf.len());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&buf[8 + header.len()..]);
+    out
 }

@@ -1,0 +1,154 @@
+//! End-to-end runs of the engine commands (`pretrain`, `sample`, `eval`) on a tiny model: files written,
+//! seeded reproducibility, and exit code 2 with a clear message on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The tiny pretraining run every test shares (relative `--out`, so the recorded command is path-independent).
+const PRETRAIN: &[&str] = &["pretrain", "--out", "run", "--size", "tiny", "--steps", "5", "--batch", "4", "--seed", "7"];
+
+fn seppoc_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seppoc")).args(args).current_dir(dir).output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A fresh, empty scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("seppoc-engine-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Runs the shared tiny pretraining once and returns its output directory.
+fn trained() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = scratch("trained");
+        let out = seppoc_in(&root, PRETRAIN);
+        assert_eq!(out.status.code(), Some(0), "pretrain failed: {}", text(&out.stderr));
+        root.join("run")
+    })
+}
+
+fn checkpoint() -> String {
+    trained().join("model.safetensors").display().to_string()
+}
+
+#[test]
+fn pretrain_writes_checkpoint_metrics_and_recipe() {
+    let dir = trained();
+    assert!(dir.join("model.safetensors").is_file());
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert_eq!(lines.len(), 5);
+    for (i, rec) in lines.iter().enumerate() {
+        assert_eq!(rec["step"], i + 1);
+        for key in ["loss", "grad_norm", "lr", "elapsed_s"] {
+            assert!(rec[key].as_f64().is_some_and(f64::is_finite), "{key} in {rec}");
+        }
+    }
+    let recipe: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("recipe.json")).expect("recipe.json")).expect("json");
+    assert_eq!(recipe["seed"], 7);
+    assert_eq!(recipe["steps"], 5);
+    assert!(recipe["command"].as_str().is_some_and(|c| c.contains("--steps 5")), "{}", recipe["command"]);
+    assert!(recipe["final_loss"].as_f64().is_some_and(f64::is_finite));
+    assert!(recipe["wall_time_s"].as_f64().is_some());
+}
+
+#[test]
+fn pretrain_with_the_same_seed_gives_identical_checkpoints() {
+    let first = std::fs::read(trained().join("model.safetensors")).expect("first checkpoint");
+    let root = scratch("again");
+    let out = seppoc_in(&root, PRETRAIN);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let second = std::fs::read(root.join("run/model.safetensors")).expect("second checkpoint");
+    assert!(first == second, "two runs with seed 7 gave different checkpoints");
+}
+
+#[test]
+fn sample_writes_a_png_and_prints_scores() {
+    let dir = scratch("sample");
+    let ckpt = checkpoint();
+    let args = ["sample", "--model", &ckpt, "--prompt", "a red circle on the left", "-n", "3", "--steps", "2", "--out", "s.png"];
+    let out = seppoc_in(&dir, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.matches("score").count(), 4, "{stdout}");
+    let png = image::open(dir.join("s.png")).expect("a PNG");
+    assert_eq!((png.width(), png.height()), (3 * 64 + 4 * 2, 64 + 2 * 2));
+}
+
+#[test]
+fn eval_writes_report_json_with_every_field() {
+    let dir = scratch("eval");
+    let ckpt = checkpoint();
+    let args = ["eval", "--model", &ckpt, "--n-prompts", "4", "--steps", "2", "--seed", "3", "--out", "ev"];
+    let out = seppoc_in(&dir, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("colour accuracy"), "{}", text(&out.stdout));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ev/report.json")).expect("report.json")).expect("json");
+    assert_eq!(report["n_prompts"], 4);
+    assert_eq!(report["prompts"], "heldout");
+    let fields = ["n_images", "n_objects", "colour_acc", "shape_acc", "position_acc", "all_correct",
+        "mean_faithfulness", "mean_quality", "mean_score"];
+    for key in fields {
+        assert!(report["report"][key].is_number(), "report.{key} missing: {report}");
+    }
+    assert_eq!(report["per_prompt"].as_array().map(Vec::len), Some(4));
+    assert!(dir.join("ev/grid.png").is_file());
+}
+
+#[test]
+fn eval_is_seeded() {
+    let ckpt = checkpoint();
+    let run = |name: &str| {
+        let dir = scratch(name);
+        let args = ["eval", "--model", &ckpt, "--n-prompts", "2", "--steps", "2", "--seed", "5", "--out", "ev"];
+        let out = seppoc_in(&dir, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        std::fs::read(dir.join("ev/grid.png")).expect("grid")
+    };
+    assert!(run("seeded-a") == run("seeded-b"));
+}
+
+#[test]
+fn unknown_prompt_word_exits_2_and_lists_the_vocabulary() {
+    let dir = scratch("badword");
+    let ckpt = checkpoint();
+    let out = seppoc_in(&dir, &["sample", "--model", &ckpt, "--prompt", "a purple circle"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("`purple`") && err.contains("red, green, blue, yellow"), "{err}");
+    assert!(!dir.join("samples.png").exists());
+}
+
+#[test]
+fn missing_model_file_exits_2_naming_the_file() {
+    let dir = scratch("missing");
+    for cmd in ["sample", "eval"] {
+        let mut args = vec![cmd, "--model", "no/such/model.safetensors"];
+        if cmd == "sample" {
+            args.extend(["--prompt", "a red circle"]);
+        }
+        let out = seppoc_in(&dir, &args);
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(text(&out.stderr).contains("no/such/model.safetensors"), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn corrupt_model_file_exits_2_naming_the_file() {
+    let dir = scratch("corrupt");
+    std::fs::write(dir.join("bad.safetensors"), b"not a checkpoint").expect("write");
+    let out = seppoc_in(&dir, &["eval", "--model", "bad.safetensors", "--n-prompts", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.safetensors") && !err.contains("panicked"), "{err}");
+}
