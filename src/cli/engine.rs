@@ -184,6 +184,24 @@ impl JsonlWriter {
         Ok(JsonlWriter { path: path.to_path_buf(), out: BufWriter::new(file) })
     }
 
+    /// Opens an existing file keeping only its first `keep` lines (a resumed run drops the lines written after
+    /// its last saved state), then appends; creates the file when `keep` is 0.
+    pub fn append(path: &Path, keep: usize) -> anyhow::Result<Self> {
+        if keep == 0 {
+            return Self::create(path);
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let kept: Vec<&str> = text.lines().take(keep).collect();
+        if kept.len() < keep {
+            bail!("`{}` has {} lines but the saved state is at step {keep}", path.display(), kept.len());
+        }
+        let mut out = Self::create(path)?;
+        for line in kept {
+            writeln!(out.out, "{line}").with_context(|| format!("cannot write `{}`", path.display()))?;
+        }
+        Ok(out)
+    }
+
     /// Writes one record as a line.
     pub fn write(&mut self, record: &serde_json::Value) -> anyhow::Result<()> {
         let line = serde_json::to_string(record)?;

@@ -10,6 +10,7 @@ mod explain;
 mod fmt;
 mod loss;
 mod pretrain;
+mod run;
 mod sample;
 
 /// seppoc: write a diffusion-alignment objective as a `.obj` file, check it, and train with it.
@@ -22,8 +23,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Train the base model with an objective (issue 4; not implemented yet).
-    Run(RunArgs),
+    /// Train the base model with an objective, then judge base vs trained on held-out prompts.
+    Run(run::Args),
     /// Print an objective's IR and its per-step execution plan.
     Explain(explain::Args),
     /// Evaluate an objective on given leaf values (f64 oracle and dfdx), with gradients, as JSON.
@@ -64,21 +65,11 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Arguments of `seppoc run`.
-#[derive(clap::Args, Debug)]
-struct RunArgs {
-    /// The objective file.
-    file: String,
-}
-
 /// Runs the command line and returns the process exit code: 0 success, 1 diagnostics with errors, 2 other errors.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => Err(anyhow::anyhow!(
-            "`seppoc run {}`: training is not implemented yet (issue 4); `seppoc check {}` checks the objective",
-            args.file, args.file
-        )),
+        Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Loss(args) => loss::run(args),

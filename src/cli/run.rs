@@ -28,15 +28,25 @@ pub struct Args {
     /// Override a parameter (`--set beta=5000`).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
     sets: Vec<(String, String)>,
-    /// Optimizer updates.
-    #[arg(long, default_value_t = 200)]
-    steps: usize,
-    /// Seed of every random draw (data order, t, eps, reference choice, sampler).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Output directory (default `runs/<objective>-seed<S>`).
     #[arg(long)]
     out: Option<String>,
+    /// Continue the run in DIR from its last saved state (settings come from DIR/run.json; `--steps` may grow).
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    resume: Option<String>,
+    /// Optimizer updates (in total, counting those before a resume).
+    #[arg(long)]
+    steps: Option<usize>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+/// Everything that determines a run besides the objective: saved in `run.json`, reused by `--resume`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// Seed of every random draw (data order, t, eps, reference choice, sampler).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Base model (default: the shipped `assets/base/model.safetensors`).
     #[arg(long)]
     model: Option<String>,
@@ -61,13 +71,16 @@ pub struct Args {
     /// Keep an EMA of the policy with this decay and evaluate/save it.
     #[arg(long)]
     ema: Option<f32>,
-    /// Write `checkpoint.safetensors` every N updates (atomically).
+    /// Save `checkpoint.safetensors` and the resumable state every N updates (atomically).
     #[arg(long, default_value_t = 50)]
     checkpoint_every: usize,
     /// Held-out prompts judged at the end (0 skips the evaluation).
     #[arg(long, default_value_t = 64)]
     eval_prompts: usize,
 }
+
+/// Default number of updates of a fresh run.
+const DEFAULT_STEPS: usize = 200;
 
 /// Runs `seppoc run`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -82,61 +95,91 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let obj = lower(&checked);
     let canonical = syntax::format(&checked.file);
     let hash = format!("{:x}", Sha256::digest(canonical.as_bytes()));
-    let base_path = model_path(args.model.as_deref());
-    let base = load_model(&base_path)?;
-    let data = match &args.data {
-        Some(dir) => load_imagefolder(Path::new(dir), base.world.config.image_size).map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => base.world.preference_set(args.data_size, &mut ChaCha8Rng::seed_from_u64(args.seed ^ 0x5eed_da7a)),
-    };
-    let out = PathBuf::from(args.out.clone().unwrap_or_else(|| format!("runs/{}-seed{}", obj.name, args.seed)));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
-    std::fs::write(out.join("objective.obj"), &canonical).with_context(|| format!("cannot write into `{}`", out.display()))?;
-    let cfg = TrainConfig { batch: args.batch, lr: args.lr, warmup: args.warmup, max_grad_norm: args.max_grad_norm, ema_decay: args.ema, seed: args.seed };
     let param_json: Map<String, Value> = params.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
-    write_json(&out.join("run.json"), &json!({
-        "command": command_line(), "objective": obj.name, "objective_sha256": hash, "params": param_json,
-        "base_model": base_path.display().to_string(), "train": cfg, "steps": args.steps, "plan": obj.plan_text(),
-    }))?;
-    let schedule_json = base.meta.extra.get(SCHEDULE_KEY).cloned();
-    let world_json = base.meta.world_config.clone();
+
+    // A resumed run takes every setting from its run.json; only the number of steps may change.
+    let (out, settings, steps) = match &args.resume {
+        Some(dir) => {
+            let out = PathBuf::from(dir);
+            let path = out.join("run.json");
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot resume: cannot read `{}`", path.display()))?;
+            let saved: Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))?;
+            if saved["objective_sha256"].as_str() != Some(hash.as_str()) || saved["params"] != Value::Object(param_json.clone()) {
+                bail!("cannot resume `{}`: it was started with a different objective or parameters (see `{}`)", out.display(), path.display());
+            }
+            let settings: Settings = serde_json::from_value(saved["settings"].clone()).with_context(|| format!("`{}`: bad `settings`", path.display()))?;
+            let steps = args.steps.or(saved["steps"].as_u64().map(|s| s as usize)).unwrap_or(DEFAULT_STEPS);
+            (out, settings, steps)
+        }
+        None => {
+            let s = args.settings.clone();
+            let out = PathBuf::from(args.out.clone().unwrap_or_else(|| format!("runs/{}-seed{}", obj.name, s.seed)));
+            (out, s, args.steps.unwrap_or(DEFAULT_STEPS))
+        }
+    };
+    let base_path = model_path(settings.model.as_deref());
+    let base = load_model(&base_path)?;
+    let data = match &settings.data {
+        Some(dir) => load_imagefolder(Path::new(dir), base.world.config.image_size).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => base.world.preference_set(settings.data_size, &mut ChaCha8Rng::seed_from_u64(settings.seed ^ 0x5eed_da7a)),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
+    let cfg = TrainConfig {
+        batch: settings.batch,
+        lr: settings.lr,
+        warmup: settings.warmup,
+        max_grad_norm: settings.max_grad_norm,
+        ema_decay: settings.ema,
+        seed: settings.seed,
+    };
     let values = params.iter().map(|(_, v)| *v).collect();
     let initial = base.model.clone();
-    let mut trainer = Trainer::new(obj, values, base.model, base.schedule.clone(), data, base.world.vocab.clone(), cfg)?;
-
+    let mut trainer = Trainer::new(obj, values, base.model.clone(), base.schedule.clone(), data, base.world.vocab.clone(), cfg)?;
+    if args.resume.is_some() {
+        trainer.restore_state(&out)?;
+        println!("resumed `{}` at step {}", out.display(), trainer.step);
+    } else {
+        std::fs::write(out.join("objective.obj"), &canonical).with_context(|| format!("cannot write into `{}`", out.display()))?;
+        write_json(&out.join("run.json"), &json!({
+            "command": command_line(), "objective": trainer.obj.name, "objective_sha256": hash, "params": param_json,
+            "base_model": base_path.display().to_string(), "settings": settings, "steps": steps, "plan": trainer.obj.plan_text(),
+        }))?;
+    }
     let meta = |step: usize| {
         let mut extra = std::collections::BTreeMap::new();
         extra.insert("objective".to_string(), canonical.clone());
         extra.insert("objective_sha256".to_string(), hash.clone());
         extra.insert("params".to_string(), Value::Object(param_json.clone()).to_string());
         extra.insert("command".to_string(), command_line());
-        if let Some(s) = &schedule_json {
+        if let Some(s) = base.meta.extra.get(SCHEDULE_KEY) {
             extra.insert(SCHEDULE_KEY.to_string(), s.clone());
         }
-        CheckpointMeta { world_config: world_json.clone(), seed: args.seed, step: step as u64, extra }
+        CheckpointMeta { world_config: base.meta.world_config.clone(), seed: settings.seed, step: step as u64, extra }
     };
-    let mut metrics = JsonlWriter::create(&out.join("metrics.jsonl"))?;
-    let bar = progress_bar(args.steps as u64, &trainer.obj.name);
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics = JsonlWriter::append(&metrics_path, trainer.step)?;
+    let bar = progress_bar(steps.saturating_sub(trainer.step) as u64, &trainer.obj.name);
     let started = Instant::now();
     let checkpoint = out.join("checkpoint.safetensors");
-    let mut last_good: Option<usize> = None;
-    for _ in 0..args.steps {
+    while trainer.step < steps {
         let report = match trainer.step() {
             Ok(r) => r,
             Err(e) => {
                 bar.abandon();
-                let kept = match last_good {
-                    Some(s) => format!("the last good checkpoint (step {s}) is `{}`", checkpoint.display()),
-                    None => "no checkpoint had been written yet".to_string(),
+                let kept = if checkpoint.exists() {
+                    format!("the last good checkpoint is `{}` (resume with `--resume {}`)", checkpoint.display(), out.display())
+                } else {
+                    "no checkpoint had been written yet".to_string()
                 };
                 bail!("training stopped: {e}; {kept}");
             }
         };
-        metrics.write(&step_json(&report, started.elapsed().as_secs_f64()))?;
+        metrics.write(&step_json(&report))?;
         bar.set_message(format!("loss {:.4}", report.loss));
         bar.inc(1);
-        if args.checkpoint_every > 0 && report.step % args.checkpoint_every == 0 {
+        if settings.checkpoint_every > 0 && report.step % settings.checkpoint_every == 0 {
             save_checkpoint(&checkpoint, trainer.output_model(), &meta(report.step))?;
-            last_good = Some(report.step);
+            trainer.save_state(&out, &hash)?;
         }
     }
     bar.finish_and_clear();
@@ -144,33 +187,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let final_path = out.join("model.safetensors");
     save_checkpoint(&final_path, trainer.output_model(), &meta(trainer.step))?;
     println!("trained `{}` for {} steps in {:.0} s -> {}", trainer.obj.name, trainer.step, train_s, final_path.display());
-    if args.eval_prompts > 0 {
-        evaluate(&base.world.heldout, &initial, trainer.output_model(), &base.world.vocab, &base.schedule, &args, &out, train_s)?;
+    if settings.eval_prompts > 0 {
+        let eval = EvalInputs { heldout: &base.world.heldout, vocab: &base.world.vocab, schedule: &base.schedule, n_prompts: settings.eval_prompts };
+        evaluate(&eval, &initial, trainer.output_model(), &out, train_s)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn step_json(r: &StepReport, elapsed: f64) -> Value {
+/// One metrics line. Wall time is left out on purpose: the same seed must give bitwise the same file.
+fn step_json(r: &StepReport) -> Value {
     let logs: Map<String, Value> = r.logs.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
     let leaves: Map<String, Value> = r.leaf_means.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
     let refs: Map<String, Value> = r.references.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
     json!({ "step": r.step, "loss": r.loss, "logs": logs, "e": leaves, "grad_norm": r.grad_norm, "lr": r.lr,
-            "nfe": r.nfe, "ref": refs, "snapshot": r.snapshot, "elapsed_s": elapsed })
+            "nfe": r.nfe, "ref": refs, "snapshot": r.snapshot })
+}
+
+/// What the final evaluation needs from the base model's world.
+struct EvalInputs<'a> {
+    heldout: &'a [crate::data::Prompt],
+    vocab: &'a crate::data::Vocab,
+    schedule: &'a crate::model::NoiseSchedule,
+    n_prompts: usize,
 }
 
 /// Judges base and trained model on the same held-out prompts, sampler and seed; prints and writes the table.
-#[allow(clippy::too_many_arguments)]
-fn evaluate(
-    heldout: &[crate::data::Prompt],
-    base: &Dit<CpuDevice>,
-    trained: &Dit<CpuDevice>,
-    vocab: &crate::data::Vocab,
-    schedule: &crate::model::NoiseSchedule,
-    args: &Args,
-    out: &Path,
-    train_s: f64,
-) -> anyhow::Result<()> {
-    let prompts: Vec<_> = heldout.iter().take(args.eval_prompts).cloned().collect();
+fn evaluate(e: &EvalInputs, base: &Dit<CpuDevice>, trained: &Dit<CpuDevice>, out: &Path, train_s: f64) -> anyhow::Result<()> {
+    let (schedule, vocab) = (e.schedule, e.vocab);
+    let prompts: Vec<_> = e.heldout.iter().take(e.n_prompts).cloned().collect();
     let cfg = EvalConfig::new(SamplerConfig::ddim(20, 5.0), 0);
     let before = evaluate_model(base, schedule, vocab, &prompts, &cfg, |_, _| {})?;
     let after = evaluate_model(trained, schedule, vocab, &prompts, &cfg, |_, _| {})?;
