@@ -197,7 +197,7 @@ fn first_update_flip_rate_is_zero() {
 fn plan_nfe_is_the_minimum() {
     let seppo = load("seppo").plan();
     assert_eq!(seppo.nfe_passes, 4);
-    assert_eq!(seppo.nfe_sampling, 40);
+    assert_eq!(seppo.nfe_sampling, 20);
     assert_eq!(load("sft").plan().nfe_passes, 1);
     assert_eq!(load("dpo").plan().nfe_passes, 4);
 }
