@@ -1,7 +1,6 @@
 //! `seppoc explain FILE`: the lowered IR (leaves, nodes, loss, logs) and the per-step execution plan.
 
-use super::{load_source, print_diags};
-use crate::frontend::frontend;
+use super::checked_or_exit;
 use crate::ir::lower;
 use std::process::ExitCode;
 
@@ -14,13 +13,9 @@ pub struct Args {
 
 /// Runs `seppoc explain`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (file, load_diag) = load_source(&args.file)?;
-    let checked = match load_diag.map_or_else(|| frontend(&file), |d| Err(vec![d])) {
-        Ok(c) => c,
-        Err(diags) => {
-            print_diags(&diags, &file);
-            return Ok(ExitCode::from(1));
-        }
+    let (checked, _) = match checked_or_exit(&args.file, &[])? {
+        Ok(ok) => ok,
+        Err(code) => return Ok(code),
     };
     print!("{}", lower(&checked).explain());
     Ok(ExitCode::SUCCESS)

@@ -1,9 +1,8 @@
 //! `seppoc loss FILE --inputs VALUES.json`: the objective on given leaf values, by the f64 oracle and by the
 //! compiled dfdx graph, as JSON — how a user checks that a `.obj` file computes a paper's formula.
 
-use super::{load_source, parse_set, print_diags};
+use super::{checked_or_exit, parse_set};
 use crate::compile::conformance;
-use crate::frontend::frontend_with;
 use crate::ir::{lower, LeafValues};
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Map, Value};
@@ -25,13 +24,9 @@ pub struct Args {
 
 /// Runs `seppoc loss`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (file, load_diag) = load_source(&args.file)?;
-    let (checked, params) = match load_diag.map_or_else(|| frontend_with(&file, &args.sets), |d| Err(vec![d])) {
+    let (checked, params) = match checked_or_exit(&args.file, &args.sets)? {
         Ok(ok) => ok,
-        Err(diags) => {
-            print_diags(&diags, &file);
-            return Ok(ExitCode::from(1));
-        }
+        Err(code) => return Ok(code),
     };
     let obj = lower(&checked);
     let text = std::fs::read_to_string(&args.inputs).with_context(|| format!("cannot read `{}`", args.inputs))?;

@@ -47,6 +47,21 @@ fn load_source(path: &str) -> anyhow::Result<(crate::source::SourceFile, Option<
     Ok(crate::source::SourceFile::from_bytes(path, &bytes))
 }
 
+/// Reads, parses and checks an objective and applies `--set`; on diagnostics prints them and yields exit code 1.
+fn checked_or_exit(
+    path: &str,
+    sets: &[(String, String)],
+) -> anyhow::Result<Result<(crate::check::Checked, Vec<(String, f64)>), ExitCode>> {
+    let (file, load_diag) = load_source(path)?;
+    match load_diag.map_or_else(|| crate::frontend::frontend_with(&file, sets), |d| Err(vec![d])) {
+        Ok(ok) => Ok(Ok(ok)),
+        Err(diags) => {
+            print_diags(&diags, &file);
+            Ok(Err(ExitCode::from(1)))
+        }
+    }
+}
+
 /// Prints diagnostics to stderr, coloured when stderr is a terminal.
 fn print_diags(diags: &[crate::diag::Diagnostic], file: &crate::source::SourceFile) {
     use std::io::IsTerminal;

@@ -1,11 +1,10 @@
 //! `seppoc run FILE`: train the base model with an objective, then judge base vs trained on held-out prompts.
 
 use super::engine::{command_line, load_model, model_path, progress_bar, write_json, JsonlWriter, SCHEDULE_KEY};
-use super::{load_source, parse_set, print_diags};
+use super::{checked_or_exit, parse_set};
 use crate::data::{load_imagefolder, Image};
 use crate::eval::model_eval::{evaluate_model, EvalConfig};
 use crate::eval::{save_grid, Report};
-use crate::frontend::frontend_with;
 use crate::ir::lower;
 use crate::model::{save_checkpoint, CheckpointMeta, CpuDevice, Dit};
 use crate::sampler::SamplerConfig;
@@ -84,13 +83,9 @@ const DEFAULT_STEPS: usize = 200;
 
 /// Runs `seppoc run`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (file, load_diag) = load_source(&args.file)?;
-    let (checked, params) = match load_diag.map_or_else(|| frontend_with(&file, &args.sets), |d| Err(vec![d])) {
+    let (checked, params) = match checked_or_exit(&args.file, &args.sets)? {
         Ok(ok) => ok,
-        Err(diags) => {
-            print_diags(&diags, &file);
-            return Ok(ExitCode::from(1));
-        }
+        Err(code) => return Ok(code),
     };
     let obj = lower(&checked);
     let canonical = syntax::format(&checked.file);

@@ -6,6 +6,7 @@ mod comments;
 pub mod error;
 mod fmt;
 pub mod parser;
+mod statements;
 
 pub use fmt::format;
 
@@ -24,7 +25,7 @@ pub fn parse(file: &SourceFile) -> (ast::File, Vec<Diagnostic>) {
         if at_end {
             break;
         }
-        match parser::stmt(input) {
+        match statements::stmt(input) {
             Ok((rest, stmt)) => {
                 stmts.push(stmt);
                 input = rest;

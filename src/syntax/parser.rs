@@ -13,18 +13,18 @@ use std::cell::Cell;
 
 /// Parser input: text with its byte offset.
 pub type In<'a> = LocatedSpan<&'a str>;
-type PResult<'a, T> = IResult<In<'a>, T, ParseError>;
+pub(super) type PResult<'a, T> = IResult<In<'a>, T, ParseError>;
 
 /// Statement keywords; they cannot be used as names.
 pub const KEYWORDS: &[&str] = &["objective", "data", "noise", "pool", "param", "reference", "let", "log", "loss", "in"];
 const MAX_NESTING: u32 = 64;
 const MAX_TREE_DEPTH: u32 = 256;
 
-fn fail<T>(at: In, expected: Expected) -> PResult<T> {
+pub(super) fn fail<T>(at: In, expected: Expected) -> PResult<T> {
     Err(nom::Err::Error(ParseError { at: at.location_offset(), expected }))
 }
 
-fn cut_err(e: nom::Err<ParseError>) -> nom::Err<ParseError> {
+pub(super) fn cut_err(e: nom::Err<ParseError>) -> nom::Err<ParseError> {
     match e {
         nom::Err::Error(e) => nom::Err::Failure(e),
         other => other,
@@ -46,12 +46,12 @@ pub fn ws(i: In) -> PResult<()> {
     }
 }
 
-fn span_of(start: In, end: In) -> Span {
+pub(super) fn span_of(start: In, end: In) -> Span {
     Span::new(start.location_offset(), end.location_offset())
 }
 
 /// Parses the punctuation `s` after optional whitespace.
-fn sym<'a>(s: &'static str) -> impl FnMut(In<'a>) -> PResult<'a, Span> {
+pub(super) fn sym<'a>(s: &'static str) -> impl FnMut(In<'a>) -> PResult<'a, Span> {
     move |i: In<'a>| {
         let (i, _) = ws(i)?;
         match tag::<_, _, ParseError>(s).parse(i) {
@@ -64,7 +64,7 @@ fn sym<'a>(s: &'static str) -> impl FnMut(In<'a>) -> PResult<'a, Span> {
     }
 }
 
-fn word(i: In) -> PResult<(String, Span)> {
+pub(super) fn word(i: In) -> PResult<(String, Span)> {
     let (i, _) = ws(i)?;
     let start = i;
     let res: PResult<In> = recognize((
@@ -79,7 +79,7 @@ fn word(i: In) -> PResult<(String, Span)> {
 }
 
 /// A name that is not a keyword.
-fn ident(i: In) -> PResult<Ident> {
+pub(super) fn ident(i: In) -> PResult<Ident> {
     let (rest, (name, span)) = word(i)?;
     if KEYWORDS.contains(&name.as_str()) {
         let (i, _) = ws(i)?;
@@ -88,7 +88,7 @@ fn ident(i: In) -> PResult<Ident> {
     Ok((rest, Ident { name, span }))
 }
 
-fn keyword<'a>(kw: &'static str) -> impl FnMut(In<'a>) -> PResult<'a, Span> {
+pub(super) fn keyword<'a>(kw: &'static str) -> impl FnMut(In<'a>) -> PResult<'a, Span> {
     move |i: In<'a>| match word(i) {
         Ok((rest, (w, span))) if w == kw => Ok((rest, span)),
         _ => {
@@ -264,7 +264,7 @@ impl ExprParser {
     }
 
     /// After an operator or opening delimiter an expression is required: make the failure final.
-    fn expect_expr(&self, e: nom::Err<ParseError>, at: In) -> nom::Err<ParseError> {
+    pub(super) fn expect_expr(&self, e: nom::Err<ParseError>, at: In) -> nom::Err<ParseError> {
         match e {
             nom::Err::Error(mut err) => {
                 if err.expected == Expected::Ident || err.expected == Expected::Other {
@@ -299,115 +299,3 @@ fn binary<'a>(op: BinOp, (l, ld): (Expr, u32), (r, rd): (Expr, u32), at: In<'a>)
     Ok((Expr { kind: ExprKind::Binary(op, Box::new(l), Box::new(r)), span }, depth))
 }
 
-/// Parses one statement (leading whitespace allowed). Comments are attached later.
-pub fn stmt(i: In) -> PResult<Stmt> {
-    let (i, _) = ws(i)?;
-    let start = i;
-    let (after_kw, (kw, _)) = word(i).or_else(|_| fail(i, Expected::Stmt))?;
-    let p = ExprParser::new();
-    let body = |i| -> PResult<StmtKind> {
-        match kw.as_str() {
-            "objective" => ident(i).map(|(r, id)| (r, StmtKind::Objective(id))),
-            "data" => ident(i).map(|(r, id)| (r, StmtKind::Data(id))),
-            "noise" => ident(i).map(|(r, id)| (r, StmtKind::Noise(id))),
-            "pool" => {
-                let (i, args) = p.args_until_end(i)?;
-                Ok((i, StmtKind::Pool(args)))
-            }
-            "param" => {
-                let (i, name) = ident(i)?;
-                let (i, _) = sym(":")(i)?;
-                let (i, ty) = ident(i)?;
-                let (i, _) = sym("=")(i)?;
-                let (i, default) = p.expr(i).map_err(|e| p.expect_expr(e, i))?;
-                let (i, domain) = match keyword("in")(i) {
-                    Ok((i, _)) => {
-                        let (i, d) = interval(&p, i)?;
-                        (i, Some(d))
-                    }
-                    Err(_) => (i, None),
-                };
-                Ok((i, StmtKind::Param { name, ty, default, domain }))
-            }
-            "reference" => {
-                let (i, name) = ident(i)?;
-                let (i, _) = sym("=")(i)?;
-                let (i, strategy) = ident(i)?;
-                let (i, args) = match sym("(")(i) {
-                    Ok((i, open)) => {
-                        let (i, (args, _)) = p.args(i, open, ")")?;
-                        (i, Some(args))
-                    }
-                    Err(_) => (i, None),
-                };
-                Ok((i, StmtKind::Reference { name, strategy, args }))
-            }
-            "let" | "log" => {
-                let (i, name) = ident(i)?;
-                let (i, _) = sym("=")(i)?;
-                let (i, e) = p.expr(i).map_err(|e| p.expect_expr(e, i))?;
-                Ok((i, if kw == "let" { StmtKind::Let(name, e) } else { StmtKind::Log(name, e) }))
-            }
-            "loss" => p.expr(i).map_err(|e| p.expect_expr(e, i)).map(|(r, e)| (r, StmtKind::Loss(e))),
-            _ => fail(start, Expected::Stmt),
-        }
-    };
-    let (rest, kind) = body(after_kw).map_err(|e| if kw_is_stmt(&kw) { cut_err(e) } else { e })?;
-    let span = span_of(start, rest);
-    let stmt = Stmt { kind, span, leading_comments: Vec::new(), trailing_comment: None, blank_line_before: false };
-    // A statement ends where the next keyword (or the end of input) begins.
-    let (next, _) = ws(rest)?;
-    let at_end = next.fragment().is_empty() || word(next).map(|(_, (w, _))| kw_is_stmt(&w)).unwrap_or(false);
-    if !at_end {
-        // Something on a new line that is not a keyword reads as a missing keyword, not as a long statement.
-        let gap = &rest.fragment()[..next.location_offset() - rest.location_offset()];
-        let expected = if gap.contains('\n') && word(next).is_ok() { Expected::Stmt } else { Expected::StmtEnd };
-        return Err(nom::Err::Failure(ParseError { at: next.location_offset(), expected }));
-    }
-    Ok((rest, stmt))
-}
-
-fn kw_is_stmt(w: &str) -> bool {
-    KEYWORDS.contains(&w) && w != "in"
-}
-
-impl ExprParser {
-    /// `name = expr, name = expr` with no delimiters (the `pool` statement).
-    fn args_until_end<'a>(&self, i: In<'a>) -> PResult<'a, Vec<Arg>> {
-        let mut args = Vec::new();
-        let mut i = i;
-        loop {
-            let (rest, name) = ident(i)?;
-            let (rest, _) = sym("=")(rest)?;
-            let (rest, value) = self.expr(rest).map_err(|e| self.expect_expr(e, rest))?;
-            args.push(Arg { name: Some(name), value });
-            match sym(",")(rest) {
-                Ok((rest, _)) => i = rest,
-                Err(_) => return Ok((rest, args)),
-            }
-        }
-    }
-}
-
-fn interval<'a>(p: &ExprParser, i: In<'a>) -> PResult<'a, Interval> {
-    let (i, _) = ws(i)?;
-    let start = i;
-    let (i, lo_closed) = match sym("[")(i) {
-        Ok((i, _)) => (i, true),
-        Err(_) => match sym("(")(i) {
-            Ok((i, _)) => (i, false),
-            Err(_) => return fail(i, Expected::Token("(` or `[")),
-        },
-    };
-    let (i, lo) = p.expr(i).map_err(|e| p.expect_expr(e, i))?;
-    let (i, _) = sym(",")(i)?;
-    let (i, hi) = p.expr(i).map_err(|e| p.expect_expr(e, i))?;
-    let (i, hi_closed) = match sym("]")(i) {
-        Ok((i, _)) => (i, true),
-        Err(_) => match sym(")")(i) {
-            Ok((i, _)) => (i, false),
-            Err(_) => return fail(i, Expected::Token(")` or `]")),
-        },
-    };
-    Ok((i, Interval { lo_closed, lo, hi, hi_closed, span: span_of(start, i) }))
-}
