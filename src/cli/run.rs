@@ -4,7 +4,7 @@ use super::engine::{command_line, load_model, model_path, progress_bar, write_js
 use super::{checked_or_exit, parse_set};
 use crate::data::{load_imagefolder, Image};
 use crate::eval::model_eval::{evaluate_model, EvalConfig};
-use crate::eval::{save_grid, Report};
+use crate::eval::{save_grid_with, GridConfig, Report};
 use crate::ir::lower;
 use crate::model::{save_checkpoint, CheckpointMeta, CpuDevice, Dit};
 use crate::sampler::SamplerConfig;
@@ -225,7 +225,8 @@ fn evaluate(e: &EvalInputs, base: &Dit<CpuDevice>, trained: &Dit<CpuDevice>, out
     let mut grid: Vec<Image> = before.images[..n].to_vec();
     grid.extend_from_slice(&after.images[..n]);
     let grid_path = out.join("grid.png");
-    save_grid(&grid, n.max(1), &grid_path).with_context(|| format!("cannot write `{}`", grid_path.display()))?;
+    let layout = GridConfig { cols: n.max(1), spacing: 2, scale: 4, background: [128, 128, 128] };
+    save_grid_with(&grid, &layout, &grid_path).with_context(|| format!("cannot write `{}`", grid_path.display()))?;
     println!("report: {}  (top row base, bottom row trained: {})", out.join("report.json").display(), grid_path.display());
     Ok(())
 }
