@@ -10,7 +10,9 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use seppoc::model::{cpu, per_sample_error, save_checkpoint, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig, ParamGrads};
+use seppoc::model::{
+    cpu, per_sample_error, save_checkpoint, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig, ParamGrads,
+};
 
 const VOCAB: usize = 32;
 const MAX_TOKENS: usize = 8;
@@ -33,7 +35,11 @@ fn main() {
     let which = args.get(1).map_or("small", String::as_str);
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let out = std::path::PathBuf::from(args.get(3).map_or("target/bench", String::as_str));
-    let mut cfg = if which == "bench" { DitConfig::bench(16, VOCAB, MAX_TOKENS) } else { DitConfig::small(16, VOCAB, MAX_TOKENS) };
+    let mut cfg = if which == "bench" {
+        DitConfig::bench(16, VOCAB, MAX_TOKENS)
+    } else {
+        DitConfig::small(16, VOCAB, MAX_TOKENS)
+    };
     // Optional override `width,patch,depth` for sizing experiments.
     if let Some(o) = args.get(4) {
         let v: Vec<usize> = o.split(',').filter_map(|x| x.parse().ok()).collect();
@@ -118,7 +124,12 @@ fn write_batch(path: &std::path::Path, x_t: &[f32], eps: &[f32], t: &[usize], to
     ];
     let views: Vec<_> = data
         .iter()
-        .map(|(n, d, sh)| (n.to_string(), ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, sh.clone(), d).expect("view")))
+        .map(|(n, d, sh)| {
+            (
+                n.to_string(),
+                ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, sh.clone(), d).expect("view"),
+            )
+        })
         .collect();
     let buf = ::safetensors::serialize(views, &None::<HashMap<String, String>>).expect("serialize");
     std::fs::write(path, buf).expect("write batch");

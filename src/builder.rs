@@ -126,9 +126,30 @@ impl ObjectiveBuilder {
 
     /// `param NAME: real = DEFAULT in (lo, hi)` (open interval; use `f64::INFINITY` for no upper bound).
     pub fn param(mut self, param: &str, default: f64, lo: f64, hi: f64) -> Self {
-        let bound = |v: f64| if v.is_infinite() { if v > 0.0 { name("inf") } else { -name("inf") } } else { num(v) };
-        let domain = ast::Interval { lo_closed: false, lo: bound(lo).0, hi: bound(hi).0, hi_closed: false, span: Span::default() };
-        self.stmts.push(StmtKind::Param { name: ident(param), ty: ident("real"), default: num(default).0, domain: Some(domain) });
+        let bound = |v: f64| {
+            if v.is_infinite() {
+                if v > 0.0 {
+                    name("inf")
+                } else {
+                    -name("inf")
+                }
+            } else {
+                num(v)
+            }
+        };
+        let domain = ast::Interval {
+            lo_closed: false,
+            lo: bound(lo).0,
+            hi: bound(hi).0,
+            hi_closed: false,
+            span: Span::default(),
+        };
+        self.stmts.push(StmtKind::Param {
+            name: ident(param),
+            ty: ident("real"),
+            default: num(default).0,
+            domain: Some(domain),
+        });
         self
     }
 
@@ -161,7 +182,13 @@ impl ObjectiveBuilder {
         let stmts = self
             .stmts
             .into_iter()
-            .map(|kind| Stmt { kind, span: Span::default(), leading_comments: Vec::new(), trailing_comment: None, blank_line_before: false })
+            .map(|kind| Stmt {
+                kind,
+                span: Span::default(),
+                leading_comments: Vec::new(),
+                trailing_comment: None,
+                blank_line_before: false,
+            })
             .collect();
         let text = crate::syntax::format(&ast::File { stmts, trailing_comments: Vec::new() });
         Objective::parse("<builder>", &text)

@@ -17,7 +17,10 @@ pub fn frontend(file: &SourceFile) -> Result<Checked, Vec<Diagnostic>> {
 
 /// [`frontend`] followed by `--set` overrides (validated against each parameter's type and domain); returns
 /// the program and the final parameter values.
-pub fn frontend_with(file: &SourceFile, sets: &[(String, String)]) -> Result<(Checked, Vec<(String, f64)>), Vec<Diagnostic>> {
+pub fn frontend_with(
+    file: &SourceFile,
+    sets: &[(String, String)],
+) -> Result<(Checked, Vec<(String, f64)>), Vec<Diagnostic>> {
     let checked = frontend(file)?;
     let values = check::apply_overrides(&checked, sets)?;
     Ok((checked, values))

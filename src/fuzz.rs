@@ -82,9 +82,44 @@ pub fn run_one(bytes: &[u8]) -> bool {
 }
 
 const WORDS: &[&str] = &[
-    "policy", "winner", "loser", "prompt", "ref", "x", "d", "s", "beta", "inf", "err", "logratio", "sample", "mean",
-    "sum", "logsigmoid", "sigmoid", "softplus", "relu", "exp", "log", "log1p", "square", "abs", "min", "max", "clamp",
-    "sign", "indicator", "where", "stopgrad", "tie", "steps", "cfg", "eta", "sampler", "ddim", "ddpm",
+    "policy",
+    "winner",
+    "loser",
+    "prompt",
+    "ref",
+    "x",
+    "d",
+    "s",
+    "beta",
+    "inf",
+    "err",
+    "logratio",
+    "sample",
+    "mean",
+    "sum",
+    "logsigmoid",
+    "sigmoid",
+    "softplus",
+    "relu",
+    "exp",
+    "log",
+    "log1p",
+    "square",
+    "abs",
+    "min",
+    "max",
+    "clamp",
+    "sign",
+    "indicator",
+    "where",
+    "stopgrad",
+    "tie",
+    "steps",
+    "cfg",
+    "eta",
+    "sampler",
+    "ddim",
+    "ddpm",
 ];
 
 fn expr(rng: &mut ChaCha8Rng, depth: u32) -> String {
@@ -105,7 +140,13 @@ fn expr(rng: &mut ChaCha8Rng, depth: u32) -> String {
         _ => {
             let f = WORDS[rng.gen_range(10..WORDS.len())];
             let args: Vec<String> = (0..rng.gen_range(0..4))
-                .map(|_| if rng.gen_bool(0.2) { format!("{} = {}", WORDS[rng.gen_range(31..WORDS.len())], expr(rng, depth - 1)) } else { expr(rng, depth - 1) })
+                .map(|_| {
+                    if rng.gen_bool(0.2) {
+                        format!("{} = {}", WORDS[rng.gen_range(31..WORDS.len())], expr(rng, depth - 1))
+                    } else {
+                        expr(rng, depth - 1)
+                    }
+                })
                 .collect();
             format!("{f}({})", args.join(", "))
         }
@@ -121,7 +162,11 @@ pub fn generate(rng: &mut ChaCha8Rng) -> String {
             1 => format!("noise {}", ["shared", "independent"][rng.gen_range(0..2)]),
             2 => format!("pool every = {}, keep = {}", rng.gen_range(0..40), rng.gen_range(0..9)),
             3 => format!("param beta: {} = {} in (0, inf)", ["real", "int"][rng.gen_range(0..2)], expr(rng, 1)),
-            4 => format!("reference ref = {}", ["initial", "latest", "uniform", "ema(decay = 0.99)", "uniform(draw = sample)", "policy"][rng.gen_range(0..6)]),
+            4 => format!(
+                "reference ref = {}",
+                ["initial", "latest", "uniform", "ema(decay = 0.99)", "uniform(draw = sample)", "policy"]
+                    [rng.gen_range(0..6)]
+            ),
             5 | 6 => format!("let {} = {}", ["x", "d", "s"][rng.gen_range(0..3)], expr(rng, 4)),
             7 => format!("log {} = {}", ["a", "b"][rng.gen_range(0..2)], expr(rng, 3)),
             _ => format!("loss {}", expr(rng, 4)),

@@ -7,8 +7,8 @@
 
 pub mod builder;
 pub mod check;
-pub mod compile;
 pub mod cli;
+pub mod compile;
 pub mod data;
 pub mod diag;
 pub mod eval;

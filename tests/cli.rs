@@ -42,7 +42,10 @@ fn check_reports_errors_with_location_and_exits_1() {
     assert!(err.contains("[E0303]"), "{err}");
     assert!(err.contains("tests/ui/check/mean_inside_logsigmoid.obj:8:18"), "{err}");
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("mean_inside_logsigmoid.obj: 1 error") && stdout.contains("objectives/sft.obj: ok"), "{stdout}");
+    assert!(
+        stdout.contains("mean_inside_logsigmoid.obj: 1 error") && stdout.contains("objectives/sft.obj: ok"),
+        "{stdout}"
+    );
 }
 
 #[test]

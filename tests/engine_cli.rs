@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The tiny pretraining run every test shares (relative `--out`, so the recorded command is path-independent).
-const PRETRAIN: &[&str] = &["pretrain", "--out", "run", "--size", "tiny", "--steps", "5", "--batch", "4", "--seed", "7"];
+const PRETRAIN: &[&str] =
+    &["pretrain", "--out", "run", "--size", "tiny", "--steps", "5", "--batch", "4", "--seed", "7"];
 
 fn seppoc_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_seppoc")).args(args).current_dir(dir).output().expect("the binary runs")
@@ -75,7 +76,19 @@ fn pretrain_with_the_same_seed_gives_identical_checkpoints() {
 fn sample_writes_a_png_and_prints_scores() {
     let dir = scratch("sample");
     let ckpt = checkpoint();
-    let args = ["sample", "--model", &ckpt, "--prompt", "a red circle on the left", "-n", "3", "--steps", "2", "--out", "s.png"];
+    let args = [
+        "sample",
+        "--model",
+        &ckpt,
+        "--prompt",
+        "a red circle on the left",
+        "-n",
+        "3",
+        "--steps",
+        "2",
+        "--out",
+        "s.png",
+    ];
     let out = seppoc_in(&dir, &args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -96,8 +109,17 @@ fn eval_writes_report_json_with_every_field() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("ev/report.json")).expect("report.json")).expect("json");
     assert_eq!(report["n_prompts"], 4);
     assert_eq!(report["prompts"], "heldout");
-    let fields = ["n_images", "n_objects", "colour_acc", "shape_acc", "position_acc", "all_correct",
-        "mean_faithfulness", "mean_quality", "mean_score"];
+    let fields = [
+        "n_images",
+        "n_objects",
+        "colour_acc",
+        "shape_acc",
+        "position_acc",
+        "all_correct",
+        "mean_faithfulness",
+        "mean_quality",
+        "mean_score",
+    ];
     for key in fields {
         assert!(report["report"][key].is_number(), "report.{key} missing: {report}");
     }

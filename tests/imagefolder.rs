@@ -56,7 +56,12 @@ fn loads_winners_only() {
     let f = Fixture::new();
     f.png("a.png", 16, 1).png("b.png", 16, 2).write(
         "metadata.jsonl",
-        &meta(&[r#"{"file_name": "a.png", "text": "a red circle"}"#, "", r#"{"file_name": "b.png", "text": "x", "extra": 3}"#, ""]),
+        &meta(&[
+            r#"{"file_name": "a.png", "text": "a red circle"}"#,
+            "",
+            r#"{"file_name": "b.png", "text": "x", "extra": 3}"#,
+            "",
+        ]),
     );
     let set = f.load().expect("valid folder");
     assert_eq!(set.len(), 2);
@@ -73,10 +78,9 @@ fn loads_winners_only() {
 #[test]
 fn loads_pairs() {
     let f = Fixture::new();
-    f.png("w.png", 16, 1).png("l.png", 16, 2).write(
-        "metadata.jsonl",
-        &meta(&[r#"{"file_name": "w.png", "text": "t", "loser_file_name": "l.png"}"#]),
-    );
+    f.png("w.png", 16, 1)
+        .png("l.png", 16, 2)
+        .write("metadata.jsonl", &meta(&[r#"{"file_name": "w.png", "text": "t", "loser_file_name": "l.png"}"#]));
     let set = f.load().expect("valid folder");
     assert!(set.has_pairs());
     assert_ne!(Some(&set.items[0].winner), set.items[0].loser.as_ref());
@@ -98,7 +102,8 @@ fn empty_set() {
 #[test]
 fn bad_json_names_the_line() {
     let f = Fixture::new();
-    f.png("a.png", 16, 1).write("metadata.jsonl", &meta(&[r#"{"file_name": "a.png", "text": "t"}"#, r#"{"file_name": "#]));
+    f.png("a.png", 16, 1)
+        .write("metadata.jsonl", &meta(&[r#"{"file_name": "a.png", "text": "t"}"#, r#"{"file_name": "#]));
     match f.load() {
         Err(LoadError::BadJson { path, line: 2, .. }) => assert_eq!(path, f.path("metadata.jsonl")),
         other => panic!("{other:?}"),
@@ -128,7 +133,10 @@ fn missing_image_names_file_and_line() {
     let f = Fixture::new();
     f.png("a.png", 16, 1).write(
         "metadata.jsonl",
-        &meta(&[r#"{"file_name": "a.png", "text": "t"}"#, r#"{"file_name": "a.png", "text": "t", "loser_file_name": "gone.png"}"#]),
+        &meta(&[
+            r#"{"file_name": "a.png", "text": "t"}"#,
+            r#"{"file_name": "a.png", "text": "t", "loser_file_name": "gone.png"}"#,
+        ]),
     );
     assert_eq!(f.load(), Err(LoadError::MissingImage { path: f.path("gone.png"), line: 2 }));
     f.write("metadata.jsonl", br#"{"file_name": "../a.png", "text": "t"}"#);

@@ -15,8 +15,22 @@ fn load(name: &str) -> Objective {
     ir::lower(&parsed.checked)
 }
 
-const DPO_FAMILY: &[&str] = &["seppo", "seppo_indicator", "seppo_nogate", "seppo_initial", "seppo_latest", "dpo", "spin", "robust"];
-const ALL: &[&str] = &["seppo", "seppo_indicator", "seppo_nogate", "seppo_initial", "seppo_latest", "dpo", "spin", "robust", "sft", "hinge", "ipo", "kto"];
+const DPO_FAMILY: &[&str] =
+    &["seppo", "seppo_indicator", "seppo_nogate", "seppo_initial", "seppo_latest", "dpo", "spin", "robust"];
+const ALL: &[&str] = &[
+    "seppo",
+    "seppo_indicator",
+    "seppo_nogate",
+    "seppo_initial",
+    "seppo_latest",
+    "dpo",
+    "spin",
+    "robust",
+    "sft",
+    "hinge",
+    "ipo",
+    "kto",
+];
 
 /// Leaf values: per image kind a reference error in [0.05, 0.5]; the policy's differs by `delta` (scaled so
 /// beta * delta is of order one, as in training).

@@ -101,7 +101,8 @@ fn gradients_match_central_differences() {
     let xt = model.images(x.clone()).unwrap().traced(model.alloc_grads());
     let pred = model.forward(xt, &t, &tok).unwrap();
     let grads = ParamGrads::backward(&model, per_sample_error(pred, &model.images(eps.clone()).unwrap()).mean());
-    let names = ["final.out.weight", "blocks.0.attn.q.weight", "t_embed.fc1.weight", "text_embed", "blocks.1.mlp.fc1.bias"];
+    let names =
+        ["final.out.weight", "blocks.0.attn.q.weight", "t_embed.fc1.weight", "text_embed", "blocks.1.mlp.fc1.bias"];
     for name in names {
         let idx = model.specs().iter().position(|s| s.name == name).unwrap();
         let g = grads.grads[idx].as_vec();
@@ -186,7 +187,8 @@ fn checkpoint_round_trip_gives_identical_outputs() {
     assert_eq!(m, meta());
     assert_eq!(loaded.config(), model.config());
     let x = randn(2 * 3 * S * S, 8);
-    let out = |md: &Dit<CpuDevice>| md.forward(md.images(x.clone()).unwrap(), &[3, 999], &captions(2)).unwrap().as_vec();
+    let out =
+        |md: &Dit<CpuDevice>| md.forward(md.images(x.clone()).unwrap(), &[3, 999], &captions(2)).unwrap().as_vec();
     assert_eq!(out(&model), out(&loaded));
     let (cfg, _) = read_checkpoint_meta(&path).unwrap();
     assert_eq!(cfg, tiny());
@@ -210,7 +212,9 @@ fn broken_checkpoints_are_typed_errors() {
 
     let mut garbage = bytes.clone();
     garbage[8..40].fill(b'#');
-    for (name, data) in [("trunc", bytes[..bytes.len() / 2].to_vec()), ("short", bytes[..5].to_vec()), ("garbage", garbage)] {
+    for (name, data) in
+        [("trunc", bytes[..bytes.len() / 2].to_vec()), ("short", bytes[..5].to_vec()), ("garbage", garbage)]
+    {
         let p = tmp(&format!("{name}.safetensors"));
         std::fs::write(&p, data).unwrap();
         let err = load_checkpoint(&p, &dev).unwrap_err();
@@ -222,7 +226,8 @@ fn broken_checkpoints_are_typed_errors() {
     let (_, md) = ::safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let mut views = Vec::new();
     for (name, view) in st.tensors() {
-        let shape = if name == "final.out.weight" { vec![view.shape().iter().product()] } else { view.shape().to_vec() };
+        let shape =
+            if name == "final.out.weight" { vec![view.shape().iter().product()] } else { view.shape().to_vec() };
         views.push((name, ::safetensors::tensor::TensorView::new(view.dtype(), shape, view.data()).unwrap()));
     }
     let write = |p: &std::path::Path, v: Vec<(String, ::safetensors::tensor::TensorView)>| {

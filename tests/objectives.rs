@@ -9,7 +9,9 @@ fn load(path: &Path) -> (String, Objective) {
     let name = path.file_name().expect("has a name").to_string_lossy().to_string();
     match Objective::parse(&name, &text) {
         Ok(obj) => (text, obj),
-        Err((file, diags)) => panic!("{name} does not check:\n{}", seppoc::diag::render(&diags, &file, seppoc::diag::Style::Plain)),
+        Err((file, diags)) => {
+            panic!("{name} does not check:\n{}", seppoc::diag::render(&diags, &file, seppoc::diag::Style::Plain))
+        }
     }
 }
 

@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn seppoc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seppoc")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_seppoc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runs")
 }
 
 fn temp(name: &str) -> PathBuf {
@@ -19,7 +23,19 @@ fn temp(name: &str) -> PathBuf {
 
 fn tiny_base(dir: &Path) -> String {
     let out = dir.join("base");
-    let o = seppoc(&["pretrain", "--size", "tiny", "--steps", "20", "--batch", "8", "--seed", "1", "--out", &out.to_string_lossy()]);
+    let o = seppoc(&[
+        "pretrain",
+        "--size",
+        "tiny",
+        "--steps",
+        "20",
+        "--batch",
+        "8",
+        "--seed",
+        "1",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out.join("model.safetensors").to_string_lossy().into_owned()
 }
@@ -35,25 +51,53 @@ fn sft_dpo_seppo_run_end_to_end() {
     for name in ["sft", "dpo", "seppo"] {
         let out = dir.join(name);
         let o = seppoc(&[
-            "run", &format!("objectives/{name}.obj"), "--model", &base, "--steps", "3", "--batch", "4", "--eval-prompts", "3",
-            "--checkpoint-every", "2", "--out", &out.to_string_lossy(),
+            "run",
+            &format!("objectives/{name}.obj"),
+            "--model",
+            &base,
+            "--steps",
+            "3",
+            "--batch",
+            "4",
+            "--eval-prompts",
+            "3",
+            "--checkpoint-every",
+            "2",
+            "--out",
+            &out.to_string_lossy(),
         ]);
         assert!(o.status.success(), "{name}: {}", text(&o.stderr));
         let stdout = text(&o.stdout);
         assert!(stdout.contains("mean judge score") && stdout.contains("win rate vs base"), "{name}: {stdout}");
-        for f in ["model.safetensors", "checkpoint.safetensors", "metrics.jsonl", "report.json", "grid.png", "run.json", "objective.obj", "state/state.json"] {
+        for f in [
+            "model.safetensors",
+            "checkpoint.safetensors",
+            "metrics.jsonl",
+            "report.json",
+            "grid.png",
+            "run.json",
+            "objective.obj",
+            "state/state.json",
+        ] {
             assert!(out.join(f).exists(), "{name}: missing {f}");
         }
         let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
         assert_eq!(metrics.lines().count(), 3);
         let first: serde_json::Value = serde_json::from_str(metrics.lines().next().expect("a line")).expect("json");
         if name != "sft" {
-            assert!((first["loss"].as_f64().expect("loss") - std::f64::consts::LN_2).abs() < 1e-6, "{name}: first step logs ln 2");
+            assert!(
+                (first["loss"].as_f64().expect("loss") - std::f64::consts::LN_2).abs() < 1e-6,
+                "{name}: first step logs ln 2"
+            );
         }
-        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report")).expect("json");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report")).expect("json");
         assert!(report["base"]["mean_score"].is_number() && report["trained"]["mean_score"].is_number());
         let (_, meta) = load_checkpoint(&out.join("model.safetensors"), &cpu()).expect("final model loads");
-        assert!(meta.extra.get("objective").is_some_and(|t| t.contains(&format!("objective {name}"))), "checkpoint carries the objective");
+        assert!(
+            meta.extra.get("objective").is_some_and(|t| t.contains(&format!("objective {name}"))),
+            "checkpoint carries the objective"
+        );
         assert_eq!(meta.extra.get("objective_sha256").map(String::len), Some(64));
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -64,10 +108,27 @@ fn sigkill_and_resume_is_bitwise_identical() {
     let dir = temp("resume");
     let base = tiny_base(&dir);
     let common = |out: &Path, steps: &str| -> Vec<String> {
-        ["run", "objectives/seppo.obj", "--model", &base, "--batch", "4", "--eval-prompts", "0", "--checkpoint-every", "3", "--seed", "7", "--steps", steps, "--out", &out.to_string_lossy()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "run",
+            "objectives/seppo.obj",
+            "--model",
+            &base,
+            "--batch",
+            "4",
+            "--eval-prompts",
+            "0",
+            "--checkpoint-every",
+            "3",
+            "--seed",
+            "7",
+            "--steps",
+            steps,
+            "--out",
+            &out.to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let straight = dir.join("straight");
     let o = Command::new(env!("CARGO_BIN_EXE_seppoc")).args(common(&straight, "24")).output().expect("runs");
@@ -105,7 +166,22 @@ fn resume_refuses_a_different_objective() {
     let dir = temp("refuse");
     let base = tiny_base(&dir);
     let out = dir.join("r");
-    let o = seppoc(&["run", "objectives/sft.obj", "--model", &base, "--steps", "2", "--batch", "2", "--eval-prompts", "0", "--checkpoint-every", "1", "--out", &out.to_string_lossy()]);
+    let o = seppoc(&[
+        "run",
+        "objectives/sft.obj",
+        "--model",
+        &base,
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--eval-prompts",
+        "0",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let o = seppoc(&["run", "objectives/dpo.obj", "--resume", &out.to_string_lossy(), "--steps", "4"]);
     assert_eq!(o.status.code(), Some(2));

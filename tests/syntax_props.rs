@@ -27,25 +27,45 @@ fn expr() -> impl Strategy<Value = Expr> {
         ident().prop_map(|n| e(ExprKind::Name(n))),
     ];
     let ops = prop::sample::select(vec![
-        BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Div, BinOp::Lt, BinOp::Le, BinOp::Gt, BinOp::Ge, BinOp::Eq, BinOp::Ne,
+        BinOp::Add,
+        BinOp::Sub,
+        BinOp::Mul,
+        BinOp::Div,
+        BinOp::Lt,
+        BinOp::Le,
+        BinOp::Gt,
+        BinOp::Ge,
+        BinOp::Eq,
+        BinOp::Ne,
     ]);
     leaf.prop_recursive(5, 48, 4, move |inner| {
         prop_oneof![
             inner.clone().prop_map(|x| e(ExprKind::Neg(Box::new(x)))),
-            (ops.clone(), inner.clone(), inner.clone()).prop_map(|(op, a, b)| e(ExprKind::Binary(op, Box::new(a), Box::new(b)))),
-            (id(), prop::collection::vec((prop::option::of(id()), inner), 0..4))
-                .prop_map(|(f, args)| e(ExprKind::Call(f, args.into_iter().map(|(name, value)| Arg { name, value }).collect()))),
+            (ops.clone(), inner.clone(), inner.clone()).prop_map(|(op, a, b)| e(ExprKind::Binary(
+                op,
+                Box::new(a),
+                Box::new(b)
+            ))),
+            (id(), prop::collection::vec((prop::option::of(id()), inner), 0..4)).prop_map(|(f, args)| e(
+                ExprKind::Call(f, args.into_iter().map(|(name, value)| Arg { name, value }).collect())
+            )),
         ]
     })
 }
 
 fn named_args() -> impl Strategy<Value = Vec<Arg>> {
-    prop::collection::vec((id(), expr()), 1..3).prop_map(|v| v.into_iter().map(|(n, value)| Arg { name: Some(n), value }).collect())
+    prop::collection::vec((id(), expr()), 1..3)
+        .prop_map(|v| v.into_iter().map(|(n, value)| Arg { name: Some(n), value }).collect())
 }
 
 fn stmt_kind() -> impl Strategy<Value = StmtKind> {
-    let interval = (any::<bool>(), expr(), expr(), any::<bool>())
-        .prop_map(|(lo_closed, lo, hi, hi_closed)| Interval { lo_closed, lo, hi, hi_closed, span: Span::default() });
+    let interval = (any::<bool>(), expr(), expr(), any::<bool>()).prop_map(|(lo_closed, lo, hi, hi_closed)| Interval {
+        lo_closed,
+        lo,
+        hi,
+        hi_closed,
+        span: Span::default(),
+    });
     let call_args = prop::collection::vec((prop::option::of(id()), expr()), 0..3)
         .prop_map(|v| v.into_iter().map(|(name, value)| Arg { name, value }).collect::<Vec<_>>());
     prop_oneof![
@@ -53,8 +73,17 @@ fn stmt_kind() -> impl Strategy<Value = StmtKind> {
         id().prop_map(StmtKind::Data),
         id().prop_map(StmtKind::Noise),
         named_args().prop_map(StmtKind::Pool),
-        (id(), id(), expr(), prop::option::of(interval)).prop_map(|(name, ty, default, domain)| StmtKind::Param { name, ty, default, domain }),
-        (id(), id(), prop::option::of(call_args)).prop_map(|(name, strategy, args)| StmtKind::Reference { name, strategy, args }),
+        (id(), id(), expr(), prop::option::of(interval)).prop_map(|(name, ty, default, domain)| StmtKind::Param {
+            name,
+            ty,
+            default,
+            domain
+        }),
+        (id(), id(), prop::option::of(call_args)).prop_map(|(name, strategy, args)| StmtKind::Reference {
+            name,
+            strategy,
+            args
+        }),
         (id(), expr()).prop_map(|(n, x)| StmtKind::Let(n, x)),
         (id(), expr()).prop_map(|(n, x)| StmtKind::Log(n, x)),
         expr().prop_map(StmtKind::Loss),
@@ -66,21 +95,22 @@ fn comment() -> impl Strategy<Value = String> {
 }
 
 fn file() -> impl Strategy<Value = File> {
-    let stmt = (stmt_kind(), prop::collection::vec(comment(), 0..3), prop::option::of(comment()), any::<bool>()).prop_map(
-        |(kind, leading_comments, trailing_comment, blank_line_before)| Stmt {
+    let stmt = (stmt_kind(), prop::collection::vec(comment(), 0..3), prop::option::of(comment()), any::<bool>())
+        .prop_map(|(kind, leading_comments, trailing_comment, blank_line_before)| Stmt {
             kind,
             span: Span::default(),
             leading_comments,
             trailing_comment,
             blank_line_before,
+        });
+    (prop::collection::vec(stmt, 0..8), prop::collection::vec(comment(), 0..3)).prop_map(
+        |(mut stmts, trailing_comments)| {
+            if let Some(first) = stmts.first_mut() {
+                first.blank_line_before = false;
+            }
+            File { stmts, trailing_comments }
         },
-    );
-    (prop::collection::vec(stmt, 0..8), prop::collection::vec(comment(), 0..3)).prop_map(|(mut stmts, trailing_comments)| {
-        if let Some(first) = stmts.first_mut() {
-            first.blank_line_before = false;
-        }
-        File { stmts, trailing_comments }
-    })
+    )
 }
 
 proptest! {

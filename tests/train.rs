@@ -64,7 +64,10 @@ fn seppo_dpo_sft_run_end_to_end() {
 fn same_seed_same_metrics_bitwise() {
     let run = |seed| {
         let mut tr = setup("seppo", &[], seed);
-        (0..3).map(|_| tr.step().expect("step")).map(|r| (r.loss.to_bits(), r.grad_norm.to_bits(), r.references)).collect::<Vec<_>>()
+        (0..3)
+            .map(|_| tr.step().expect("step"))
+            .map(|r| (r.loss.to_bits(), r.grad_norm.to_bits(), r.references))
+            .collect::<Vec<_>>()
     };
     assert_eq!(run(5), run(5));
     assert_ne!(run(5), run(6));
@@ -116,7 +119,8 @@ fn pairs_objective_rejects_winner_only_data() {
     let model = Dit::new(&DitConfig::tiny(16, vocab.len(), MAX_TOKENS), &cpu(), 3).expect("tiny model");
     let (obj, params) = objective("dpo", &[]);
     let cfg = TrainConfig { batch: 2, lr: 1e-3, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed: 0 };
-    let err = Trainer::new(obj, params, model, NoiseSchedule::default_linear(), data, vocab, cfg).err().expect("rejected");
+    let err =
+        Trainer::new(obj, params, model, NoiseSchedule::default_linear(), data, vocab, cfg).err().expect("rejected");
     assert!(err.to_string().contains("no pairs"), "{err}");
 }
 
@@ -145,4 +149,21 @@ fn save_and_restore_continue_bitwise() {
     assert_eq!(resumed.pool.steps, vec![0, 4, 5], "theta_0 plus the newest 2 snapshots");
     assert!(all.iter().any(|r| r.references[0].1 != "Pool(0)"), "uniform draws reach later checkpoints");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A non-finite weight after an update (here forced by an infinite learning rate) stops the run, names the
+/// weight, and leaves the last good weights in place.
+#[test]
+fn nonfinite_weights_stop_the_run_and_keep_good_weights() {
+    let world = World::new(WorldConfig::default_16()).expect("default world");
+    let data = world.preference_set(8, &mut ChaCha8Rng::seed_from_u64(1));
+    let vocab = Vocab::new();
+    let model = Dit::new(&DitConfig::tiny(16, vocab.len(), MAX_TOKENS), &cpu(), 3).expect("tiny model");
+    let (obj, params) = objective("sft", &[]);
+    let cfg = TrainConfig { batch: 2, lr: f32::INFINITY, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed: 0 };
+    let mut tr = Trainer::new(obj, params, model, NoiseSchedule::default_linear(), data, vocab, cfg).expect("starts");
+    let before = tr.policy.to_host();
+    let err = tr.step().err().expect("stopped");
+    assert!(err.to_string().contains("weight `") && err.to_string().contains("step 1"), "{err}");
+    assert_eq!(tr.policy.to_host(), before);
 }

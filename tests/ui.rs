@@ -60,6 +60,7 @@ fn every_code_has_a_snapshot() {
             all.push_str(&std::fs::read_to_string(&path).expect("snapshot is text"));
         }
     }
-    let missing: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).filter(|c| !all.contains(&format!("[{c}]"))).collect();
+    let missing: Vec<&str> =
+        Code::ALL.iter().map(|c| c.as_str()).filter(|c| !all.contains(&format!("[{c}]"))).collect();
     assert!(missing.is_empty(), "codes without a tests/ui snapshot: {missing:?}");
 }

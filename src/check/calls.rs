@@ -40,7 +40,11 @@ impl Checker {
                 self.infer(&a.value);
             }
             let names: Vec<String> = FUNCTIONS.iter().map(|(n, _)| n.to_string()).collect();
-            let mut diag = Diagnostic::error(Code::E0202, Label::new(f.span, "not a function"), format!("unknown function `{}`", f.name));
+            let mut diag = Diagnostic::error(
+                Code::E0202,
+                Label::new(f.span, "not a function"),
+                format!("unknown function `{}`", f.name),
+            );
             if let Some(s) = scope::suggest(&f.name, &names) {
                 diag = diag.with_help(format!("did you mean `{s}`?"));
             }
@@ -58,8 +62,17 @@ impl Checker {
         let tys: Vec<Ty> = positional.iter().map(|e| self.infer(e)).collect();
         if positional.len() != expected {
             self.report(
-                Diagnostic::error(Code::E0203, Label::new(span, format!("{} given", positional.len())), format!("`{}` takes {expected} argument{}, found {}", f.name, if expected == 1 { "" } else { "s" }, positional.len()))
-                    .with_help(format!("the signature is `{signature}`")),
+                Diagnostic::error(
+                    Code::E0203,
+                    Label::new(span, format!("{} given", positional.len())),
+                    format!(
+                        "`{}` takes {expected} argument{}, found {}",
+                        f.name,
+                        if expected == 1 { "" } else { "s" },
+                        positional.len()
+                    ),
+                )
+                .with_help(format!("the signature is `{signature}`")),
             );
             return Ty::Error;
         }
@@ -69,7 +82,9 @@ impl Checker {
             "min" | "max" | "clamp" => self.nonlinear_n(&f.name, &positional, tys),
             "sign" => self.sign(f, &positional, tys, &named),
             "indicator" | "where" => self.select(&f.name, &positional, tys),
-            "stopgrad" => self.scalar(positional[0], tys[0].clone(), "`stopgrad`").map_or(Ty::Error, |s| Ty::Scalar(Scalar { grad: false, gate_with_grad: None, ..s })),
+            "stopgrad" => self
+                .scalar(positional[0], tys[0].clone(), "`stopgrad`")
+                .map_or(Ty::Error, |s| Ty::Scalar(Scalar { grad: false, gate_with_grad: None, ..s })),
             "mean" | "sum" => self.reduce(&f.name, positional[0], tys[0].clone(), span),
             name if UNARY.contains(&name) => self.nonlinear_n(name, &positional, tys),
             _ => Ty::Error,
@@ -82,8 +97,12 @@ impl Checker {
             Ty::Error => None,
             other => {
                 self.report(
-                    Diagnostic::error(Code::E0205, Label::new(e.span, other.describe()), format!("{context} expects a model, found {}", other.describe()))
-                        .with_help("models are `policy` or a name declared with `reference`"),
+                    Diagnostic::error(
+                        Code::E0205,
+                        Label::new(e.span, other.describe()),
+                        format!("{context} expects a model, found {}", other.describe()),
+                    )
+                    .with_help("models are `policy` or a name declared with `reference`"),
                 );
                 None
             }
@@ -118,8 +137,12 @@ impl Checker {
         match tys.next() {
             Some(Ty::Prompt) | Some(Ty::Error) | None => {}
             Some(other) => self.report(
-                Diagnostic::error(Code::E0205, Label::new(args[1].span, other.describe()), format!("`sample` conditions on the prompts, found {}", other.describe()))
-                    .with_help("write `sample(ref, prompt)`"),
+                Diagnostic::error(
+                    Code::E0205,
+                    Label::new(args[1].span, other.describe()),
+                    format!("`sample` conditions on the prompts, found {}", other.describe()),
+                )
+                .with_help("write `sample(ref, prompt)`"),
             ),
         }
         let sampler = match named.get("sampler").map(|a| &a.value) {
@@ -129,7 +152,11 @@ impl Checker {
                     ExprKind::Name(n) => n.clone(),
                     _ => String::new(),
                 };
-                self.choice(&Ident { name: word, span: e.span }, "sampler", &[("ddim", SamplerKind::Ddim), ("ddpm", SamplerKind::Ddpm)])
+                self.choice(
+                    &Ident { name: word, span: e.span },
+                    "sampler",
+                    &[("ddim", SamplerKind::Ddim), ("ddpm", SamplerKind::Ddpm)],
+                )
             }
         };
         let get = |cx: &mut Checker, key: &str, integer: bool, lo: f64, hi: f64, default: f64| match named.get(key) {
@@ -207,8 +234,12 @@ impl Checker {
             Some(Ty::Error) | None => None,
             Some(other) => {
                 self.report(
-                    Diagnostic::error(Code::E0205, Label::new(args[0].span, other.describe()), format!("`{func}` expects a comparison, found {}", other.describe()))
-                        .with_help("compare something, e.g. `indicator(stopgrad(x) > 0)`"),
+                    Diagnostic::error(
+                        Code::E0205,
+                        Label::new(args[0].span, other.describe()),
+                        format!("`{func}` expects a comparison, found {}", other.describe()),
+                    )
+                    .with_help("compare something, e.g. `indicator(stopgrad(x) > 0)`"),
                 );
                 None
             }
@@ -221,7 +252,11 @@ impl Checker {
         let (Some(cond), Some(value)) = (cond, value) else {
             return Ty::Error;
         };
-        let gated = Scalar { axis: cond.axis.join(value.axis), grad: value.grad, gate_with_grad: cond.gate_with_grad.or(value.gate_with_grad) };
+        let gated = Scalar {
+            axis: cond.axis.join(value.axis),
+            grad: value.grad,
+            gate_with_grad: cond.gate_with_grad.or(value.gate_with_grad),
+        };
         Ty::Scalar(gated)
     }
 
@@ -233,8 +268,12 @@ impl Checker {
         };
         if s.axis == Axis::Batch {
             self.report(
-                Diagnostic::error(Code::W0303, Label::new(span, "reduced again here"), format!("`{func}` of a value already reduced over the batch"))
-                    .with_label(arg.span, "already one value per batch"),
+                Diagnostic::error(
+                    Code::W0303,
+                    Label::new(span, "reduced again here"),
+                    format!("`{func}` of a value already reduced over the batch"),
+                )
+                .with_label(arg.span, "already one value per batch"),
             );
         }
         let axis = if s.axis == Axis::Const { Axis::Const } else { Axis::Batch };

@@ -30,8 +30,12 @@ impl Checker {
         let c = eval(e);
         if c.is_none() {
             self.report(
-                Diagnostic::error(Code::E0208, Label::new(e.span, "not a constant"), format!("{what} must be a constant"))
-                    .with_help("write a number such as `20` or `0.5`"),
+                Diagnostic::error(
+                    Code::E0208,
+                    Label::new(e.span, "not a constant"),
+                    format!("{what} must be a constant"),
+                )
+                .with_help("write a number such as `20` or `0.5`"),
             );
         }
         c

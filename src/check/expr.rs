@@ -32,7 +32,8 @@ impl Checker {
         if let Some(s) = scope::suggest(n, &self.scope.candidates()) {
             diag = diag.with_help(format!("did you mean `{s}`?"));
         } else {
-            diag = diag.with_note("names are builtins (policy, winner, loser, prompt, inf) or declared above their use");
+            diag =
+                diag.with_note("names are builtins (policy, winner, loser, prompt, inf) or declared above their use");
         }
         self.report(diag);
         Ty::Error
@@ -60,8 +61,12 @@ impl Checker {
             Ty::Error => None,
             Ty::Bool(_) => {
                 self.report(
-                    Diagnostic::error(Code::E0205, Label::new(e.span, "a comparison"), format!("{context} expects a number, found a comparison"))
-                        .with_help("turn it into 0/1 with `indicator(...)`, or choose with `where(cond, a, b)`"),
+                    Diagnostic::error(
+                        Code::E0205,
+                        Label::new(e.span, "a comparison"),
+                        format!("{context} expects a number, found a comparison"),
+                    )
+                    .with_help("turn it into 0/1 with `indicator(...)`, or choose with `where(cond, a, b)`"),
                 );
                 None
             }
@@ -71,8 +76,12 @@ impl Checker {
                     _ => "use a number here",
                 };
                 self.report(
-                    Diagnostic::error(Code::E0205, Label::new(e.span, other.describe()), format!("{context} expects a number, found {}", other.describe()))
-                        .with_help(help),
+                    Diagnostic::error(
+                        Code::E0205,
+                        Label::new(e.span, other.describe()),
+                        format!("{context} expects a number, found {}", other.describe()),
+                    )
+                    .with_help(help),
                 );
                 None
             }
@@ -97,7 +106,11 @@ impl Checker {
             let Some(name) = &arg.name else { continue };
             if !allowed.contains(&name.name.as_str()) {
                 let known: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
-                let mut diag = Diagnostic::error(Code::E0204, Label::new(name.span, "unknown argument"), format!("`{func}` has no argument `{}`", name.name));
+                let mut diag = Diagnostic::error(
+                    Code::E0204,
+                    Label::new(name.span, "unknown argument"),
+                    format!("`{func}` has no argument `{}`", name.name),
+                );
                 diag = match scope::suggest(&name.name, &known) {
                     Some(s) => diag.with_help(format!("did you mean `{s}`?")),
                     None if known.is_empty() => diag.with_note(format!("`{func}` takes no named arguments")),
@@ -105,7 +118,11 @@ impl Checker {
                 };
                 self.report(diag);
             } else if out.contains_key(&name.name) {
-                self.report(Diagnostic::error(Code::E0204, Label::new(name.span, "given again here"), format!("argument `{}` is given twice", name.name)));
+                self.report(Diagnostic::error(
+                    Code::E0204,
+                    Label::new(name.span, "given again here"),
+                    format!("argument `{}` is given twice", name.name),
+                ));
             } else {
                 out.insert(name.name.clone(), arg);
             }
@@ -121,8 +138,12 @@ impl Checker {
             Ty::Error => None,
             other => {
                 self.report(
-                    Diagnostic::error(Code::E0205, Label::new(e.span, other.describe()), format!("{context} expects images, found {}", other.describe()))
-                        .with_help("images are `winner`, `loser`, or a `sample(ref, prompt)` binding"),
+                    Diagnostic::error(
+                        Code::E0205,
+                        Label::new(e.span, other.describe()),
+                        format!("{context} expects images, found {}", other.describe()),
+                    )
+                    .with_help("images are `winner`, `loser`, or a `sample(ref, prompt)` binding"),
                 );
                 None
             }

@@ -73,8 +73,12 @@ impl Checker {
     /// E0206 for a setting declared twice.
     fn duplicate(&mut self, what: &str, span: Span, prev: Span) {
         self.report(
-            Diagnostic::error(Code::E0206, Label::new(span, "declared again here"), format!("`{what}` is declared twice"))
-                .with_label(prev, "first declared here"),
+            Diagnostic::error(
+                Code::E0206,
+                Label::new(span, "declared again here"),
+                format!("`{what}` is declared twice"),
+            )
+            .with_label(prev, "first declared here"),
         );
     }
 
@@ -82,8 +86,12 @@ impl Checker {
         let end = file.stmts.last().map_or(Span::default(), |s| Span::new(s.span.end as usize, s.span.end as usize));
         if self.name.is_none() {
             self.report(
-                Diagnostic::error(Code::E0302, Label::new(Span::default(), "expected `objective NAME` here"), "missing objective header")
-                    .with_help("start the file with `objective my_loss`"),
+                Diagnostic::error(
+                    Code::E0302,
+                    Label::new(Span::default(), "expected `objective NAME` here"),
+                    "missing objective header",
+                )
+                .with_help("start the file with `objective my_loss`"),
             );
         }
         let data = self.data.map_or(DataKind::Winners, |(d, _)| d);
@@ -106,8 +114,12 @@ impl Checker {
         self.pool_needed();
         if self.loss.is_none() {
             self.report(
-                Diagnostic::error(Code::E0301, Label::new(end, "expected `loss EXPR` by here"), "objective has no `loss`")
-                    .with_help("add `loss mean(err(policy, winner))` or another batch-reduced expression"),
+                Diagnostic::error(
+                    Code::E0301,
+                    Label::new(end, "expected `loss EXPR` by here"),
+                    "objective has no `loss`",
+                )
+                .with_help("add `loss mean(err(policy, winner))` or another batch-reduced expression"),
             );
         }
         self.unused();
@@ -145,19 +157,19 @@ impl Checker {
             .collect();
         for span in needy {
             self.report(
-                Diagnostic::error(Code::E0312, Label::new(span, "chooses among pool checkpoints"), "reference strategy needs a checkpoint pool")
-                    .with_help("declare the pool, e.g. `pool every = 30, keep = 7` (the SePPO paper's setting)"),
+                Diagnostic::error(
+                    Code::E0312,
+                    Label::new(span, "chooses among pool checkpoints"),
+                    "reference strategy needs a checkpoint pool",
+                )
+                .with_help("declare the pool, e.g. `pool every = 30, keep = 7` (the SePPO paper's setting)"),
             );
         }
     }
 
     fn unused(&mut self) {
-        let unused: Vec<(String, Span)> = self
-            .scope
-            .iter()
-            .filter(|(_, b)| !b.used)
-            .map(|(n, b)| (n.to_string(), b.span))
-            .collect();
+        let unused: Vec<(String, Span)> =
+            self.scope.iter().filter(|(_, b)| !b.used).map(|(n, b)| (n.to_string(), b.span)).collect();
         for (name, span) in unused {
             self.report(
                 Diagnostic::error(Code::W0301, Label::new(span, "never used"), format!("unused binding `{name}`"))

@@ -14,8 +14,15 @@ pub fn apply_overrides(checked: &Checked, sets: &[(String, String)]) -> Result<V
         let Some(idx) = checked.params.iter().position(|p| &p.name == name) else {
             let known: Vec<&str> = checked.params.iter().map(|p| p.name.as_str()).collect();
             diags.push(
-                Diagnostic::error(Code::E0209, Label::new(Span::default(), "parameters are declared with `param`"), format!("`--set {name}=...`: no parameter `{name}`"))
-                    .with_note(format!("declared parameters: {}", if known.is_empty() { "none".to_string() } else { known.join(", ") })),
+                Diagnostic::error(
+                    Code::E0209,
+                    Label::new(Span::default(), "parameters are declared with `param`"),
+                    format!("`--set {name}=...`: no parameter `{name}`"),
+                )
+                .with_note(format!(
+                    "declared parameters: {}",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )),
             );
             continue;
         };
@@ -24,13 +31,19 @@ pub fn apply_overrides(checked: &Checked, sets: &[(String, String)]) -> Result<V
         match parse_value(param, text) {
             Ok(v) => match domain_error(param, v) {
                 None => values[idx].1 = v,
-                Some(range) => diags.push(
-                    Diagnostic::error(Code::E0308, Label::new(span, format!("declared with domain {range}")), format!("`--set {name}={text}` is outside the domain {range}")),
-                ),
+                Some(range) => diags.push(Diagnostic::error(
+                    Code::E0308,
+                    Label::new(span, format!("declared with domain {range}")),
+                    format!("`--set {name}={text}` is outside the domain {range}"),
+                )),
             },
             Err(why) => diags.push(
-                Diagnostic::error(Code::E0209, Label::new(span, "declared here"), format!("`--set {name}={text}`: {why}"))
-                    .with_note("integer parameters never truncate a real value; pass an integer"),
+                Diagnostic::error(
+                    Code::E0209,
+                    Label::new(span, "declared here"),
+                    format!("`--set {name}={text}`: {why}"),
+                )
+                .with_note("integer parameters never truncate a real value; pass an integer"),
             ),
         }
     }
@@ -44,7 +57,9 @@ pub fn apply_overrides(checked: &Checked, sets: &[(String, String)]) -> Result<V
 fn parse_value(param: &Param, text: &str) -> Result<f64, String> {
     let text = text.trim();
     if param.integer {
-        text.parse::<i64>().map(|v| v as f64).map_err(|_| format!("`{}` is declared `int`; `{text}` is not an integer", param.name))
+        text.parse::<i64>()
+            .map(|v| v as f64)
+            .map_err(|_| format!("`{}` is declared `int`; `{text}` is not an integer", param.name))
     } else {
         match text.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(v),

@@ -21,7 +21,11 @@ impl Checker {
                 }
             }
             StmtKind::Noise(id) => {
-                let kind = self.choice(id, "noise coupling", &[("shared", Noise::Shared), ("independent", Noise::Independent)]);
+                let kind = self.choice(
+                    id,
+                    "noise coupling",
+                    &[("shared", Noise::Shared), ("independent", Noise::Independent)],
+                );
                 match (&self.noise, kind) {
                     (Some((_, prev)), _) => self.duplicate("noise", stmt.span, *prev),
                     (None, Some(k)) => self.noise = Some((k, stmt.span)),
@@ -39,17 +43,29 @@ impl Checker {
             StmtKind::Log(name, e) => {
                 let ty = self.infer(e);
                 if self.logs.iter().any(|(n, _)| n == &name.name) {
-                    self.report(Diagnostic::error(Code::E0206, Label::new(name.span, "logged again here"), format!("`log {}` appears twice", name.name)));
+                    self.report(Diagnostic::error(
+                        Code::E0206,
+                        Label::new(name.span, "logged again here"),
+                        format!("`log {}` appears twice", name.name),
+                    ));
                 }
                 if let Ty::Scalar(s) | Ty::Bool(s) = &ty {
                     if s.axis == Axis::Sample {
                         self.report(
-                            Diagnostic::error(Code::E0311, Label::new(e.span, "one value per sample"), format!("logged quantity `{}` is not reduced over the batch", name.name))
-                                .with_help(format!("log mean(...) or sum(...), e.g. `log {} = mean(...)`", name.name)),
+                            Diagnostic::error(
+                                Code::E0311,
+                                Label::new(e.span, "one value per sample"),
+                                format!("logged quantity `{}` is not reduced over the batch", name.name),
+                            )
+                            .with_help(format!("log mean(...) or sum(...), e.g. `log {} = mean(...)`", name.name)),
                         );
                     }
                 } else if ty != Ty::Error {
-                    self.report(Diagnostic::error(Code::E0205, Label::new(e.span, ty.describe()), format!("only numbers can be logged, found {}", ty.describe())));
+                    self.report(Diagnostic::error(
+                        Code::E0205,
+                        Label::new(e.span, ty.describe()),
+                        format!("only numbers can be logged, found {}", ty.describe()),
+                    ));
                 }
                 self.logs.push((name.name.clone(), ty));
             }
@@ -73,8 +89,12 @@ impl Checker {
         }
         let words: Vec<String> = options.iter().map(|(w, _)| w.to_string()).collect();
         let found = if id.name.is_empty() { "this".to_string() } else { format!("`{}`", id.name) };
-        let mut diag = Diagnostic::error(Code::E0207, Label::new(id.span, format!("unknown {what}")), format!("unknown {what} {found}"))
-            .with_note(format!("expected one of: {}", words.join(", ")));
+        let mut diag = Diagnostic::error(
+            Code::E0207,
+            Label::new(id.span, format!("unknown {what}")),
+            format!("unknown {what} {found}"),
+        )
+        .with_note(format!("expected one of: {}", words.join(", ")));
         if let Some(s) = scope::suggest(&id.name, &words) {
             diag = diag.with_help(format!("did you mean `{s}`?"));
         }
@@ -92,8 +112,12 @@ impl Checker {
                 format!("`{}` is a builtin name and cannot be redefined", name.name),
             )),
             Err(Some(prev)) => self.report(
-                Diagnostic::error(Code::E0206, Label::new(name.span, "defined again here"), format!("`{}` is defined twice", name.name))
-                    .with_label(prev, "first defined here"),
+                Diagnostic::error(
+                    Code::E0206,
+                    Label::new(name.span, "defined again here"),
+                    format!("`{}` is defined twice", name.name),
+                )
+                .with_label(prev, "first defined here"),
             ),
         }
     }
@@ -111,14 +135,22 @@ impl Checker {
                 "keep" => &mut keep,
                 other => {
                     self.report(
-                        Diagnostic::error(Code::E0204, Label::new(name.span, "unknown setting"), format!("`pool` has no setting `{other}`"))
-                            .with_note("settings: every (updates between checkpoints), keep (checkpoints kept)"),
+                        Diagnostic::error(
+                            Code::E0204,
+                            Label::new(name.span, "unknown setting"),
+                            format!("`pool` has no setting `{other}`"),
+                        )
+                        .with_note("settings: every (updates between checkpoints), keep (checkpoints kept)"),
                     );
                     continue;
                 }
             };
             if slot.is_some() {
-                self.report(Diagnostic::error(Code::E0204, Label::new(name.span, "given again here"), format!("`{}` is given twice", name.name)));
+                self.report(Diagnostic::error(
+                    Code::E0204,
+                    Label::new(name.span, "given again here"),
+                    format!("`{}` is given twice", name.name),
+                ));
                 continue;
             }
             *slot = Some(arg);
@@ -127,10 +159,16 @@ impl Checker {
         let keep = keep.and_then(|a| self.bounded(&a.value, "`pool keep`", true, 1.0, 1e6));
         match (every, keep) {
             (Some(e), Some(k)) => self.pool = Some((Pool { every: e as u64, keep: k as u64 }, span)),
-            _ if args.iter().all(|a| a.name.as_ref().is_some_and(|n| n.name == "every" || n.name == "keep")) && args.len() < 2 => {
+            _ if args.iter().all(|a| a.name.as_ref().is_some_and(|n| n.name == "every" || n.name == "keep"))
+                && args.len() < 2 =>
+            {
                 self.report(
-                    Diagnostic::error(Code::E0204, Label::new(span, "incomplete pool"), "`pool` needs both `every` and `keep`")
-                        .with_help("pool every = 30, keep = 7"),
+                    Diagnostic::error(
+                        Code::E0204,
+                        Label::new(span, "incomplete pool"),
+                        "`pool` needs both `every` and `keep`",
+                    )
+                    .with_help("pool every = 30, keep = 7"),
                 );
             }
             _ => {}
@@ -142,23 +180,40 @@ impl Checker {
         let value = self.constant(default, "a parameter default");
         if let (Some(true), Some(c)) = (integer, value) {
             if !c.integer {
-                self.report(Diagnostic::error(Code::E0205, Label::new(default.span, "a real number"), format!("`{}` is declared `int`, but its default is {:?}", name.name, c.value)));
+                self.report(Diagnostic::error(
+                    Code::E0205,
+                    Label::new(default.span, "a real number"),
+                    format!("`{}` is declared `int`, but its default is {:?}", name.name, c.value),
+                ));
             }
         }
         let domain = domain.and_then(|d| {
             let lo = self.constant(&d.lo, "a domain bound")?;
             let hi = self.constant(&d.hi, "a domain bound")?;
             if lo.value > hi.value {
-                self.report(Diagnostic::error(Code::E0308, Label::new(d.span, "empty interval"), format!("domain of `{}` is empty: {} > {}", name.name, lo.value, hi.value)));
+                self.report(Diagnostic::error(
+                    Code::E0308,
+                    Label::new(d.span, "empty interval"),
+                    format!("domain of `{}` is empty: {} > {}", name.name, lo.value, hi.value),
+                ));
                 return None;
             }
             Some((lo.value, d.lo_closed, hi.value, d.hi_closed))
         });
-        let param = Param { name: name.name.clone(), integer: integer.unwrap_or(false), default: value.map_or(0.0, |c| c.value), domain };
+        let param = Param {
+            name: name.name.clone(),
+            integer: integer.unwrap_or(false),
+            default: value.map_or(0.0, |c| c.value),
+            domain,
+        };
         if let (Some(_), Some(range)) = (value, overrides::domain_error(&param, param.default)) {
             self.report(
-                Diagnostic::error(Code::E0308, Label::new(default.span, format!("outside {range}")), format!("default of `{}` is outside its domain {range}", name.name))
-                    .with_note("Diffusion-DPO and SePPO use beta = 2000..5000 on a mean-MSE margin (arXiv 2311.12908)"),
+                Diagnostic::error(
+                    Code::E0308,
+                    Label::new(default.span, format!("outside {range}")),
+                    format!("default of `{}` is outside its domain {range}", name.name),
+                )
+                .with_note("Diffusion-DPO and SePPO use beta = 2000..5000 on a mean-MSE margin (arXiv 2311.12908)"),
             );
         }
         self.declare(name, Ty::Scalar(Scalar::CONST), BindingKind::Param);
@@ -184,7 +239,11 @@ impl Checker {
                             let id = Ident { name: n.clone(), span: a.value.span };
                             self.choice(&id, "draw granularity", &[("step", Draw::Step), ("sample", Draw::Sample)])
                         }
-                        _ => self.choice(&Ident { name: String::new(), span: a.value.span }, "draw granularity", &[("step", Draw::Step), ("sample", Draw::Sample)]),
+                        _ => self.choice(
+                            &Ident { name: String::new(), span: a.value.span },
+                            "draw granularity",
+                            &[("step", Draw::Step), ("sample", Draw::Sample)],
+                        ),
                     },
                 };
                 draw.map(Strategy::Uniform)
@@ -192,7 +251,14 @@ impl Checker {
             "ema" => match named.get("decay") {
                 Some(a) => self.bounded(&a.value, "`ema` decay", false, 0.0, 1.0).map(|decay| Strategy::Ema { decay }),
                 None => {
-                    self.report(Diagnostic::error(Code::E0203, Label::new(strategy.span, "needs `decay`"), "`ema` needs a decay").with_help("reference ref = ema(decay = 0.999)"));
+                    self.report(
+                        Diagnostic::error(
+                            Code::E0203,
+                            Label::new(strategy.span, "needs `decay`"),
+                            "`ema` needs a decay",
+                        )
+                        .with_help("reference ref = ema(decay = 0.999)"),
+                    );
                     None
                 }
             },
@@ -204,7 +270,16 @@ impl Checker {
                 );
                 None
             }
-            _ => self.choice(strategy, "reference strategy", &[("initial", Strategy::Initial), ("latest", Strategy::Latest), ("uniform", Strategy::Uniform(Draw::Step)), ("ema", Strategy::Initial)]),
+            _ => self.choice(
+                strategy,
+                "reference strategy",
+                &[
+                    ("initial", Strategy::Initial),
+                    ("latest", Strategy::Latest),
+                    ("uniform", Strategy::Uniform(Draw::Step)),
+                    ("ema", Strategy::Initial),
+                ],
+            ),
         };
         self.declare(name, Ty::Model(Model::Reference(name.name.clone())), BindingKind::Reference);
         if let Some(strategy) = strat {
@@ -218,20 +293,32 @@ impl Checker {
             Ty::Scalar(s) => *s,
             Ty::Error => return,
             other => {
-                self.report(Diagnostic::error(Code::E0205, Label::new(e.span, other.describe()), format!("the loss must be a number, found {}", other.describe())));
+                self.report(Diagnostic::error(
+                    Code::E0205,
+                    Label::new(e.span, other.describe()),
+                    format!("the loss must be a number, found {}", other.describe()),
+                ));
                 return;
             }
         };
         if s.axis == Axis::Sample {
             self.report(
-                Diagnostic::error(Code::E0304, Label::new(e.span, "one value per sample"), "loss is not reduced over the batch")
-                    .with_help("reduce last: `loss mean(...)`"),
+                Diagnostic::error(
+                    Code::E0304,
+                    Label::new(e.span, "one value per sample"),
+                    "loss is not reduced over the batch",
+                )
+                .with_help("reduce last: `loss mean(...)`"),
             );
         }
         if !s.grad {
             self.report(
-                Diagnostic::error(Code::E0305, Label::new(e.span, "no gradient reaches the policy"), "loss cannot reach the policy's parameters")
-                    .with_note("gradients come only from `err(policy, ...)` or `logratio(policy, ...)` outside `stopgrad`"),
+                Diagnostic::error(
+                    Code::E0305,
+                    Label::new(e.span, "no gradient reaches the policy"),
+                    "loss cannot reach the policy's parameters",
+                )
+                .with_note("gradients come only from `err(policy, ...)` or `logratio(policy, ...)` outside `stopgrad`"),
             );
         }
         if let Some(gate) = s.gate_with_grad {

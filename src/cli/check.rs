@@ -34,7 +34,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     print!("{}", checked.dump());
                 }
                 let n = checked.warnings.len();
-                let warn = if n == 0 { String::new() } else { format!(" ({n} warning{})", if n == 1 { "" } else { "s" }) };
+                let warn =
+                    if n == 0 { String::new() } else { format!(" ({n} warning{})", if n == 1 { "" } else { "s" }) };
                 println!("{path}: ok{warn}");
             }
             Err(diags) => {

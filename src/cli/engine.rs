@@ -161,7 +161,8 @@ fn vocabulary_help() -> String {
 
 /// A progress bar on stderr, hidden when stderr is not a terminal (tests, pipes, `nohup`).
 pub(crate) fn progress_bar(len: u64, what: &str) -> ProgressBar {
-    let target = if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let target =
+        if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
     let bar = ProgressBar::with_draw_target(Some(len), target);
     let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed} < {eta})")
         .map(|s| s.progress_chars("=> "))
@@ -205,7 +206,9 @@ impl JsonlWriter {
     /// Writes one record as a line.
     pub fn write(&mut self, record: &serde_json::Value) -> anyhow::Result<()> {
         let line = serde_json::to_string(record)?;
-        writeln!(self.out, "{line}").and_then(|_| self.out.flush()).with_context(|| format!("cannot write `{}`", self.path.display()))
+        writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .with_context(|| format!("cannot write `{}`", self.path.display()))
     }
 }
 

@@ -92,7 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     write_json(&out.join("report.json"), &report)?;
     let grid_path = out.join("grid.png");
     let grid = GridConfig { cols: 16.min(prompts.len()), spacing: 2, scale: 4, background: [128, 128, 128] };
-    save_grid_with(&result.images, &grid, &grid_path).with_context(|| format!("cannot write `{}`", grid_path.display()))?;
+    save_grid_with(&result.images, &grid, &grid_path)
+        .with_context(|| format!("cannot write `{}`", grid_path.display()))?;
     println!("wrote `{}` and `{}`", out.join("report.json").display(), grid_path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -31,12 +31,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let obj = lower(&checked);
     let text = std::fs::read_to_string(&args.inputs).with_context(|| format!("cannot read `{}`", args.inputs))?;
     let json: Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", args.inputs))?;
-    let given = json.get("inputs").and_then(Value::as_object).ok_or_else(|| anyhow!("`{}`: expected an object with an \"inputs\" object", args.inputs))?;
+    let given = json
+        .get("inputs")
+        .and_then(Value::as_object)
+        .ok_or_else(|| anyhow!("`{}`: expected an object with an \"inputs\" object", args.inputs))?;
     let names: Vec<String> = obj.inputs.iter().map(|i| i.name()).collect();
     let mut inputs = Vec::new();
     let mut batch = None;
     for name in &names {
-        let list = given.get(name).ok_or_else(|| anyhow!("`{}`: missing leaf `{name}` (this objective's leaves: {})", args.inputs, names.join(", ")))?;
+        let list = given.get(name).ok_or_else(|| {
+            anyhow!("`{}`: missing leaf `{name}` (this objective's leaves: {})", args.inputs, names.join(", "))
+        })?;
         let values: Vec<f64> = list
             .as_array()
             .ok_or_else(|| anyhow!("`{}`: `{name}` must be a list of numbers", args.inputs))?
@@ -47,7 +52,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         match batch {
             None if values.is_empty() => bail!("`{}`: `{name}` is empty; give at least one sample", args.inputs),
             None => batch = Some(values.len()),
-            Some(b) if b != values.len() => bail!("`{}`: `{name}` has {} values but `{}` has {b}; every leaf needs one value per sample", args.inputs, values.len(), names[0]),
+            Some(b) if b != values.len() => bail!(
+                "`{}`: `{name}` has {} values but `{}` has {b}; every leaf needs one value per sample",
+                args.inputs,
+                values.len(),
+                names[0]
+            ),
             _ => {}
         }
         inputs.push(values);

@@ -4,8 +4,8 @@
 use super::engine::{command_line, progress_bar, write_json, JsonlWriter, ScheduleSpec, SCHEDULE_KEY};
 use crate::data::{World, WorldConfig, MAX_TOKENS};
 use crate::model::{
-    blank_caption, cpu, save_checkpoint, train_step_mse, AdamW, AdamWConfig, CheckpointMeta, CpuDevice, Dit,
-    DitConfig, Ema, MseBatch, ScheduleKind,
+    blank_caption, cpu, save_checkpoint, train_step_mse, AdamW, AdamWConfig, CheckpointMeta, CpuDevice, Dit, DitConfig,
+    Ema, MseBatch, ScheduleKind,
 };
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};

@@ -59,7 +59,7 @@ pub struct Settings {
     #[arg(long, default_value_t = 16)]
     batch: usize,
     /// Peak learning rate (AdamW).
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 2e-5)]
     lr: f32,
     /// Linear warmup steps.
     #[arg(long, default_value_t = 10)]
@@ -97,12 +97,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(dir) => {
             let out = PathBuf::from(dir);
             let path = out.join("run.json");
-            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot resume: cannot read `{}`", path.display()))?;
-            let saved: Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))?;
-            if saved["objective_sha256"].as_str() != Some(hash.as_str()) || saved["params"] != Value::Object(param_json.clone()) {
-                bail!("cannot resume `{}`: it was started with a different objective or parameters (see `{}`)", out.display(), path.display());
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot resume: cannot read `{}`", path.display()))?;
+            let saved: Value =
+                serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))?;
+            if saved["objective_sha256"].as_str() != Some(hash.as_str())
+                || saved["params"] != Value::Object(param_json.clone())
+            {
+                bail!(
+                    "cannot resume `{}`: it was started with a different objective or parameters (see `{}`)",
+                    out.display(),
+                    path.display()
+                );
             }
-            let settings: Settings = serde_json::from_value(saved["settings"].clone()).with_context(|| format!("`{}`: bad `settings`", path.display()))?;
+            let settings: Settings = serde_json::from_value(saved["settings"].clone())
+                .with_context(|| format!("`{}`: bad `settings`", path.display()))?;
             let steps = args.steps.or(saved["steps"].as_u64().map(|s| s as usize)).unwrap_or(DEFAULT_STEPS);
             (out, settings, steps)
         }
@@ -115,8 +124,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let base_path = model_path(settings.model.as_deref());
     let base = load_model(&base_path)?;
     let data = match &settings.data {
-        Some(dir) => load_imagefolder(Path::new(dir), base.world.config.image_size).map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => base.world.preference_set(settings.data_size, &mut ChaCha8Rng::seed_from_u64(settings.seed ^ 0x5eed_da7a)),
+        Some(dir) => {
+            load_imagefolder(Path::new(dir), base.world.config.image_size).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+        None => {
+            base.world.preference_set(settings.data_size, &mut ChaCha8Rng::seed_from_u64(settings.seed ^ 0x5eed_da7a))
+        }
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let cfg = TrainConfig {
@@ -129,16 +142,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let values = params.iter().map(|(_, v)| *v).collect();
     let initial = base.model.clone();
-    let mut trainer = Trainer::new(obj, values, base.model.clone(), base.schedule.clone(), data, base.world.vocab.clone(), cfg)?;
+    let mut trainer =
+        Trainer::new(obj, values, base.model.clone(), base.schedule.clone(), data, base.world.vocab.clone(), cfg)?;
     if args.resume.is_some() {
         trainer.restore_state(&out)?;
         println!("resumed `{}` at step {}", out.display(), trainer.step);
     } else {
-        std::fs::write(out.join("objective.obj"), &canonical).with_context(|| format!("cannot write into `{}`", out.display()))?;
-        write_json(&out.join("run.json"), &json!({
-            "command": command_line(), "objective": trainer.obj.name, "objective_sha256": hash, "params": param_json,
-            "base_model": base_path.display().to_string(), "settings": settings, "steps": steps, "plan": trainer.obj.plan_text(),
-        }))?;
+        std::fs::write(out.join("objective.obj"), &canonical)
+            .with_context(|| format!("cannot write into `{}`", out.display()))?;
+        write_json(
+            &out.join("run.json"),
+            &json!({
+                "command": command_line(), "objective": trainer.obj.name, "objective_sha256": hash, "params": param_json,
+                "base_model": base_path.display().to_string(), "settings": settings, "steps": steps, "plan": trainer.obj.plan_text(),
+            }),
+        )?;
     }
     let meta = |step: usize| {
         let mut extra = std::collections::BTreeMap::new();
@@ -162,7 +180,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 bar.abandon();
                 let kept = if checkpoint.exists() {
-                    format!("the last good checkpoint is `{}` (resume with `--resume {}`)", checkpoint.display(), out.display())
+                    format!(
+                        "the last good checkpoint is `{}` (resume with `--resume {}`)",
+                        checkpoint.display(),
+                        out.display()
+                    )
                 } else {
                     "no checkpoint had been written yet".to_string()
                 };
@@ -181,9 +203,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let train_s = started.elapsed().as_secs_f64();
     let final_path = out.join("model.safetensors");
     save_checkpoint(&final_path, trainer.output_model(), &meta(trainer.step))?;
-    println!("trained `{}` for {} steps in {:.0} s -> {}", trainer.obj.name, trainer.step, train_s, final_path.display());
+    println!(
+        "trained `{}` for {} steps in {:.0} s -> {}",
+        trainer.obj.name,
+        trainer.step,
+        train_s,
+        final_path.display()
+    );
     if settings.eval_prompts > 0 {
-        let eval = EvalInputs { heldout: &base.world.heldout, vocab: &base.world.vocab, schedule: &base.schedule, n_prompts: settings.eval_prompts };
+        let eval = EvalInputs {
+            heldout: &base.world.heldout,
+            vocab: &base.world.vocab,
+            schedule: &base.schedule,
+            n_prompts: settings.eval_prompts,
+        };
         evaluate(&eval, &initial, trainer.output_model(), &out, train_s)?;
     }
     Ok(ExitCode::SUCCESS)
@@ -207,7 +240,13 @@ struct EvalInputs<'a> {
 }
 
 /// Judges base and trained model on the same held-out prompts, sampler and seed; prints and writes the table.
-fn evaluate(e: &EvalInputs, base: &Dit<CpuDevice>, trained: &Dit<CpuDevice>, out: &Path, train_s: f64) -> anyhow::Result<()> {
+fn evaluate(
+    e: &EvalInputs,
+    base: &Dit<CpuDevice>,
+    trained: &Dit<CpuDevice>,
+    out: &Path,
+    train_s: f64,
+) -> anyhow::Result<()> {
     let (schedule, vocab) = (e.schedule, e.vocab);
     let prompts: Vec<_> = e.heldout.iter().take(e.n_prompts).cloned().collect();
     let cfg = EvalConfig::new(SamplerConfig::ddim(20, 5.0), 0);
@@ -216,18 +255,29 @@ fn evaluate(e: &EvalInputs, base: &Dit<CpuDevice>, trained: &Dit<CpuDevice>, out
     print!("{}", comparison_table(&before.report, &after.report, prompts.len()));
     let wins = before.judgements.iter().zip(&after.judgements).filter(|(b, a)| a.score > b.score).count();
     let ties = before.judgements.iter().zip(&after.judgements).filter(|(b, a)| a.score == b.score).count();
-    println!("win rate vs base: {:.3} ({wins} better, {ties} equal of {})", wins as f64 / prompts.len().max(1) as f64, prompts.len());
-    write_json(&out.join("report.json"), &json!({
-        "prompts": "heldout", "n_prompts": prompts.len(), "eval": cfg, "base": before.report, "trained": after.report,
-        "win_rate": wins as f64 / prompts.len().max(1) as f64, "train_seconds": train_s,
-    }))?;
+    println!(
+        "win rate vs base: {:.3} ({wins} better, {ties} equal of {})",
+        wins as f64 / prompts.len().max(1) as f64,
+        prompts.len()
+    );
+    write_json(
+        &out.join("report.json"),
+        &json!({
+            "prompts": "heldout", "n_prompts": prompts.len(), "eval": cfg, "base": before.report, "trained": after.report,
+            "win_rate": wins as f64 / prompts.len().max(1) as f64, "train_seconds": train_s,
+        }),
+    )?;
     let n = prompts.len().min(8);
     let mut grid: Vec<Image> = before.images[..n].to_vec();
     grid.extend_from_slice(&after.images[..n]);
     let grid_path = out.join("grid.png");
     let layout = GridConfig { cols: n.max(1), spacing: 2, scale: 4, background: [128, 128, 128] };
     save_grid_with(&grid, &layout, &grid_path).with_context(|| format!("cannot write `{}`", grid_path.display()))?;
-    println!("report: {}  (top row base, bottom row trained: {})", out.join("report.json").display(), grid_path.display());
+    println!(
+        "report: {}  (top row base, bottom row trained: {})",
+        out.join("report.json").display(),
+        grid_path.display()
+    );
     Ok(())
 }
 
@@ -240,7 +290,10 @@ fn comparison_table(base: &Report, trained: &Report, n: usize) -> String {
         ("mean quality", base.mean_quality, trained.mean_quality),
         ("mean judge score", base.mean_score, trained.mean_score),
     ];
-    let mut s = format!("judge on {n} held-out prompts (DDIM 20 steps, cfg 5, seed 0)\n{:<24} {:>8} {:>8} {:>8}\n", "", "base", "trained", "delta");
+    let mut s = format!(
+        "judge on {n} held-out prompts (DDIM 20 steps, cfg 5, seed 0)\n{:<24} {:>8} {:>8} {:>8}\n",
+        "", "base", "trained", "delta"
+    );
     for (name, b, t) in rows {
         s.push_str(&format!("{name:<24} {:>8.3} {:>8.3} {:>+8.3}\n", b, t, t - b));
     }

@@ -31,7 +31,13 @@ pub struct LossGraph<D: LossDevice> {
 /// `policy` holds every policy leaf stacked (shape `(n_rows,)`), taped; `offsets[k]` is the first row of
 /// policy leaf `k` (rows `offset..offset + batch`); `leaves` holds the host values of every leaf, the policy's
 /// included (read back from `policy`), and the parameter values.
-pub fn loss_graph<D: LossDevice>(obj: &Objective, policy: Vector<D>, offsets: &[Option<usize>], leaves: &LeafValues, batch: usize) -> LossGraph<D> {
+pub fn loss_graph<D: LossDevice>(
+    obj: &Objective,
+    policy: Vector<D>,
+    offsets: &[Option<usize>],
+    leaves: &LeafValues,
+    batch: usize,
+) -> LossGraph<D> {
     let host = evaluate(obj, leaves);
     let live = live_taped(obj);
     let dev = policy.device().clone();
@@ -72,7 +78,8 @@ pub fn loss_graph<D: LossDevice>(obj: &Objective, policy: Vector<D>, offsets: &[
                 }
             }
             Node::Clamp(x, lo, hi) => {
-                let (xv, lv, hv) = (&host.values[x.0 as usize], &host.values[lo.0 as usize], &host.values[hi.0 as usize]);
+                let (xv, lv, hv) =
+                    (&host.values[x.0 as usize], &host.values[lo.0 as usize], &host.values[hi.0 as usize]);
                 let below = pick(&dev, xv, lv, batch, |x, l| x < l);
                 let above = pick(&dev, xv, hv, batch, |x, h| x > h);
                 let (xt, lt, ht) = (arg(*x), arg(*lo), arg(*hi));
@@ -102,7 +109,13 @@ pub fn loss_graph<D: LossDevice>(obj: &Objective, policy: Vector<D>, offsets: &[
 }
 
 /// A node's value as a taped vector: its dfdx tensor if it is on the tape, else the host value as a constant.
-fn operand<D: LossDevice>(dev: &D, vals: &[Option<Tensor<(usize,), f32, D>>], host: &Evaluation, id: NodeId, batch: usize) -> Vector<D> {
+fn operand<D: LossDevice>(
+    dev: &D,
+    vals: &[Option<Tensor<(usize,), f32, D>>],
+    host: &Evaluation,
+    id: NodeId,
+    batch: usize,
+) -> Vector<D> {
     match &vals[id.0 as usize] {
         Some(t) => t.retaped::<OwnedTape<f32, D>>(),
         None => {
@@ -118,7 +131,13 @@ fn host_mask<D: LossDevice>(dev: &D, v: &[f64], batch: usize, f: impl Fn(f64) ->
     dev.tensor_from_vec(data, (batch,))
 }
 
-fn pick<D: LossDevice>(dev: &D, a: &[f64], b: &[f64], batch: usize, f: impl Fn(f64, f64) -> bool) -> Tensor<(usize,), bool, D> {
+fn pick<D: LossDevice>(
+    dev: &D,
+    a: &[f64],
+    b: &[f64],
+    batch: usize,
+    f: impl Fn(f64, f64) -> bool,
+) -> Tensor<(usize,), bool, D> {
     let at = |v: &[f64], i: usize| if v.len() == 1 { v[0] } else { v[i] };
     let data: Vec<bool> = (0..batch).map(|i| f(at(a, i), at(b, i))).collect();
     dev.tensor_from_vec(data, (batch,))

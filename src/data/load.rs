@@ -152,16 +152,20 @@ struct Record {
 
 /// Parses one non-blank metadata line.
 fn parse_record(text: &str, path: &Path, line: usize) -> Result<Record, LoadError> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| LoadError::BadJson { path: path.to_path_buf(), line, message: e.to_string() })?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| LoadError::BadJson {
+        path: path.to_path_buf(),
+        line,
+        message: e.to_string(),
+    })?;
     let Some(obj) = value.as_object() else {
         return Err(LoadError::BadJson { path: path.to_path_buf(), line, message: "expected a JSON object".into() });
     };
     let field = |name: &'static str| -> Result<String, LoadError> {
-        obj.get(name)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or(LoadError::MissingField { path: path.to_path_buf(), line, field: name })
+        obj.get(name).and_then(|v| v.as_str()).map(str::to_string).ok_or(LoadError::MissingField {
+            path: path.to_path_buf(),
+            line,
+            field: name,
+        })
     };
     let file_name = field("file_name")?;
     let text = field("text")?;
@@ -185,7 +189,8 @@ fn load_image(dir: &Path, name: &str, line: usize, size: usize) -> Result<Image,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LoadError::MissingImage { path, line }),
         Err(e) => return Err(LoadError::Io { path, message: e.to_string() }),
     };
-    let decoded = image::load_from_memory(&bytes).map_err(|e| LoadError::NotAnImage { path: path.clone(), message: e.to_string() })?;
+    let decoded = image::load_from_memory(&bytes)
+        .map_err(|e| LoadError::NotAnImage { path: path.clone(), message: e.to_string() })?;
     let (w, h) = (decoded.width(), decoded.height());
     if w as usize != size || h as usize != size {
         return Err(LoadError::WrongSize { path, expected: size, found: (w, h) });

@@ -92,8 +92,7 @@ pub enum Position {
 
 impl Position {
     /// Every position, in a fixed order.
-    pub const ALL: [Position; 5] =
-        [Position::Left, Position::Right, Position::Top, Position::Bottom, Position::Center];
+    pub const ALL: [Position; 5] = [Position::Left, Position::Right, Position::Top, Position::Bottom, Position::Center];
 
     /// The phrase used in prompts, e.g. `on the left`.
     pub fn phrase(self) -> &'static str {
@@ -191,7 +190,13 @@ impl Prompt {
             match words.get(idx) {
                 None => break,
                 Some(&"and") => idx += 1,
-                Some(w) => return Err(PromptError::Unexpected { word_idx: idx, found: w.to_string(), expected: "`and` or end of prompt" }),
+                Some(w) => {
+                    return Err(PromptError::Unexpected {
+                        word_idx: idx,
+                        found: w.to_string(),
+                        expected: "`and` or end of prompt",
+                    })
+                }
             }
         }
         Ok(Prompt { objects })
@@ -237,13 +242,18 @@ impl fmt::Display for PromptError {
 impl std::error::Error for PromptError {}
 
 /// Checks that `words[idx]` is one of `options` and returns the matching value.
-fn expect_word<T: Copy>(words: &[&str], idx: usize, options: &[(&str, T)], what: &'static str) -> Result<T, PromptError> {
+fn expect_word<T: Copy>(
+    words: &[&str],
+    idx: usize,
+    options: &[(&str, T)],
+    what: &'static str,
+) -> Result<T, PromptError> {
     let found = words.get(idx).copied().unwrap_or("");
-    options
-        .iter()
-        .find(|(w, _)| *w == found)
-        .map(|(_, v)| *v)
-        .ok_or(PromptError::Unexpected { word_idx: idx, found: found.to_string(), expected: what })
+    options.iter().find(|(w, _)| *w == found).map(|(_, v)| *v).ok_or(PromptError::Unexpected {
+        word_idx: idx,
+        found: found.to_string(),
+        expected: what,
+    })
 }
 
 /// Parses `a COLOUR SHAPE [PHRASE]` starting at `idx`; returns the object and the index after it.

@@ -66,7 +66,8 @@ impl Vocab {
 
     /// Decodes ids back to words, skipping PAD.
     pub fn decode(&self, ids: &[usize]) -> String {
-        let words: Vec<&str> = ids.iter().filter(|&&i| i != Vocab::PAD).map(|&i| self.word(i).unwrap_or("<unk>")).collect();
+        let words: Vec<&str> =
+            ids.iter().filter(|&&i| i != Vocab::PAD).map(|&i| self.word(i).unwrap_or("<unk>")).collect();
         words.join(" ")
     }
 }

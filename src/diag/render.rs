@@ -41,9 +41,7 @@ fn render_one(diag: &Diagnostic, file: &SourceFile, style: Style) -> String {
         Severity::Warning => Color::Yellow,
     };
     let primary = clamp(diag.primary.span.range());
-    let config = Config::default()
-        .with_color(style == Style::Color)
-        .with_index_type(IndexType::Byte);
+    let config = Config::default().with_color(style == Style::Color).with_index_type(IndexType::Byte);
     let mut report = Report::build(kind, (path, primary.clone()))
         .with_config(config)
         .with_code(diag.code.as_str())

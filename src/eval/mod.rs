@@ -76,12 +76,8 @@ pub fn judge(img: &Image, prompt: &Prompt) -> Judgement {
     let k = prompt.objects.len();
     let cands: Vec<&Detection> = dets.iter().take(k).collect();
     let assignment = best_assignment(&prompt.objects, &cands);
-    let objects: Vec<ObjectJudgement> = prompt
-        .objects
-        .iter()
-        .zip(&assignment)
-        .map(|(spec, slot)| verdict(spec, slot.map(|j| cands[j])))
-        .collect();
+    let objects: Vec<ObjectJudgement> =
+        prompt.objects.iter().zip(&assignment).map(|(spec, slot)| verdict(spec, slot.map(|j| cands[j]))).collect();
     let (correct, checked) = objects.iter().map(ObjectJudgement::counts).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     let faithfulness = if checked == 0 { 1.0 } else { correct as f32 / checked as f32 };
     let quality = quality(img, &cands);

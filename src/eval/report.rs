@@ -33,7 +33,13 @@ impl Report {
         let objs: Vec<_> = js.iter().flat_map(|j| &j.objects).collect();
         let frac = |num: usize, den: usize| if den == 0 { 0.0 } else { num as f32 / den as f32 };
         let with_pos: Vec<bool> = objs.iter().filter_map(|o| o.position_ok).collect();
-        let mean = |f: fn(&Judgement) -> f32| if js.is_empty() { 0.0 } else { js.iter().map(f).sum::<f32>() / js.len() as f32 };
+        let mean = |f: fn(&Judgement) -> f32| {
+            if js.is_empty() {
+                0.0
+            } else {
+                js.iter().map(f).sum::<f32>() / js.len() as f32
+            }
+        };
         Report {
             n_images: js.len(),
             n_objects: objs.len(),

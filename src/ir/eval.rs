@@ -103,8 +103,20 @@ fn binary_grad(op: BinOp, a: f64, b: f64) -> (f64, f64) {
         BinOp::Sub => (1.0, -1.0),
         BinOp::Mul => (b, a),
         BinOp::Div => (1.0 / b, -a / (b * b)),
-        BinOp::Min => if a <= b { (1.0, 0.0) } else { (0.0, 1.0) },
-        BinOp::Max => if a >= b { (1.0, 0.0) } else { (0.0, 1.0) },
+        BinOp::Min => {
+            if a <= b {
+                (1.0, 0.0)
+            } else {
+                (0.0, 1.0)
+            }
+        }
+        BinOp::Max => {
+            if a >= b {
+                (1.0, 0.0)
+            } else {
+                (0.0, 1.0)
+            }
+        }
     }
 }
 
@@ -142,10 +154,25 @@ pub fn evaluate(obj: &Objective, leaves: &LeafValues) -> Evaluation {
             Node::Const(bits) => vec![f64::from_bits(*bits)],
             Node::Unary(op, x) => v(x).iter().map(|&x| unary(*op, x)).collect(),
             Node::Binary(op, a, b) => (0..len(&[a, b])).map(|i| binary(*op, at(v(a), i), at(v(b), i))).collect(),
-            Node::Clamp(x, lo, hi) => (0..len(&[x, lo, hi])).map(|i| at(v(x), i).max(at(v(lo), i)).min(at(v(hi), i))).collect(),
+            Node::Clamp(x, lo, hi) => {
+                (0..len(&[x, lo, hi])).map(|i| at(v(x), i).max(at(v(lo), i)).min(at(v(hi), i))).collect()
+            }
             Node::Compare(op, a, b) => (0..len(&[a, b])).map(|i| compare(*op, at(v(a), i), at(v(b), i))).collect(),
-            Node::Sign { arg, tie } => v(arg).iter().map(|&x| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { f64::from_bits(*tie) }).collect(),
-            Node::Where(c, a, b) => (0..len(&[c, a, b])).map(|i| if at(v(c), i) != 0.0 { at(v(a), i) } else { at(v(b), i) }).collect(),
+            Node::Sign { arg, tie } => v(arg)
+                .iter()
+                .map(|&x| {
+                    if x > 0.0 {
+                        1.0
+                    } else if x < 0.0 {
+                        -1.0
+                    } else {
+                        f64::from_bits(*tie)
+                    }
+                })
+                .collect(),
+            Node::Where(c, a, b) => {
+                (0..len(&[c, a, b])).map(|i| if at(v(c), i) != 0.0 { at(v(a), i) } else { at(v(b), i) }).collect()
+            }
             Node::StopGrad(x) => v(x).clone(),
             Node::Reduce(op, x) => {
                 let x = v(x);
@@ -199,7 +226,13 @@ fn backward(obj: &Objective, values: &[Vec<f64>], batch: usize) -> Vec<Option<Ve
                 }
                 Node::Clamp(x, lo, hi) => {
                     let (xv, l, h) = (at(v(x), i), at(v(lo), i), at(v(hi), i));
-                    let target = if xv < l { *lo } else if xv > h { *hi } else { *x };
+                    let target = if xv < l {
+                        *lo
+                    } else if xv > h {
+                        *hi
+                    } else {
+                        *x
+                    };
                     add(&mut adj, &taped, target, i, g);
                 }
                 Node::Where(c, a, b) => {
@@ -214,11 +247,17 @@ fn backward(obj: &Objective, values: &[Vec<f64>], batch: usize) -> Vec<Option<Ve
                         add(&mut adj, &taped, *x, j, g * scale);
                     }
                 }
-                Node::Input(_) | Node::Param(_) | Node::Const(_) | Node::Compare(..) | Node::Sign { .. } | Node::StopGrad(_) => {}
+                Node::Input(_)
+                | Node::Param(_)
+                | Node::Const(_)
+                | Node::Compare(..)
+                | Node::Sign { .. }
+                | Node::StopGrad(_) => {}
             }
         }
     }
-    let mut grads: Vec<Option<Vec<f64>>> = obj.inputs.iter().map(|i| (i.model == ModelRef::Policy).then(|| vec![0.0; batch])).collect();
+    let mut grads: Vec<Option<Vec<f64>>> =
+        obj.inputs.iter().map(|i| (i.model == ModelRef::Policy).then(|| vec![0.0; batch])).collect();
     for (k, node) in obj.nodes.iter().enumerate() {
         // CSE gives each leaf exactly one `Input` node.
         if let (Node::Input(id), true) = (node, taped[k]) {

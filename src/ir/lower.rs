@@ -150,7 +150,11 @@ impl Lowerer<'_> {
             "sample" => {
                 let k = self.n_samples;
                 self.n_samples += 1;
-                let _ = self.checked.samples.get(k as usize).unwrap_or_else(|| panic!("internal error: sample #{k} unchecked"));
+                let _ = self
+                    .checked
+                    .samples
+                    .get(k as usize)
+                    .unwrap_or_else(|| panic!("internal error: sample #{k} unchecked"));
                 return Value::Images(ImageRef::Sample(k));
             }
             "min" | "max" => {

@@ -12,7 +12,13 @@ impl Objective {
         let _ = writeln!(s, "\n# leaves (per-sample denoising errors; names used by `seppoc loss --inputs`)");
         for (k, input) in self.inputs.iter().enumerate() {
             let grad = if input.model == ModelRef::Policy { "  (gradient)" } else { "" };
-            let _ = writeln!(s, "in{k} {} = err({}, {}){grad}", input.name(), model_name(&input.model), image_name(input.images));
+            let _ = writeln!(
+                s,
+                "in{k} {} = err({}, {}){grad}",
+                input.name(),
+                model_name(&input.model),
+                image_name(input.images)
+            );
         }
         let _ = writeln!(s, "\n# nodes (topological; * = on the tape)");
         for (k, node) in self.nodes.iter().enumerate() {
@@ -64,15 +70,32 @@ impl Objective {
             let _ = writeln!(
                 s,
                 "images sample{k}: {:?} from {}, {} steps, cfg {:?}, eta {:?} -> {} NFE per prompt, no gradient",
-                spec.sampler, spec.model, spec.steps, spec.cfg, spec.eta, spec.steps * per
+                spec.sampler,
+                spec.model,
+                spec.steps,
+                spec.cfg,
+                spec.eta,
+                spec.steps * per
             );
         }
         for pass in &plan.passes {
             let imgs: Vec<String> = pass.images.iter().map(|i| image_name(*i)).collect();
             let tape = if pass.model == ModelRef::Policy { "taped" } else { "untaped" };
-            let _ = writeln!(s, "pass {} ({tape}) on [{}] -> {} NFE per prompt", model_name(&pass.model), imgs.join(", "), pass.images.len());
+            let _ = writeln!(
+                s,
+                "pass {} ({tape}) on [{}] -> {} NFE per prompt",
+                model_name(&pass.model),
+                imgs.join(", "),
+                pass.images.len()
+            );
         }
-        let _ = writeln!(s, "NFE per prompt per step: {} (denoising passes) + {} (sampling) = {}", plan.nfe_passes, plan.nfe_sampling, plan.nfe_passes + plan.nfe_sampling);
+        let _ = writeln!(
+            s,
+            "NFE per prompt per step: {} (denoising passes) + {} (sampling) = {}",
+            plan.nfe_passes,
+            plan.nfe_sampling,
+            plan.nfe_passes + plan.nfe_sampling
+        );
         s
     }
 }

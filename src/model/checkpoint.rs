@@ -103,11 +103,9 @@ impl fmt::Display for CheckpointError {
                 write!(f, "checkpoint `{}`: metadata `{key}`: {message}", path.display())
             }
             MissingTensor { path, name } => write!(f, "checkpoint `{}`: tensor `{name}` is missing", path.display()),
-            WrongShape { path, name, expected, found } => write!(
-                f,
-                "checkpoint `{}`: tensor `{name}` has shape {found:?}, expected {expected:?}",
-                path.display()
-            ),
+            WrongShape { path, name, expected, found } => {
+                write!(f, "checkpoint `{}`: tensor `{name}` has shape {found:?}, expected {expected:?}", path.display())
+            }
             WrongDtype { path, name, found } => {
                 write!(f, "checkpoint `{}`: tensor `{name}` has dtype {found}, expected F32", path.display())
             }
@@ -132,8 +130,12 @@ pub fn save_checkpoint<D: ModelDevice>(
     model: &Dit<D>,
     meta: &CheckpointMeta,
 ) -> Result<(), CheckpointError> {
-    let mut header: HashMap<String, String> =
-        meta.extra.iter().filter(|(k, _)| !RESERVED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut header: HashMap<String, String> = meta
+        .extra
+        .iter()
+        .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let cfg = serde_json::to_string(model.config()).map_err(|e| io_err(path, e))?;
     header.insert("format".into(), FORMAT.into());
     header.insert("dit_config".into(), cfg);
@@ -179,18 +181,16 @@ fn meta_value<'a>(path: &Path, header: &'a HashMap<String, String>, key: &str) -
 }
 
 fn parse_meta(path: &Path, header: &HashMap<String, String>) -> Result<(DitConfig, CheckpointMeta), CheckpointError> {
-    let bad = |key: &str, message: String| CheckpointError::Metadata { path: path.to_path_buf(), key: key.into(), message };
+    let bad =
+        |key: &str, message: String| CheckpointError::Metadata { path: path.to_path_buf(), key: key.into(), message };
     let cfg_text = meta_value(path, header, "dit_config")?;
     let cfg: DitConfig = serde_json::from_str(cfg_text).map_err(|e| bad("dit_config", e.to_string()))?;
     cfg.validate().map_err(|e| bad("dit_config", e))?;
     let seed = meta_value(path, header, "seed")?.parse().map_err(|e| bad("seed", format!("{e}")))?;
     let step = meta_value(path, header, "step")?.parse().map_err(|e| bad("step", format!("{e}")))?;
     let world_config = meta_value(path, header, "world_config")?.to_string();
-    let extra = header
-        .iter()
-        .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let extra =
+        header.iter().filter(|(k, _)| !RESERVED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
     Ok((cfg, CheckpointMeta { world_config, seed, step, extra }))
 }
 
@@ -210,7 +210,8 @@ pub fn read_checkpoint_meta(path: &Path) -> Result<(DitConfig, CheckpointMeta), 
 /// Loads a model and its metadata; the model is built from the config stored in the file.
 pub fn load_checkpoint<D: ModelDevice>(path: &Path, dev: &D) -> Result<(Dit<D>, CheckpointMeta), CheckpointError> {
     let buf = read_file(path)?;
-    let fmt_err = |e: safetensors::SafeTensorError| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() };
+    let fmt_err =
+        |e: safetensors::SafeTensorError| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() };
     let (_, md) = SafeTensors::read_metadata(&buf).map_err(fmt_err)?;
     let empty = HashMap::new();
     let (cfg, meta) = parse_meta(path, md.metadata().as_ref().unwrap_or(&empty))?;
@@ -239,10 +240,8 @@ pub fn load_checkpoint<D: ModelDevice>(path: &Path, dev: &D) -> Result<(Dit<D>, 
         }
         values.push(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
     }
-    let model = Dit::from_host(&cfg, dev, values).map_err(|e| CheckpointError::Format {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let model = Dit::from_host(&cfg, dev, values)
+        .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() })?;
     Ok((model, meta))
 }
 
@@ -255,7 +254,11 @@ pub fn load_checkpoint_expecting<D: ModelDevice>(
     let (cfg, _) = read_checkpoint_meta(path)?;
     if &cfg != expected {
         let json = |c: &DitConfig| serde_json::to_string(c).unwrap_or_default();
-        return Err(CheckpointError::ConfigMismatch { path: path.to_path_buf(), expected: json(expected), found: json(&cfg) });
+        return Err(CheckpointError::ConfigMismatch {
+            path: path.to_path_buf(),
+            expected: json(expected),
+            found: json(&cfg),
+        });
     }
     load_checkpoint(path, dev)
 }
@@ -266,7 +269,8 @@ fn canonical_header(buf: Vec<u8>) -> Vec<u8> {
     fn sorted(v: serde_json::Value) -> serde_json::Value {
         match v {
             serde_json::Value::Object(map) => {
-                let entries: BTreeMap<String, serde_json::Value> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                let entries: BTreeMap<String, serde_json::Value> =
+                    map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
                 serde_json::Value::Object(entries.into_iter().collect())
             }
             other => other,

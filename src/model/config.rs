@@ -113,10 +113,7 @@ impl DitConfig {
             return Err(format!("`{name}` must be positive"));
         }
         if self.image_size % self.patch_size != 0 {
-            return Err(format!(
-                "`patch_size` {} does not divide `image_size` {}",
-                self.patch_size, self.image_size
-            ));
+            return Err(format!("`patch_size` {} does not divide `image_size` {}", self.patch_size, self.image_size));
         }
         if self.width % self.heads != 0 {
             return Err(format!("`heads` {} does not divide `width` {}", self.heads, self.width));

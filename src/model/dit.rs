@@ -214,10 +214,7 @@ impl<D: ModelDevice> Dit<D> {
         let (b, c, h, w) = *x.shape();
         let s = cfg.image_size;
         if (c, h, w) != (cfg.channels, s, s) {
-            return Err(ModelError::Shape(format!(
-                "images are {c}×{h}×{w}, model expects {}×{s}×{s}",
-                cfg.channels
-            )));
+            return Err(ModelError::Shape(format!("images are {c}×{h}×{w}, model expects {}×{s}×{s}", cfg.channels)));
         }
         if t.len() != b || tokens.len() != b {
             return Err(ModelError::Shape(format!(

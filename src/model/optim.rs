@@ -106,14 +106,28 @@ impl<D: ModelDevice> AdamW<D> {
 
     /// Restores a state from [`AdamW::state`]; the moments must match the parameters' lengths.
     pub fn restore(&mut self, step: usize, m: Vec<Vec<f32>>, v: Vec<Vec<f32>>) -> Result<(), String> {
-        let fits = |xs: &[Vec<f32>], own: &[T1<D>]| xs.len() == own.len() && xs.iter().zip(own).all(|(x, o)| x.len() == o.shape().0);
+        let fits = |xs: &[Vec<f32>], own: &[T1<D>]| {
+            xs.len() == own.len() && xs.iter().zip(own).all(|(x, o)| x.len() == o.shape().0)
+        };
         if !fits(&m, &self.m) || !fits(&v, &self.v) {
             return Err("optimizer moments do not match the model's parameters".into());
         }
         let dev = self.m.first().map(|t| t.device().clone());
         if let Some(dev) = dev {
-            self.m = m.into_iter().map(|x| { let n = x.len(); dev.tensor_from_vec(x, (n,)) }).collect();
-            self.v = v.into_iter().map(|x| { let n = x.len(); dev.tensor_from_vec(x, (n,)) }).collect();
+            self.m = m
+                .into_iter()
+                .map(|x| {
+                    let n = x.len();
+                    dev.tensor_from_vec(x, (n,))
+                })
+                .collect();
+            self.v = v
+                .into_iter()
+                .map(|x| {
+                    let n = x.len();
+                    dev.tensor_from_vec(x, (n,))
+                })
+                .collect();
         }
         self.step = step;
         Ok(())

@@ -42,7 +42,9 @@ impl SamplerConfig {
 /// Strided timesteps, descending, "trailing" spacing: `T−1, T−1−T/S, …` (`S` = `steps`, clamped to `1..=T`).
 pub fn timesteps(n_train: usize, steps: usize) -> Vec<usize> {
     let s = steps.clamp(1, n_train.max(1));
-    (0..s).map(|i| ((n_train as f64 - i as f64 * n_train as f64 / s as f64).round() as usize).saturating_sub(1)).collect()
+    (0..s)
+        .map(|i| ((n_train as f64 - i as f64 * n_train as f64 / s as f64).round() as usize).saturating_sub(1))
+        .collect()
 }
 
 /// Computes the guided ε for images `x` (flattened CHW) at timestep `t`, one forward on `[cond; null]`.
@@ -94,7 +96,10 @@ pub fn sample_with_rng<D: ModelDevice, R: Rng>(
         return Ok(Vec::new());
     }
     if !(cfg.cfg_scale.is_finite() && cfg.eta.is_finite() && cfg.eta >= 0.0) {
-        return Err(ModelError::Config(format!("sampler cfg_scale {} / eta {} must be finite, eta ≥ 0", cfg.cfg_scale, cfg.eta)));
+        return Err(ModelError::Config(format!(
+            "sampler cfg_scale {} / eta {} must be finite, eta ≥ 0",
+            cfg.cfg_scale, cfg.eta
+        )));
     }
     let mut x: Vec<f32> = (0..tokens.len() * per).map(|_| rng.sample(StandardNormal)).collect();
     let ts = timesteps(schedule.n_steps(), cfg.steps);

@@ -77,11 +77,9 @@ pub fn to_diagnostic(err: &ParseError, text: &str) -> Diagnostic {
             Label::new(here, "expected a name"),
             format!("expected a name, found {found}"),
         ),
-        Expected::Other => Diagnostic::error(
-            Code::E0102,
-            Label::new(here, "unexpected here"),
-            format!("unexpected {found}"),
-        ),
+        Expected::Other => {
+            Diagnostic::error(Code::E0102, Label::new(here, "unexpected here"), format!("unexpected {found}"))
+        }
         Expected::Stmt => Diagnostic::error(
             Code::E0102,
             Label::new(here, "expected a statement"),
@@ -112,11 +110,9 @@ pub fn to_diagnostic(err: &ParseError, text: &str) -> Diagnostic {
         )
         .with_note("seppoc accepts at most 64 nested parentheses or calls and expression trees 256 levels deep")
         .with_help("split the expression into `let` bindings"),
-        Expected::BadNumber(why) => Diagnostic::error(
-            Code::E0107,
-            Label::new(here, *why),
-            format!("invalid number literal {found}: {why}"),
-        ),
+        Expected::BadNumber(why) => {
+            Diagnostic::error(Code::E0107, Label::new(here, *why), format!("invalid number literal {found}: {why}"))
+        }
     }
 }
 

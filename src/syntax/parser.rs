@@ -112,12 +112,22 @@ fn number(i: In) -> PResult<Expr> {
     let kind = if text.contains(['.', 'e', 'E']) {
         match text.parse::<f64>() {
             Ok(v) if v.is_finite() => ExprKind::Real(v),
-            _ => return Err(nom::Err::Failure(ParseError { at: start.location_offset(), expected: Expected::BadNumber("too large for a 64-bit real") })),
+            _ => {
+                return Err(nom::Err::Failure(ParseError {
+                    at: start.location_offset(),
+                    expected: Expected::BadNumber("too large for a 64-bit real"),
+                }))
+            }
         }
     } else {
         match text.parse::<u64>() {
             Ok(v) => ExprKind::Int(v),
-            Err(_) => return Err(nom::Err::Failure(ParseError { at: start.location_offset(), expected: Expected::BadNumber("too large for a 64-bit integer") })),
+            Err(_) => {
+                return Err(nom::Err::Failure(ParseError {
+                    at: start.location_offset(),
+                    expected: Expected::BadNumber("too large for a 64-bit integer"),
+                }))
+            }
         }
     };
     Ok((rest, Expr { kind, span }))
@@ -153,7 +163,14 @@ impl ExprParser {
 
     fn comparison<'a>(&self, i: In<'a>) -> PResult<'a, (Expr, u32)> {
         let (i, lhs) = self.additive(i)?;
-        let ops = [("<=", BinOp::Le), (">=", BinOp::Ge), ("==", BinOp::Eq), ("!=", BinOp::Ne), ("<", BinOp::Lt), (">", BinOp::Gt)];
+        let ops = [
+            ("<=", BinOp::Le),
+            (">=", BinOp::Ge),
+            ("==", BinOp::Eq),
+            ("!=", BinOp::Ne),
+            ("<", BinOp::Lt),
+            (">", BinOp::Gt),
+        ];
         for (s, op) in ops {
             if let Ok((rest, _)) = sym(s)(i) {
                 let (rest, rhs) = self.additive(rest).map_err(|e| self.expect_expr(e, rest))?;
@@ -289,7 +306,12 @@ fn close_err(at: In, open: Span, close: &'static str) -> nom::Err<ParseError> {
     nom::Err::Failure(ParseError { at: at.location_offset(), expected: Expected::Close { open, close } })
 }
 
-fn binary<'a>(op: BinOp, (l, ld): (Expr, u32), (r, rd): (Expr, u32), at: In<'a>) -> Result<(Expr, u32), nom::Err<ParseError>> {
+fn binary<'a>(
+    op: BinOp,
+    (l, ld): (Expr, u32),
+    (r, rd): (Expr, u32),
+    at: In<'a>,
+) -> Result<(Expr, u32), nom::Err<ParseError>> {
     let depth = ld.max(rd) + 1;
     if depth > MAX_TREE_DEPTH {
         let at = ws(at).map(|(r, _)| r).unwrap_or(at);
@@ -298,4 +320,3 @@ fn binary<'a>(op: BinOp, (l, ld): (Expr, u32), (r, rd): (Expr, u32), at: In<'a>)
     let span = l.span.to(r.span);
     Ok((Expr { kind: ExprKind::Binary(op, Box::new(l), Box::new(r)), span }, depth))
 }
-

@@ -78,18 +78,18 @@ fn kw_is_stmt(w: &str) -> bool {
 
 /// `name = expr, name = expr` with no delimiters (the `pool` statement).
 fn args_until_end<'a>(p: &ExprParser, i: In<'a>) -> PResult<'a, Vec<Arg>> {
-        let mut args = Vec::new();
-        let mut i = i;
-        loop {
-            let (rest, name) = ident(i)?;
-            let (rest, _) = sym("=")(rest)?;
-            let (rest, value) = p.expr(rest).map_err(|e| p.expect_expr(e, rest))?;
-            args.push(Arg { name: Some(name), value });
-            match sym(",")(rest) {
-                Ok((rest, _)) => i = rest,
-                Err(_) => return Ok((rest, args)),
-            }
+    let mut args = Vec::new();
+    let mut i = i;
+    loop {
+        let (rest, name) = ident(i)?;
+        let (rest, _) = sym("=")(rest)?;
+        let (rest, value) = p.expr(rest).map_err(|e| p.expect_expr(e, rest))?;
+        args.push(Arg { name: Some(name), value });
+        match sym(",")(rest) {
+            Ok((rest, _)) => i = rest,
+            Err(_) => return Ok((rest, args)),
         }
+    }
 }
 
 fn interval<'a>(p: &ExprParser, i: In<'a>) -> PResult<'a, Interval> {

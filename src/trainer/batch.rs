@@ -29,7 +29,10 @@ pub fn images<D: ModelDevice + crate::compile::LossDevice>(
         out.insert(ImageRef::Winner, items.iter().flat_map(|it| it.winner.data.iter().copied()).collect());
     }
     if used(ImageRef::Loser) {
-        out.insert(ImageRef::Loser, items.iter().flat_map(|it| it.loser.as_ref().map_or(&[][..], |l| &l.data[..]).iter().copied()).collect());
+        out.insert(
+            ImageRef::Loser,
+            items.iter().flat_map(|it| it.loser.as_ref().map_or(&[][..], |l| &l.data[..]).iter().copied()).collect(),
+        );
     }
     for (k, spec) in tr.obj.samples.clone().iter().enumerate() {
         let r = tr.obj.references.iter().position(|x| x.name == spec.model).unwrap_or(0);
@@ -63,7 +66,14 @@ pub struct Noised {
 }
 
 /// Draws `(t, eps)` (once per prompt when `shared`, else per image) and forms `x_t = q_sample(x_0, t, eps)`.
-pub fn noise(schedule: &NoiseSchedule, images: &Images, shared: bool, b: usize, per: usize, rng: &mut impl Rng) -> Noised {
+pub fn noise(
+    schedule: &NoiseSchedule,
+    images: &Images,
+    shared: bool,
+    b: usize,
+    per: usize,
+    rng: &mut impl Rng,
+) -> Noised {
     let draw = |rng: &mut dyn rand::RngCore| -> (Vec<usize>, Vec<f32>) {
         let t = (0..b).map(|_| rng.gen_range(0..schedule.n_steps())).collect();
         let eps = (0..b * per).map(|_| rng.sample(StandardNormal)).collect();
@@ -83,7 +93,12 @@ pub fn noise(schedule: &NoiseSchedule, images: &Images, shared: bool, b: usize, 
 
 impl Noised {
     /// Stacks the given kinds (optionally only samples `idxs`) into one batch: `(x_t, t, eps, tokens)`.
-    pub fn stack(&self, kinds: &[ImageRef], tokens: &[Vec<usize>], idxs: Option<&[usize]>) -> (Vec<f32>, Vec<usize>, Vec<f32>, Vec<Vec<usize>>) {
+    pub fn stack(
+        &self,
+        kinds: &[ImageRef],
+        tokens: &[Vec<usize>],
+        idxs: Option<&[usize]>,
+    ) -> (Vec<f32>, Vec<usize>, Vec<f32>, Vec<Vec<usize>>) {
         let all: Vec<usize> = (0..tokens.len()).collect();
         let idxs = idxs.unwrap_or(&all);
         let (mut x, mut t, mut eps, mut toks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

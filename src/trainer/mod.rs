@@ -12,7 +12,9 @@ use crate::check::Noise;
 use crate::compile::loss_graph;
 use crate::data::{PreferenceSet, Vocab};
 use crate::ir::{ImageRef, LeafValues, ModelRef, Objective};
-use crate::model::{per_sample_error, AdamW, AdamWConfig, Dit, Ema, ModelDevice, ModelError, NoiseSchedule, ParamGrads};
+use crate::model::{
+    per_sample_error, AdamW, AdamWConfig, Dit, Ema, ModelDevice, ModelError, NoiseSchedule, ParamGrads,
+};
 use batch::Noised;
 use dfdx::prelude::*;
 use pool::{CheckpointPool, Slot};
@@ -80,7 +82,9 @@ impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrainError::Model(e) => write!(f, "{e}"),
-            TrainError::NonFinite { step, quantity } => write!(f, "non-finite {quantity} at step {step}; the update was not applied"),
+            TrainError::NonFinite { step, quantity } => {
+                write!(f, "non-finite {quantity} at step {step}; the update was not applied")
+            }
             TrainError::Data(m) => f.write_str(m),
         }
     }
@@ -120,13 +124,24 @@ pub struct Trainer<D: ModelDevice + crate::compile::LossDevice> {
 impl<D: ModelDevice + crate::compile::LossDevice> Trainer<D> {
     /// Starts a run from `base` (which also becomes theta_0), noised with the schedule `base` was trained with.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(obj: Objective, params: Vec<f64>, base: Dit<D>, schedule: NoiseSchedule, data: PreferenceSet, vocab: Vocab, cfg: TrainConfig) -> Result<Self, TrainError> {
+    pub fn new(
+        obj: Objective,
+        params: Vec<f64>,
+        base: Dit<D>,
+        schedule: NoiseSchedule,
+        data: PreferenceSet,
+        vocab: Vocab,
+        cfg: TrainConfig,
+    ) -> Result<Self, TrainError> {
         if data.is_empty() {
             return Err(TrainError::Data("the data set is empty".into()));
         }
         let uses_loser = obj.inputs.iter().any(|i| i.images == ImageRef::Loser);
         if uses_loser && !data.has_pairs() {
-            return Err(TrainError::Data(format!("objective `{}` reads `loser` images but the data set has no pairs", obj.name)));
+            return Err(TrainError::Data(format!(
+                "objective `{}` reads `loser` images but the data set has no pairs",
+                obj.name
+            )));
         }
         if cfg.batch == 0 {
             return Err(TrainError::Data("batch size must be at least 1".into()));
@@ -175,7 +190,14 @@ impl<D: ModelDevice + crate::compile::LossDevice> Trainer<D> {
             .collect();
         let mut nfe = 0;
         let images = batch::images(self, &items, &tokens, &slots, &mut nfe)?;
-        let noised = batch::noise(&self.schedule, &images, self.obj.noise == Noise::Shared, b, self.policy.config().image_len(), &mut self.rng);
+        let noised = batch::noise(
+            &self.schedule,
+            &images,
+            self.obj.noise == Noise::Shared,
+            b,
+            self.policy.config().image_len(),
+            &mut self.rng,
+        );
 
         // One taped policy pass over every image kind the policy is evaluated on.
         let policy_kinds = kinds_of(&self.obj, &ModelRef::Policy);
@@ -212,13 +234,24 @@ impl<D: ModelDevice + crate::compile::LossDevice> Trainer<D> {
             return Err(TrainError::NonFinite { step, quantity: "gradient norm".into() });
         }
         let lr = self.opt.current_lr();
+        let before = self.policy.clone();
         self.opt.update(&mut self.policy, &grads);
+        let bad = self.policy.specs().iter().zip(self.policy.params()).find_map(|(spec, p)| {
+            let sq: f32 = p.clone().square().sum::<Rank0, _>().array();
+            (!sq.is_finite()).then(|| spec.name.clone())
+        });
+        if let Some(name) = bad {
+            // Put the last good weights back so a caller that saves after the error saves good weights.
+            self.policy = before;
+            return Err(TrainError::NonFinite { step, quantity: format!("weight `{name}` after the update") });
+        }
         self.step = step;
         if let (Some(ema), Some(decay)) = (self.ema.as_mut(), self.cfg.ema_decay) {
             ema.update(&self.policy, decay);
         }
         for (r, reference) in self.obj.references.iter().enumerate() {
-            if let (Some(ema), crate::check::Strategy::Ema { decay }) = (self.ref_emas[r].as_mut(), reference.strategy) {
+            if let (Some(ema), crate::check::Strategy::Ema { decay }) = (self.ref_emas[r].as_mut(), reference.strategy)
+            {
                 ema.update(&self.policy, decay as f32);
             }
         }
@@ -241,7 +274,13 @@ impl<D: ModelDevice + crate::compile::LossDevice> Trainer<D> {
     }
 
     /// One untaped pass per (reference, drawn model) over that reference's image kinds; fills its leaves.
-    fn reference_passes(&self, noised: &Noised, tokens: &[Vec<usize>], slots: &[Vec<Slot>], leaves: &mut [Vec<f64>]) -> Result<u64, TrainError> {
+    fn reference_passes(
+        &self,
+        noised: &Noised,
+        tokens: &[Vec<usize>],
+        slots: &[Vec<Slot>],
+        leaves: &mut [Vec<f64>],
+    ) -> Result<u64, TrainError> {
         let b = self.cfg.batch;
         let mut nfe = 0;
         for (r, reference) in self.obj.references.iter().enumerate() {

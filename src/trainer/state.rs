@@ -109,7 +109,10 @@ impl<D: ModelDevice + LossDevice> Trainer<D> {
                 self.ref_emas[r] = Some(Ema::new(&load(&format!("ref_ema_{r}.safetensors"))?));
             }
         }
-        let steps: Vec<usize> = state["pool_steps"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as usize).collect()).unwrap_or_default();
+        let steps: Vec<usize> = state["pool_steps"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as usize).collect())
+            .unwrap_or_default();
         let mut entries = Vec::new();
         for k in 0..steps.len() {
             entries.push(load(&format!("pool_{k}.safetensors"))?);
@@ -122,9 +125,15 @@ impl<D: ModelDevice + LossDevice> Trainer<D> {
         let seed_hex = state["rng_seed"].as_str().unwrap_or("");
         let mut seed = [0u8; 32];
         for (k, byte) in seed.iter_mut().enumerate() {
-            *byte = seed_hex.get(2 * k..2 * k + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(|| err(&path, "bad `rng_seed`"))?;
+            *byte = seed_hex
+                .get(2 * k..2 * k + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| err(&path, "bad `rng_seed`"))?;
         }
-        let word_pos: u128 = state["rng_word_pos"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| err(&path, "bad `rng_word_pos`"))?;
+        let word_pos: u128 = state["rng_word_pos"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| err(&path, "bad `rng_word_pos`"))?;
         let mut rng = ChaCha8Rng::from_seed(seed);
         rng.set_stream(get_u("rng_stream")?);
         rng.set_word_pos(word_pos);
