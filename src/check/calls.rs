@@ -96,14 +96,7 @@ impl Checker {
             Ty::Model(m) => Some(m),
             Ty::Error => None,
             other => {
-                self.report(
-                    Diagnostic::error(
-                        Code::E0205,
-                        Label::new(e.span, other.describe()),
-                        format!("{context} expects a model, found {}", other.describe()),
-                    )
-                    .with_help("models are `policy` or a name declared with `reference`"),
-                );
+                self.mismatch(e, &other, context, "a model", "models are `policy` or a name declared with `reference`");
                 None
             }
         }

@@ -130,23 +130,33 @@ impl Checker {
         out
     }
 
-    /// Records a `loser` use inside an images argument (for E0310) — names do it themselves; this is for
-    /// images reached through `let` bindings, which are already checked where they were bound.
+    /// Requires images (a data image kind or a `sample(...)` result).
     pub(crate) fn images(&mut self, e: &Expr, ty: Ty, context: &str) -> Option<Images> {
         match ty {
             Ty::Images(i) => Some(i),
             Ty::Error => None,
             other => {
-                self.report(
-                    Diagnostic::error(
-                        Code::E0205,
-                        Label::new(e.span, other.describe()),
-                        format!("{context} expects images, found {}", other.describe()),
-                    )
-                    .with_help("images are `winner`, `loser`, or a `sample(ref, prompt)` binding"),
+                self.mismatch(
+                    e,
+                    &other,
+                    context,
+                    "images",
+                    "images are `winner`, `loser`, or a `sample(ref, prompt)` binding",
                 );
                 None
             }
         }
+    }
+
+    /// E0205: `context` expects `expected` but `e` is `found`.
+    pub(crate) fn mismatch(&mut self, e: &Expr, found: &Ty, context: &str, expected: &str, help: &str) {
+        self.report(
+            Diagnostic::error(
+                Code::E0205,
+                Label::new(e.span, found.describe()),
+                format!("{context} expects {expected}, found {}", found.describe()),
+            )
+            .with_help(help),
+        );
     }
 }
