@@ -169,9 +169,4 @@ impl Checked {
         let _ = writeln!(s, "loss: {}", self.loss.show());
         s
     }
-
-    /// The value of a parameter after `--set` overrides (see [`super::apply_overrides`]).
-    pub fn param(&self, name: &str) -> Option<&Param> {
-        self.params.iter().find(|p| p.name == name)
-    }
 }

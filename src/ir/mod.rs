@@ -8,7 +8,7 @@ pub mod print;
 pub use eval::{evaluate, Evaluation, LeafValues};
 pub use lower::lower;
 
-use crate::check::{Checked, DataKind, Noise, Pool, Reference, SampleSpec};
+use crate::check::{DataKind, Noise, Pool, Reference, SampleSpec};
 use crate::source::Span;
 
 /// Index of a node in [`Objective::nodes`].
@@ -215,10 +215,5 @@ impl Objective {
             };
         }
         taped
-    }
-
-    /// Lowers a checked program (convenience for [`lower`]).
-    pub fn from_checked(checked: &Checked) -> Objective {
-        lower(checked)
     }
 }
