@@ -9,6 +9,7 @@
 pub mod builder;
 pub mod check;
 pub mod cli;
+pub mod compare;
 pub mod compile;
 pub mod data;
 pub mod diag;

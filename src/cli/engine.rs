@@ -203,6 +203,30 @@ impl JsonlWriter {
         Ok(out)
     }
 
+    /// Opens an existing file keeping only the lines whose `step` is at most `step` (a resumed run drops what
+    /// it wrote after its last saved state), then appends; creates the file when `step` is 0 or it does not exist.
+    pub fn append_upto_step(path: &Path, step: usize) -> anyhow::Result<Self> {
+        if step == 0 || !path.exists() {
+            return Self::create(path);
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let mut kept = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("`{}` line {}: not valid JSON", path.display(), i + 1))?;
+            match v["step"].as_u64() {
+                Some(s) if s as usize <= step => kept.push(line),
+                Some(_) => {}
+                None => bail!("`{}` line {}: no `step`", path.display(), i + 1),
+            }
+        }
+        let mut out = Self::create(path)?;
+        for line in kept {
+            writeln!(out.out, "{line}").with_context(|| format!("cannot write `{}`", path.display()))?;
+        }
+        Ok(out)
+    }
+
     /// Writes one record as a line.
     pub fn write(&mut self, record: &serde_json::Value) -> anyhow::Result<()> {
         let line = serde_json::to_string(record)?;

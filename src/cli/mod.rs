@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check;
+mod compare;
 mod engine;
 mod eval;
 mod explain;
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Train the base model with an objective, then judge base vs trained on held-out prompts.
     Run(run::Args),
+    /// Train several objectives on the same seeds and compare them (table, JSON, Markdown, plots).
+    Compare(compare::Args),
     /// Print an objective's IR and its per-step execution plan.
     Explain(explain::Args),
     /// Evaluate an objective on given leaf values (f64 oracle and dfdx), with gradients, as JSON.
@@ -85,6 +88,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Check(args) => check::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Loss(args) => loss::run(args),

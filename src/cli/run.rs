@@ -1,6 +1,7 @@
 //! `seppoc run FILE`: train the base model with an objective, then judge base vs trained on held-out prompts.
 
 use super::engine::{command_line, load_model, model_path, progress_bar, write_json, JsonlWriter, SCHEDULE_KEY};
+use super::eval::pick_prompts;
 use super::{checked_or_exit, parse_set};
 use crate::data::{load_imagefolder, Image};
 use crate::eval::model_eval::{evaluate_model, EvalConfig};
@@ -76,6 +77,19 @@ pub struct Settings {
     /// Held-out prompts judged at the end (0 skips the evaluation).
     #[arg(long, default_value_t = 64)]
     eval_prompts: usize,
+    /// Judge the policy every N updates (and at steps 0 and last) on `--curve-prompts` held-out prompts,
+    /// appending to `curve.jsonl` (0 = never).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    eval_every: usize,
+    /// Held-out prompts (spread evenly over the list) judged for each `--eval-every` point.
+    #[arg(long, default_value_t = 32)]
+    #[serde(default = "default_curve_prompts")]
+    curve_prompts: usize,
+}
+
+fn default_curve_prompts() -> usize {
+    32
 }
 
 /// Default number of updates of a fresh run.
@@ -171,6 +185,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let metrics_path = out.join("metrics.jsonl");
     let mut metrics = JsonlWriter::append(&metrics_path, trainer.step)?;
+    let curve_prompts = pick_prompts(&base.world.heldout, Some(settings.curve_prompts.max(1)));
+    let mut curve = Curve {
+        every: settings.eval_every,
+        prompts: &curve_prompts,
+        vocab: &base.world.vocab,
+        schedule: &base.schedule,
+        out: JsonlWriter::append_upto_step(&out.join("curve.jsonl"), trainer.step)?,
+        last: None,
+    };
+    if trainer.step == 0 {
+        curve.point(0, trainer.output_model())?;
+    }
     let bar = progress_bar(steps.saturating_sub(trainer.step) as u64, &trainer.obj.name);
     let started = Instant::now();
     let checkpoint = out.join("checkpoint.safetensors");
@@ -198,7 +224,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             save_checkpoint(&checkpoint, trainer.output_model(), &meta(report.step))?;
             trainer.save_state(&out, &hash)?;
         }
+        if curve.due(report.step) {
+            bar.suspend(|| curve.point(report.step, trainer.output_model()))?;
+        }
     }
+    curve.finish(trainer.step, trainer.output_model())?;
     bar.finish_and_clear();
     let train_s = started.elapsed().as_secs_f64();
     let final_path = out.join("model.safetensors");
@@ -229,6 +259,49 @@ fn step_json(r: &StepReport) -> Value {
     let refs: Map<String, Value> = r.references.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
     json!({ "step": r.step, "loss": r.loss, "logs": logs, "e": leaves, "grad_norm": r.grad_norm, "lr": r.lr,
             "nfe": r.nfe, "ref": refs, "snapshot": r.snapshot })
+}
+
+/// The judge score over training (`--eval-every`): one `curve.jsonl` line per evaluated step.
+struct Curve<'a> {
+    every: usize,
+    prompts: &'a [crate::data::Prompt],
+    vocab: &'a crate::data::Vocab,
+    schedule: &'a crate::model::NoiseSchedule,
+    out: JsonlWriter,
+    last: Option<usize>,
+}
+
+impl Curve<'_> {
+    fn due(&self, step: usize) -> bool {
+        self.every > 0 && step % self.every == 0
+    }
+
+    /// Judges `model` at `step` when evaluation is on (callers pass step 0 and due steps).
+    fn point(&mut self, step: usize, model: &Dit<CpuDevice>) -> anyhow::Result<()> {
+        if self.every == 0 {
+            return Ok(());
+        }
+        self.write(step, model)
+    }
+
+    /// The last step always gets a point, due or not.
+    fn finish(&mut self, step: usize, model: &Dit<CpuDevice>) -> anyhow::Result<()> {
+        if self.every == 0 || self.last == Some(step) {
+            return Ok(());
+        }
+        self.write(step, model)
+    }
+
+    fn write(&mut self, step: usize, model: &Dit<CpuDevice>) -> anyhow::Result<()> {
+        let cfg = EvalConfig::new(SamplerConfig::ddim(20, 5.0), 0);
+        let r = evaluate_model(model, self.schedule, self.vocab, self.prompts, &cfg, |_, _| {})?.report;
+        self.last = Some(step);
+        self.out.write(&json!({
+            "step": step, "n_prompts": self.prompts.len(), "score": r.mean_score, "quality": r.mean_quality,
+            "colour_acc": r.colour_acc, "shape_acc": r.shape_acc, "position_acc": r.position_acc,
+            "all_correct": r.all_correct,
+        }))
+    }
 }
 
 /// What the final evaluation needs from the base model's world.

@@ -1,0 +1,430 @@
+//! `seppoc compare FILE...`: trains every objective from the same base model on the same data with the same
+//! seeds, judges each trained model on the same held-out prompts, and writes the comparison (table as Markdown
+//! and JSON, plots of the judge score over training and of the gate flip rate).
+//!
+//! Each training is a `seppoc run` child process and each evaluation a `seppoc eval` child process of this same
+//! binary, so a comparison is exactly what the single commands would produce, runs can go in parallel
+//! (`--jobs`; one training uses one core), and an interrupted comparison picks up where it stopped: finished
+//! runs are reused and unfinished ones resumed from their last saved state.
+
+use super::engine::{command_line, model_path, write_json};
+use super::{load_source, parse_set, print_diags};
+use crate::compare::{
+    line_plot, markdown_table, mean_curve, read_baseline, read_run, smooth, summarize, Baseline, RunRecord, Series,
+};
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Arguments of `seppoc compare`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The objective files (distinct objective names).
+    #[arg(required = true)]
+    files: Vec<String>,
+    /// Seeds per objective (0, 1, ..., N-1).
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Optimizer updates per run.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Runs trained at the same time (each uses one core).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Output directory.
+    #[arg(long, default_value = "runs/compare")]
+    out: String,
+    /// Override a parameter in every file that declares it (`--set beta=5000`).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    sets: Vec<(String, String)>,
+    /// Held-out prompts in the final evaluation, spread evenly over the list (default: all of them).
+    #[arg(long)]
+    eval_prompts: Option<usize>,
+    /// Judge each policy every N updates for the score-vs-step plot (default: steps / 5).
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Held-out prompts judged at each `--eval-every` point.
+    #[arg(long, default_value_t = 32)]
+    curve_prompts: usize,
+    /// Base model (default: the shipped `assets/base/model.safetensors`).
+    #[arg(long)]
+    model: Option<String>,
+    /// Passed to `seppoc run`: prompts per batch.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Passed to `seppoc run`: peak learning rate.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Passed to `seppoc run`: linear warmup steps.
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Passed to `seppoc run`: size of the synthetic preference set.
+    #[arg(long)]
+    data_size: Option<usize>,
+}
+
+/// One objective file to compare.
+struct Entry {
+    file: String,
+    name: String,
+    /// The `--set` overrides that this file declares.
+    sets: Vec<(String, String)>,
+}
+
+/// One unit of work: a child-process command line and where its output goes.
+struct Job {
+    label: String,
+    dir: PathBuf,
+    /// Child-process argument lists, run in order.
+    commands: Vec<Vec<String>>,
+    /// What must match for a finished job to be reused.
+    signature: Value,
+    objective: Option<(String, u64)>,
+}
+
+/// Runs `seppoc compare`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.seeds == 0 || args.steps == 0 || args.jobs == 0 || args.curve_prompts == 0 {
+        bail!("--seeds, --steps, --jobs and --curve-prompts must each be at least 1");
+    }
+    if args.eval_prompts == Some(0) {
+        bail!("--eval-prompts must be at least 1");
+    }
+    let Some(entries) = check_files(&args)? else { return Ok(ExitCode::from(1)) };
+    let out = PathBuf::from(&args.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
+    let base = model_path(args.model.as_deref()).display().to_string();
+    let eval_every = args.eval_every.unwrap_or((args.steps / 5).max(1));
+
+    let mut eval_args = vec!["--seed".to_string(), "0".to_string()];
+    if let Some(n) = args.eval_prompts {
+        eval_args.extend(["--n-prompts".to_string(), n.to_string()]);
+    }
+    let base_dir = out.join("base");
+    let mut jobs = vec![Job {
+        label: "base model".to_string(),
+        dir: base_dir.clone(),
+        commands: vec![eval_command(&base, &base_dir, &eval_args)],
+        signature: json!({ "model": base, "eval": eval_args }),
+        objective: None,
+    }];
+    for e in &entries {
+        for seed in 0..args.seeds {
+            jobs.push(run_job(&args, e, seed, &out, &base, eval_every, &eval_args)?);
+        }
+    }
+
+    let started = Instant::now();
+    println!(
+        "comparing {} objectives × {} seeds, {} updates each ({} jobs, {} at a time) -> {}",
+        entries.len(),
+        args.seeds,
+        args.steps,
+        jobs.len(),
+        args.jobs,
+        out.display()
+    );
+    let outcomes = run_jobs(&jobs, args.jobs);
+    let wall = started.elapsed().as_secs_f64();
+
+    let mut failed = Vec::new();
+    let mut records: Vec<RunRecord> = Vec::new();
+    let mut baseline: Option<Baseline> = None;
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        let result = outcome.and_then(|seconds| match &job.objective {
+            None => read_baseline(&job.dir.join("report.json")).map(|b| baseline = Some(b)),
+            Some((name, seed)) => read_run(&job.dir, name, *seed, seconds).map(|r| records.push(r)),
+        });
+        if let Err(e) = result {
+            failed.push(format!("{}: {e:#}", job.label));
+        }
+    }
+    let Some(baseline) = baseline else {
+        bail!("the base model's evaluation failed: {}", failed.join("; "));
+    };
+    let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+    let rows = summarize(&names, &baseline, &records);
+    let table = markdown_table(&baseline, &rows);
+    print!("\n{table}");
+
+    let plots = draw_plots(&out, &names, &records, args.curve_prompts)?;
+    let settings = json!({
+        "files": entries.iter().map(|e| &e.file).collect::<Vec<_>>(), "seeds": args.seeds, "steps": args.steps,
+        "sets": args.sets, "eval_prompts": baseline.per_prompt.len(), "eval_every": eval_every,
+        "curve_prompts": args.curve_prompts, "base_model": base, "batch": args.batch, "lr": args.lr,
+        "warmup": args.warmup, "data_size": args.data_size,
+    });
+    write_json(
+        &out.join("compare.json"),
+        &json!({
+            "command": command_line(), "settings": settings, "wall_seconds": wall, "base": baseline.metrics,
+            "rows": rows, "failed": failed, "plots": plots,
+            "runs": records.iter().map(|r| json!({ "objective": r.objective, "seed": r.seed, "metrics": r.metrics,
+                                                    "seconds": r.seconds })).collect::<Vec<_>>(),
+        }),
+    )?;
+    let md = markdown(&command_line(), &settings, &table, wall, &plots, &failed);
+    std::fs::write(out.join("compare.md"), md)
+        .with_context(|| format!("cannot write `{}`", out.join("compare.md").display()))?;
+    println!("wrote {}/compare.md, compare.json and {} plot(s) in {wall:.0} s", out.display(), plots.len());
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in &failed {
+            eprintln!("error: {f}");
+        }
+        bail!("{} of {} jobs failed; the table holds the runs that finished", failed.len(), jobs.len())
+    }
+}
+
+/// Checks every file (printing diagnostics), finds its objective name and which `--set`s it declares.
+fn check_files(args: &Args) -> anyhow::Result<Option<Vec<Entry>>> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut used = vec![false; args.sets.len()];
+    let mut ok = true;
+    for file in &args.files {
+        let (src, load_diag) = load_source(file)?;
+        let checked = match load_diag.map_or_else(|| crate::frontend::frontend_with(&src, &[]), |d| Err(vec![d])) {
+            Ok((checked, _)) => checked,
+            Err(diags) => {
+                print_diags(&diags, &src);
+                ok = false;
+                continue;
+            }
+        };
+        let mut sets = Vec::new();
+        for (i, (k, v)) in args.sets.iter().enumerate() {
+            if checked.params.iter().any(|p| &p.name == k) {
+                used[i] = true;
+                sets.push((k.clone(), v.clone()));
+            }
+        }
+        // Values are checked now (domain, integer) so that a bad `--set` fails before any training.
+        if let Err(diags) = crate::frontend::frontend_with(&src, &sets) {
+            print_diags(&diags, &src);
+            ok = false;
+            continue;
+        }
+        if let Some(other) = entries.iter().find(|e| e.name == checked.name) {
+            bail!("`{file}` and `{}` both define objective `{}`: names must differ", other.file, checked.name);
+        }
+        entries.push(Entry { file: file.clone(), name: checked.name.clone(), sets });
+    }
+    if let Some(i) = used.iter().position(|u| !u) {
+        bail!("--set {}: no objective file declares a parameter `{}`", args.sets[i].0, args.sets[i].0);
+    }
+    Ok(ok.then_some(entries))
+}
+
+fn eval_command(model: &str, out: &Path, eval_args: &[String]) -> Vec<String> {
+    let mut c = vec!["eval".to_string(), "--model".to_string(), model.to_string()];
+    c.extend_from_slice(eval_args);
+    c.extend(["--out".to_string(), out.display().to_string()]);
+    c
+}
+
+/// The job training `e` with `seed` and evaluating the result; resumes an unfinished run of the same job.
+fn run_job(
+    args: &Args,
+    e: &Entry,
+    seed: u64,
+    out: &Path,
+    base: &str,
+    eval_every: usize,
+    eval_args: &[String],
+) -> anyhow::Result<Job> {
+    let dir = out.join(&e.name).join(format!("seed{seed}"));
+    let mut common = vec!["--seed".to_string(), seed.to_string(), "--model".to_string(), base.to_string()];
+    for (k, v) in &e.sets {
+        common.extend(["--set".to_string(), format!("{k}={v}")]);
+    }
+    let opt = [
+        ("--batch", args.batch.map(|v| v.to_string())),
+        ("--lr", args.lr.map(|v| v.to_string())),
+        ("--warmup", args.warmup.map(|v| v.to_string())),
+        ("--data-size", args.data_size.map(|v| v.to_string())),
+    ];
+    for (flag, value) in opt {
+        if let Some(v) = value {
+            common.extend([flag.to_string(), v]);
+        }
+    }
+    common.extend([
+        "--eval-prompts".to_string(),
+        "0".to_string(),
+        "--eval-every".to_string(),
+        eval_every.to_string(),
+        "--curve-prompts".to_string(),
+        args.curve_prompts.to_string(),
+    ]);
+    let text = std::fs::read_to_string(&e.file).with_context(|| format!("cannot read `{}`", e.file))?;
+    let signature = json!({ "objective": text, "args": common, "steps": args.steps, "eval": eval_args });
+    let resumable = read_signature(&dir).as_ref() == Some(&signature) && dir.join("checkpoint.safetensors").exists();
+    let steps = args.steps.to_string();
+    let train = if resumable {
+        vec!["run".to_string(), "--resume".to_string(), dir.display().to_string(), "--steps".to_string(), steps]
+    } else {
+        let mut c = vec!["run".to_string(), e.file.clone(), "--out".to_string(), dir.display().to_string()];
+        c.extend(["--steps".to_string(), steps]);
+        c.extend(common);
+        c
+    };
+    let model = dir.join("model.safetensors").display().to_string();
+    Ok(Job {
+        label: format!("{} seed {seed}", e.name),
+        commands: vec![train, eval_command(&model, &dir.join("final"), eval_args)],
+        dir,
+        signature,
+        objective: Some((e.name.clone(), seed)),
+    })
+}
+
+/// The signature recorded in `dir/job.json` by a previous comparison, if any.
+fn read_signature(dir: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join("job.json")).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    Some(v["signature"].clone())
+}
+
+/// Runs the jobs on `parallel` worker threads; returns each job's wall seconds (or its error) in job order.
+fn run_jobs(jobs: &[Job], parallel: usize) -> Vec<anyhow::Result<f64>> {
+    let next = Mutex::new(0usize);
+    let done = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<anyhow::Result<f64>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.min(jobs.len()) {
+            scope.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some(job) = jobs.get(i) else { break };
+                let result = run_job_once(job);
+                let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
+                *d += 1;
+                match &result {
+                    Ok(s) => println!("[{}/{}] {}: done ({s:.0} s)", *d, jobs.len(), job.label),
+                    Err(e) => println!("[{}/{}] {}: FAILED: {e:#}", *d, jobs.len(), job.label),
+                }
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(|r| r.expect("every job ran")).collect()
+}
+
+/// Runs one job unless `job.json` says it already finished with the same signature; returns its seconds.
+fn run_job_once(job: &Job) -> anyhow::Result<f64> {
+    let record = job.dir.join("job.json");
+    if let Ok(text) = std::fs::read_to_string(&record) {
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            if v["signature"] == job.signature && v["done"] == json!(true) {
+                return Ok(v["seconds"].as_f64().unwrap_or(0.0));
+            }
+        }
+    }
+    std::fs::create_dir_all(&job.dir).with_context(|| format!("cannot create `{}`", job.dir.display()))?;
+    let resumed = job.commands[0].get(1).map(String::as_str) == Some("--resume");
+    let earlier = if resumed { read_seconds(&record) } else { 0.0 };
+    write_json(&record, &json!({ "signature": job.signature, "done": false, "seconds": earlier }))?;
+    let exe = std::env::current_exe().context("cannot find the seppoc executable to start runs")?;
+    let log_path = job.dir.join("log.txt");
+    let started = Instant::now();
+    for argv in &job.commands {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot write `{}`", log_path.display()))?;
+        let status = Command::new(&exe)
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()
+            .with_context(|| format!("cannot start `{}`", exe.display()))?;
+        if !status.success() {
+            bail!("`seppoc {}` failed ({status}); see `{}`", argv.join(" "), log_path.display());
+        }
+    }
+    let seconds = earlier + started.elapsed().as_secs_f64();
+    write_json(&record, &json!({ "signature": job.signature, "done": true, "seconds": seconds }))?;
+    Ok(seconds)
+}
+
+fn read_seconds(record: &Path) -> f64 {
+    std::fs::read_to_string(record)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["seconds"].as_f64())
+        .unwrap_or(0.0)
+}
+
+/// Draws `judge_vs_step.png` (mean over seeds per objective) and `flip_rate.png` (objectives logging
+/// `flip_rate`, smoothed, mean over seeds); returns the file names written.
+fn draw_plots(
+    out: &Path,
+    names: &[String],
+    records: &[RunRecord],
+    curve_prompts: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut written = Vec::new();
+    fn of<'a>(records: &'a [RunRecord], name: &'a str) -> impl Iterator<Item = &'a RunRecord> {
+        records.iter().filter(move |r| r.objective == name)
+    }
+    let curves: Vec<Series> = names
+        .iter()
+        .map(|n| Series {
+            label: n.clone(),
+            points: mean_curve(&of(records, n).map(|r| &r.curve[..]).collect::<Vec<_>>()),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    if !curves.is_empty() {
+        let file = "judge_vs_step.png";
+        let y = format!("judge score on {curve_prompts} held-out prompts (mean over seeds)");
+        let title = "Judge score during training (update 0 = the base model)";
+        line_plot(&out.join(file), title, "update", &y, &curves, None)?;
+        written.push(file.to_string());
+    }
+    let flips: Vec<Series> = names
+        .iter()
+        .filter_map(|n| {
+            let runs: Vec<&[(usize, f64)]> =
+                of(records, n).map(|r| &r.flip_rate[..]).filter(|f| !f.is_empty()).collect();
+            (!runs.is_empty()).then(|| Series { label: n.clone(), points: smooth(&mean_curve(&runs), 9) })
+        })
+        .collect();
+    if !flips.is_empty() {
+        let file = "flip_rate.png";
+        let y = "fraction of samples with s = −1 (moving average of 9 updates, mean over seeds)";
+        line_plot(&out.join(file), "Anchor-gate flip rate during training", "update", y, &flips, None)?;
+        written.push(file.to_string());
+    }
+    Ok(written)
+}
+
+fn markdown(command: &str, settings: &Value, table: &str, wall: f64, plots: &[String], failed: &[String]) -> String {
+    let mut md = format!(
+        "# seppoc compare\n\nCommand: `{command}`\n\nSettings: `{settings}`\n\nWall time: {wall:.0} s.\n\n{table}\n\
+         Each cell is the mean ± sample standard deviation over seeds of the trained model's judge numbers on the \
+         same held-out prompts (one DDIM sample each, 20 steps, guidance 5, seed 0). Win rate: per prompt, 1 if the \
+         trained model scores higher than the base model, ½ if equal. Flip rate: the fraction of samples whose anchor \
+         gate chose s = −1, averaged over the last quarter of the updates.\n"
+    );
+    for p in plots {
+        md.push_str(&format!("\n![{p}]({p})\n"));
+    }
+    if !failed.is_empty() {
+        md.push_str("\n## Failed jobs\n\n");
+        for f in failed {
+            md.push_str(&format!("- {f}\n"));
+        }
+    }
+    md
+}
