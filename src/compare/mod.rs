@@ -1,14 +1,8 @@
 //! Comparing objectives (`seppoc compare`): the per-run records read back from run directories, the summary
 //! table over seeds (mean ± sample standard deviation), its Markdown and JSON forms, and the plots.
 //!
-//! Everything here is pure data handling; `cli/compare.rs` runs the trainings and evaluations that produce the
-//! files these functions read.
-
-mod plot;
-mod read;
-
-pub use plot::{line_plot, Series};
-pub use read::{read_baseline, read_run};
+//! Everything here is pure data handling; `cli/compare` runs the trainings and evaluations, reads their files
+//! back into these types and draws the plots.
 
 use serde::Serialize;
 

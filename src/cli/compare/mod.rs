@@ -7,12 +7,15 @@
 //! (`--jobs`; one training uses one core), and an interrupted comparison picks up where it stopped: finished
 //! runs are reused and unfinished ones resumed from their last saved state.
 
+mod plot;
+mod read;
+
 use super::engine::{command_line, model_path, write_json};
 use super::{load_source, parse_set, print_diags};
-use crate::compare::{
-    line_plot, markdown_table, mean_curve, read_baseline, read_run, smooth, summarize, Baseline, RunRecord, Series,
-};
+use crate::compare::{markdown_table, mean_curve, smooth, summarize, Baseline, RunRecord};
 use anyhow::{bail, Context};
+use plot::{line_plot, Series};
+use read::{read_baseline, read_run};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
