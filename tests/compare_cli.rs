@@ -117,6 +117,21 @@ fn compare_produces_a_complete_table_and_plots() {
     assert!(again.status.success(), "{}", text(&again.stderr));
     let report2: Value = serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     assert_eq!(report2["rows"], report["rows"]);
+
+    // `--report-only` with other settings finds no finished job and trains nothing.
+    let mut other = compare_args(&model, &out_s);
+    other.extend(["--lr", "3e-4", "--report-only"]);
+    let o = seppoc(&other);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let partial: Value = serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(partial["rows"], serde_json::json!([]));
+    assert_eq!(partial["failed"].as_array().map(Vec::len), Some(4), "four runs listed as not run");
+    let mut same = compare_args(&model, &out_s);
+    same.push("--report-only");
+    let o = seppoc(&same);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rebuilt: Value = serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(rebuilt["rows"], report["rows"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

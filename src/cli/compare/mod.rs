@@ -67,6 +67,10 @@ pub struct Args {
     /// Passed to `seppoc run`: size of the synthetic preference set.
     #[arg(long)]
     data_size: Option<usize>,
+    /// Train and evaluate nothing: build the table and plots from the jobs that already finished with these
+    /// settings (the others are listed as not run).
+    #[arg(long)]
+    report_only: bool,
 }
 
 /// One objective file to compare.
@@ -130,7 +134,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.jobs,
         out.display()
     );
-    let outcomes = run_jobs(&jobs, args.jobs);
+    let outcomes =
+        if args.report_only { jobs.iter().map(finished_seconds).collect() } else { run_jobs(&jobs, args.jobs) };
     let wall = started.elapsed().as_secs_f64();
 
     let mut failed = Vec::new();
@@ -174,6 +179,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot write `{}`", out.join("compare.md").display()))?;
     println!("wrote {}/compare.md, compare.json and {} plot(s) in {wall:.0} s", out.display(), plots.len());
     if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else if args.report_only {
+        println!("{} of {} jobs have not finished; the table holds those that have", failed.len(), jobs.len());
         Ok(ExitCode::SUCCESS)
     } else {
         for f in &failed {
@@ -321,15 +329,22 @@ fn run_jobs(jobs: &[Job], parallel: usize) -> Vec<anyhow::Result<f64>> {
     results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(|r| r.expect("every job ran")).collect()
 }
 
+/// The seconds a finished job took, when `job.json` says it finished with the same signature.
+fn finished_seconds(job: &Job) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(job.dir.join("job.json")).ok();
+    match text.and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+        Some(v) if v["signature"] == job.signature && v["done"] == json!(true) => {
+            Ok(v["seconds"].as_f64().unwrap_or(0.0))
+        }
+        _ => bail!("not run (no finished job with these settings in `{}`)", job.dir.display()),
+    }
+}
+
 /// Runs one job unless `job.json` says it already finished with the same signature; returns its seconds.
 fn run_job_once(job: &Job) -> anyhow::Result<f64> {
     let record = job.dir.join("job.json");
-    if let Ok(text) = std::fs::read_to_string(&record) {
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            if v["signature"] == job.signature && v["done"] == json!(true) {
-                return Ok(v["seconds"].as_f64().unwrap_or(0.0));
-            }
-        }
+    if let Ok(seconds) = finished_seconds(job) {
+        return Ok(seconds);
     }
     std::fs::create_dir_all(&job.dir).with_context(|| format!("cannot create `{}`", job.dir.display()))?;
     let resumed = job.commands[0].get(1).map(String::as_str) == Some("--resume");
@@ -424,7 +439,7 @@ fn markdown(command: &str, settings: &Value, table: &str, wall: f64, plots: &[St
         md.push_str(&format!("\n![{p}]({p})\n"));
     }
     if !failed.is_empty() {
-        md.push_str("\n## Failed jobs\n\n");
+        md.push_str("\n## Jobs without a result\n\n");
         for f in failed {
             md.push_str(&format!("- {f}\n"));
         }
