@@ -1,0 +1,183 @@
+//! CPU tests of the custom kernels' twins (src/kernels/twin.rs) against the existing paths: the compiled
+//! objectives' dfdx loss and gradients, the fused op on dfdx's tape, and the sampler; plus `--device` errors.
+
+mod common;
+
+use common::{load, max_rel, normals, objective_step, shipped, S};
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use seppoc::compile::loss_graph;
+use seppoc::ir::{ImageRef, LeafValues, ModelRef, Objective};
+use seppoc::kernels::{self, twin, DdimCoeffs};
+use seppoc::model::{cpu, per_sample_error, CpuDevice, Dit, DitConfig, NoiseSchedule};
+use seppoc::sampler::{sample_fused, sample_with_rng, SamplerConfig, SamplerKind};
+
+const P: usize = 3;
+const C: usize = 3;
+
+/// Random `[winners; losers]` rows: policy prediction, reference prediction, true eps.
+fn rows(seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let n = 2 * P * C * S * S;
+    let eps = normals(n, seed);
+    let noise = |s| normals(n, s).into_iter().zip(&eps).map(|(v, e)| e + 0.7 * v).collect::<Vec<f32>>();
+    (noise(seed + 1), noise(seed + 2), eps)
+}
+
+/// The compiled objective's loss and gradient w.r.t. the policy prediction, on `rows`; the second image kind of
+/// the objective (loser or reference sample) is the second half of the rows.
+fn compiled(obj: &Objective, pol: &[f32], rf: &[f32], eps: &[f32]) -> (f32, Vec<f32>) {
+    let dev = cpu();
+    let shape = (2 * P, C, S, S);
+    let x: Tensor<_, f32, CpuDevice> = dev.tensor_from_vec(pol.to_vec(), shape);
+    let eps_t = dev.tensor_from_vec(eps.to_vec(), shape);
+    let e_ref = per_sample_error(dev.tensor_from_vec(rf.to_vec(), shape), &eps_t).as_vec();
+    let errs = per_sample_error(x.leaky_trace(), &eps_t);
+    let e_pol = errs.retaped::<NoneTape>().as_vec();
+    let policy_kinds = common::kinds(obj, &ModelRef::Policy);
+    assert_eq!(policy_kinds.len(), 2, "{}: two image kinds", obj.name);
+    let mut offsets = vec![None; obj.inputs.len()];
+    let inputs = obj
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(k, input)| {
+            let pos = policy_kinds.iter().position(|i| *i == input.images).unwrap();
+            let from = if input.model == ModelRef::Policy {
+                offsets[k] = Some(pos * P);
+                &e_pol
+            } else {
+                &e_ref
+            };
+            from[pos * P..(pos + 1) * P].iter().map(|&v| v as f64).collect()
+        })
+        .collect();
+    let leaves = LeafValues { inputs, params: obj.params.iter().map(|p| p.default).collect() };
+    let graph = loss_graph(obj, errs, &offsets, &leaves, P);
+    let loss = graph.loss.array();
+    (loss, graph.loss.backward().get(&x).as_vec())
+}
+
+/// SePPO's anchor gate `s = sign(e_ref(x_w) − e_θ(x_w))`, tie = +1, from the twin's own errors.
+fn anchor_gate(host: &twin::PairLossHost) -> Vec<f32> {
+    (0..P).map(|i| if host.e_ref[i] - host.e_pol[i] >= 0.0 { 1.0 } else { -1.0 }).collect()
+}
+
+fn check_twin_against_compiled(name: &str, gated: bool) {
+    let obj = load(name);
+    let beta = obj.params.iter().find(|p| p.name == "beta").unwrap().default as f32;
+    for seed in [1, 7, 23] {
+        let (pol, rf, eps) = rows(seed);
+        let (loss, grad) = compiled(&obj, &pol, &rf, &eps);
+        let (probe, _) = twin::pair_loss(&pol, &rf, &eps, &[1.0; P], beta, C * S * S);
+        let gate = if gated { anchor_gate(&probe) } else { vec![1.0; P] };
+        let (host, twin_grad) = twin::pair_loss(&pol, &rf, &eps, &gate, beta, C * S * S);
+        let rel = (host.mean_loss() - loss).abs() / loss.abs().max(1e-6);
+        assert!(rel < 1e-4, "{name} seed {seed}: twin loss {} vs compiled {loss}", host.mean_loss());
+        let scale = grad.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+        assert!(scale > 0.0, "{name}: zero gradient");
+        let err = max_rel(&twin_grad, &grad, 1e-3 * scale);
+        assert!(err < 1e-3, "{name} seed {seed}: gradient differs by {err} (relative to 1e-3 of the largest)");
+    }
+}
+
+#[test]
+fn pair_loss_twin_matches_compiled_dpo() {
+    check_twin_against_compiled("dpo", false);
+}
+
+#[test]
+fn pair_loss_twin_matches_compiled_seppo_with_its_gate() {
+    check_twin_against_compiled("seppo", true);
+}
+
+#[test]
+fn pair_loss_twin_matches_compiled_ungated_sample_objectives() {
+    check_twin_against_compiled("seppo_nogate", false);
+    check_twin_against_compiled("spin", false);
+}
+
+#[test]
+fn fused_pair_loss_on_the_tape_gives_the_compiled_gradient() {
+    let obj = load("dpo");
+    let (pol, rf, eps) = rows(5);
+    let (loss, grad) = compiled(&obj, &pol, &rf, &eps);
+    let dev = cpu();
+    let shape = (2 * P, C, S, S);
+    let x: Tensor<_, f32, CpuDevice> = dev.tensor_from_vec(pol, shape);
+    let (rf_t, eps_t) = (dev.tensor_from_vec(rf, shape), dev.tensor_from_vec(eps, shape));
+    let fused = kernels::pair_loss(x.leaky_trace(), &rf_t, &eps_t, &[1.0; P], 5000.0).unwrap();
+    // Scaling the loss checks that backward multiplies by the upstream gradient.
+    let scaled = fused.loss * 2.0;
+    assert!((scaled.array() - 2.0 * loss).abs() < 1e-4 * loss.abs().max(1e-6));
+    let got = scaled.backward().get(&x).as_vec();
+    let want: Vec<f32> = grad.iter().map(|g| 2.0 * g).collect();
+    let scale = want.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+    assert!(max_rel(&got, &want, 1e-3 * scale) < 1e-3);
+}
+
+#[test]
+fn fused_pair_loss_rejects_bad_shapes_and_beta() {
+    let dev = cpu();
+    let a: Tensor<_, f32, CpuDevice> = dev.tensor_from_vec(vec![0.0; 4 * C * S * S], (4, C, S, S));
+    let b = a.clone();
+    let taped = || a.leaky_trace();
+    let three = kernels::pair_loss(taped(), &b, &b, &[1.0; 3], 1.0).err().unwrap();
+    assert!(three.0.contains("(2P, C, H, W)"), "{three}");
+    let nan = kernels::pair_loss(taped(), &b, &b, &[1.0; 2], f32::NAN).err().unwrap();
+    assert!(nan.0.contains("beta"), "{nan}");
+    let coeffs = DdimCoeffs::new(0.5, 0.9, 0.0, 1.0);
+    let short = kernels::ddim_cfg_step(&dev, &[0.0; 4], &[0.0; 3], &[0.0; 4], None, &coeffs).err().unwrap();
+    assert!(short.0.contains("x has 4 values"), "{short}");
+}
+
+#[test]
+fn fused_sampler_step_reproduces_the_sampler_exactly() {
+    let model = Dit::new(&DitConfig::tiny(S, 10, 4), &cpu(), 5).unwrap();
+    let schedule = NoiseSchedule::default_linear();
+    let caps = vec![vec![1, 2, 0, 0], vec![3, 0, 0, 0]];
+    for (eta, cfg_scale) in [(0.0, 5.0), (0.7, 3.0), (0.5, 1.0)] {
+        let cfg = SamplerConfig { kind: SamplerKind::Ddim, steps: 4, cfg_scale, eta };
+        let a = sample_with_rng(&model, &schedule, &cfg, &caps, &mut ChaCha8Rng::seed_from_u64(9)).unwrap();
+        let b = sample_fused(&model, &schedule, &cfg, &caps, &mut ChaCha8Rng::seed_from_u64(9)).unwrap();
+        assert_eq!(a, b, "eta {eta}, cfg {cfg_scale}");
+    }
+    let ddpm = SamplerConfig { kind: SamplerKind::Ddpm, steps: 2, cfg_scale: 1.0, eta: 0.0 };
+    assert!(sample_fused(&model, &schedule, &ddpm, &caps, &mut ChaCha8Rng::seed_from_u64(0)).is_err());
+}
+
+#[test]
+fn every_shipped_objective_runs_one_step_on_cpu_like_its_oracle() {
+    for name in shipped() {
+        let obj = load(&name);
+        let r = objective_step(&cpu(), &obj, 2);
+        assert!(r.loss.is_finite() && r.grads.iter().flatten().all(|g| g.is_finite()), "{name}");
+        assert!((r.loss - r.oracle).abs() <= 1e-4 * r.oracle.abs().max(1e-3), "{name}: {} vs {}", r.loss, r.oracle);
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn device_cuda_without_the_feature_is_a_clear_error() {
+    for cmd in [&["run", "objectives/dpo.obj", "--steps", "1"][..], &["sample", "--prompt", "a red circle"][..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_seppoc"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(cmd)
+            .args(["--device", "cuda", "--out", std::env::temp_dir().join("seppoc-device-test").to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(err.contains("built without the `cuda` feature") && err.contains("--features cuda"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn twin_matches_image_kinds_used_above() {
+    // The helper above assumes the second policy image kind is the loser or a reference sample.
+    for name in ["dpo", "seppo", "seppo_nogate", "spin"] {
+        let kinds = common::kinds(&load(name), &ModelRef::Policy);
+        assert!(matches!(kinds[..], [ImageRef::Winner, ImageRef::Loser | ImageRef::Sample(0)]), "{name}: {kinds:?}");
+    }
+}
