@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{load, max_rel, normals, objective_step, shipped, S};
+use common::{load, max_rel, objective_step, shipped, S};
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -16,17 +16,15 @@ use seppoc::sampler::{sample_fused, sample_with_rng, SamplerConfig, SamplerKind}
 const P: usize = 3;
 const C: usize = 3;
 
-/// Random `[winners; losers]` rows: policy prediction, reference prediction, true eps.
+/// Random `[winners; losers]` rows: policy prediction, reference prediction, true eps. The reference is 1% away
+/// from the policy, so `beta · (e_θ − e_ref)` is of order one (as in training) and no pair saturates.
 fn rows(seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let n = 2 * P * C * S * S;
-    let eps = normals(n, seed);
-    let noise = |s| normals(n, s).into_iter().zip(&eps).map(|(v, e)| e + 0.7 * v).collect::<Vec<f32>>();
-    (noise(seed + 1), noise(seed + 2), eps)
+    common::pair_rows(2 * P * C * S * S, seed)
 }
 
 /// The compiled objective's loss and gradient w.r.t. the policy prediction, on `rows`; the second image kind of
 /// the objective (loser or reference sample) is the second half of the rows.
-fn compiled(obj: &Objective, pol: &[f32], rf: &[f32], eps: &[f32]) -> (f32, Vec<f32>) {
+fn compiled(obj: &Objective, beta: f32, pol: &[f32], rf: &[f32], eps: &[f32]) -> (f32, Vec<f32>) {
     let dev = cpu();
     let shape = (2 * P, C, S, S);
     let x: Tensor<_, f32, CpuDevice> = dev.tensor_from_vec(pol.to_vec(), shape);
@@ -52,7 +50,8 @@ fn compiled(obj: &Objective, pol: &[f32], rf: &[f32], eps: &[f32]) -> (f32, Vec<
             from[pos * P..(pos + 1) * P].iter().map(|&v| v as f64).collect()
         })
         .collect();
-    let leaves = LeafValues { inputs, params: obj.params.iter().map(|p| p.default).collect() };
+    let params = obj.params.iter().map(|p| if p.name == "beta" { beta as f64 } else { p.default }).collect();
+    let leaves = LeafValues { inputs, params };
     let graph = loss_graph(obj, errs, &offsets, &leaves, P);
     let loss = graph.loss.array();
     (loss, graph.loss.backward().get(&x).as_vec())
@@ -63,21 +62,28 @@ fn anchor_gate(host: &twin::PairLossHost) -> Vec<f32> {
     (0..P).map(|i| if host.e_ref[i] - host.e_pol[i] >= 0.0 { 1.0 } else { -1.0 }).collect()
 }
 
+/// Relative loss tolerance at the shipped betas. The twin sums errors in f64 and dfdx in f32; at beta = 5000 one
+/// f32 rounding of a per-sample error (~1e-7) moves the margin by ~2.5e-4, so the losses agree to ~2e-4. At
+/// beta = 20 the same comparison must hold to 1e-5, which pins the formula (factor 0.5, gate sign, mean).
+const LOSS_TOL_SHIPPED_BETA: f32 = 2e-3;
+
 fn check_twin_against_compiled(name: &str, gated: bool) {
     let obj = load(name);
-    let beta = obj.params.iter().find(|p| p.name == "beta").unwrap().default as f32;
-    for seed in [1, 7, 23] {
-        let (pol, rf, eps) = rows(seed);
-        let (loss, grad) = compiled(&obj, &pol, &rf, &eps);
-        let (probe, _) = twin::pair_loss(&pol, &rf, &eps, &[1.0; P], beta, C * S * S);
-        let gate = if gated { anchor_gate(&probe) } else { vec![1.0; P] };
-        let (host, twin_grad) = twin::pair_loss(&pol, &rf, &eps, &gate, beta, C * S * S);
-        let rel = (host.mean_loss() - loss).abs() / loss.abs().max(1e-6);
-        assert!(rel < 1e-4, "{name} seed {seed}: twin loss {} vs compiled {loss}", host.mean_loss());
-        let scale = grad.iter().fold(0.0f32, |m, g| m.max(g.abs()));
-        assert!(scale > 0.0, "{name}: zero gradient");
-        let err = max_rel(&twin_grad, &grad, 1e-3 * scale);
-        assert!(err < 1e-3, "{name} seed {seed}: gradient differs by {err} (relative to 1e-3 of the largest)");
+    let shipped = obj.params.iter().find(|p| p.name == "beta").unwrap().default as f32;
+    for (beta, tol) in [(shipped, LOSS_TOL_SHIPPED_BETA), (20.0, 1e-5)] {
+        for seed in [1, 7, 23] {
+            let (pol, rf, eps) = rows(seed);
+            let (loss, grad) = compiled(&obj, beta, &pol, &rf, &eps);
+            let (probe, _) = twin::pair_loss(&pol, &rf, &eps, &[1.0; P], beta, C * S * S);
+            let gate = if gated { anchor_gate(&probe) } else { vec![1.0; P] };
+            let (host, twin_grad) = twin::pair_loss(&pol, &rf, &eps, &gate, beta, C * S * S);
+            let rel = (host.mean_loss() - loss).abs() / loss.abs().max(1e-6);
+            assert!(rel < tol, "{name} beta {beta} seed {seed}: twin loss {} vs compiled {loss}", host.mean_loss());
+            let scale = grad.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+            assert!(scale > 0.0, "{name}: zero gradient");
+            let err = max_rel(&twin_grad, &grad, 1e-3 * scale);
+            assert!(err < 10.0 * tol, "{name} beta {beta} seed {seed}: gradient differs by {err}");
+        }
     }
 }
 
@@ -101,7 +107,7 @@ fn pair_loss_twin_matches_compiled_ungated_sample_objectives() {
 fn fused_pair_loss_on_the_tape_gives_the_compiled_gradient() {
     let obj = load("dpo");
     let (pol, rf, eps) = rows(5);
-    let (loss, grad) = compiled(&obj, &pol, &rf, &eps);
+    let (loss, grad) = compiled(&obj, 5000.0, &pol, &rf, &eps);
     let dev = cpu();
     let shape = (2 * P, C, S, S);
     let x: Tensor<_, f32, CpuDevice> = dev.tensor_from_vec(pol, shape);
@@ -109,11 +115,11 @@ fn fused_pair_loss_on_the_tape_gives_the_compiled_gradient() {
     let fused = kernels::pair_loss(x.leaky_trace(), &rf_t, &eps_t, &[1.0; P], 5000.0).unwrap();
     // Scaling the loss checks that backward multiplies by the upstream gradient.
     let scaled = fused.loss * 2.0;
-    assert!((scaled.array() - 2.0 * loss).abs() < 1e-4 * loss.abs().max(1e-6));
+    assert!((scaled.array() - 2.0 * loss).abs() < LOSS_TOL_SHIPPED_BETA * loss.abs().max(1e-6));
     let got = scaled.backward().get(&x).as_vec();
     let want: Vec<f32> = grad.iter().map(|g| 2.0 * g).collect();
     let scale = want.iter().fold(0.0f32, |m, g| m.max(g.abs()));
-    assert!(max_rel(&got, &want, 1e-3 * scale) < 1e-3);
+    assert!(max_rel(&got, &want, 1e-3 * scale) < 10.0 * LOSS_TOL_SHIPPED_BETA);
 }
 
 #[test]
@@ -153,6 +159,10 @@ fn every_shipped_objective_runs_one_step_on_cpu_like_its_oracle() {
         let r = objective_step(&cpu(), &obj, 2);
         assert!(r.loss.is_finite() && r.grads.iter().flatten().all(|g| g.is_finite()), "{name}");
         assert!((r.loss - r.oracle).abs() <= 1e-4 * r.oracle.abs().max(1e-3), "{name}: {} vs {}", r.loss, r.oracle);
+        // The GPU test re-evaluates the compiled loss on these leaves; on one device it must give the same loss.
+        let (again, grad) = common::loss_on_leaves(&cpu(), &obj, &r, 2);
+        assert!((again - r.loss).abs() <= 1e-6 * r.loss.abs().max(1e-3), "{name}: {again} vs {}", r.loss);
+        assert!(grad.len() == r.policy_values.len() && grad.iter().any(|g| *g != 0.0), "{name}: {grad:?}");
     }
 }
 

@@ -40,6 +40,15 @@ pub fn normals(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| rng.sample(StandardNormal)).collect()
 }
 
+/// `n` values each of policy prediction, reference prediction and true eps for pair-loss tests: the policy is
+/// eps plus noise, the reference 1% away from the policy (margins of order one at beta in the thousands).
+pub fn pair_rows(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let eps = normals(n, seed);
+    let pol: Vec<f32> = normals(n, seed + 1).iter().zip(&eps).map(|(v, e)| e + 0.7 * v).collect();
+    let rf = normals(n, seed + 2).iter().zip(&pol).map(|(v, p)| p + 0.01 * v).collect();
+    (pol, rf, eps)
+}
+
 /// Image kinds a model is evaluated on, in first-use order (as the trainer stacks them).
 pub fn kinds(obj: &Objective, model: &ModelRef) -> Vec<ImageRef> {
     let mut out = Vec::new();
@@ -81,6 +90,12 @@ pub struct StepResult {
     pub oracle: f64,
     /// Gradient of every policy parameter.
     pub grads: Vec<Vec<f32>>,
+    /// The stacked policy errors (taped in the step).
+    pub policy_values: Vec<f32>,
+    /// First row of each policy leaf in `policy_values`.
+    pub offsets: Vec<Option<usize>>,
+    /// Every leaf's values and the parameters.
+    pub leaves: LeafValues,
 }
 
 /// Runs `obj` once on a fixed batch of `batch` prompts: a taped policy pass over its image kinds, an untaped
@@ -136,7 +151,16 @@ pub fn objective_step<D: KernelDevice>(dev: &D, obj: &Objective, batch: usize) -
     let loss = graph.loss.array() as f64;
     let oracle = graph.host.loss;
     let grads = ParamGrads::backward(&policy, graph.loss).grads.iter().map(|g| g.as_vec()).collect();
-    StepResult { loss, oracle, grads }
+    StepResult { loss, oracle, grads, policy_values, offsets, leaves }
+}
+
+/// The compiled objective alone on given leaf values: the loss and its gradient w.r.t. the stacked policy errors.
+pub fn loss_on_leaves<D: KernelDevice>(dev: &D, obj: &Objective, step: &StepResult, batch: usize) -> (f64, Vec<f32>) {
+    let n = step.policy_values.len();
+    let errs: Tensor<(usize,), f32, D> = dev.tensor_from_vec(step.policy_values.clone(), (n,));
+    let graph = loss_graph(obj, errs.leaky_trace(), &step.offsets, &step.leaves, batch);
+    let loss = graph.loss.array() as f64;
+    (loss, graph.loss.backward().get(&errs).as_vec())
 }
 
 /// Largest `|a − b| / max(scale, |b|)` over two equally long slices.
