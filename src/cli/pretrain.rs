@@ -166,6 +166,7 @@ fn save<D: ModelDevice>(path: &Path, model: &Dit<D>, info: &RunInfo, seed: u64, 
 
 /// Runs `seppoc pretrain`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::model::ensure_built(args.device.kind())?;
     validate(&args)?;
     let mut world_cfg = WorldConfig::default_16();
     world_cfg.image_size = args.image_size;

@@ -88,6 +88,7 @@ const DEFAULT_STEPS: usize = 200;
 
 /// Runs `seppoc run`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::model::ensure_built(args.device.kind())?;
     let (checked, params) = match checked_or_exit(&args.file, &args.sets)? {
         Ok(ok) => ok,
         Err(code) => return Ok(code),
@@ -185,7 +186,8 @@ impl OnDevice for RunJob {
                 &out.join("run.json"),
                 &json!({
                     "command": command_line(), "objective": trainer.obj.name, "objective_sha256": hash, "params": param_json,
-                    "base_model": base_path.display().to_string(), "settings": settings, "device": format!("{:?}", args.device.kind()).to_lowercase(), "steps": steps, "plan": trainer.obj.plan_text(),
+                    "base_model": base_path.display().to_string(), "settings": settings, "device": args.device.kind(),
+                    "steps": steps, "plan": trainer.obj.plan_text(),
                 }),
             )?;
         }

@@ -64,14 +64,26 @@ pub fn with_device<J: OnDevice>(kind: DeviceKind, job: J) -> Result<J::Output, D
     }
 }
 
-#[cfg(not(feature = "cuda"))]
-fn run_on_cuda<J: OnDevice>(_job: J) -> Result<J::Output, DeviceError> {
-    Err(DeviceError(
+/// Fails before any work is done when `kind` is not compiled into this binary (a cheap check for the CLI).
+pub fn ensure_built(kind: DeviceKind) -> Result<(), DeviceError> {
+    match kind {
+        DeviceKind::Cuda if !cfg!(feature = "cuda") => Err(not_built()),
+        _ => Ok(()),
+    }
+}
+
+fn not_built() -> DeviceError {
+    DeviceError(
         "`--device cuda`: this seppoc binary was built without the `cuda` feature; rebuild it with \
          `cargo build --release --features cuda` on a machine with the CUDA toolkit (nvcc matching the driver's \
          CUDA version; see scripts/gpu-check.sh), or use `--device cpu`"
             .into(),
-    ))
+    )
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_on_cuda<J: OnDevice>(_job: J) -> Result<J::Output, DeviceError> {
+    Err(not_built())
 }
 
 #[cfg(feature = "cuda")]
