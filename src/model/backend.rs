@@ -97,6 +97,8 @@ fn run_on_cuda<J: OnDevice>(job: J) -> Result<J::Output, DeviceError> {
 pub fn cuda() -> Result<CudaDevice, DeviceError> {
     use dfdx::prelude::*;
     let dev = CudaDevice::try_build(0, 0).map_err(|e| DeviceError(describe_cuda("cannot open CUDA device 0", &e)))?;
+    // Reusing freed device buffers avoids a cudaMalloc/cudaFree pair per op (as `enable_cache` does on CPU).
+    dev.try_enable_cache().map_err(|e| DeviceError(describe_cuda("cannot enable dfdx's CUDA allocation cache", &e)))?;
     // dfdx loads its precompiled PTX lazily, op by op; one fallible elementwise op and one matmul (cuBLAS) surface
     // a PTX/driver mismatch now.
     let probe = || -> Result<f32, dfdx::tensor::CudaError> {
