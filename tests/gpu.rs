@@ -10,7 +10,7 @@ use common::{load, max_rel, normals, objective_step, shipped, S};
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use seppoc::kernels::{self, twin, DdimCoeffs};
+use seppoc::kernels::{self, twin, DdimCoeffs, DdimInputs};
 use seppoc::model::backend::{cuda, CudaDevice};
 use seppoc::model::{cpu, CpuDevice, Dit, DitConfig, NoiseSchedule};
 use seppoc::sampler::{sample_fused, sample_with_rng, SamplerConfig, SamplerKind};
@@ -95,8 +95,9 @@ fn ddim_kernel_matches_its_twin_and_the_sampler() {
     for (eta, w, with_noise) in [(0.0, 5.0, false), (0.8, 3.0, true), (0.3, 1.0, true)] {
         let coeffs = DdimCoeffs::new(0.3, 0.6, eta, w);
         let z = with_noise.then_some(&noise[..]);
-        let want = twin::ddim_cfg_step(&x, &c, &u, z, &coeffs);
-        let got = kernels::ddim_cfg_step(&dev, &x, &c, &u, z, &coeffs).unwrap();
+        let inputs = DdimInputs { x: &x, eps_cond: &c, eps_uncond: &u, noise: z, coeffs: &coeffs };
+        let want = twin::ddim_cfg_step(&inputs);
+        let got = kernels::ddim_cfg_step(&dev, &inputs).unwrap();
         assert_close(&format!("ddim step eta {eta} cfg {w}"), &got, &want, 1e-5);
     }
     let model_cpu = Dit::<CpuDevice>::new(&DitConfig::tiny(S, 10, 4), &cpu(), 5).unwrap();

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use seppoc::compile::loss_graph;
 use seppoc::ir::{ImageRef, LeafValues, ModelRef, Objective};
-use seppoc::kernels::{self, twin, DdimCoeffs};
+use seppoc::kernels::{self, twin, DdimCoeffs, DdimInputs};
 use seppoc::model::{cpu, per_sample_error, CpuDevice, Dit, DitConfig, NoiseSchedule};
 use seppoc::sampler::{sample_fused, sample_with_rng, SamplerConfig, SamplerKind};
 
@@ -133,7 +133,8 @@ fn fused_pair_loss_rejects_bad_shapes_and_beta() {
     let nan = kernels::pair_loss(taped(), &b, &b, &[1.0; 2], f32::NAN).err().unwrap();
     assert!(nan.0.contains("beta"), "{nan}");
     let coeffs = DdimCoeffs::new(0.5, 0.9, 0.0, 1.0);
-    let short = kernels::ddim_cfg_step(&dev, &[0.0; 4], &[0.0; 3], &[0.0; 4], None, &coeffs).err().unwrap();
+    let inputs = DdimInputs { x: &[0.0; 4], eps_cond: &[0.0; 3], eps_uncond: &[0.0; 4], noise: None, coeffs: &coeffs };
+    let short = kernels::ddim_cfg_step(&dev, &inputs).err().unwrap();
     assert!(short.0.contains("x has 4 values"), "{short}");
 }
 

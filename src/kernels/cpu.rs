@@ -1,23 +1,17 @@
 //! The kernels on dfdx's CPU device: the CPU twins, reading and writing dfdx's host buffers directly.
 
-use super::twin::{self, DdimCoeffs, PairLossHost};
-use super::{KernelDevice, KernelError};
+use super::twin::{self, PairLossHost};
+use super::{DdimInputs, KernelDevice, KernelError, PairInputs};
 use crate::model::{CpuDevice, Images};
 use dfdx::prelude::*;
 
 impl KernelDevice for CpuDevice {
     type GradBuf = Vec<f32>;
 
-    fn pair_loss_kernel(
-        &self,
-        pred_pol: &Images<Self>,
-        pred_ref: &Images<Self>,
-        eps: &Images<Self>,
-        gate: &[f32],
-        beta: f32,
-    ) -> Result<(PairLossHost, Vec<f32>), KernelError> {
+    fn pair_loss_kernel(&self, inputs: &PairInputs<'_, Self>) -> Result<(PairLossHost, Vec<f32>), KernelError> {
+        let PairInputs { pred_pol, pred_ref, eps, gate, beta } = inputs;
         let (_, c, h, w) = *pred_pol.shape();
-        Ok(twin::pair_loss(&pred_pol.as_vec(), &pred_ref.as_vec(), &eps.as_vec(), gate, beta, c * h * w))
+        Ok(twin::pair_loss(&pred_pol.as_vec(), &pred_ref.as_vec(), &eps.as_vec(), gate, *beta, c * h * w))
     }
 
     fn accumulate_grad(
@@ -33,14 +27,7 @@ impl KernelDevice for CpuDevice {
         Ok(())
     }
 
-    fn ddim_cfg_step(
-        &self,
-        x: &[f32],
-        eps_cond: &[f32],
-        eps_uncond: &[f32],
-        noise: Option<&[f64]>,
-        coeffs: &DdimCoeffs,
-    ) -> Result<Vec<f32>, KernelError> {
-        Ok(twin::ddim_cfg_step(x, eps_cond, eps_uncond, noise, coeffs))
+    fn ddim_cfg_step(&self, inputs: &DdimInputs<'_>) -> Result<Vec<f32>, KernelError> {
+        Ok(twin::ddim_cfg_step(inputs))
     }
 }

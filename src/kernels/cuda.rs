@@ -6,8 +6,8 @@
 //! then one upload); the pair loss's gradient stays on the GPU and backward adds it straight into the
 //! `CudaSlice` that `Gradients::get_or_alloc_mut` exposes. This is the only file with `unsafe` (kernel launches).
 
-use super::twin::{DdimCoeffs, PairLossHost};
-use super::{KernelDevice, KernelError, SOURCES};
+use super::twin::PairLossHost;
+use super::{DdimInputs, KernelDevice, KernelError, PairInputs, SOURCES};
 use crate::model::backend::CudaDevice;
 use crate::model::Images;
 use cudarc::driver::{
@@ -94,14 +94,8 @@ impl Kernels {
 impl KernelDevice for CudaDevice {
     type GradBuf = CudaGrad;
 
-    fn pair_loss_kernel(
-        &self,
-        pred_pol: &Images<Self>,
-        pred_ref: &Images<Self>,
-        eps: &Images<Self>,
-        gate: &[f32],
-        beta: f32,
-    ) -> Result<(PairLossHost, CudaGrad), KernelError> {
+    fn pair_loss_kernel(&self, inputs: &PairInputs<'_, Self>) -> Result<(PairLossHost, CudaGrad), KernelError> {
+        let PairInputs { pred_pol, pred_ref, eps, gate, beta } = *inputs;
         let k = kernels()?;
         let (rows, c, h, w) = *pred_pol.shape();
         let (p, n) = (gate.len(), c * h * w);
@@ -140,14 +134,8 @@ impl KernelDevice for CudaDevice {
         Ok(())
     }
 
-    fn ddim_cfg_step(
-        &self,
-        x: &[f32],
-        eps_cond: &[f32],
-        eps_uncond: &[f32],
-        noise: Option<&[f64]>,
-        coeffs: &DdimCoeffs,
-    ) -> Result<Vec<f32>, KernelError> {
+    fn ddim_cfg_step(&self, inputs: &DdimInputs<'_>) -> Result<Vec<f32>, KernelError> {
+        let DdimInputs { x, eps_cond, eps_uncond, noise, coeffs } = *inputs;
         let k = kernels()?;
         let len = as_int("image values", x.len())?;
         let xs = k.upload(x.to_vec())?;

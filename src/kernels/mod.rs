@@ -46,20 +46,41 @@ impl fmt::Display for KernelError {
 
 impl std::error::Error for KernelError {}
 
+/// The inputs of one pair-loss launch: `2P` rows `[winners; losers]` of the three image tensors, `P` gates.
+pub struct PairInputs<'a, D: KernelDevice> {
+    /// The policy's predicted ε (read as a constant; the tape is handled by [`pair_loss`]).
+    pub pred_pol: &'a Images<D>,
+    /// The reference's predicted ε.
+    pub pred_ref: &'a Images<D>,
+    /// The true ε.
+    pub eps: &'a Images<D>,
+    /// `s_i` per pair.
+    pub gate: &'a [f32],
+    /// `beta` (the `−β/2` convention).
+    pub beta: f32,
+}
+
+/// The inputs of one DDIM + guidance step, as host buffers of equal length.
+pub struct DdimInputs<'a> {
+    /// The current images `x_t`.
+    pub x: &'a [f32],
+    /// The conditional ε.
+    pub eps_cond: &'a [f32],
+    /// The unconditional ε (pass `eps_cond` again for no guidance).
+    pub eps_uncond: &'a [f32],
+    /// The step's noise, `None` on a noiseless step.
+    pub noise: Option<&'a [f64]>,
+    /// The step's scalars.
+    pub coeffs: &'a DdimCoeffs,
+}
+
 /// A device with the custom kernels: the model, the compiled loss and these ops all run on it.
 pub trait KernelDevice: ModelDevice + LossDevice {
     /// Where a kernel keeps the gradient it computed in the forward pass (host `Vec` on CPU, device memory on CUDA).
     type GradBuf: 'static;
 
-    /// Runs the fused pair loss on `2P` rows (see [`twin::pair_loss`]); returns the host results and the gradient.
-    fn pair_loss_kernel(
-        &self,
-        pred_pol: &Images<Self>,
-        pred_ref: &Images<Self>,
-        eps: &Images<Self>,
-        gate: &[f32],
-        beta: f32,
-    ) -> Result<(PairLossHost, Self::GradBuf), KernelError>;
+    /// Runs the fused pair loss (see [`twin::pair_loss`]); returns the host results and the gradient.
+    fn pair_loss_kernel(&self, inputs: &PairInputs<'_, Self>) -> Result<(PairLossHost, Self::GradBuf), KernelError>;
 
     /// Adds `stored · upstream` into `grads[pred]`, where `upstream` is the gradient that reached `loss` (the tensors
     /// only name the gradient slots).
@@ -71,15 +92,8 @@ pub trait KernelDevice: ModelDevice + LossDevice {
         stored: &Self::GradBuf,
     ) -> Result<(), Self::Err>;
 
-    /// One fused DDIM + guidance step on host buffers (see [`twin::ddim_cfg_step`]).
-    fn ddim_cfg_step(
-        &self,
-        x: &[f32],
-        eps_cond: &[f32],
-        eps_uncond: &[f32],
-        noise: Option<&[f64]>,
-        coeffs: &DdimCoeffs,
-    ) -> Result<Vec<f32>, KernelError>;
+    /// One fused DDIM + guidance step (see [`twin::ddim_cfg_step`]).
+    fn ddim_cfg_step(&self, inputs: &DdimInputs<'_>) -> Result<Vec<f32>, KernelError>;
 }
 
 /// The fused pair loss on dfdx's tape: the scalar loss (its gradient flows into `pred_pol`'s tape through one
@@ -109,7 +123,7 @@ pub fn pair_loss<D: KernelDevice>(
         return Err(KernelError(format!("pair loss: beta must be finite, found {beta}")));
     }
     let dev = pred.device().clone();
-    let (host, stored) = dev.pair_loss_kernel(&pred, pred_ref, eps, gate, beta)?;
+    let (host, stored) = dev.pair_loss_kernel(&PairInputs { pred_pol: &pred, pred_ref, eps, gate, beta })?;
     let loss = dev.tensor(host.mean_loss());
     // Untaped clones share the ids (and buffers) of `pred` and `loss`; dfdx keeps its id-only `GhostTensor`
     // crate-private, so the clone also keeps `pred`'s buffer alive until backward.
@@ -134,22 +148,13 @@ fn check_pair_shapes(
 }
 
 /// One DDIM step with classifier-free guidance on `dev` (forward only; see [`twin::ddim_cfg_step`]).
-pub fn ddim_cfg_step<D: KernelDevice>(
-    dev: &D,
-    x: &[f32],
-    eps_cond: &[f32],
-    eps_uncond: &[f32],
-    noise: Option<&[f64]>,
-    coeffs: &DdimCoeffs,
-) -> Result<Vec<f32>, KernelError> {
-    let n = x.len();
-    if eps_cond.len() != n || eps_uncond.len() != n || noise.is_some_and(|z| z.len() != n) {
+pub fn ddim_cfg_step<D: KernelDevice>(dev: &D, inputs: &DdimInputs<'_>) -> Result<Vec<f32>, KernelError> {
+    let n = inputs.x.len();
+    let (cond, uncond, noise) = (inputs.eps_cond.len(), inputs.eps_uncond.len(), inputs.noise.map(<[f64]>::len));
+    if cond != n || uncond != n || noise.is_some_and(|z| z != n) {
         return Err(KernelError(format!(
-            "ddim step: x has {n} values but eps_cond {}, eps_uncond {} and noise {:?}",
-            eps_cond.len(),
-            eps_uncond.len(),
-            noise.map(<[f64]>::len)
+            "ddim step: x has {n} values but eps_cond {cond}, eps_uncond {uncond} and noise {noise:?}"
         )));
     }
-    dev.ddim_cfg_step(x, eps_cond, eps_uncond, noise, coeffs)
+    dev.ddim_cfg_step(inputs)
 }

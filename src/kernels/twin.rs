@@ -1,6 +1,8 @@
 //! CPU twins of the CUDA kernels: plain Rust with the same formulas as `pair_loss.cu` and `ddim_cfg.cu`.
 //! They are the `Cpu` implementation of [`super::KernelDevice`] and the oracle the GPU tests compare against.
 
+use super::DdimInputs;
+
 /// Per-sample results of [`pair_loss`]; rows `0..P` are winners, rows `P..2P` losers (or reference samples).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PairLossHost {
@@ -96,14 +98,9 @@ impl DdimCoeffs {
 }
 
 /// One fused DDIM step with classifier-free guidance (see `ddim_cfg.cu`): guided ε in f32
-/// (`u + w·(c − u)`, as the sampler combines it), the rest in f64; `noise` is `None` on a noiseless step.
-pub fn ddim_cfg_step(
-    x: &[f32],
-    eps_cond: &[f32],
-    eps_uncond: &[f32],
-    noise: Option<&[f64]>,
-    c: &DdimCoeffs,
-) -> Vec<f32> {
+/// (`u + w·(c − u)`, as the sampler combines it), the rest in f64.
+pub fn ddim_cfg_step(inputs: &DdimInputs<'_>) -> Vec<f32> {
+    let DdimInputs { x, eps_cond, eps_uncond, noise, coeffs: c } = *inputs;
     let w = c.cfg_scale as f32;
     (0..x.len())
         .map(|k| {

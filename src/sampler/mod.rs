@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{self, DdimCoeffs, KernelDevice};
+use crate::kernels::{self, DdimCoeffs, DdimInputs, KernelDevice};
 use crate::model::{Dit, ModelDevice, ModelError, NoiseSchedule, PAD};
 
 /// Which reverse process to run.
@@ -60,10 +60,15 @@ pub fn guided_eps<D: ModelDevice>(
     cfg_scale: f32,
 ) -> Result<Vec<f32>, ModelError> {
     let (cond, uncond) = cond_uncond_eps(model, x, t, tokens, cfg_scale)?;
-    Ok(match uncond {
-        Some(uncond) => uncond.iter().zip(&cond).map(|(u, c)| u + cfg_scale * (c - u)).collect(),
-        None => cond,
-    })
+    Ok(guide(&cond, uncond.as_deref(), cfg_scale))
+}
+
+/// Computes `eps_uncond + w · (eps_cond − eps_uncond)` (just `eps_cond` when there is no unconditional half).
+fn guide(cond: &[f32], uncond: Option<&[f32]>, w: f32) -> Vec<f32> {
+    match uncond {
+        Some(uncond) => uncond.iter().zip(cond).map(|(u, c)| u + w * (c - u)).collect(),
+        None => cond.to_vec(),
+    }
 }
 
 /// Computes the conditional and the unconditional (null-caption) ε in one forward on `[cond; null]`; with
@@ -110,10 +115,7 @@ pub fn sample_with_rng<D: ModelDevice, R: Rng>(
     rng: &mut R,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
     denoise(model, schedule, cfg, tokens, rng, |step, rng| {
-        let eps = match step.uncond {
-            Some(u) => u.iter().zip(step.cond).map(|(u, c)| u + cfg.cfg_scale * (c - u)).collect(),
-            None => step.cond.to_vec(),
-        };
+        let eps = guide(step.cond, step.uncond, cfg.cfg_scale);
         Ok(match cfg.kind {
             SamplerKind::Ddpm => ddpm_step(step.x, &eps, step.ab, step.ab_prev, step.last, rng),
             SamplerKind::Ddim => ddim_step(step.x, &eps, step.ab, step.ab_prev, cfg.eta as f64, step.last, rng),
@@ -137,9 +139,14 @@ pub fn sample_fused<D: KernelDevice, R: Rng>(
         let coeffs = DdimCoeffs::new(step.ab, step.ab_prev, cfg.eta as f64, cfg.cfg_scale as f64);
         let noise: Option<Vec<f64>> = (!step.last && coeffs.sigma != 0.0)
             .then(|| (0..step.x.len()).map(|_| rng.sample::<f64, _>(StandardNormal)).collect());
-        let uncond = step.uncond.unwrap_or(step.cond);
-        kernels::ddim_cfg_step(model.device(), step.x, step.cond, uncond, noise.as_deref(), &coeffs)
-            .map_err(|e| ModelError::Device(e.to_string()))
+        let inputs = DdimInputs {
+            x: step.x,
+            eps_cond: step.cond,
+            eps_uncond: step.uncond.unwrap_or(step.cond),
+            noise: noise.as_deref(),
+            coeffs: &coeffs,
+        };
+        kernels::ddim_cfg_step(model.device(), &inputs).map_err(|e| ModelError::Device(e.to_string()))
     })
 }
 
