@@ -123,6 +123,29 @@ fn fused_pair_loss_on_the_tape_gives_the_compiled_gradient() {
 }
 
 #[test]
+fn fused_pair_loss_accepts_a_non_contiguous_prediction() {
+    let (pol, rf, eps) = rows(3);
+    let dev = cpu();
+    let shape = (2 * P, C, S, S);
+    let (rf_t, eps_t) = (dev.tensor_from_vec(rf, shape), dev.tensor_from_vec(eps, shape));
+    let x: Tensor<_, f32, CpuDevice> = dev.tensor_from_vec(pol.clone(), shape);
+    let want = kernels::pair_loss(x.leaky_trace(), &rf_t, &eps_t, &[1.0; P], 5000.0).unwrap().loss.backward().get(&x);
+    // The same values stored channels-last, so the permuted view handed to the kernel is not contiguous.
+    let idx = |r: usize, c: usize, i: usize, j: usize| ((r * C + c) * S + i) * S + j;
+    let mut last = vec![0.0; pol.len()];
+    for (r, i, j, c) in
+        (0..2 * P).flat_map(|r| (0..S).flat_map(move |i| (0..S).flat_map(move |j| (0..C).map(move |c| (r, i, j, c)))))
+    {
+        last[((r * S + i) * S + j) * C + c] = pol[idx(r, c, i, j)];
+    }
+    let y: Tensor<_, f32, CpuDevice> = dev.tensor_from_vec(last, (2 * P, S, S, C));
+    let view = y.leaky_trace().permute::<(usize, usize, usize, usize), Axes4<0, 3, 1, 2>>();
+    let got = kernels::pair_loss(view, &rf_t, &eps_t, &[1.0; P], 5000.0).unwrap().loss.backward().get(&y);
+    let got = got.permute::<(usize, usize, usize, usize), Axes4<0, 3, 1, 2>>().as_vec();
+    assert_eq!(got, want.as_vec());
+}
+
+#[test]
 fn fused_pair_loss_rejects_bad_shapes_and_beta() {
     let dev = cpu();
     let a: Tensor<_, f32, CpuDevice> = dev.tensor_from_vec(vec![0.0; 4 * C * S * S], (4, C, S, S));

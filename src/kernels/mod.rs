@@ -117,7 +117,10 @@ pub fn pair_loss<D: KernelDevice>(
     gate: &[f32],
     beta: f32,
 ) -> Result<PairLoss<D>, KernelError> {
-    let (pred, mut tape) = pred_pol.split_tape();
+    // The kernel's gradient is laid out row-major; a same-shape reshape is a no-op on a contiguous tensor and a
+    // (taped) copy otherwise, so `pred`'s gradient buffer has that layout too.
+    let shape = *pred_pol.shape();
+    let (pred, mut tape) = pred_pol.reshape_like(&shape).split_tape();
     check_pair_shapes(pred.shape(), pred_ref.shape(), eps.shape(), gate.len())?;
     if !beta.is_finite() {
         return Err(KernelError(format!("pair loss: beta must be finite, found {beta}")));
