@@ -1,7 +1,8 @@
-"""PyTorch CPU eager twin of seppoc's DiT (src/model/dit.rs): same layout, same init, same batch.
+"""PyTorch eager twin of seppoc's DiT (src/model/dit.rs): same layout, same init, same batch, on CPU or CUDA.
 
-Usage: python bench/dit_torch.py OUT_DIR   (OUT_DIR holds init.safetensors and batch.safetensors from
-`cargo run --release --example bench_dit`). Prints the initial loss, 5 AdamW losses and median timings.
+Usage: python bench/dit_torch.py OUT_DIR [cpu|cuda]   (OUT_DIR holds init.safetensors and batch.safetensors from
+`cargo run --release --example bench_dit`). Prints the initial loss, 5 AdamW losses and median timings; on CUDA
+every timed region ends with torch.cuda.synchronize() and the memory column is the peak allocated GPU memory.
 """
 import json
 import math
@@ -86,14 +87,21 @@ def forward(P, cfg, x, temb, pool):
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "target/bench"
-    torch.set_num_threads(2)
+    device = sys.argv[2] if len(sys.argv) > 2 else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("bench/dit_torch.py: --device cuda asked for, but torch.cuda.is_available() is False")
+        sync = torch.cuda.synchronize
+    else:
+        torch.set_num_threads(2)
+        sync = lambda: None
     with safe_open(f"{out}/init.safetensors", framework="pt") as f:
         cfg = json.loads(f.metadata()["dit_config"])
-    P = {k: v.clone().requires_grad_(True) for k, v in load_file(f"{out}/init.safetensors").items()}
+    P = {k: v.to(device).clone().requires_grad_(True) for k, v in load_file(f"{out}/init.safetensors").items()}
     batch = load_file(f"{out}/batch.safetensors")
-    x, eps, t = batch["x_t"], batch["eps"], batch["t"].long()
-    temb = sincos(t, cfg["width"])
-    pool = text_pool(batch["tokens"].long(), cfg["vocab_size"], cfg["max_tokens"])
+    x, eps, t = batch["x_t"].to(device), batch["eps"].to(device), batch["t"].long()
+    temb = sincos(t, cfg["width"]).to(device)
+    pool = text_pool(batch["tokens"].long(), cfg["vocab_size"], cfg["max_tokens"]).to(device)
     loss_fn = lambda: ((forward(P, cfg, x, temb, pool) - eps) ** 2).mean()
     with torch.no_grad():
         init_loss = loss_fn().item()
@@ -103,6 +111,7 @@ def main():
         for i in range(WARMUP + TIMED):
             t0 = time.perf_counter()
             forward(P, cfg, x, temb, pool)
+            sync()
             if i >= WARMUP:
                 fwd.append((time.perf_counter() - t0) * 1e3)
     decay = [v for k, v in P.items() if v.dim() >= 2 and not k.endswith("embed")]
@@ -111,14 +120,17 @@ def main():
                             lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     step, fw, bw, up, losses = [], [], [], [], []
     for i in range(WARMUP + TIMED):
+        sync()
         t0 = time.perf_counter()
         loss = loss_fn()
         losses.append(loss.item())
         t1 = time.perf_counter()
         loss.backward()
+        sync()
         t2 = time.perf_counter()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        sync()
         t3 = time.perf_counter()
         if i >= WARMUP:
             step.append((t3 - t0) * 1e3)
@@ -128,6 +140,9 @@ def main():
     med = lambda v: sorted(v)[len(v) // 2]
     print("losses (first 5 AdamW steps):", [round(l, 6) for l in losses[:5]])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device == "cuda":
+        rss = torch.cuda.max_memory_allocated() / 2**20
+        print(f"device: {torch.cuda.get_device_name()} (torch {torch.__version__}, CUDA {torch.version.cuda})")
     print(f"RESULT torch step_ms {med(step):.1f} fwd {med(fw):.1f} bwd {med(bw):.1f} adamw {med(up):.1f} "
           f"nograd_fwd_ms {med(fwd):.1f} peak_rss_mib {rss:.0f}")
 

@@ -1,7 +1,9 @@
-//! Benchmarks the DiT on CPU: training step (fwd + bwd + AdamW) and no-grad forward, median ms and peak RSS.
+//! Benchmarks the DiT: training step (fwd + bwd + AdamW) and no-grad forward, median ms and peak RSS, on CPU or
+//! (with `--features cuda`) on GPU 0.
 //!
-//! `cargo run --release --example bench_dit -- [small|bench] [batch] [out_dir] [width,patch,depth]` also writes `init.safetensors`
-//! and `batch.safetensors` to `out_dir` so `bench/dit_torch.py` can run the identical model on the same batch.
+//! `cargo run --release --example bench_dit -- [small|bench] [batch] [out_dir] [width,patch,depth] [--device cpu|cuda]`
+//! also writes `init.safetensors` and `batch.safetensors` to `out_dir` so `bench/dit_torch.py` can run the
+//! identical model on the same batch. Every timed region ends with a device-to-host read, so CUDA work is finished.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -10,8 +12,10 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use seppoc::kernels::KernelDevice;
 use seppoc::model::{
-    cpu, per_sample_error, save_checkpoint, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig, ParamGrads,
+    cpu, per_sample_error, save_checkpoint, with_device, AdamW, AdamWConfig, CheckpointMeta, DeviceKind, Dit,
+    DitConfig, OnDevice, ParamGrads,
 };
 
 const VOCAB: usize = 32;
@@ -30,8 +34,47 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
+fn main() -> std::process::ExitCode {
+    let mut args: Vec<String> = std::env::args().collect();
+    let kind = match args.iter().position(|a| a == "--device") {
+        Some(i) => {
+            let value = args.get(i + 1).cloned().unwrap_or_default();
+            args.drain(i..(i + 2).min(args.len()));
+            match value.as_str() {
+                "cpu" => DeviceKind::Cpu,
+                "cuda" => DeviceKind::Cuda,
+                other => {
+                    eprintln!("bench_dit: --device must be cpu or cuda, found `{other}`");
+                    return std::process::ExitCode::from(2);
+                }
+            }
+        }
+        None => DeviceKind::Cpu,
+    };
+    match with_device(kind, Bench { args, kind }) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_dit: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// The benchmark, written once for every device.
+struct Bench {
+    args: Vec<String>,
+    kind: DeviceKind,
+}
+
+impl OnDevice for Bench {
+    type Output = ();
+
+    fn run<D: KernelDevice>(self, dev: D) {
+        bench(dev, &self.args, self.kind)
+    }
+}
+
+fn bench<D: KernelDevice>(dev: D, args: &[String], kind: DeviceKind) {
     let which = args.get(1).map_or("small", String::as_str);
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let out = std::path::PathBuf::from(args.get(3).map_or("target/bench", String::as_str));
@@ -47,8 +90,8 @@ fn main() {
             (cfg.width, cfg.patch_size, cfg.depth) = (w, p, d);
         }
     }
-    let dev = cpu();
-    let mut model = Dit::new(&cfg, &dev, 0).expect("valid config");
+    // Weights are drawn on the host, so every device starts from the same model.
+    let mut model = Dit::new(&cfg, &cpu(), 0).expect("valid config").to_device(&dev).expect("same layout");
     std::fs::create_dir_all(&out).expect("create out dir");
     let meta = CheckpointMeta { world_config: "{}".into(), seed: 0, step: 0, extra: BTreeMap::new() };
     save_checkpoint(&out.join("init.safetensors"), &model, &meta).expect("write init");
@@ -67,7 +110,10 @@ fn main() {
     let x_img = || x_dev.clone();
     let eps_img = model.images(eps.clone()).expect("shape");
     let init_loss = per_sample_error(model.forward(x_img(), &t, &tokens).expect("fwd"), &eps_img).mean().array();
-    println!("config {which}: {} params, batch {batch}, initial loss {init_loss:.6}", model.n_params());
+    println!(
+        "config {which}: {} params, batch {batch}, device {kind:?}, initial loss {init_loss:.6}",
+        model.n_params()
+    );
 
     let mut fwd_ms = Vec::new();
     for i in 0..WARMUP + TIMED {

@@ -3,7 +3,8 @@
 //! Pipeline: `.obj` text → [`syntax::parse`] → [`check::check`] → [`ir::lower`] → [`compile::loss_graph`] →
 //! [`trainer::Trainer`].
 //! The diffusion engine lives beside it: [`data`] (the shapes world and user data sets), [`eval`] (the exact
-//! judge), [`model`] (the DiT denoiser, schedules, checkpoints) and [`sampler`] (DDPM/DDIM with CFG).
+//! judge), [`model`] (the DiT denoiser, schedules, checkpoints, the `--device` choice), [`sampler`] (DDPM/DDIM
+//! with CFG) and [`kernels`] (fused CUDA kernels with CPU twins).
 #![warn(missing_docs)]
 
 pub mod builder;
@@ -17,6 +18,7 @@ pub mod eval;
 pub mod frontend;
 pub mod fuzz;
 pub mod ir;
+pub mod kernels;
 pub mod model;
 pub mod sampler;
 pub mod source;

@@ -1,8 +1,8 @@
 //! Shared pieces of the engine commands (`pretrain`, `sample`, `eval`): the default model path, loading a
-//! checkpoint with its world and schedule, the sampler flags, a progress bar and a JSONL metrics writer.
+//! checkpoint with its world and schedule, the sampler and device flags, a progress bar and a JSONL metrics writer.
 
 use crate::data::{Prompt, PromptError, World, WorldConfig};
-use crate::model::{cpu, load_checkpoint, CheckpointMeta, CpuDevice, Dit, NoiseSchedule, ScheduleKind};
+use crate::model::{cpu, load_checkpoint, CheckpointMeta, CpuDevice, DeviceKind, Dit, NoiseSchedule, ScheduleKind};
 use crate::sampler::{SamplerConfig, SamplerKind};
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -90,6 +90,33 @@ pub(crate) fn load_model(path: &Path) -> anyhow::Result<LoadedModel> {
         None => ScheduleSpec::default_linear(),
     };
     Ok(LoadedModel { model, meta, world, schedule: spec.build() })
+}
+
+/// `--device`, shared by `run`, `sample` and `eval`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct DeviceArgs {
+    /// Where the model runs: `cpu`, or `cuda` (GPU 0; needs a binary built with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = DeviceFlag::Cpu)]
+    pub device: DeviceFlag,
+}
+
+/// The values of `--device`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeviceFlag {
+    /// dfdx's CPU backend.
+    Cpu,
+    /// dfdx's CUDA backend on GPU 0.
+    Cuda,
+}
+
+impl DeviceArgs {
+    /// The device kind, for [`crate::model::with_device`].
+    pub fn kind(&self) -> DeviceKind {
+        match self.device {
+            DeviceFlag::Cpu => DeviceKind::Cpu,
+            DeviceFlag::Cuda => DeviceKind::Cuda,
+        }
+    }
 }
 
 /// Which reverse process `--sampler` selects.

@@ -1,9 +1,14 @@
 //! `seppoc eval`: samples one image per held-out (or training) prompt, judges each, prints the per-attribute
 //! table and writes `report.json` and `grid.png`.
 
-use super::engine::{command_line, load_model, model_path, progress_bar, write_json, SamplerArgs};
+use super::engine::{
+    command_line, load_model, model_path, progress_bar, write_json, DeviceArgs, LoadedModel, SamplerArgs,
+};
 use crate::data::Prompt;
+use crate::eval::model_eval::ModelEval;
 use crate::eval::{evaluate_model, save_grid_with, EvalConfig, GridConfig};
+use crate::kernels::KernelDevice;
+use crate::model::{with_device, ModelError, OnDevice};
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::path::PathBuf;
@@ -32,6 +37,8 @@ pub struct Args {
     n_prompts: Option<usize>,
     #[command(flatten)]
     sampler: SamplerArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -45,6 +52,24 @@ pub(crate) fn pick_prompts(all: &[Prompt], n: Option<usize>) -> Vec<Prompt> {
     match n {
         Some(n) if n < all.len() => (0..n).map(|i| all[i * all.len() / n].clone()).collect(),
         _ => all.to_vec(),
+    }
+}
+
+/// Samples and judges on the chosen device.
+struct EvalJob<'a> {
+    loaded: &'a LoadedModel,
+    prompts: &'a [Prompt],
+    cfg: &'a EvalConfig,
+    bar: &'a indicatif::ProgressBar,
+}
+
+impl OnDevice for EvalJob<'_> {
+    type Output = Result<ModelEval, ModelError>;
+
+    fn run<D: KernelDevice>(self, dev: D) -> Self::Output {
+        let model = self.loaded.model.to_device(&dev)?;
+        let (schedule, vocab) = (&self.loaded.schedule, &self.loaded.world.vocab);
+        evaluate_model(&model, schedule, vocab, self.prompts, self.cfg, |done, _| self.bar.set_position(done as u64))
     }
 }
 
@@ -63,10 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let prompts = pick_prompts(list, args.n_prompts);
     let cfg = EvalConfig::new(sampler, args.seed);
     let bar = progress_bar(prompts.len() as u64, "eval");
-    let result = evaluate_model(&loaded.model, &loaded.schedule, &loaded.world.vocab, &prompts, &cfg, |done, _| {
-        bar.set_position(done as u64)
-    })
-    .with_context(|| format!("evaluating `{}`", path.display()))?;
+    let job = EvalJob { loaded: &loaded, prompts: &prompts, cfg: &cfg, bar: &bar };
+    let result = with_device(args.device.kind(), job)?.with_context(|| format!("evaluating `{}`", path.display()))?;
     bar.finish_and_clear();
 
     let set = format!("{:?}", args.prompts).to_lowercase();

@@ -1,11 +1,12 @@
 //! `seppoc pretrain`: trains the DiT from scratch with ε-MSE on the world's noisy "web" distribution and writes
 //! `model.safetensors`, `metrics.jsonl` and `recipe.json` into the output directory.
 
-use super::engine::{command_line, progress_bar, write_json, JsonlWriter, ScheduleSpec, SCHEDULE_KEY};
+use super::engine::{command_line, progress_bar, write_json, DeviceArgs, JsonlWriter, ScheduleSpec, SCHEDULE_KEY};
 use crate::data::{World, WorldConfig, MAX_TOKENS};
+use crate::kernels::KernelDevice;
 use crate::model::{
-    blank_caption, cpu, save_checkpoint, train_step_mse, AdamW, AdamWConfig, CheckpointMeta, CpuDevice, Dit, DitConfig,
-    Ema, MseBatch, ScheduleKind,
+    blank_caption, save_checkpoint, train_step_mse, with_device, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig,
+    Ema, ModelDevice, MseBatch, OnDevice, ScheduleKind,
 };
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
@@ -91,6 +92,8 @@ pub struct Args {
     /// Also write the checkpoint every N steps (0 = only at the end).
     #[arg(long, default_value_t = 250)]
     save_every: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// Checks the flags before any work is done.
@@ -150,7 +153,7 @@ struct RunInfo {
 }
 
 /// Writes the checkpoint at `step` with the run's metadata.
-fn save(path: &Path, model: &Dit<CpuDevice>, info: &RunInfo, seed: u64, step: usize) -> anyhow::Result<()> {
+fn save<D: ModelDevice>(path: &Path, model: &Dit<D>, info: &RunInfo, seed: u64, step: usize) -> anyhow::Result<()> {
     let mut extra = BTreeMap::new();
     extra.insert("command".to_string(), info.command.clone());
     extra.insert("kind".to_string(), "pretrain".to_string());
@@ -163,6 +166,7 @@ fn save(path: &Path, model: &Dit<CpuDevice>, info: &RunInfo, seed: u64, step: us
 
 /// Runs `seppoc pretrain`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::model::ensure_built(args.device.kind())?;
     validate(&args)?;
     let mut world_cfg = WorldConfig::default_16();
     world_cfg.image_size = args.image_size;
@@ -177,87 +181,105 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let ckpt = out.join("model.safetensors");
 
-    let dev = cpu();
-    let mut model = Dit::new(&model_cfg, &dev, args.seed)?;
-    let opt_cfg = AdamWConfig { warmup_steps: args.warmup, ..AdamWConfig::with_lr(args.lr) };
-    let mut opt = AdamW::new(&model, opt_cfg.clone());
-    let mut ema = (args.ema > 0.0).then(|| Ema::new(&model));
-    let kind = match args.schedule {
-        ScheduleFlag::Cosine => ScheduleKind::Cosine,
-        ScheduleFlag::Linear => ScheduleKind::Linear,
-        ScheduleFlag::ScaledLinear => ScheduleKind::ScaledLinear,
-    };
-    let schedule_spec = ScheduleSpec { kind, n_steps: 1000 };
-    let schedule = schedule_spec.build();
-    // Separate streams of one seed: the data does not shift when the noise draws change, and vice versa.
-    let mut data_rng = ChaCha8Rng::seed_from_u64(args.seed);
-    data_rng.set_stream(1);
-    let mut noise_rng = ChaCha8Rng::seed_from_u64(args.seed);
-    noise_rng.set_stream(2);
+    let device = args.device.kind();
+    with_device(device, PretrainJob { args, world, model_cfg, out, ckpt })?
+}
 
-    let info = RunInfo {
-        command: command_line(),
-        schedule: schedule_spec,
-        world_json: serde_json::to_string(&world.config)?,
-        train_json: json!({
-            "steps": args.steps, "batch": args.batch, "lr": args.lr, "warmup": args.warmup,
-            "lr_schedule": format!("{:?}", args.lr_schedule).to_lowercase(), "optimizer": opt_cfg,
-            "caption_dropout": args.caption_dropout, "ema": args.ema, "max_grad_norm": args.max_grad_norm,
-            "size": format!("{:?}", args.size).to_lowercase(), "schedule": schedule_spec,
-        }),
-    };
-    eprintln!(
-        "pretraining a {} DiT ({} parameters) for {} steps of {} web examples into `{}`",
-        format!("{:?}", args.size).to_lowercase(),
-        model.n_params(),
-        args.steps,
-        args.batch,
-        out.display()
-    );
-    let mut metrics = JsonlWriter::create(&out.join("metrics.jsonl"))?;
-    let bar = progress_bar(args.steps as u64, "pretrain");
-    let start = Instant::now();
-    let mut losses = Vec::with_capacity(args.steps);
-    for step_idx in 0..args.steps {
-        opt.cfg.lr = lr_at(&args, step_idx);
-        let lr = opt.current_lr();
-        let batch = web_batch(&world, args.batch, args.caption_dropout, &mut data_rng);
-        let stats = train_step_mse(&mut model, &mut opt, &schedule, &batch, args.max_grad_norm, &mut noise_rng)?;
-        if !stats.loss.is_finite() {
-            bail!("the loss became {} at step {}; try a lower --lr", stats.loss, step_idx + 1);
+/// Everything `pretrain` resolved before choosing the device.
+struct PretrainJob {
+    args: Args,
+    world: World,
+    model_cfg: DitConfig,
+    out: PathBuf,
+    ckpt: PathBuf,
+}
+
+impl OnDevice for PretrainJob {
+    type Output = anyhow::Result<ExitCode>;
+
+    fn run<D: KernelDevice>(self, dev: D) -> anyhow::Result<ExitCode> {
+        let PretrainJob { args, world, model_cfg, out, ckpt } = self;
+        let mut model = Dit::new(&model_cfg, &dev, args.seed)?;
+        let opt_cfg = AdamWConfig { warmup_steps: args.warmup, ..AdamWConfig::with_lr(args.lr) };
+        let mut opt = AdamW::new(&model, opt_cfg.clone());
+        let mut ema = (args.ema > 0.0).then(|| Ema::new(&model));
+        let kind = match args.schedule {
+            ScheduleFlag::Cosine => ScheduleKind::Cosine,
+            ScheduleFlag::Linear => ScheduleKind::Linear,
+            ScheduleFlag::ScaledLinear => ScheduleKind::ScaledLinear,
+        };
+        let schedule_spec = ScheduleSpec { kind, n_steps: 1000 };
+        let schedule = schedule_spec.build();
+        // Separate streams of one seed: the data does not shift when the noise draws change, and vice versa.
+        let mut data_rng = ChaCha8Rng::seed_from_u64(args.seed);
+        data_rng.set_stream(1);
+        let mut noise_rng = ChaCha8Rng::seed_from_u64(args.seed);
+        noise_rng.set_stream(2);
+
+        let info = RunInfo {
+            command: command_line(),
+            schedule: schedule_spec,
+            world_json: serde_json::to_string(&world.config)?,
+            train_json: json!({
+                "steps": args.steps, "batch": args.batch, "lr": args.lr, "warmup": args.warmup,
+                "lr_schedule": format!("{:?}", args.lr_schedule).to_lowercase(), "optimizer": opt_cfg,
+                "caption_dropout": args.caption_dropout, "ema": args.ema, "max_grad_norm": args.max_grad_norm,
+                "size": format!("{:?}", args.size).to_lowercase(), "schedule": schedule_spec,
+            }),
+        };
+        eprintln!(
+            "pretraining a {} DiT ({} parameters) for {} steps of {} web examples into `{}`",
+            format!("{:?}", args.size).to_lowercase(),
+            model.n_params(),
+            args.steps,
+            args.batch,
+            out.display()
+        );
+        let mut metrics = JsonlWriter::create(&out.join("metrics.jsonl"))?;
+        let bar = progress_bar(args.steps as u64, "pretrain");
+        let start = Instant::now();
+        let mut losses = Vec::with_capacity(args.steps);
+        for step_idx in 0..args.steps {
+            opt.cfg.lr = lr_at(&args, step_idx);
+            let lr = opt.current_lr();
+            let batch = web_batch(&world, args.batch, args.caption_dropout, &mut data_rng);
+            let stats = train_step_mse(&mut model, &mut opt, &schedule, &batch, args.max_grad_norm, &mut noise_rng)?;
+            if !stats.loss.is_finite() {
+                bail!("the loss became {} at step {}; try a lower --lr", stats.loss, step_idx + 1);
+            }
+            if let Some(ema) = &mut ema {
+                let warm = (1.0 + step_idx as f32) / (10.0 + step_idx as f32);
+                ema.update(&model, args.ema.min(warm));
+            }
+            losses.push(stats.loss);
+            let elapsed = start.elapsed().as_secs_f64();
+            metrics.write(&json!({
+                "step": step_idx + 1, "loss": stats.loss, "grad_norm": stats.grad_norm, "lr": lr, "elapsed_s": elapsed,
+            }))?;
+            bar.set_message(format!("loss {:.4}", stats.loss));
+            bar.inc(1);
+            let step = step_idx + 1;
+            if args.save_every > 0 && step % args.save_every == 0 && step < args.steps {
+                save(&ckpt, ema.as_ref().map_or(&model, Ema::model), &info, args.seed, step)?;
+            }
         }
-        if let Some(ema) = &mut ema {
-            let warm = (1.0 + step_idx as f32) / (10.0 + step_idx as f32);
-            ema.update(&model, args.ema.min(warm));
-        }
-        losses.push(stats.loss);
-        let elapsed = start.elapsed().as_secs_f64();
-        metrics.write(&json!({
-            "step": step_idx + 1, "loss": stats.loss, "grad_norm": stats.grad_norm, "lr": lr, "elapsed_s": elapsed,
-        }))?;
-        bar.set_message(format!("loss {:.4}", stats.loss));
-        bar.inc(1);
-        let step = step_idx + 1;
-        if args.save_every > 0 && step % args.save_every == 0 && step < args.steps {
-            save(&ckpt, ema.as_ref().map_or(&model, Ema::model), &info, args.seed, step)?;
-        }
+        bar.finish_and_clear();
+        let wall = start.elapsed().as_secs_f64();
+        save(&ckpt, ema.as_ref().map_or(&model, Ema::model), &info, args.seed, args.steps)?;
+
+        let tail = losses.len().min(50);
+        let final_loss = losses[losses.len() - tail..].iter().sum::<f32>() / tail as f32;
+        let bytes = std::fs::read(&ckpt).with_context(|| format!("cannot read back `{}`", ckpt.display()))?;
+        let sha = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let recipe = json!({
+            "command": info.command, "seed": args.seed, "steps": args.steps, "wall_time_s": wall,
+            "final_loss": final_loss, "final_loss_note": format!("mean ε-MSE over the last {tail} steps"),
+            "last_loss": losses.last(), "n_params": model.n_params(), "model_config": model_cfg,
+            "world_config": world.config, "train": info.train_json, "saved_weights": if ema.is_some() { "ema" } else { "raw" },
+            "checkpoint": "model.safetensors", "checkpoint_sha256": sha, "checkpoint_bytes": bytes.len(),
+        });
+        write_json(&out.join("recipe.json"), &recipe)?;
+        println!("wrote `{}` after {} steps in {wall:.1} s; final loss {final_loss:.5}", ckpt.display(), args.steps);
+        Ok(ExitCode::SUCCESS)
     }
-    bar.finish_and_clear();
-    let wall = start.elapsed().as_secs_f64();
-    save(&ckpt, ema.as_ref().map_or(&model, Ema::model), &info, args.seed, args.steps)?;
-
-    let tail = losses.len().min(50);
-    let final_loss = losses[losses.len() - tail..].iter().sum::<f32>() / tail as f32;
-    let bytes = std::fs::read(&ckpt).with_context(|| format!("cannot read back `{}`", ckpt.display()))?;
-    let sha = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let recipe = json!({
-        "command": info.command, "seed": args.seed, "steps": args.steps, "wall_time_s": wall,
-        "final_loss": final_loss, "final_loss_note": format!("mean ε-MSE over the last {tail} steps"),
-        "last_loss": losses.last(), "n_params": model.n_params(), "model_config": model_cfg,
-        "world_config": world.config, "train": info.train_json, "saved_weights": if ema.is_some() { "ema" } else { "raw" },
-        "checkpoint": "model.safetensors", "checkpoint_sha256": sha, "checkpoint_bytes": bytes.len(),
-    });
-    write_json(&out.join("recipe.json"), &recipe)?;
-    println!("wrote `{}` after {} steps in {wall:.1} s; final loss {final_loss:.5}", ckpt.display(), args.steps);
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,13 +1,16 @@
 //! `seppoc run FILE`: train the base model with an objective, then judge base vs trained on held-out prompts.
 
-use super::engine::{command_line, load_model, model_path, progress_bar, write_json, JsonlWriter, SCHEDULE_KEY};
+use super::engine::{
+    command_line, load_model, model_path, progress_bar, write_json, DeviceArgs, JsonlWriter, LoadedModel, SCHEDULE_KEY,
+};
 use super::eval::pick_prompts;
 use super::{checked_or_exit, parse_set};
 use crate::data::{load_imagefolder, Image};
 use crate::eval::model_eval::{evaluate_model, EvalConfig};
 use crate::eval::{save_grid_with, GridConfig, Report};
 use crate::ir::lower;
-use crate::model::{save_checkpoint, CheckpointMeta, CpuDevice, Dit};
+use crate::kernels::KernelDevice;
+use crate::model::{save_checkpoint, with_device, CheckpointMeta, Dit, ModelDevice, OnDevice};
 use crate::sampler::SamplerConfig;
 use crate::syntax;
 use crate::trainer::{StepReport, TrainConfig, Trainer};
@@ -37,6 +40,8 @@ pub struct Args {
     /// Optimizer updates (in total, counting those before a resume).
     #[arg(long)]
     steps: Option<usize>,
+    #[command(flatten)]
+    device: DeviceArgs,
     #[command(flatten)]
     settings: Settings,
 }
@@ -97,6 +102,7 @@ const DEFAULT_STEPS: usize = 200;
 
 /// Runs `seppoc run`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::model::ensure_built(args.device.kind())?;
     let (checked, params) = match checked_or_exit(&args.file, &args.sets)? {
         Ok(ok) => ok,
         Err(code) => return Ok(code),
@@ -146,110 +152,143 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
-    let cfg = TrainConfig {
-        batch: settings.batch,
-        lr: settings.lr,
-        warmup: settings.warmup,
-        max_grad_norm: settings.max_grad_norm,
-        ema_decay: settings.ema,
-        seed: settings.seed,
-    };
-    let values = params.iter().map(|(_, v)| *v).collect();
-    let initial = base.model.clone();
-    let mut trainer =
-        Trainer::new(obj, values, base.model.clone(), base.schedule.clone(), data, base.world.vocab.clone(), cfg)?;
-    if args.resume.is_some() {
-        trainer.restore_state(&out)?;
-        println!("resumed `{}` at step {}", out.display(), trainer.step);
-    } else {
-        std::fs::write(out.join("objective.obj"), &canonical)
-            .with_context(|| format!("cannot write into `{}`", out.display()))?;
-        write_json(
-            &out.join("run.json"),
-            &json!({
-                "command": command_line(), "objective": trainer.obj.name, "objective_sha256": hash, "params": param_json,
-                "base_model": base_path.display().to_string(), "settings": settings, "steps": steps, "plan": trainer.obj.plan_text(),
-            }),
-        )?;
-    }
-    let meta = |step: usize| {
-        let mut extra = std::collections::BTreeMap::new();
-        extra.insert("objective".to_string(), canonical.clone());
-        extra.insert("objective_sha256".to_string(), hash.clone());
-        extra.insert("params".to_string(), Value::Object(param_json.clone()).to_string());
-        extra.insert("command".to_string(), command_line());
-        if let Some(s) = base.meta.extra.get(SCHEDULE_KEY) {
-            extra.insert(SCHEDULE_KEY.to_string(), s.clone());
+    let job = RunJob { obj, params, canonical, hash, param_json, out, settings, steps, base_path, base, data, args };
+    with_device(job.args.device.kind(), job)?
+}
+
+/// Everything `run` resolved before choosing the device; [`OnDevice::run`] trains and evaluates on it.
+struct RunJob {
+    obj: crate::ir::Objective,
+    params: Vec<(String, f64)>,
+    canonical: String,
+    hash: String,
+    param_json: Map<String, Value>,
+    out: PathBuf,
+    settings: Settings,
+    steps: usize,
+    base_path: PathBuf,
+    base: LoadedModel,
+    data: crate::data::PreferenceSet,
+    args: Args,
+}
+
+impl OnDevice for RunJob {
+    type Output = anyhow::Result<ExitCode>;
+
+    fn run<D: KernelDevice>(self, dev: D) -> anyhow::Result<ExitCode> {
+        let RunJob { obj, params, canonical, hash, param_json, out, settings, steps, base_path, base, data, args } =
+            self;
+        let cfg = TrainConfig {
+            batch: settings.batch,
+            lr: settings.lr,
+            warmup: settings.warmup,
+            max_grad_norm: settings.max_grad_norm,
+            ema_decay: settings.ema,
+            seed: settings.seed,
+        };
+        let values = params.iter().map(|(_, v)| *v).collect();
+        let initial = base.model.to_device(&dev)?;
+        let mut trainer =
+            Trainer::new(obj, values, initial.clone(), base.schedule.clone(), data, base.world.vocab.clone(), cfg)?;
+        if args.resume.is_some() {
+            trainer.restore_state(&out)?;
+            println!("resumed `{}` at step {}", out.display(), trainer.step);
+        } else {
+            std::fs::write(out.join("objective.obj"), &canonical)
+                .with_context(|| format!("cannot write into `{}`", out.display()))?;
+            write_json(
+                &out.join("run.json"),
+                &json!({
+                    "command": command_line(), "objective": trainer.obj.name, "objective_sha256": hash, "params": param_json,
+                    "base_model": base_path.display().to_string(), "settings": settings, "device": args.device.kind(),
+                    "steps": steps, "plan": trainer.obj.plan_text(),
+                }),
+            )?;
         }
-        CheckpointMeta { world_config: base.meta.world_config.clone(), seed: settings.seed, step: step as u64, extra }
-    };
-    let metrics_path = out.join("metrics.jsonl");
-    let mut metrics = JsonlWriter::append(&metrics_path, trainer.step)?;
-    let curve_prompts = pick_prompts(&base.world.heldout, Some(settings.curve_prompts.max(1)));
-    let mut curve = Curve {
-        every: settings.eval_every,
-        prompts: &curve_prompts,
-        vocab: &base.world.vocab,
-        schedule: &base.schedule,
-        out: JsonlWriter::append_upto_step(&out.join("curve.jsonl"), trainer.step)?,
-        last: None,
-    };
-    if trainer.step == 0 {
-        curve.point(0, trainer.output_model())?;
-    }
-    let bar = progress_bar(steps.saturating_sub(trainer.step) as u64, &trainer.obj.name);
-    let started = Instant::now();
-    let checkpoint = out.join("checkpoint.safetensors");
-    while trainer.step < steps {
-        let report = match trainer.step() {
-            Ok(r) => r,
-            Err(e) => {
-                bar.abandon();
-                let kept = if checkpoint.exists() {
-                    format!(
-                        "the last good checkpoint is `{}` (resume with `--resume {}`)",
-                        checkpoint.display(),
-                        out.display()
-                    )
-                } else {
-                    "no checkpoint had been written yet".to_string()
-                };
-                bail!("training stopped: {e}; {kept}");
+        let meta = |step: usize| {
+            let mut extra = std::collections::BTreeMap::new();
+            extra.insert("objective".to_string(), canonical.clone());
+            extra.insert("objective_sha256".to_string(), hash.clone());
+            extra.insert("params".to_string(), Value::Object(param_json.clone()).to_string());
+            extra.insert("command".to_string(), command_line());
+            if let Some(s) = base.meta.extra.get(SCHEDULE_KEY) {
+                extra.insert(SCHEDULE_KEY.to_string(), s.clone());
+            }
+            CheckpointMeta {
+                world_config: base.meta.world_config.clone(),
+                seed: settings.seed,
+                step: step as u64,
+                extra,
             }
         };
-        metrics.write(&step_json(&report))?;
-        bar.set_message(format!("loss {:.4}", report.loss));
-        bar.inc(1);
-        if settings.checkpoint_every > 0 && report.step % settings.checkpoint_every == 0 {
-            save_checkpoint(&checkpoint, trainer.output_model(), &meta(report.step))?;
-            trainer.save_state(&out, &hash)?;
-        }
-        if curve.due(report.step) {
-            bar.suspend(|| curve.point(report.step, trainer.output_model()))?;
-        }
-    }
-    curve.finish(trainer.step, trainer.output_model())?;
-    bar.finish_and_clear();
-    let train_s = started.elapsed().as_secs_f64();
-    let final_path = out.join("model.safetensors");
-    save_checkpoint(&final_path, trainer.output_model(), &meta(trainer.step))?;
-    println!(
-        "trained `{}` for {} steps in {:.0} s -> {}",
-        trainer.obj.name,
-        trainer.step,
-        train_s,
-        final_path.display()
-    );
-    if settings.eval_prompts > 0 {
-        let eval = EvalInputs {
-            heldout: &base.world.heldout,
+        let metrics_path = out.join("metrics.jsonl");
+        let mut metrics = JsonlWriter::append(&metrics_path, trainer.step)?;
+        let curve_prompts = pick_prompts(&base.world.heldout, Some(settings.curve_prompts.max(1)));
+        let mut curve = Curve {
+            every: settings.eval_every,
+            prompts: &curve_prompts,
             vocab: &base.world.vocab,
             schedule: &base.schedule,
-            n_prompts: settings.eval_prompts,
+            out: JsonlWriter::append_upto_step(&out.join("curve.jsonl"), trainer.step)?,
+            last: None,
         };
-        evaluate(&eval, &initial, trainer.output_model(), &out, train_s)?;
+        if trainer.step == 0 {
+            curve.point(0, trainer.output_model())?;
+        }
+        let bar = progress_bar(steps.saturating_sub(trainer.step) as u64, &trainer.obj.name);
+        let started = Instant::now();
+        let checkpoint = out.join("checkpoint.safetensors");
+        while trainer.step < steps {
+            let report = match trainer.step() {
+                Ok(r) => r,
+                Err(e) => {
+                    bar.abandon();
+                    let kept = if checkpoint.exists() {
+                        format!(
+                            "the last good checkpoint is `{}` (resume with `--resume {}`)",
+                            checkpoint.display(),
+                            out.display()
+                        )
+                    } else {
+                        "no checkpoint had been written yet".to_string()
+                    };
+                    bail!("training stopped: {e}; {kept}");
+                }
+            };
+            metrics.write(&step_json(&report))?;
+            bar.set_message(format!("loss {:.4}", report.loss));
+            bar.inc(1);
+            if settings.checkpoint_every > 0 && report.step % settings.checkpoint_every == 0 {
+                save_checkpoint(&checkpoint, trainer.output_model(), &meta(report.step))?;
+                trainer.save_state(&out, &hash)?;
+            }
+            if curve.due(report.step) {
+                bar.suspend(|| curve.point(report.step, trainer.output_model()))?;
+            }
+        }
+        curve.finish(trainer.step, trainer.output_model())?;
+        bar.finish_and_clear();
+        let train_s = started.elapsed().as_secs_f64();
+        let final_path = out.join("model.safetensors");
+        save_checkpoint(&final_path, trainer.output_model(), &meta(trainer.step))?;
+        println!(
+            "trained `{}` for {} steps in {:.0} s -> {}",
+            trainer.obj.name,
+            trainer.step,
+            train_s,
+            final_path.display()
+        );
+        if settings.eval_prompts > 0 {
+            let eval = EvalInputs {
+                heldout: &base.world.heldout,
+                vocab: &base.world.vocab,
+                schedule: &base.schedule,
+                n_prompts: settings.eval_prompts,
+            };
+            evaluate(&eval, &initial, trainer.output_model(), &out, train_s)?;
+        }
+        Ok(ExitCode::SUCCESS)
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// One metrics line. Wall time is left out on purpose: the same seed must give bitwise the same file.
@@ -277,7 +316,7 @@ impl Curve<'_> {
     }
 
     /// Judges `model` at `step` when evaluation is on (callers pass step 0 and due steps).
-    fn point(&mut self, step: usize, model: &Dit<CpuDevice>) -> anyhow::Result<()> {
+    fn point<D: ModelDevice>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
         if self.every == 0 {
             return Ok(());
         }
@@ -285,14 +324,14 @@ impl Curve<'_> {
     }
 
     /// The last step always gets a point, due or not.
-    fn finish(&mut self, step: usize, model: &Dit<CpuDevice>) -> anyhow::Result<()> {
+    fn finish<D: ModelDevice>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
         if self.every == 0 || self.last == Some(step) {
             return Ok(());
         }
         self.write(step, model)
     }
 
-    fn write(&mut self, step: usize, model: &Dit<CpuDevice>) -> anyhow::Result<()> {
+    fn write<D: ModelDevice>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
         let cfg = EvalConfig::new(SamplerConfig::ddim(20, 5.0), 0);
         let r = evaluate_model(model, self.schedule, self.vocab, self.prompts, &cfg, |_, _| {})?.report;
         self.last = Some(step);
@@ -313,10 +352,10 @@ struct EvalInputs<'a> {
 }
 
 /// Judges base and trained model on the same held-out prompts, sampler and seed; prints and writes the table.
-fn evaluate(
+fn evaluate<D: ModelDevice>(
     e: &EvalInputs,
-    base: &Dit<CpuDevice>,
-    trained: &Dit<CpuDevice>,
+    base: &Dit<D>,
+    trained: &Dit<D>,
     out: &Path,
     train_s: f64,
 ) -> anyhow::Result<()> {

@@ -1,10 +1,12 @@
 //! `seppoc sample`: draws images for one prompt, writes them as an upscaled PNG grid and prints the judge's
 //! score of each.
 
-use super::engine::{load_model, model_path, parse_prompt, SamplerArgs};
+use super::engine::{load_model, model_path, parse_prompt, DeviceArgs, LoadedModel, SamplerArgs};
 use crate::data::Image;
 use crate::eval::{judge, save_grid_with, GridConfig};
-use crate::sampler::sample;
+use crate::kernels::KernelDevice;
+use crate::model::{with_device, ModelError, OnDevice};
+use crate::sampler::{sample, SamplerConfig};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,8 @@ pub struct Args {
     n: usize,
     #[command(flatten)]
     sampler: SamplerArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -32,6 +36,23 @@ pub struct Args {
     /// Nearest-neighbour upscaling of each image in the grid.
     #[arg(long, default_value_t = 4)]
     scale: u32,
+}
+
+/// Draws the images on the chosen device.
+struct SampleJob<'a> {
+    loaded: &'a LoadedModel,
+    cfg: &'a SamplerConfig,
+    tokens: &'a [Vec<usize>],
+    seed: u64,
+}
+
+impl OnDevice for SampleJob<'_> {
+    type Output = Result<Vec<Vec<f32>>, ModelError>;
+
+    fn run<D: KernelDevice>(self, dev: D) -> Self::Output {
+        let model = self.loaded.model.to_device(&dev)?;
+        sample(&model, &self.loaded.schedule, self.cfg, self.tokens, self.seed)
+    }
 }
 
 /// Runs `seppoc sample`.
@@ -47,8 +68,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = model_path(args.model.as_deref());
     let loaded = load_model(&path)?;
     let tokens = vec![loaded.world.vocab.encode(&prompt.text()); args.n];
-    let drawn = sample(&loaded.model, &loaded.schedule, &sampler_cfg, &tokens, args.seed)
-        .with_context(|| format!("sampling from `{}`", path.display()))?;
+    let job = SampleJob { loaded: &loaded, cfg: &sampler_cfg, tokens: &tokens, seed: args.seed };
+    let drawn = with_device(args.device.kind(), job)?.with_context(|| format!("sampling from `{}`", path.display()))?;
     let (c, s) = (loaded.model.config().channels, loaded.model.config().image_size);
     let images: Vec<Image> = drawn.into_iter().map(|data| Image { channels: c, height: s, width: s, data }).collect();
 

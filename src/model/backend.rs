@@ -1,7 +1,11 @@
-//! The only file that names dfdx's concrete devices; everything else is generic over [`ModelDevice`].
+//! The only file that names dfdx's concrete devices; everything else is generic over [`ModelDevice`] (and
+//! [`KernelDevice`] for the custom kernels). [`with_device`] turns `--device cpu|cuda` into a device and runs a
+//! generic job on it, with a clear error when CUDA is not compiled in or not usable.
 
+use crate::kernels::KernelDevice;
 use dfdx::tensor::{Cache, TensorToArray};
 use dfdx::tensor_ops::Device;
+use std::fmt;
 
 /// What the model, optimizer and sampler need from a dfdx device.
 pub trait ModelDevice: Device<f32> + Cache + TensorToArray<(), f32, Array = f32> {}
@@ -20,4 +24,113 @@ pub fn cpu() -> CpuDevice {
     let dev = CpuDevice::default();
     dev.enable_cache();
     dev
+}
+
+/// Which device a command runs on (`--device`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// dfdx's CPU backend.
+    Cpu,
+    /// dfdx's CUDA backend on GPU 0 (needs the `cuda` feature).
+    Cuda,
+}
+
+/// Why the requested device cannot be used; the message says what is missing and how to fix it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceError(pub String);
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+/// A computation written once for every device; [`with_device`] picks the device and calls [`OnDevice::run`].
+pub trait OnDevice {
+    /// What the job returns.
+    type Output;
+    /// Runs the job on `dev`.
+    fn run<D: KernelDevice>(self, dev: D) -> Self::Output;
+}
+
+/// Creates the device `kind` names and runs `job` on it.
+pub fn with_device<J: OnDevice>(kind: DeviceKind, job: J) -> Result<J::Output, DeviceError> {
+    match kind {
+        DeviceKind::Cpu => Ok(job.run(cpu())),
+        DeviceKind::Cuda => run_on_cuda(job),
+    }
+}
+
+/// Fails before any work is done when `kind` is not compiled into this binary (a cheap check for the CLI).
+pub fn ensure_built(kind: DeviceKind) -> Result<(), DeviceError> {
+    match kind {
+        DeviceKind::Cuda if !cfg!(feature = "cuda") => Err(not_built()),
+        _ => Ok(()),
+    }
+}
+
+fn not_built() -> DeviceError {
+    DeviceError(
+        "`--device cuda`: this seppoc binary was built without the `cuda` feature; rebuild it with \
+         `cargo build --release --features cuda` on a machine with the CUDA toolkit (nvcc matching the driver's \
+         CUDA version; see scripts/gpu-check.sh), or use `--device cpu`"
+            .into(),
+    )
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_on_cuda<J: OnDevice>(_job: J) -> Result<J::Output, DeviceError> {
+    Err(not_built())
+}
+
+#[cfg(feature = "cuda")]
+fn run_on_cuda<J: OnDevice>(job: J) -> Result<J::Output, DeviceError> {
+    Ok(job.run(cuda()?))
+}
+
+/// Opens GPU 0 and checks that it can run dfdx's kernels, cuBLAS and seppoc's NVRTC kernels, so a missing GPU or
+/// a driver older than the toolkit becomes an error here instead of a panic inside the first forward pass.
+#[cfg(feature = "cuda")]
+pub fn cuda() -> Result<CudaDevice, DeviceError> {
+    use dfdx::prelude::*;
+    let dev = CudaDevice::try_build(0, 0).map_err(|e| DeviceError(describe_cuda("cannot open CUDA device 0", &e)))?;
+    // Reusing freed device buffers avoids a cudaMalloc/cudaFree pair per op (as `enable_cache` does on CPU).
+    dev.try_enable_cache().map_err(|e| DeviceError(describe_cuda("cannot enable dfdx's CUDA allocation cache", &e)))?;
+    // dfdx loads its precompiled PTX lazily, op by op; one fallible elementwise op and one matmul (cuBLAS) surface
+    // a PTX/driver mismatch now.
+    let probe = || -> Result<f32, dfdx::tensor::CudaError> {
+        let a: Tensor<(usize, usize), f32, CudaDevice> = dev.try_tensor_from_vec(vec![0.5f32; 4], (2, 2))?;
+        let b = a.clone().try_exp()?;
+        Ok(a.try_matmul(b)?.try_sum::<Rank0, _>()?.array())
+    };
+    let value = probe().map_err(|e| DeviceError(describe_cuda("CUDA device 0 cannot run dfdx's kernels", &e)))?;
+    if !value.is_finite() {
+        return Err(DeviceError(format!("CUDA device 0 computed a non-finite probe value ({value})")));
+    }
+    crate::kernels::cuda_ready().map_err(|e| DeviceError(format!("seppoc's CUDA kernels are not usable: {e}")))?;
+    Ok(dev)
+}
+
+/// Turns dfdx's CUDA error into a sentence that names the missing piece.
+#[cfg(feature = "cuda")]
+fn describe_cuda(what: &str, e: &dfdx::tensor::CudaError) -> String {
+    let text = format!("{e:?}");
+    let hint = if text.contains("NO_DEVICE") {
+        "the driver sees no NVIDIA GPU (check `nvidia-smi` and CUDA_VISIBLE_DEVICES)"
+    } else if text.contains("INSUFFICIENT_DRIVER") || text.contains("UNSUPPORTED_PTX_VERSION") {
+        "the NVIDIA driver is older than the CUDA toolkit this binary was built with; rebuild with the nvcc/NVRTC \
+         version `nvidia-smi` reports (scripts/gpu-check.sh pins it)"
+    } else if text.contains("NO_BINARY_FOR_GPU") || text.contains("INVALID_PTX") {
+        "the kernels were compiled for another GPU architecture; rebuild with CUDA_COMPUTE_CAP set to this GPU's"
+    } else if text.contains("NOT_INITIALIZED") || text.contains("SYSTEM_DRIVER_MISMATCH") {
+        "the CUDA driver could not be initialised (is the NVIDIA kernel module loaded?)"
+    } else if text.contains("OUT_OF_MEMORY") {
+        "the GPU is out of memory"
+    } else {
+        "see the CUDA error above"
+    };
+    format!("{what}: {text}; {hint}")
 }

@@ -140,6 +140,11 @@ impl<D: ModelDevice> Dit<D> {
         Ok(model)
     }
 
+    /// Copies this model's weights onto another device (through the host).
+    pub fn to_device<D2: ModelDevice>(&self, dev: &D2) -> Result<Dit<D2>, ModelError> {
+        Dit::from_host(&self.cfg, dev, self.to_host())
+    }
+
     /// The configuration this model was built from.
     pub fn config(&self) -> &DitConfig {
         &self.cfg

@@ -14,7 +14,7 @@ pub mod train;
 
 use std::fmt;
 
-pub use backend::{cpu, CpuDevice, ModelDevice};
+pub use backend::{cpu, ensure_built, with_device, CpuDevice, DeviceError, DeviceKind, ModelDevice, OnDevice};
 pub use checkpoint::{
     load_checkpoint, load_checkpoint_expecting, read_checkpoint_meta, save_checkpoint, CheckpointError, CheckpointMeta,
 };
@@ -40,6 +40,8 @@ pub enum ModelError {
         /// Parameters supplied.
         found: usize,
     },
+    /// The device (CUDA driver, NVRTC, a custom kernel) failed; the message says what is missing.
+    Device(String),
     /// A parameter buffer has the wrong length.
     ParamLen {
         /// Parameter name.
@@ -57,6 +59,7 @@ impl fmt::Display for ModelError {
             ModelError::Config(m) => write!(f, "invalid model config: {m}"),
             ModelError::Shape(m) => write!(f, "shape mismatch: {m}"),
             ModelError::Tokens(m) => write!(f, "invalid caption: {m}"),
+            ModelError::Device(m) => write!(f, "device error: {m}"),
             ModelError::ParamCount { expected, found } => {
                 write!(f, "expected {expected} parameter tensors, found {found}")
             }

@@ -1,12 +1,14 @@
 //! DDPM ancestral and DDIM sampling with classifier-free guidance, seeded for bitwise-reproducible output on CPU.
 //!
-//! The model runs once per step on the stacked `[conditional; null]` batch; the update itself is host math.
+//! The model runs once per step on the stacked `[conditional; null]` batch; the update is host math, or one fused
+//! CUDA kernel per step in [`sample_fused`].
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::{self, DdimCoeffs, DdimInputs, KernelDevice};
 use crate::model::{Dit, ModelDevice, ModelError, NoiseSchedule, PAD};
 
 /// Which reverse process to run.
@@ -57,19 +59,40 @@ pub fn guided_eps<D: ModelDevice>(
     tokens: &[Vec<usize>],
     cfg_scale: f32,
 ) -> Result<Vec<f32>, ModelError> {
+    let (cond, uncond) = cond_uncond_eps(model, x, t, tokens, cfg_scale)?;
+    Ok(guide(&cond, uncond.as_deref(), cfg_scale))
+}
+
+/// Computes `eps_uncond + w · (eps_cond − eps_uncond)` (just `eps_cond` when there is no unconditional half).
+fn guide(cond: &[f32], uncond: Option<&[f32]>, w: f32) -> Vec<f32> {
+    match uncond {
+        Some(uncond) => uncond.iter().zip(cond).map(|(u, c)| u + w * (c - u)).collect(),
+        None => cond.to_vec(),
+    }
+}
+
+/// Computes the conditional and the unconditional (null-caption) ε in one forward on `[cond; null]`; with
+/// `cfg_scale == 1` only the conditional half is run and the unconditional one is `None`.
+pub fn cond_uncond_eps<D: ModelDevice>(
+    model: &Dit<D>,
+    x: &[f32],
+    t: usize,
+    tokens: &[Vec<usize>],
+    cfg_scale: f32,
+) -> Result<(Vec<f32>, Option<Vec<f32>>), ModelError> {
     let b = tokens.len();
     if cfg_scale == 1.0 {
         let xt = model.images(x.to_vec())?;
-        return Ok(model.forward(xt, &vec![t; b], tokens)?.as_vec());
+        return Ok((model.forward(xt, &vec![t; b], tokens)?.as_vec(), None));
     }
     let mut both = Vec::with_capacity(2 * x.len());
     both.extend_from_slice(x);
     both.extend_from_slice(x);
     let mut caps = tokens.to_vec();
     caps.extend(tokens.iter().map(|c| vec![PAD; c.len()]));
-    let eps = model.forward(model.images(both)?, &vec![t; 2 * b], &caps)?.as_vec();
-    let (cond, uncond) = eps.split_at(x.len());
-    Ok(uncond.iter().zip(cond).map(|(u, c)| u + cfg_scale * (c - u)).collect())
+    let mut eps = model.forward(model.images(both)?, &vec![t; 2 * b], &caps)?.as_vec();
+    let uncond = eps.split_off(x.len());
+    Ok((eps, Some(uncond)))
 }
 
 /// Draws one image per caption with a `ChaCha8Rng` seeded by `seed`; returns CHW images clamped to [-1, 1].
@@ -91,6 +114,61 @@ pub fn sample_with_rng<D: ModelDevice, R: Rng>(
     tokens: &[Vec<usize>],
     rng: &mut R,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
+    denoise(model, schedule, cfg, tokens, rng, |step, rng| {
+        let eps = guide(step.cond, step.uncond, cfg.cfg_scale);
+        Ok(match cfg.kind {
+            SamplerKind::Ddpm => ddpm_step(step.x, &eps, step.ab, step.ab_prev, step.last, rng),
+            SamplerKind::Ddim => ddim_step(step.x, &eps, step.ab, step.ab_prev, cfg.eta as f64, step.last, rng),
+        })
+    })
+}
+
+/// Like [`sample_with_rng`] for DDIM, with the guidance and the update fused into one kernel on the model's device
+/// ([`crate::kernels::ddim_cfg_step`]; on CPU its twin gives the same images as [`sample_with_rng`]).
+pub fn sample_fused<D: KernelDevice, R: Rng>(
+    model: &Dit<D>,
+    schedule: &NoiseSchedule,
+    cfg: &SamplerConfig,
+    tokens: &[Vec<usize>],
+    rng: &mut R,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    if cfg.kind != SamplerKind::Ddim {
+        return Err(ModelError::Config("the fused sampler step implements DDIM only".into()));
+    }
+    denoise(model, schedule, cfg, tokens, rng, |step, rng| {
+        let coeffs = DdimCoeffs::new(step.ab, step.ab_prev, cfg.eta as f64, cfg.cfg_scale as f64);
+        let noise: Option<Vec<f64>> = (!step.last && coeffs.sigma != 0.0)
+            .then(|| (0..step.x.len()).map(|_| rng.sample::<f64, _>(StandardNormal)).collect());
+        let inputs = DdimInputs {
+            x: step.x,
+            eps_cond: step.cond,
+            eps_uncond: step.uncond.unwrap_or(step.cond),
+            noise: noise.as_deref(),
+            coeffs: &coeffs,
+        };
+        kernels::ddim_cfg_step(model.device(), &inputs).map_err(|e| ModelError::Device(e.to_string()))
+    })
+}
+
+/// What one reverse step sees: the current images, the model's ε and the schedule positions.
+struct Step<'a> {
+    x: &'a [f32],
+    cond: &'a [f32],
+    uncond: Option<&'a [f32]>,
+    ab: f64,
+    ab_prev: f64,
+    last: bool,
+}
+
+/// The sampling loop shared by every update rule: initial noise, then one model call and one `update` per step.
+fn denoise<D: ModelDevice, R: Rng>(
+    model: &Dit<D>,
+    schedule: &NoiseSchedule,
+    cfg: &SamplerConfig,
+    tokens: &[Vec<usize>],
+    rng: &mut R,
+    mut update: impl FnMut(Step<'_>, &mut R) -> Result<Vec<f32>, ModelError>,
+) -> Result<Vec<Vec<f32>>, ModelError> {
     let per = model.config().image_len();
     if tokens.is_empty() {
         return Ok(Vec::new());
@@ -104,14 +182,16 @@ pub fn sample_with_rng<D: ModelDevice, R: Rng>(
     let mut x: Vec<f32> = (0..tokens.len() * per).map(|_| rng.sample(StandardNormal)).collect();
     let ts = timesteps(schedule.n_steps(), cfg.steps);
     for (i, &t) in ts.iter().enumerate() {
-        let eps = guided_eps(model, &x, t, tokens, cfg.cfg_scale)?;
-        let ab = schedule.alphas_cumprod[t];
-        let ab_prev = ts.get(i + 1).map_or(1.0, |&tp| schedule.alphas_cumprod[tp]);
-        let last = i + 1 == ts.len();
-        x = match cfg.kind {
-            SamplerKind::Ddpm => ddpm_step(&x, &eps, ab, ab_prev, last, rng),
-            SamplerKind::Ddim => ddim_step(&x, &eps, ab, ab_prev, cfg.eta as f64, last, rng),
+        let (cond, uncond) = cond_uncond_eps(model, &x, t, tokens, cfg.cfg_scale)?;
+        let step = Step {
+            x: &x,
+            cond: &cond,
+            uncond: uncond.as_deref(),
+            ab: schedule.alphas_cumprod[t],
+            ab_prev: ts.get(i + 1).map_or(1.0, |&tp| schedule.alphas_cumprod[tp]),
+            last: i + 1 == ts.len(),
         };
+        x = update(step, rng)?;
     }
     Ok(x.chunks(per).map(|c| c.iter().map(|v| v.clamp(-1.0, 1.0)).collect()).collect())
 }
@@ -139,8 +219,7 @@ fn ddpm_step<R: Rng>(x: &[f32], eps: &[f32], ab: f64, ab_prev: f64, last: bool, 
 
 /// One DDIM step: `x_{t'} = sqrt(ᾱ')·x̂_0 + sqrt(1−ᾱ'−σ²)·ε̂ + σ·z`, `σ = η·sqrt((1−ᾱ')/(1−ᾱ)·(1−ᾱ/ᾱ'))`.
 fn ddim_step<R: Rng>(x: &[f32], eps: &[f32], ab: f64, ab_prev: f64, eta: f64, last: bool, rng: &mut R) -> Vec<f32> {
-    let sigma = eta * ((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev)).max(0.0).sqrt();
-    let dir = (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt();
+    let DdimCoeffs { sigma, dir, .. } = DdimCoeffs::new(ab, ab_prev, eta, 1.0);
     x.iter()
         .zip(eps)
         .map(|(&xt, &eps_t)| {

@@ -1,0 +1,170 @@
+//! Helpers shared by `tests/kernels.rs` (CPU) and `tests/gpu.rs` (CUDA): shipped objectives, random batches,
+//! and one compiled-objective step on any device.
+#![allow(dead_code)]
+
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use seppoc::compile::loss_graph;
+use seppoc::frontend::Objective as Parsed;
+use seppoc::ir::{self, ImageRef, LeafValues, ModelRef, Objective};
+use seppoc::kernels::KernelDevice;
+use seppoc::model::{cpu, per_sample_error, Dit, DitConfig, ParamGrads};
+
+/// Image side of the test models.
+pub const S: usize = 8;
+
+/// Lowers `objectives/NAME.obj`.
+pub fn load(name: &str) -> Objective {
+    let path = format!("{}/objectives/{name}.obj", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("objective exists");
+    let parsed = Parsed::parse(&path, &text).unwrap_or_else(|(_, d)| panic!("{name}: {d:?}"));
+    ir::lower(&parsed.checked)
+}
+
+/// Every shipped objective's name (the `objectives/*.obj` stems), sorted.
+pub fn shipped() -> Vec<String> {
+    let dir = format!("{}/objectives", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("objectives/ exists")
+        .filter_map(|e| e.ok()?.path().file_stem()?.to_str().map(String::from))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `n` standard-normal values from `seed`.
+pub fn normals(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.sample(StandardNormal)).collect()
+}
+
+/// `n` values each of policy prediction, reference prediction and true eps for pair-loss tests: the policy is
+/// eps plus noise, the reference 1% away from the policy (margins of order one at beta in the thousands).
+pub fn pair_rows(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let eps = normals(n, seed);
+    let pol: Vec<f32> = normals(n, seed + 1).iter().zip(&eps).map(|(v, e)| e + 0.7 * v).collect();
+    let rf = normals(n, seed + 2).iter().zip(&pol).map(|(v, p)| p + 0.01 * v).collect();
+    (pol, rf, eps)
+}
+
+/// Image kinds a model is evaluated on, in first-use order (as the trainer stacks them).
+pub fn kinds(obj: &Objective, model: &ModelRef) -> Vec<ImageRef> {
+    let mut out = Vec::new();
+    for input in obj.inputs.iter().filter(|i| &i.model == model) {
+        if !out.contains(&input.images) {
+            out.push(input.images);
+        }
+    }
+    out
+}
+
+/// The tiny test DiT and a reference 0.1% away from it (so margins are of order one at beta ~ 5000).
+pub fn models<D: KernelDevice>(dev: &D) -> (Dit<D>, Dit<D>) {
+    let cfg = DitConfig::tiny(S, 10, 4);
+    let policy = Dit::new(&cfg, &cpu(), 5).expect("tiny config");
+    let bump = normals(policy.n_params(), 11);
+    let mut k = 0;
+    let values: Vec<Vec<f32>> = policy
+        .to_host()
+        .into_iter()
+        .map(|p| {
+            p.into_iter()
+                .map(|v| {
+                    k += 1;
+                    v * (1.0 + 1e-3 * bump[k - 1])
+                })
+                .collect()
+        })
+        .collect();
+    let reference = Dit::from_host(&cfg, dev, values).expect("same layout");
+    (policy.to_device(dev).expect("same layout"), reference)
+}
+
+/// The result of one compiled-objective step on fixed inputs.
+pub struct StepResult {
+    /// dfdx's loss.
+    pub loss: f64,
+    /// The f64 oracle's loss on the same leaves.
+    pub oracle: f64,
+    /// Gradient of every policy parameter.
+    pub grads: Vec<Vec<f32>>,
+    /// The stacked policy errors (taped in the step).
+    pub policy_values: Vec<f32>,
+    /// First row of each policy leaf in `policy_values`.
+    pub offsets: Vec<Option<usize>>,
+    /// Every leaf's values and the parameters.
+    pub leaves: LeafValues,
+}
+
+/// Runs `obj` once on a fixed batch of `batch` prompts: a taped policy pass over its image kinds, an untaped
+/// reference pass per reference, the compiled loss graph and backward, exactly as `Trainer::step` does.
+pub fn objective_step<D: KernelDevice>(dev: &D, obj: &Objective, batch: usize) -> StepResult {
+    let (policy, reference) = models(dev);
+    let per = policy.config().image_len();
+    let all = kinds(obj, &ModelRef::Policy);
+    let noisy = |kind: ImageRef, seed: u64| {
+        let k = match kind {
+            ImageRef::Winner => 0,
+            ImageRef::Loser => 1,
+            ImageRef::Sample(s) => 2 + s as u64,
+        };
+        (normals(batch * per, seed + 10 * k), normals(batch * per, seed + 10 * k + 1))
+    };
+    let t: Vec<usize> = (0..batch).map(|i| 100 + 300 * i).collect();
+    let tokens: Vec<Vec<usize>> = (0..batch).map(|i| vec![1 + i % 9, 2, 0, 0]).collect();
+    let stack = |ks: &[ImageRef]| {
+        let (mut x, mut eps, mut ts, mut toks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for &k in ks {
+            let (xk, ek) = noisy(k, 100);
+            x.extend(xk);
+            eps.extend(ek);
+            ts.extend(&t);
+            toks.extend(tokens.iter().cloned());
+        }
+        (x, eps, ts, toks)
+    };
+    let (x, eps, ts, toks) = stack(&all);
+    let pred = policy.forward(policy.images(x).unwrap().traced(policy.alloc_grads()), &ts, &toks).unwrap();
+    let errs = per_sample_error(pred, &policy.images(eps).unwrap());
+    let policy_values = errs.retaped::<NoneTape>().as_vec();
+    let mut leaves = vec![Vec::new(); obj.inputs.len()];
+    let mut offsets = vec![None; obj.inputs.len()];
+    for (k, input) in obj.inputs.iter().enumerate() {
+        let values = match &input.model {
+            ModelRef::Policy => {
+                let pos = all.iter().position(|i| *i == input.images).unwrap();
+                offsets[k] = Some(pos * batch);
+                policy_values[pos * batch..(pos + 1) * batch].to_vec()
+            }
+            ModelRef::Reference(_) => {
+                let (x, eps, ts, toks) = stack(&[input.images]);
+                let pred = reference.forward(reference.images(x).unwrap(), &ts, &toks).unwrap();
+                per_sample_error(pred, &reference.images(eps).unwrap()).as_vec()
+            }
+        };
+        leaves[k] = values.iter().map(|&v| v as f64).collect();
+    }
+    let leaves = LeafValues { inputs: leaves, params: obj.params.iter().map(|p| p.default).collect() };
+    let graph = loss_graph(obj, errs, &offsets, &leaves, batch);
+    let loss = graph.loss.array() as f64;
+    let oracle = graph.host.loss;
+    let grads = ParamGrads::backward(&policy, graph.loss).grads.iter().map(|g| g.as_vec()).collect();
+    StepResult { loss, oracle, grads, policy_values, offsets, leaves }
+}
+
+/// The compiled objective alone on given leaf values: the loss and its gradient w.r.t. the stacked policy errors.
+pub fn loss_on_leaves<D: KernelDevice>(dev: &D, obj: &Objective, step: &StepResult, batch: usize) -> (f64, Vec<f32>) {
+    let n = step.policy_values.len();
+    let errs: Tensor<(usize,), f32, D> = dev.tensor_from_vec(step.policy_values.clone(), (n,));
+    let graph = loss_graph(obj, errs.leaky_trace(), &step.offsets, &step.leaves, batch);
+    let loss = graph.loss.array() as f64;
+    (loss, graph.loss.backward().get(&errs).as_vec())
+}
+
+/// Largest `|a − b| / max(scale, |b|)` over two equally long slices.
+pub fn max_rel(a: &[f32], b: &[f32], scale: f32) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() / scale.max(y.abs())).fold(0.0, f32::max)
+}
