@@ -1,9 +1,11 @@
-//! `seppoc eval`: samples one image per held-out (or training) prompt, judges each, prints the per-attribute
-//! table and writes `report.json` and `grid.png`.
+//! `seppoc eval`: samples one image (or clip) per held-out (or training) prompt, judges each, prints the
+//! per-attribute table and writes `report.json` and `grid.png` (clips: a frame strip, plus `grid.gif`).
 
-use super::engine::{command_line, load_model, model_path, progress_bar, write_json, SamplerArgs};
-use crate::data::Prompt;
-use crate::eval::{evaluate_model, save_grid_with, EvalConfig, GridConfig};
+use super::engine::{
+    command_line, load_any, model_path_for, progress_bar, write_json, Loaded, LoadedVideoModel, SamplerArgs, WorldFlag,
+};
+use super::sample::write_clips;
+use crate::eval::{evaluate_model, evaluate_video_model, save_grid_with, EvalConfig, GridConfig};
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::path::PathBuf;
@@ -21,9 +23,12 @@ pub enum PromptSet {
 /// Arguments of `seppoc eval`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model checkpoint (default: the shipped base model, `assets/base/model.safetensors`).
+    /// Model checkpoint (default: the shipped base model of `--world`).
     #[arg(long)]
     model: Option<String>,
+    /// The model's world (default: whatever the checkpoint says; picks the default model).
+    #[arg(long, value_enum)]
+    world: Option<WorldFlag>,
     /// Prompt list.
     #[arg(long, value_enum, default_value_t = PromptSet::Heldout)]
     prompts: PromptSet,
@@ -41,7 +46,7 @@ pub struct Args {
 }
 
 /// Picks `n` prompts spread evenly over `all` (all of them when `n` is `None` or at least `all.len()`).
-pub(crate) fn pick_prompts(all: &[Prompt], n: Option<usize>) -> Vec<Prompt> {
+pub(crate) fn pick_prompts<P: Clone>(all: &[P], n: Option<usize>) -> Vec<P> {
     match n {
         Some(n) if n < all.len() => (0..n).map(|i| all[i * all.len() / n].clone()).collect(),
         _ => all.to_vec(),
@@ -54,8 +59,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.n_prompts == Some(0) {
         bail!("--n-prompts must be at least 1");
     }
-    let path = model_path(args.model.as_deref());
-    let loaded = load_model(&path)?;
+    let path = model_path_for(args.model.as_deref(), args.world.unwrap_or(WorldFlag::Image));
+    let loaded = match load_any(&path, args.world)? {
+        Loaded::Image(loaded) => loaded,
+        Loaded::Video(loaded) => return eval_video(&args, &loaded, &path),
+    };
     let list = match args.prompts {
         PromptSet::Heldout => &loaded.world.heldout,
         PromptSet::Train => &loaded.world.train,
@@ -95,5 +103,54 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     save_grid_with(&result.images, &grid, &grid_path)
         .with_context(|| format!("cannot write `{}`", grid_path.display()))?;
     println!("wrote `{}` and `{}`", out.join("report.json").display(), grid_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The video half of `eval`: video prompts, the video judge, a frame strip and a GIF.
+fn eval_video(args: &Args, loaded: &LoadedVideoModel, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let list = match args.prompts {
+        PromptSet::Heldout => &loaded.world.heldout,
+        PromptSet::Train => &loaded.world.train,
+    };
+    let prompts = pick_prompts(list, args.n_prompts);
+    let cfg = EvalConfig::new(args.sampler.config()?, args.seed);
+    let bar = progress_bar(prompts.len() as u64, "eval");
+    let vocab = &loaded.world.vocab;
+    let result = evaluate_video_model(&loaded.model, &loaded.schedule, vocab, &prompts, &cfg, |done, _| {
+        bar.set_position(done as u64)
+    })
+    .with_context(|| format!("evaluating `{}`", path.display()))?;
+    bar.finish_and_clear();
+
+    let set = format!("{:?}", args.prompts).to_lowercase();
+    println!("video model `{}` on {} {set} prompts", path.display(), prompts.len());
+    print!("{}", result.report);
+    println!("mean score {:.4}", result.report.mean_score);
+
+    let out = PathBuf::from(&args.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
+    let per_prompt: Vec<_> = prompts
+        .iter()
+        .zip(&result.judgements)
+        .map(|(p, j)| {
+            json!({ "prompt": p.text(), "score": j.score, "faithfulness": j.faithfulness, "quality": j.quality,
+                    "motion": j.motion.map(|m| m.phrase()), "smoothness": j.smoothness, "consistency": j.consistency })
+        })
+        .collect();
+    let report = json!({
+        "command": command_line(), "model": path.display().to_string(), "world": "video",
+        "model_step": loaded.meta.step, "model_seed": loaded.meta.seed, "prompts": set, "n_prompts": prompts.len(),
+        "eval": cfg, "report": result.report, "mean_score": result.report.mean_score, "per_prompt": per_prompt,
+    });
+    write_json(&out.join("report.json"), &report)?;
+    let grid = GridConfig { cols: 8.min(prompts.len()), spacing: 2, scale: 4, background: [128, 128, 128] };
+    write_clips(&result.clips, &grid, &out.join("grid.png"))?;
+    write_clips(&result.clips, &grid, &out.join("grid.gif"))?;
+    println!(
+        "wrote `{}`, `{}` and `{}`",
+        out.join("report.json").display(),
+        out.join("grid.png").display(),
+        out.join("grid.gif").display()
+    );
     Ok(ExitCode::SUCCESS)
 }
