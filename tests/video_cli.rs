@@ -104,3 +104,44 @@ fn bad_video_input_exits_2_with_a_message() {
         assert!(text(&out.stderr).contains(message), "{args:?}: {}", text(&out.stderr));
     }
 }
+
+#[test]
+fn the_same_objective_files_train_a_video_model() {
+    let dir = scratch("run");
+    let m = model();
+    for name in ["seppo", "dpo", "sft"] {
+        let obj = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("objectives/{name}.obj"));
+        let obj = obj.display().to_string();
+        let args = [
+            "run",
+            &obj,
+            "--model",
+            &m,
+            "--world",
+            "video",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--data-size",
+            "8",
+            "--eval-prompts",
+            "2",
+            "--out",
+            name,
+        ];
+        let out = seppoc_in(&dir, &args);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("motion accuracy"), "{name}: {}", text(&out.stdout));
+        let trained = dir.join(name).join("model.safetensors");
+        let (cfg, meta) = seppoc::model::read_checkpoint_meta(&trained).expect("trained checkpoint");
+        assert_eq!((cfg.frames, meta.extra.get("world").map(String::as_str)), (4, Some("video")), "{name}");
+    }
+    let trained = dir.join("seppo/model.safetensors").display().to_string();
+    let out = seppoc_in(&dir, &["sample", "--model", &trained, "--prompt", "a blue square growing", "-n", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let sft = Path::new(env!("CARGO_MANIFEST_DIR")).join("objectives/sft.obj").display().to_string();
+    let out = seppoc_in(&dir, &["run", &sft, "--model", &m, "--data", "x", "--steps", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("for image models only"), "{}", text(&out.stderr));
+}

@@ -20,7 +20,8 @@ pub(crate) const DEFAULT_VIDEO_MODEL: &str = "assets/base_video/model.safetensor
 pub(crate) const WORLD_KEY: &str = "world";
 
 /// Which synthetic world a model belongs to.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum WorldFlag {
     /// The shapes world of still images.
     Image,
@@ -91,6 +92,48 @@ pub(crate) enum Loaded {
     Video(LoadedVideoModel),
 }
 
+impl Loaded {
+    /// The denoiser.
+    pub fn model(&self) -> &Dit<CpuDevice> {
+        match self {
+            Loaded::Image(m) => &m.model,
+            Loaded::Video(m) => &m.model,
+        }
+    }
+
+    /// The checkpoint's run metadata.
+    pub fn meta(&self) -> &CheckpointMeta {
+        match self {
+            Loaded::Image(m) => &m.meta,
+            Loaded::Video(m) => &m.meta,
+        }
+    }
+
+    /// The noise schedule the model was trained with.
+    pub fn schedule(&self) -> &NoiseSchedule {
+        match self {
+            Loaded::Image(m) => &m.schedule,
+            Loaded::Video(m) => &m.schedule,
+        }
+    }
+
+    /// The world's tokenizer vocabulary.
+    pub fn vocab(&self) -> &crate::data::Vocab {
+        match self {
+            Loaded::Image(m) => &m.world.vocab,
+            Loaded::Video(m) => &m.world.vocab,
+        }
+    }
+
+    /// The world's synthetic preference set of `n` items (clips for a video model).
+    pub fn preference_set(&self, n: usize, rng: &mut impl rand::Rng) -> crate::data::PreferenceSet {
+        match self {
+            Loaded::Image(m) => m.world.preference_set(n, rng),
+            Loaded::Video(m) => m.world.preference_set(n, rng),
+        }
+    }
+}
+
 /// A model loaded for sampling: the network, its run metadata, its world and its schedule.
 pub(crate) struct LoadedModel {
     /// The denoiser on the CPU.
@@ -103,13 +146,8 @@ pub(crate) struct LoadedModel {
     pub schedule: NoiseSchedule,
 }
 
-/// Resolves `--model`: the given path, or the shipped base model. A relative default that does not exist from
-/// the working directory falls back to the copy in the source tree this binary was built from.
-pub(crate) fn model_path(given: Option<&str>) -> PathBuf {
-    model_path_for(given, WorldFlag::Image)
-}
-
-/// Like [`model_path`], with the shipped base model of `world` as the default.
+/// Resolves `--model`: the given path, or the shipped base model of `world`. A relative default that does not
+/// exist from the working directory falls back to the copy in the source tree this binary was built from.
 pub(crate) fn model_path_for(given: Option<&str>, world: WorldFlag) -> PathBuf {
     if let Some(p) = given {
         return PathBuf::from(p);
@@ -130,17 +168,8 @@ pub(crate) fn model_path_for(given: Option<&str>, world: WorldFlag) -> PathBuf {
     }
 }
 
-/// Loads an image-model checkpoint with its world config and schedule; every error names the file.
-pub(crate) fn load_model(path: &Path) -> anyhow::Result<LoadedModel> {
-    match load_any(path, None)? {
-        Loaded::Image(m) => Ok(m),
-        Loaded::Video(_) => {
-            bail!("checkpoint `{}` is a video model; this command needs an image model", path.display())
-        }
-    }
-}
-
-/// Loads a checkpoint of either world; with `expect`, a checkpoint of the other world is an error.
+/// Loads a checkpoint of either world with its world config and schedule; with `expect`, a checkpoint of the
+/// other world is an error. Every error names the file.
 pub(crate) fn load_any(path: &Path, expect: Option<WorldFlag>) -> anyhow::Result<Loaded> {
     if !path.exists() {
         bail!("model file `{}` does not exist (train one with `seppoc pretrain`, or pass --model)", path.display());
