@@ -23,7 +23,7 @@ pub fn join_frames(frames: &[Image]) -> Image {
 /// `channels · height · width` values.
 pub fn split_frames(clip: &Image) -> Option<Vec<Image>> {
     let plane = clip.height * clip.width;
-    if clip.channels == 0 || clip.channels % RGB != 0 || clip.data.len() != clip.channels * plane {
+    if clip.channels == 0 || !clip.channels.is_multiple_of(RGB) || clip.data.len() != clip.channels * plane {
         return None;
     }
     let frames = clip
