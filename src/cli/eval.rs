@@ -1,17 +1,20 @@
-//! `seppoc eval`: samples one image per held-out (or training) prompt, judges each, prints the per-attribute
-//! table and writes `report.json` and `grid.png`.
+//! `seppoc eval`: samples one image (or clip) per held-out (or training) prompt, judges each, prints the
+//! per-attribute table and writes `report.json` and `grid.png` (clips: a frame strip, plus `grid.gif`).
 
 use super::engine::{
-    command_line, load_model, model_path, progress_bar, write_json, DeviceArgs, LoadedModel, SamplerArgs,
+    command_line, load_any, model_path_for, progress_bar, write_json, DeviceArgs, Loaded, LoadedVideoModel,
+    SamplerArgs, WorldFlag,
 };
-use crate::data::Prompt;
-use crate::eval::model_eval::ModelEval;
-use crate::eval::{evaluate_model, save_grid_with, EvalConfig, GridConfig};
+use super::sample::write_clips;
+use crate::data::{Prompt, VideoPrompt, Vocab};
+use crate::eval::{
+    evaluate_model, evaluate_video_model, save_grid_with, EvalConfig, GridConfig, ModelEval, VideoModelEval,
+};
 use crate::kernels::KernelDevice;
-use crate::model::{with_device, ModelError, OnDevice};
+use crate::model::{with_device, CpuDevice, Dit, ModelError, NoiseSchedule, OnDevice};
 use anyhow::{bail, Context};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Which prompt list to evaluate on.
@@ -26,9 +29,12 @@ pub enum PromptSet {
 /// Arguments of `seppoc eval`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model checkpoint (default: the shipped base model, `assets/base/model.safetensors`).
+    /// Model checkpoint (default: the shipped base model of `--world`).
     #[arg(long)]
     model: Option<String>,
+    /// The model's world (default: whatever the checkpoint says; picks the default model).
+    #[arg(long, value_enum)]
+    world: Option<WorldFlag>,
     /// Prompt list.
     #[arg(long, value_enum, default_value_t = PromptSet::Heldout)]
     prompts: PromptSet,
@@ -48,49 +54,84 @@ pub struct Args {
 }
 
 /// Picks `n` prompts spread evenly over `all` (all of them when `n` is `None` or at least `all.len()`).
-pub(crate) fn pick_prompts(all: &[Prompt], n: Option<usize>) -> Vec<Prompt> {
+pub(crate) fn pick_prompts<P: Clone>(all: &[P], n: Option<usize>) -> Vec<P> {
     match n {
         Some(n) if n < all.len() => (0..n).map(|i| all[i * all.len() / n].clone()).collect(),
         _ => all.to_vec(),
     }
 }
 
-/// Samples and judges on the chosen device.
-struct EvalJob<'a> {
-    loaded: &'a LoadedModel,
-    prompts: &'a [Prompt],
+/// Samples and judges on the chosen device; `P` is the world's prompt type.
+struct EvalJob<'a, P> {
+    model: &'a Dit<CpuDevice>,
+    schedule: &'a NoiseSchedule,
+    vocab: &'a Vocab,
+    prompts: &'a [P],
     cfg: &'a EvalConfig,
     bar: &'a indicatif::ProgressBar,
 }
 
-impl OnDevice for EvalJob<'_> {
+impl OnDevice for EvalJob<'_, Prompt> {
     type Output = Result<ModelEval, ModelError>;
 
     fn run<D: KernelDevice>(self, dev: D) -> Self::Output {
-        let model = self.loaded.model.to_device(&dev)?;
-        let (schedule, vocab) = (&self.loaded.schedule, &self.loaded.world.vocab);
-        evaluate_model(&model, schedule, vocab, self.prompts, self.cfg, |done, _| self.bar.set_position(done as u64))
+        let model = self.model.to_device(&dev)?;
+        evaluate_model(&model, self.schedule, self.vocab, self.prompts, self.cfg, |done, _| {
+            self.bar.set_position(done as u64)
+        })
     }
+}
+
+impl OnDevice for EvalJob<'_, VideoPrompt> {
+    type Output = Result<VideoModelEval, ModelError>;
+
+    fn run<D: KernelDevice>(self, dev: D) -> Self::Output {
+        let model = self.model.to_device(&dev)?;
+        evaluate_video_model(&model, self.schedule, self.vocab, self.prompts, self.cfg, |done, _| {
+            self.bar.set_position(done as u64)
+        })
+    }
+}
+
+/// Picks the prompts of `--prompts` from `lists` (held-out, train), samples and judges them on `--device`.
+fn judge_on_device<P: Clone, R>(
+    args: &Args,
+    model: &Dit<CpuDevice>,
+    schedule: &NoiseSchedule,
+    vocab: &Vocab,
+    lists: [&[P]; 2],
+    path: &Path,
+) -> anyhow::Result<(Vec<P>, EvalConfig, R)>
+where
+    for<'b> EvalJob<'b, P>: OnDevice<Output = Result<R, ModelError>>,
+{
+    let list = match args.prompts {
+        PromptSet::Heldout => lists[0],
+        PromptSet::Train => lists[1],
+    };
+    let prompts = pick_prompts(list, args.n_prompts);
+    let cfg = EvalConfig::new(args.sampler.config()?, args.seed);
+    let bar = progress_bar(prompts.len() as u64, "eval");
+    let job = EvalJob { model, schedule, vocab, prompts: &prompts, cfg: &cfg, bar: &bar };
+    let result = with_device(args.device.kind(), job)?.with_context(|| format!("evaluating `{}`", path.display()))?;
+    bar.finish_and_clear();
+    Ok((prompts, cfg, result))
 }
 
 /// Runs `seppoc eval`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let sampler = args.sampler.config()?;
+    args.sampler.config()?; // the flags are checked before the model is loaded
     if args.n_prompts == Some(0) {
         bail!("--n-prompts must be at least 1");
     }
-    let path = model_path(args.model.as_deref());
-    let loaded = load_model(&path)?;
-    let list = match args.prompts {
-        PromptSet::Heldout => &loaded.world.heldout,
-        PromptSet::Train => &loaded.world.train,
+    let path = model_path_for(args.model.as_deref(), args.world.unwrap_or(WorldFlag::Image));
+    let loaded = match load_any(&path, args.world)? {
+        Loaded::Image(loaded) => loaded,
+        Loaded::Video(loaded) => return eval_video(&args, &loaded, &path),
     };
-    let prompts = pick_prompts(list, args.n_prompts);
-    let cfg = EvalConfig::new(sampler, args.seed);
-    let bar = progress_bar(prompts.len() as u64, "eval");
-    let job = EvalJob { loaded: &loaded, prompts: &prompts, cfg: &cfg, bar: &bar };
-    let result = with_device(args.device.kind(), job)?.with_context(|| format!("evaluating `{}`", path.display()))?;
-    bar.finish_and_clear();
+    let (world, model) = (&loaded.world, &loaded.model);
+    let lists = [&world.heldout[..], &world.train[..]];
+    let (prompts, cfg, result) = judge_on_device(&args, model, &loaded.schedule, &world.vocab, lists, &path)?;
 
     let set = format!("{:?}", args.prompts).to_lowercase();
     println!("model `{}` on {} {set} prompts", path.display(), prompts.len());
@@ -118,5 +159,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     save_grid_with(&result.images, &grid, &grid_path)
         .with_context(|| format!("cannot write `{}`", grid_path.display()))?;
     println!("wrote `{}` and `{}`", out.join("report.json").display(), grid_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The video half of `eval`: video prompts, the video judge, a frame strip and a GIF.
+fn eval_video(args: &Args, loaded: &LoadedVideoModel, path: &Path) -> anyhow::Result<ExitCode> {
+    let (world, model) = (&loaded.world, &loaded.model);
+    let lists = [&world.heldout[..], &world.train[..]];
+    let (prompts, cfg, result) = judge_on_device(args, model, &loaded.schedule, &world.vocab, lists, path)?;
+
+    let set = format!("{:?}", args.prompts).to_lowercase();
+    println!("video model `{}` on {} {set} prompts", path.display(), prompts.len());
+    print!("{}", result.report);
+    println!("mean score {:.4}", result.report.mean_score);
+
+    let out = PathBuf::from(&args.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
+    let per_prompt: Vec<_> = prompts
+        .iter()
+        .zip(&result.judgements)
+        .map(|(p, j)| {
+            json!({ "prompt": p.text(), "score": j.score, "faithfulness": j.faithfulness, "quality": j.quality,
+                    "motion": j.motion.map(|m| m.phrase()), "smoothness": j.smoothness, "consistency": j.consistency })
+        })
+        .collect();
+    let report = json!({
+        "command": command_line(), "model": path.display().to_string(), "world": "video",
+        "model_step": loaded.meta.step, "model_seed": loaded.meta.seed, "prompts": set, "n_prompts": prompts.len(),
+        "eval": cfg, "report": result.report, "mean_score": result.report.mean_score, "per_prompt": per_prompt,
+    });
+    write_json(&out.join("report.json"), &report)?;
+    let grid = GridConfig { cols: 8.min(prompts.len()), spacing: 2, scale: 4, background: [128, 128, 128] };
+    write_clips(&result.clips, &grid, &out.join("grid.png"))?;
+    write_clips(&result.clips, &grid, &out.join("grid.gif"))?;
+    println!(
+        "wrote `{}`, `{}` and `{}`",
+        out.join("report.json").display(),
+        out.join("grid.png").display(),
+        out.join("grid.gif").display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ mod fmt;
 mod loss;
 mod pretrain;
 mod run;
+mod run_video;
 mod sample;
 
 /// seppoc: write a diffusion-alignment objective as a `.obj` file, check it, and train with it.

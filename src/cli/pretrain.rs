@@ -1,8 +1,11 @@
-//! `seppoc pretrain`: trains the DiT from scratch with ε-MSE on the world's noisy "web" distribution and writes
-//! `model.safetensors`, `metrics.jsonl` and `recipe.json` into the output directory.
+//! `seppoc pretrain`: trains the DiT from scratch with ε-MSE on the world's noisy "web" distribution (images, or
+//! clips with `--world video`) and writes `model.safetensors`, `metrics.jsonl` and `recipe.json` into the
+//! output directory.
 
-use super::engine::{command_line, progress_bar, write_json, DeviceArgs, JsonlWriter, ScheduleSpec, SCHEDULE_KEY};
-use crate::data::{World, WorldConfig, MAX_TOKENS};
+use super::engine::{
+    command_line, progress_bar, write_json, DeviceArgs, JsonlWriter, ScheduleSpec, WorldFlag, SCHEDULE_KEY, WORLD_KEY,
+};
+use crate::data::{Image, VideoWorld, VideoWorldConfig, Vocab, World, WorldConfig, MAX_TOKENS};
 use crate::kernels::KernelDevice;
 use crate::model::{
     blank_caption, save_checkpoint, train_step_mse, with_device, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig,
@@ -50,9 +53,15 @@ pub enum ScheduleFlag {
 /// Arguments of `seppoc pretrain`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Output directory (created if missing).
-    #[arg(long, default_value = "assets/base")]
-    out: String,
+    /// Output directory (created if missing; default `assets/base`, or `assets/base_video` with `--world video`).
+    #[arg(long)]
+    out: Option<String>,
+    /// Which world to pretrain on: still images or short clips in motion.
+    #[arg(long, value_enum, default_value_t = WorldFlag::Image)]
+    world: WorldFlag,
+    /// Frames per clip with `--world video` (2..=16; default 4).
+    #[arg(long)]
+    frames: Option<usize>,
     /// Number of optimizer steps.
     #[arg(long, default_value_t = 2000)]
     steps: usize,
@@ -113,6 +122,9 @@ fn validate(args: &Args) -> anyhow::Result<()> {
     if !(args.max_grad_norm.is_finite() && args.max_grad_norm > 0.0) {
         bail!("--max-grad-norm must be a positive number, found {}", args.max_grad_norm);
     }
+    if args.frames.is_some() && args.world != WorldFlag::Video {
+        bail!("--frames needs --world video");
+    }
     Ok(())
 }
 
@@ -128,14 +140,69 @@ fn lr_at(args: &Args, step_idx: usize) -> f32 {
     }
 }
 
+/// The world a model is pretrained on.
+enum TrainWorld {
+    Image(World),
+    Video(VideoWorld),
+}
+
+impl TrainWorld {
+    /// Builds the world the flags select.
+    fn new(args: &Args) -> anyhow::Result<TrainWorld> {
+        match args.world {
+            WorldFlag::Image => {
+                let mut cfg = WorldConfig::default_16();
+                cfg.image_size = args.image_size;
+                Ok(TrainWorld::Image(World::new(cfg).map_err(|e| anyhow::anyhow!("--image-size: {e}"))?))
+            }
+            WorldFlag::Video => {
+                let mut cfg = VideoWorldConfig::default_16();
+                cfg.image_size = args.image_size;
+                cfg.frames = args.frames.unwrap_or(cfg.frames);
+                Ok(TrainWorld::Video(VideoWorld::new(cfg).map_err(|e| anyhow::anyhow!("--image-size/--frames: {e}"))?))
+            }
+        }
+    }
+
+    fn vocab(&self) -> &Vocab {
+        match self {
+            TrainWorld::Image(w) => &w.vocab,
+            TrainWorld::Video(w) => &w.vocab,
+        }
+    }
+
+    /// Frames per sample (1 for images).
+    fn frames(&self) -> usize {
+        match self {
+            TrainWorld::Image(_) => 1,
+            TrainWorld::Video(w) => w.config.frames,
+        }
+    }
+
+    /// The world config as stored in the checkpoint header (fields in declaration order).
+    fn config_string(&self) -> serde_json::Result<String> {
+        match self {
+            TrainWorld::Image(w) => serde_json::to_string(&w.config),
+            TrainWorld::Video(w) => serde_json::to_string(&w.config),
+        }
+    }
+
+    fn web_example(&self, rng: &mut ChaCha8Rng) -> (Image, String) {
+        match self {
+            TrainWorld::Image(w) => w.web_example(rng),
+            TrainWorld::Video(w) => w.web_example(rng),
+        }
+    }
+}
+
 /// One batch of web examples; captions are blanked with probability `caption_dropout`.
-fn web_batch(world: &World, n: usize, caption_dropout: f64, rng: &mut ChaCha8Rng) -> MseBatch {
+fn web_batch(world: &TrainWorld, n: usize, caption_dropout: f64, rng: &mut ChaCha8Rng) -> MseBatch {
     let mut x0 = Vec::new();
     let mut tokens = Vec::with_capacity(n);
     for _ in 0..n {
         let (image, caption) = world.web_example(rng);
         x0.extend_from_slice(&image.data);
-        let mut ids = world.vocab.encode(&caption);
+        let mut ids = world.vocab().encode(&caption);
         if rng.gen_bool(caption_dropout) {
             blank_caption(&mut ids);
         }
@@ -147,6 +214,7 @@ fn web_batch(world: &World, n: usize, caption_dropout: f64, rng: &mut ChaCha8Rng
 /// The run's description, stored in the checkpoint header and in `recipe.json`.
 struct RunInfo {
     command: String,
+    world: WorldFlag,
     schedule: ScheduleSpec,
     world_json: String,
     train_json: serde_json::Value,
@@ -157,6 +225,9 @@ fn save<D: ModelDevice>(path: &Path, model: &Dit<D>, info: &RunInfo, seed: u64, 
     let mut extra = BTreeMap::new();
     extra.insert("command".to_string(), info.command.clone());
     extra.insert("kind".to_string(), "pretrain".to_string());
+    if info.world == WorldFlag::Video {
+        extra.insert(WORLD_KEY.to_string(), info.world.name().to_string());
+    }
     extra.insert("train".to_string(), info.train_json.to_string());
     extra.insert(SCHEDULE_KEY.to_string(), serde_json::to_string(&info.schedule)?);
     let meta = CheckpointMeta { world_config: info.world_json.clone(), seed, step: step as u64, extra };
@@ -168,16 +239,16 @@ fn save<D: ModelDevice>(path: &Path, model: &Dit<D>, info: &RunInfo, seed: u64, 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::model::ensure_built(args.device.kind())?;
     validate(&args)?;
-    let mut world_cfg = WorldConfig::default_16();
-    world_cfg.image_size = args.image_size;
-    let world = World::new(world_cfg).map_err(|e| anyhow::anyhow!("--image-size: {e}"))?;
-    let (s, v) = (args.image_size, world.vocab.len());
+    let world = TrainWorld::new(&args)?;
+    let (s, v) = (args.image_size, world.vocab().len());
     let model_cfg = match args.size {
         Size::Small => DitConfig::small(s, v, MAX_TOKENS),
         Size::Tiny => DitConfig::tiny(s, v, MAX_TOKENS),
-    };
+    }
+    .with_frames(world.frames());
     model_cfg.validate().map_err(|e| anyhow::anyhow!("--image-size {s} does not fit the model: {e}"))?;
-    let out = PathBuf::from(&args.out);
+    let default_out = if args.world == WorldFlag::Video { "assets/base_video" } else { "assets/base" };
+    let out = PathBuf::from(args.out.as_deref().unwrap_or(default_out));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let ckpt = out.join("model.safetensors");
 
@@ -188,7 +259,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// Everything `pretrain` resolved before choosing the device.
 struct PretrainJob {
     args: Args,
-    world: World,
+    world: TrainWorld,
     model_cfg: DitConfig,
     out: PathBuf,
     ckpt: PathBuf,
@@ -218,8 +289,9 @@ impl OnDevice for PretrainJob {
 
         let info = RunInfo {
             command: command_line(),
+            world: args.world,
             schedule: schedule_spec,
-            world_json: serde_json::to_string(&world.config)?,
+            world_json: world.config_string()?,
             train_json: json!({
                 "steps": args.steps, "batch": args.batch, "lr": args.lr, "warmup": args.warmup,
                 "lr_schedule": format!("{:?}", args.lr_schedule).to_lowercase(), "optimizer": opt_cfg,
@@ -228,8 +300,9 @@ impl OnDevice for PretrainJob {
             }),
         };
         eprintln!(
-            "pretraining a {} DiT ({} parameters) for {} steps of {} web examples into `{}`",
+            "pretraining a {} {} DiT ({} parameters) for {} steps of {} web examples into `{}`",
             format!("{:?}", args.size).to_lowercase(),
+            args.world.name(),
             model.n_params(),
             args.steps,
             args.batch,
@@ -275,7 +348,7 @@ impl OnDevice for PretrainJob {
             "command": info.command, "seed": args.seed, "steps": args.steps, "wall_time_s": wall,
             "final_loss": final_loss, "final_loss_note": format!("mean ε-MSE over the last {tail} steps"),
             "last_loss": losses.last(), "n_params": model.n_params(), "model_config": model_cfg,
-            "world_config": world.config, "train": info.train_json, "saved_weights": if ema.is_some() { "ema" } else { "raw" },
+            "world": args.world.name(), "world_config": serde_json::from_str::<serde_json::Value>(&info.world_json)?, "train": info.train_json, "saved_weights": if ema.is_some() { "ema" } else { "raw" },
             "checkpoint": "model.safetensors", "checkpoint_sha256": sha, "checkpoint_bytes": bytes.len(),
         });
         write_json(&out.join("recipe.json"), &recipe)?;

@@ -1,7 +1,8 @@
 //! `seppoc run FILE`: train the base model with an objective, then judge base vs trained on held-out prompts.
 
 use super::engine::{
-    command_line, load_model, model_path, progress_bar, write_json, DeviceArgs, JsonlWriter, LoadedModel, SCHEDULE_KEY,
+    command_line, load_any, model_path_for, progress_bar, write_json, DeviceArgs, JsonlWriter, Loaded, WorldFlag,
+    SCHEDULE_KEY, WORLD_KEY,
 };
 use super::eval::pick_prompts;
 use super::{checked_or_exit, parse_set};
@@ -52,9 +53,14 @@ pub struct Settings {
     /// Seed of every random draw (data order, t, eps, reference choice, sampler).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Base model (default: the shipped `assets/base/model.safetensors`).
+    /// Base model (default: the shipped `assets/base/model.safetensors`, or `assets/base_video/...` for video).
     #[arg(long)]
     model: Option<String>,
+    /// The base model's world: `video` trains a clip model on the video world's preference clips (default: what
+    /// the checkpoint says; picks the default base model).
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    world: Option<WorldFlag>,
     /// Preference data in the imagefolder convention (default: the base model's synthetic world).
     #[arg(long)]
     data: Option<String>,
@@ -141,15 +147,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (out, s, args.steps.unwrap_or(DEFAULT_STEPS))
         }
     };
-    let base_path = model_path(settings.model.as_deref());
-    let base = load_model(&base_path)?;
+    let base_path = model_path_for(settings.model.as_deref(), settings.world.unwrap_or(WorldFlag::Image));
+    let base = load_any(&base_path, settings.world)?;
+    if settings.eval_every > 0 && matches!(base, Loaded::Video(_)) {
+        bail!("--eval-every (the judge-score curve) is for image models only; a video run is judged at the end");
+    }
     let data = match &settings.data {
+        Some(_) if matches!(base, Loaded::Video(_)) => bail!("--data (imagefolder) is for image models only"),
         Some(dir) => {
-            load_imagefolder(Path::new(dir), base.world.config.image_size).map_err(|e| anyhow::anyhow!("{e}"))?
+            load_imagefolder(Path::new(dir), base.model().config().image_size).map_err(|e| anyhow::anyhow!("{e}"))?
         }
-        None => {
-            base.world.preference_set(settings.data_size, &mut ChaCha8Rng::seed_from_u64(settings.seed ^ 0x5eed_da7a))
-        }
+        None => base.preference_set(settings.data_size, &mut ChaCha8Rng::seed_from_u64(settings.seed ^ 0x5eed_da7a)),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let job = RunJob { obj, params, canonical, hash, param_json, out, settings, steps, base_path, base, data, args };
@@ -167,7 +175,7 @@ struct RunJob {
     settings: Settings,
     steps: usize,
     base_path: PathBuf,
-    base: LoadedModel,
+    base: Loaded,
     data: crate::data::PreferenceSet,
     args: Args,
 }
@@ -187,9 +195,9 @@ impl OnDevice for RunJob {
             seed: settings.seed,
         };
         let values = params.iter().map(|(_, v)| *v).collect();
-        let initial = base.model.to_device(&dev)?;
+        let initial = base.model().to_device(&dev)?;
         let mut trainer =
-            Trainer::new(obj, values, initial.clone(), base.schedule.clone(), data, base.world.vocab.clone(), cfg)?;
+            Trainer::new(obj, values, initial.clone(), base.schedule().clone(), data, base.vocab().clone(), cfg)?;
         if args.resume.is_some() {
             trainer.restore_state(&out)?;
             println!("resumed `{}` at step {}", out.display(), trainer.step);
@@ -211,11 +219,13 @@ impl OnDevice for RunJob {
             extra.insert("objective_sha256".to_string(), hash.clone());
             extra.insert("params".to_string(), Value::Object(param_json.clone()).to_string());
             extra.insert("command".to_string(), command_line());
-            if let Some(s) = base.meta.extra.get(SCHEDULE_KEY) {
-                extra.insert(SCHEDULE_KEY.to_string(), s.clone());
+            for key in [SCHEDULE_KEY, WORLD_KEY] {
+                if let Some(s) = base.meta().extra.get(key) {
+                    extra.insert(key.to_string(), s.clone());
+                }
             }
             CheckpointMeta {
-                world_config: base.meta.world_config.clone(),
+                world_config: base.meta().world_config.clone(),
                 seed: settings.seed,
                 step: step as u64,
                 extra,
@@ -223,12 +233,17 @@ impl OnDevice for RunJob {
         };
         let metrics_path = out.join("metrics.jsonl");
         let mut metrics = JsonlWriter::append(&metrics_path, trainer.step)?;
-        let curve_prompts = pick_prompts(&base.world.heldout, Some(settings.curve_prompts.max(1)));
+        // A video run has no curve (`--eval-every` is refused before the job starts).
+        let heldout: &[crate::data::Prompt] = match &base {
+            Loaded::Image(b) => &b.world.heldout,
+            Loaded::Video(_) => &[],
+        };
+        let curve_prompts = pick_prompts(heldout, Some(settings.curve_prompts.max(1)));
         let mut curve = Curve {
             every: settings.eval_every,
             prompts: &curve_prompts,
-            vocab: &base.world.vocab,
-            schedule: &base.schedule,
+            vocab: base.vocab(),
+            schedule: base.schedule(),
             out: JsonlWriter::append_upto_step(&out.join("curve.jsonl"), trainer.step)?,
             last: None,
         };
@@ -278,14 +293,20 @@ impl OnDevice for RunJob {
             train_s,
             final_path.display()
         );
-        if settings.eval_prompts > 0 {
-            let eval = EvalInputs {
-                heldout: &base.world.heldout,
-                vocab: &base.world.vocab,
-                schedule: &base.schedule,
-                n_prompts: settings.eval_prompts,
-            };
-            evaluate(&eval, &initial, trainer.output_model(), &out, train_s)?;
+        match &base {
+            _ if settings.eval_prompts == 0 => {}
+            Loaded::Image(b) => {
+                let eval = EvalInputs {
+                    heldout: &b.world.heldout,
+                    vocab: &b.world.vocab,
+                    schedule: &b.schedule,
+                    n_prompts: settings.eval_prompts,
+                };
+                evaluate(&eval, &initial, trainer.output_model(), &out, train_s)?;
+            }
+            Loaded::Video(b) => {
+                super::run_video::evaluate(b, settings.eval_prompts, &initial, trainer.output_model(), &out, train_s)?
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

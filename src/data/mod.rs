@@ -1,5 +1,5 @@
 //! Preference data: the synthetic shapes world (ground truth, "web" pretraining data, preference pairs) and
-//! user data sets in the imagefolder convention.
+//! user data sets in the imagefolder convention; the video world (`video`) of short clips in motion.
 //!
 //! **Invariant:** nothing here knows about tensors or models; images are plain `Vec<f32>` in CHW layout, [-1, 1].
 
@@ -8,6 +8,7 @@ pub mod load;
 pub mod preference;
 pub mod prompt;
 pub mod render;
+pub mod video;
 pub mod vocab;
 pub mod world;
 
@@ -15,5 +16,6 @@ pub use self::image::Image;
 pub use self::load::{load_imagefolder, LoadError};
 pub use self::preference::{PairRef, PreferenceItem, PreferenceSet};
 pub use self::prompt::{Colour, ObjectSpec, Position, Prompt, PromptError, Shape};
+pub use self::video::{Motion, VideoPrompt, VideoWorld, VideoWorldConfig};
 pub use self::vocab::{Vocab, MAX_TOKENS};
 pub use self::world::{World, WorldConfig, WorldConfigError};

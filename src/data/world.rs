@@ -87,6 +87,8 @@ pub enum WorldConfigError {
     OutOfRange(&'static str),
     /// `heldout_pairs: 9` (too many: every colour and every shape must keep two training pairs).
     HeldoutPairs(usize),
+    /// `frames: 1` in a video world (must be in 2..=16).
+    Frames(usize),
 }
 
 impl fmt::Display for WorldConfigError {
@@ -98,6 +100,7 @@ impl fmt::Display for WorldConfigError {
             WorldConfigError::HeldoutPairs(n) => {
                 write!(f, "heldout_pairs {n} would leave a colour or shape with fewer than two training pairs")
             }
+            WorldConfigError::Frames(n) => write!(f, "frames must be in 2..=16, found {n}"),
         }
     }
 }
@@ -338,7 +341,7 @@ fn resolve_positions(prompt: &Prompt, rng: &mut impl Rng) -> Vec<Position> {
 }
 
 /// Draws a value from `all` other than `not`.
-fn other<T: Copy + PartialEq>(all: &[T], not: T, rng: &mut impl Rng) -> T {
+pub(crate) fn other<T: Copy + PartialEq>(all: &[T], not: T, rng: &mut impl Rng) -> T {
     let rest: Vec<T> = all.iter().copied().filter(|v| *v != not).collect();
     rest[rng.gen_range(0..rest.len())]
 }

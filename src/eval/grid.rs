@@ -1,5 +1,6 @@
-//! PNG grids of images, for `seppoc sample` and `seppoc eval`.
+//! PNG grids of images, frame strips and animated GIFs of clips, for `seppoc sample` and `seppoc eval`.
 
+use crate::data::video::split_frames;
 use crate::data::Image;
 use std::path::Path;
 
@@ -48,4 +49,30 @@ pub fn save_grid(images: &[Image], cols: usize, path: &Path) -> Result<(), image
 /// Writes images as a PNG grid laid out by `cfg`.
 pub fn save_grid_with(images: &[Image], cfg: &GridConfig, path: &Path) -> Result<(), image::ImageError> {
     grid_image(images, cfg).save_with_format(path, image::ImageFormat::Png)
+}
+
+/// Lays clips out as a frame strip: one row per clip, one column per frame (`cfg.cols` is ignored).
+pub fn clip_strip(clips: &[Image], cfg: &GridConfig) -> image::RgbImage {
+    let frames: Vec<Vec<Image>> = clips.iter().map(|c| split_frames(c).unwrap_or_else(|| vec![c.clone()])).collect();
+    let cols = frames.iter().map(Vec::len).max().unwrap_or(1);
+    let cells: Vec<Image> = frames.into_iter().flatten().collect();
+    grid_image(&cells, &GridConfig { cols, ..cfg.clone() })
+}
+
+/// Writes clips as an animated GIF that loops forever: frame `f` of the animation is the grid (laid out by
+/// `cfg`) of every clip's frame `f`, shown for `delay_ms` milliseconds.
+pub fn save_clip_gif(clips: &[Image], cfg: &GridConfig, delay_ms: u32, path: &Path) -> Result<(), image::ImageError> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    let frames: Vec<Vec<Image>> = clips.iter().map(|c| split_frames(c).unwrap_or_else(|| vec![c.clone()])).collect();
+    let n = frames.iter().map(Vec::len).max().unwrap_or(1);
+    let file = std::fs::File::create(path).map_err(image::ImageError::IoError)?;
+    let mut enc = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
+    enc.set_repeat(Repeat::Infinite)?;
+    for f in 0..n {
+        let cells: Vec<Image> = frames.iter().filter_map(|fs| fs.get(f).or(fs.last()).cloned()).collect();
+        let rgba = image::DynamicImage::ImageRgb8(grid_image(&cells, cfg)).into_rgba8();
+        let delay = image::Delay::from_numer_denom_ms(delay_ms, 1);
+        enc.encode_frame(image::Frame::from_parts(rgba, 0, 0, delay))?;
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
-//! The exact judge: a programmatic scorer of how well an image follows a world prompt, its aggregation over
-//! many images, and PNG grids for looking at samples.
+//! The exact judge: a programmatic scorer of how well an image follows a world prompt (and a clip a video
+//! prompt, `video`), its aggregation over many images, and PNG grids for looking at samples.
 //!
 //! **Invariant:** the judge is never used in training; it only reads images and prompts.
 
@@ -7,11 +7,13 @@ pub mod detect;
 pub mod grid;
 pub mod model_eval;
 pub mod report;
+pub mod video;
 
 pub use self::detect::{detect, Detection};
-pub use self::grid::{grid_image, save_grid, save_grid_with, GridConfig};
-pub use self::model_eval::{evaluate_model, EvalConfig, ModelEval};
-pub use self::report::Report;
+pub use self::grid::{clip_strip, grid_image, save_clip_gif, save_grid, save_grid_with, GridConfig};
+pub use self::model_eval::{evaluate_model, evaluate_video_model, EvalConfig, ModelEval, VideoModelEval};
+pub use self::report::{Report, VideoReport};
+pub use self::video::{judge_video, VideoJudgement};
 
 use crate::data::prompt::{ObjectSpec, Prompt, BACKGROUND};
 use crate::data::render::coverage;

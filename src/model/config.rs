@@ -19,8 +19,14 @@ pub enum Activation {
 pub struct DitConfig {
     /// Height and width of the (square) images, in pixels.
     pub image_size: usize,
-    /// Channels per pixel (3 for RGB).
+    /// Channels per pixel of one frame (3 for RGB).
     pub channels: usize,
+    /// Frames per sample: 1 for images; `F > 1` for clips, stored as images of `F · channels` channels (frame
+    /// `f` in channels `f·C..(f+1)·C`) and denoised with full attention over all `F · n_patches` tokens plus a
+    /// learned frame embedding. Absent in (and omitted from) image-model configs, so their checkpoints are
+    /// unchanged.
+    #[serde(default = "one_frame", skip_serializing_if = "is_one_frame")]
+    pub frames: usize,
     /// Side of a square patch; must divide `image_size`.
     pub patch_size: usize,
     /// Transformer width (token dimension).
@@ -48,6 +54,7 @@ impl DitConfig {
         DitConfig {
             image_size,
             channels: 3,
+            frames: 1,
             patch_size: 4,
             width: 96,
             depth: 4,
@@ -64,6 +71,7 @@ impl DitConfig {
         DitConfig {
             image_size,
             channels: 3,
+            frames: 1,
             patch_size: 4,
             width: 32,
             depth: 2,
@@ -80,20 +88,35 @@ impl DitConfig {
         DitConfig { width: 128, patch_size: 2, ..Self::small(image_size, vocab_size, max_tokens) }
     }
 
-    /// Number of patches per image.
+    /// The same model for clips of `frames` frames.
+    pub fn with_frames(self, frames: usize) -> Self {
+        DitConfig { frames, ..self }
+    }
+
+    /// Number of patches per frame.
     pub fn n_patches(&self) -> usize {
         let side = self.image_size / self.patch_size.max(1);
         side * side
     }
 
-    /// Values per patch (`patch_size² · channels`).
+    /// Number of tokens per sample (`frames · n_patches`).
+    pub fn n_tokens(&self) -> usize {
+        self.frames * self.n_patches()
+    }
+
+    /// Channels of a sample as the model reads it (`frames · channels`).
+    pub fn sample_channels(&self) -> usize {
+        self.frames * self.channels
+    }
+
+    /// Values per patch of one frame (`patch_size² · channels`).
     pub fn patch_dim(&self) -> usize {
         self.patch_size * self.patch_size * self.channels
     }
 
-    /// Values per image (`channels · image_size²`).
+    /// Values per sample (`frames · channels · image_size²`).
     pub fn image_len(&self) -> usize {
-        self.channels * self.image_size * self.image_size
+        self.sample_channels() * self.image_size * self.image_size
     }
 
     /// Checks that the sizes fit together; the message names the offending field.
@@ -101,6 +124,7 @@ impl DitConfig {
         let positive = [
             ("image_size", self.image_size),
             ("channels", self.channels),
+            ("frames", self.frames),
             ("patch_size", self.patch_size),
             ("width", self.width),
             ("depth", self.depth),
@@ -115,9 +139,22 @@ impl DitConfig {
         if self.image_size % self.patch_size != 0 {
             return Err(format!("`patch_size` {} does not divide `image_size` {}", self.patch_size, self.image_size));
         }
+        if self.frames > 64 {
+            return Err(format!("`frames` {} is more than 64", self.frames));
+        }
         if self.width % self.heads != 0 {
             return Err(format!("`heads` {} does not divide `width` {}", self.heads, self.width));
         }
         Ok(())
     }
+}
+
+/// The serde default of [`DitConfig::frames`].
+fn one_frame() -> usize {
+    1
+}
+
+/// Whether [`DitConfig::frames`] is the image default (then it is not serialised).
+fn is_one_frame(frames: &usize) -> bool {
+    *frames == 1
 }

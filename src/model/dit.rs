@@ -34,6 +34,8 @@ struct Block {
 struct Layout {
     patch: Lin,
     pos: usize,
+    /// The learned frame embedding `(frames, width)`; only clip models (`frames > 1`) have one.
+    frame: Option<usize>,
     t1: Lin,
     t2: Lin,
     text: usize,
@@ -73,6 +75,7 @@ fn build_layout(cfg: &DitConfig) -> (Layout, Builder) {
     let w = cfg.width;
     let patch = bld.lin("patch_embed", cfg.patch_dim(), w);
     let pos = bld.param("pos_embed".into(), vec![cfg.n_patches(), w], Init::Uniform(0.035));
+    let frame = (cfg.frames > 1).then(|| bld.param("frame_embed".into(), vec![cfg.frames, w], Init::Uniform(0.035)));
     let t1 = bld.lin("t_embed.fc1", w, w);
     let t2 = bld.lin("t_embed.fc2", w, w);
     let rows = cfg.vocab_size * (cfg.max_tokens + 1);
@@ -88,7 +91,7 @@ fn build_layout(cfg: &DitConfig) -> (Layout, Builder) {
     }
     let final_mods = ["shift", "scale"].map(|m| bld.lin(&format!("final.ada.{m}"), w, w));
     let out = bld.lin("final.out", w, cfg.patch_dim());
-    (Layout { patch, pos, t1, t2, text, blocks, final_mods, out }, bld)
+    (Layout { patch, pos, frame, t1, t2, text, blocks, final_mods, out }, bld)
 }
 
 /// The DiT denoiser: predicts ε from `(x_t, t, caption)`. Cloning is cheap (copy-on-write buffers).
@@ -192,7 +195,8 @@ impl<D: ModelDevice> Dit<D> {
         grads
     }
 
-    /// Uploads a batch of CHW images (flattened, `B · C·H·W` values) as an untaped tensor.
+    /// Uploads a batch of CHW images (flattened, `B · C·H·W` values, `C` = `frames · channels`) as an untaped
+    /// tensor.
     pub fn images(&self, data: Vec<f32>) -> Result<Images<D>, ModelError> {
         let per = self.cfg.image_len();
         if data.is_empty() || data.len() % per != 0 {
@@ -202,10 +206,14 @@ impl<D: ModelDevice> Dit<D> {
             )));
         }
         let (s, b) = (self.cfg.image_size, data.len() / per);
-        Ok(self.dev.tensor_from_vec(data, (b, self.cfg.channels, s, s)))
+        Ok(self.dev.tensor_from_vec(data, (b, self.cfg.sample_channels(), s, s)))
     }
 
     /// Predicts ε for a batch; taped (`OwnedTape`) for training, untaped (`NoneTape`) for reference and sampling.
+    ///
+    /// A clip model (`frames = F > 1`) reads each sample's `F · C` channels as `F` frames: every frame is
+    /// patchified like an image, its tokens get the patch position embedding plus the frame's embedding, and
+    /// attention runs over all `F · n_patches` tokens of the clip.
     ///
     /// `t[i]` is the timestep of sample `i`; `tokens[i]` holds at most `max_tokens` ids (< `vocab_size`),
     /// padded with PAD = 0. An all-PAD caption is the null condition of classifier-free guidance.
@@ -218,8 +226,9 @@ impl<D: ModelDevice> Dit<D> {
         let cfg = &self.cfg;
         let (b, c, h, w) = *x.shape();
         let s = cfg.image_size;
-        if (c, h, w) != (cfg.channels, s, s) {
-            return Err(ModelError::Shape(format!("images are {c}×{h}×{w}, model expects {}×{s}×{s}", cfg.channels)));
+        if (c, h, w) != (cfg.sample_channels(), s, s) {
+            let want = cfg.sample_channels();
+            return Err(ModelError::Shape(format!("images are {c}×{h}×{w}, model expects {want}×{s}×{s}")));
         }
         if t.len() != b || tokens.len() != b {
             return Err(ModelError::Shape(format!(
@@ -231,13 +240,15 @@ impl<D: ModelDevice> Dit<D> {
         let pool = self.text_pool(tokens)?;
         let temb = timestep_embedding(t, cfg.width);
         let (p, n, wd, lay, dev) = (cfg.patch_size, cfg.n_patches(), cfg.width, &self.layout, &self.dev);
+        let (f, c, nt) = (cfg.frames, cfg.channels, cfg.n_tokens());
         let pr = &self.params;
 
-        // Patchify: (B,C,H,W) -> (B,C,H/P,P,W/P,P) -> (B,H/P,W/P,P,P,C) -> (B·N, P·P·C).
+        // Patchify every frame: (B,F·C,H,W) = (B·F,C,H,W) -> (B·F,C,H/P,P,W/P,P) -> (B·F,H/P,W/P,P,P,C)
+        // -> (B·F·N, P·P·C); the tokens of a sample are frame-major.
         let xp = x
-            .reshape_like(&(b, c, s / p, p, s / p, p))
+            .reshape_like(&(b * f, c, s / p, p, s / p, p))
             .permute::<(usize, usize, usize, usize, usize, usize), Axes6<0, 2, 4, 3, 5, 1>>()
-            .reshape_like(&(b * n, cfg.patch_dim()));
+            .reshape_like(&(b * nt, cfg.patch_dim()));
 
         // The conditioning branch borrows the tape first, so its parameters are recorded too.
         let (xp, tape) = xp.split_tape();
@@ -248,9 +259,19 @@ impl<D: ModelDevice> Dit<D> {
         let text = dev.tensor_from_vec(pool, (b, rows)).retaped::<T>().matmul(table);
         let (cond, tape) = silu(cond + text).split_tape();
 
-        let x = linear(pr, lay.patch, xp.put_tape(tape)).reshape_like(&(b, n, wd));
+        let x = linear(pr, lay.patch, xp.put_tape(tape)).reshape_like(&(b, nt, wd));
         let pos = pr[lay.pos].retaped::<T>().reshape_like(&(n, wd));
-        let mut x = (x + pos.broadcast_like::<(usize, usize, usize), Axis<0>>(&(b, n, wd))).reshape_like(&(b * n, wd));
+        let pos = match lay.frame {
+            None => pos,
+            Some(idx) => {
+                let frame = pr[idx].retaped::<T>().reshape_like(&(f, wd));
+                let grid = (f, n, wd);
+                let st = pos.broadcast_like::<_, Axis<0>>(&grid) + frame.broadcast_like::<_, Axis<1>>(&grid);
+                st.reshape_like(&(nt, wd))
+            }
+        };
+        let pos = pos.broadcast_like::<(usize, usize, usize), Axis<0>>(&(b, nt, wd));
+        let mut x = (x + pos).reshape_like(&(b * nt, wd));
         let cmod = |l: Lin| linear(pr, l, cond.retaped::<T>());
         for blk in &lay.blocks {
             let (x0, tape) = x.split_tape();
@@ -266,11 +287,11 @@ impl<D: ModelDevice> Dit<D> {
         }
         let hn = modulate(x.normalize::<Axis<1>>(1e-5), cmod(lay.final_mods[0]), cmod(lay.final_mods[1]), b);
         let out: T2<D, T> = linear(pr, lay.out, hn);
-        // Unpatchify: (B·N, P·P·C) -> (B,H/P,W/P,P,P,C) -> (B,C,H/P,P,W/P,P) -> (B,C,H,W).
+        // Unpatchify: (B·F·N, P·P·C) -> (B·F,H/P,W/P,P,P,C) -> (B·F,C,H/P,P,W/P,P) -> (B,F·C,H,W).
         Ok(out
-            .reshape_like(&(b, s / p, s / p, p, p, c))
+            .reshape_like(&(b * f, s / p, s / p, p, p, c))
             .permute::<(usize, usize, usize, usize, usize, usize), Axes6<0, 5, 1, 3, 2, 4>>()
-            .reshape_like(&(b, c, s, s)))
+            .reshape_like(&(b, f * c, s, s)))
     }
 
     /// Host pooling matrix `(B, V·(L+1))`: mean over non-PAD tokens of a bag-of-words row and a

@@ -10,7 +10,7 @@
 mod plot;
 mod read;
 
-use super::engine::{command_line, model_path, write_json};
+use super::engine::{command_line, model_path_for, write_json, WorldFlag};
 use super::{load_source, parse_set, print_diags};
 use crate::compare::{markdown_table, mean_curve, smooth, summarize, Baseline, RunRecord};
 use anyhow::{bail, Context};
@@ -103,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(entries) = check_files(&args)? else { return Ok(ExitCode::from(1)) };
     let out = PathBuf::from(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
-    let base = model_path(args.model.as_deref()).display().to_string();
+    let base = model_path_for(args.model.as_deref(), WorldFlag::Image).display().to_string();
     let eval_every = args.eval_every.unwrap_or((args.steps / 5).max(1));
 
     let mut eval_args = vec!["--seed".to_string(), "0".to_string()];

@@ -1,0 +1,147 @@
+//! End-to-end runs of `pretrain --world video`, `sample` and `eval` on a tiny clip model: seeded
+//! reproducibility, the GIF and frame-strip outputs, the video report, and exit code 2 on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const PRETRAIN: &[&str] =
+    &["pretrain", "--world", "video", "--out", "run", "--size", "tiny", "--steps", "3", "--batch", "2", "--seed", "7"];
+
+fn seppoc_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seppoc")).args(args).current_dir(dir).output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("seppoc-video-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Runs the tiny video pretraining once (in `trained/run`).
+fn trained() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = scratch("trained");
+        let out = seppoc_in(&root, PRETRAIN);
+        assert_eq!(out.status.code(), Some(0), "pretrain failed: {}", text(&out.stderr));
+        root
+    })
+}
+
+fn model() -> String {
+    trained().join("run/model.safetensors").display().to_string()
+}
+
+#[test]
+fn video_pretraining_is_seeded_and_records_its_world() {
+    let again = scratch("again");
+    let out = seppoc_in(&again, PRETRAIN);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let bytes = |root: &Path| std::fs::read(root.join("run/model.safetensors")).expect("checkpoint");
+    assert_eq!(bytes(trained()), bytes(&again), "same seed, different checkpoint");
+    let recipe = std::fs::read_to_string(trained().join("run/recipe.json")).expect("recipe.json");
+    let recipe: serde_json::Value = serde_json::from_str(&recipe).expect("json");
+    assert_eq!(recipe["world"], "video");
+    assert_eq!(recipe["model_config"]["frames"], 4);
+    assert_eq!(recipe["world_config"]["frames"], 4);
+    let (cfg, meta) = seppoc::model::read_checkpoint_meta(&trained().join("run/model.safetensors")).expect("header");
+    assert_eq!((cfg.frames, meta.extra.get("world").map(String::as_str)), (4, Some("video")));
+}
+
+#[test]
+fn sample_writes_an_animated_gif_or_a_frame_strip() {
+    let dir = scratch("sample");
+    let m = model();
+    let args = ["sample", "--model", &m, "--prompt", "a red circle moving right", "-n", "2", "--steps", "2"];
+    let out = seppoc_in(&dir, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("smoothness"), "{}", text(&out.stdout));
+    use image::AnimationDecoder;
+    let gif = std::fs::File::open(dir.join("samples.gif")).expect("samples.gif");
+    let decoder = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(gif)).expect("a GIF");
+    assert_eq!(decoder.into_frames().collect_frames().expect("frames").len(), 4);
+    let strip = [&args[..], &["--out", "strip.png", "--scale", "1"]].concat();
+    let out = seppoc_in(&dir, &strip);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let png = image::open(dir.join("strip.png")).expect("a PNG");
+    // Two rows (clips) of four 16-pixel frames with 2-pixel gaps.
+    assert_eq!((png.width(), png.height()), (4 * 16 + 5 * 2, 2 * 16 + 3 * 2));
+}
+
+#[test]
+fn eval_uses_the_video_judge() {
+    let dir = scratch("eval");
+    let m = model();
+    let out = seppoc_in(&dir, &["eval", "--model", &m, "--n-prompts", "3", "--steps", "2", "--out", "ev"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("motion accuracy"), "{}", text(&out.stdout));
+    let report = std::fs::read_to_string(dir.join("ev/report.json")).expect("report.json");
+    let report: serde_json::Value = serde_json::from_str(&report).expect("json");
+    assert_eq!((report["world"].as_str(), report["n_prompts"].as_u64()), (Some("video"), Some(3)));
+    assert!(report["report"]["motion_acc"].is_number());
+    assert!(dir.join("ev/grid.png").is_file() && dir.join("ev/grid.gif").is_file());
+}
+
+#[test]
+fn bad_video_input_exits_2_with_a_message() {
+    let dir = scratch("bad");
+    let m = model();
+    let cases: [(&[&str], &str); 4] = [
+        (&["sample", "--model", &m, "--prompt", "a red circle on the left"], "a video prompt is"),
+        (&["sample", "--model", &m, "--world", "image", "--prompt", "a red circle"], "holds a video model"),
+        (&["pretrain", "--frames", "4", "--steps", "1"], "--frames needs --world video"),
+        (&["pretrain", "--world", "video", "--frames", "1", "--steps", "1", "--out", "x"], "frames must be in 2..=16"),
+    ];
+    for (args, message) in cases {
+        let out = seppoc_in(&dir, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(message), "{args:?}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn the_same_objective_files_train_a_video_model() {
+    let dir = scratch("run");
+    let m = model();
+    for name in ["seppo", "dpo", "sft"] {
+        let obj = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("objectives/{name}.obj"));
+        let obj = obj.display().to_string();
+        let args = [
+            "run",
+            &obj,
+            "--model",
+            &m,
+            "--world",
+            "video",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--data-size",
+            "8",
+            "--eval-prompts",
+            "2",
+            "--out",
+            name,
+        ];
+        let out = seppoc_in(&dir, &args);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("motion accuracy"), "{name}: {}", text(&out.stdout));
+        let trained = dir.join(name).join("model.safetensors");
+        let (cfg, meta) = seppoc::model::read_checkpoint_meta(&trained).expect("trained checkpoint");
+        assert_eq!((cfg.frames, meta.extra.get("world").map(String::as_str)), (4, Some("video")), "{name}");
+    }
+    let trained = dir.join("seppo/model.safetensors").display().to_string();
+    let out = seppoc_in(&dir, &["sample", "--model", &trained, "--prompt", "a blue square growing", "-n", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let sft = Path::new(env!("CARGO_MANIFEST_DIR")).join("objectives/sft.obj").display().to_string();
+    let out = seppoc_in(&dir, &["run", &sft, "--model", &m, "--data", "x", "--steps", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("for image models only"), "{}", text(&out.stderr));
+}
