@@ -13,6 +13,8 @@ use std::sync::Once;
 pub struct Series {
     /// Legend text.
     pub label: String,
+    /// Index into the colour palette (the same objective gets the same colour in every plot).
+    pub colour: usize,
     /// Points in x order.
     pub points: Vec<(f64, f64)>,
 }
@@ -71,8 +73,8 @@ pub fn line_plot(
                 .label(label)
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
         }
-        for (i, s) in series.iter().enumerate() {
-            let colour = Palette99::pick(i).to_rgba().stroke_width(2);
+        for s in series {
+            let colour = Palette99::pick(s.colour).to_rgba().stroke_width(2);
             chart
                 .draw_series(LineSeries::new(s.points.iter().copied(), colour))
                 .map_err(err)?
