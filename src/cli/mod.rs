@@ -12,6 +12,7 @@ mod fmt;
 mod loss;
 mod pretrain;
 mod run;
+mod run_eval;
 mod run_video;
 mod sample;
 

@@ -5,14 +5,12 @@ use super::engine::{
     SCHEDULE_KEY, WORLD_KEY,
 };
 use super::eval::pick_prompts;
+use super::run_eval::{evaluate, Curve, EvalInputs};
 use super::{checked_or_exit, parse_set};
-use crate::data::{load_imagefolder, Image};
-use crate::eval::model_eval::{evaluate_model, EvalConfig};
-use crate::eval::{save_grid_with, GridConfig, Report};
+use crate::data::load_imagefolder;
 use crate::ir::lower;
 use crate::kernels::KernelDevice;
-use crate::model::{save_checkpoint, with_device, CheckpointMeta, Dit, ModelDevice, OnDevice};
-use crate::sampler::SamplerConfig;
+use crate::model::{save_checkpoint, with_device, CheckpointMeta, OnDevice};
 use crate::syntax;
 use crate::trainer::{StepReport, TrainConfig, Trainer};
 use anyhow::{bail, Context};
@@ -319,116 +317,4 @@ fn step_json(r: &StepReport) -> Value {
     let refs: Map<String, Value> = r.references.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
     json!({ "step": r.step, "loss": r.loss, "logs": logs, "e": leaves, "grad_norm": r.grad_norm, "lr": r.lr,
             "nfe": r.nfe, "ref": refs, "snapshot": r.snapshot })
-}
-
-/// The judge score over training (`--eval-every`): one `curve.jsonl` line per evaluated step.
-struct Curve<'a> {
-    every: usize,
-    prompts: &'a [crate::data::Prompt],
-    vocab: &'a crate::data::Vocab,
-    schedule: &'a crate::model::NoiseSchedule,
-    out: JsonlWriter,
-    last: Option<usize>,
-}
-
-impl Curve<'_> {
-    fn due(&self, step: usize) -> bool {
-        self.every > 0 && step % self.every == 0
-    }
-
-    /// Judges `model` at `step` when evaluation is on (callers pass step 0 and due steps).
-    fn point<D: ModelDevice>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
-        if self.every == 0 {
-            return Ok(());
-        }
-        self.write(step, model)
-    }
-
-    /// The last step always gets a point, due or not.
-    fn finish<D: ModelDevice>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
-        if self.every == 0 || self.last == Some(step) {
-            return Ok(());
-        }
-        self.write(step, model)
-    }
-
-    fn write<D: ModelDevice>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
-        let cfg = EvalConfig::new(SamplerConfig::ddim(20, 5.0), 0);
-        let r = evaluate_model(model, self.schedule, self.vocab, self.prompts, &cfg, |_, _| {})?.report;
-        self.last = Some(step);
-        self.out.write(&json!({
-            "step": step, "n_prompts": self.prompts.len(), "score": r.mean_score, "quality": r.mean_quality,
-            "colour_acc": r.colour_acc, "shape_acc": r.shape_acc, "position_acc": r.position_acc,
-            "all_correct": r.all_correct,
-        }))
-    }
-}
-
-/// What the final evaluation needs from the base model's world.
-struct EvalInputs<'a> {
-    heldout: &'a [crate::data::Prompt],
-    vocab: &'a crate::data::Vocab,
-    schedule: &'a crate::model::NoiseSchedule,
-    n_prompts: usize,
-}
-
-/// Judges base and trained model on the same held-out prompts, sampler and seed; prints and writes the table.
-fn evaluate<D: ModelDevice>(
-    e: &EvalInputs,
-    base: &Dit<D>,
-    trained: &Dit<D>,
-    out: &Path,
-    train_s: f64,
-) -> anyhow::Result<()> {
-    let (schedule, vocab) = (e.schedule, e.vocab);
-    let prompts: Vec<_> = e.heldout.iter().take(e.n_prompts).cloned().collect();
-    let cfg = EvalConfig::new(SamplerConfig::ddim(20, 5.0), 0);
-    let before = evaluate_model(base, schedule, vocab, &prompts, &cfg, |_, _| {})?;
-    let after = evaluate_model(trained, schedule, vocab, &prompts, &cfg, |_, _| {})?;
-    print!("{}", comparison_table(&before.report, &after.report, prompts.len()));
-    let wins = before.judgements.iter().zip(&after.judgements).filter(|(b, a)| a.score > b.score).count();
-    let ties = before.judgements.iter().zip(&after.judgements).filter(|(b, a)| a.score == b.score).count();
-    println!(
-        "win rate vs base: {:.3} ({wins} better, {ties} equal of {})",
-        wins as f64 / prompts.len().max(1) as f64,
-        prompts.len()
-    );
-    write_json(
-        &out.join("report.json"),
-        &json!({
-            "prompts": "heldout", "n_prompts": prompts.len(), "eval": cfg, "base": before.report, "trained": after.report,
-            "win_rate": wins as f64 / prompts.len().max(1) as f64, "train_seconds": train_s,
-        }),
-    )?;
-    let n = prompts.len().min(8);
-    let mut grid: Vec<Image> = before.images[..n].to_vec();
-    grid.extend_from_slice(&after.images[..n]);
-    let grid_path = out.join("grid.png");
-    let layout = GridConfig { cols: n.max(1), spacing: 2, scale: 4, background: [128, 128, 128] };
-    save_grid_with(&grid, &layout, &grid_path).with_context(|| format!("cannot write `{}`", grid_path.display()))?;
-    println!(
-        "report: {}  (top row base, bottom row trained: {})",
-        out.join("report.json").display(),
-        grid_path.display()
-    );
-    Ok(())
-}
-
-fn comparison_table(base: &Report, trained: &Report, n: usize) -> String {
-    let rows = [
-        ("colour accuracy", base.colour_acc, trained.colour_acc),
-        ("shape accuracy", base.shape_acc, trained.shape_acc),
-        ("position accuracy", base.position_acc, trained.position_acc),
-        ("all attributes correct", base.all_correct, trained.all_correct),
-        ("mean quality", base.mean_quality, trained.mean_quality),
-        ("mean judge score", base.mean_score, trained.mean_score),
-    ];
-    let mut s = format!(
-        "judge on {n} held-out prompts (DDIM 20 steps, cfg 5, seed 0)\n{:<24} {:>8} {:>8} {:>8}\n",
-        "", "base", "trained", "delta"
-    );
-    for (name, b, t) in rows {
-        s.push_str(&format!("{name:<24} {:>8.3} {:>8.3} {:>+8.3}\n", b, t, t - b));
-    }
-    s
 }

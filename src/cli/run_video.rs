@@ -2,6 +2,7 @@
 //! held-out video prompts, sampler and seed.
 
 use super::engine::{write_json, LoadedVideoModel};
+use super::run_eval::delta_table;
 use super::sample::write_clips;
 use crate::data::Image;
 use crate::eval::{evaluate_video_model, EvalConfig, GridConfig, VideoReport};
@@ -53,22 +54,17 @@ pub(crate) fn evaluate<D: ModelDevice>(
 
 /// The base-vs-trained table of the video metrics.
 fn comparison_table(base: &VideoReport, trained: &VideoReport, n: usize) -> String {
-    let rows = [
-        ("colour accuracy", base.colour_acc, trained.colour_acc),
-        ("shape accuracy", base.shape_acc, trained.shape_acc),
-        ("motion accuracy", base.motion_acc, trained.motion_acc),
-        ("all attributes correct", base.all_correct, trained.all_correct),
-        ("mean smoothness", base.mean_smoothness, trained.mean_smoothness),
-        ("mean consistency", base.mean_consistency, trained.mean_consistency),
-        ("mean quality", base.mean_quality, trained.mean_quality),
-        ("mean judge score", base.mean_score, trained.mean_score),
-    ];
-    let mut s = format!(
-        "video judge on {n} held-out prompts (DDIM 20 steps, cfg 5, seed 0)\n{:<24} {:>8} {:>8} {:>8}\n",
-        "", "base", "trained", "delta"
-    );
-    for (name, b, t) in rows {
-        s.push_str(&format!("{name:<24} {b:>8.3} {t:>8.3} {:>+8.3}\n", t - b));
-    }
-    s
+    delta_table(
+        &format!("video judge on {n} held-out prompts (DDIM 20 steps, cfg 5, seed 0)"),
+        &[
+            ("colour accuracy", base.colour_acc, trained.colour_acc),
+            ("shape accuracy", base.shape_acc, trained.shape_acc),
+            ("motion accuracy", base.motion_acc, trained.motion_acc),
+            ("all attributes correct", base.all_correct, trained.all_correct),
+            ("mean smoothness", base.mean_smoothness, trained.mean_smoothness),
+            ("mean consistency", base.mean_consistency, trained.mean_consistency),
+            ("mean quality", base.mean_quality, trained.mean_quality),
+            ("mean judge score", base.mean_score, trained.mean_score),
+        ],
+    )
 }
