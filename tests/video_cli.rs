@@ -145,3 +145,56 @@ fn the_same_objective_files_train_a_video_model() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("for image models only"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn compare_runs_on_the_video_world_with_a_curve_and_a_motion_column() {
+    let dir = scratch("compare");
+    let m = model();
+    let objectives = Path::new(env!("CARGO_MANIFEST_DIR")).join("objectives");
+    let (sft, seppo) = (objectives.join("sft.obj"), objectives.join("seppo.obj"));
+    let (sft, seppo) = (sft.display().to_string(), seppo.display().to_string());
+    let args = [
+        "compare",
+        &sft,
+        &seppo,
+        "--world",
+        "video",
+        "--model",
+        &m,
+        "--seeds",
+        "1",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--data-size",
+        "8",
+        "--eval-prompts",
+        "3",
+        "--eval-samples",
+        "2",
+        "--eval-every",
+        "1",
+        "--curve-prompts",
+        "2",
+        "--out",
+        "cmp",
+    ];
+    let out = seppoc_in(&dir, &args);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let table = std::fs::read_to_string(dir.join("cmp/compare.md")).expect("compare.md");
+    assert!(table.contains("| motion |") && !table.contains("| position |"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cmp/compare.json")).expect("json")).expect("json");
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(2));
+    assert!(json["rows"][0]["motion"]["mean"].is_number() && json["rows"][0].get("position").is_none());
+    // The final evaluation judged 3 prompts × 2 samples; the curve has steps 0, 1 and 2, judged by the video judge.
+    let report = std::fs::read_to_string(dir.join("cmp/sft/seed0/final/report.json")).expect("report.json");
+    let report: serde_json::Value = serde_json::from_str(&report).expect("json");
+    assert_eq!((report["n_prompts"].as_u64(), report["samples"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(report["per_prompt"].as_array().map(Vec::len), Some(6));
+    let curve = std::fs::read_to_string(dir.join("cmp/seppo/seed0/curve.jsonl")).expect("curve.jsonl");
+    let lines: Vec<serde_json::Value> = curve.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(lines.iter().map(|l| l["step"].as_u64()).collect::<Vec<_>>(), [Some(0), Some(1), Some(2)]);
+    assert!(lines.iter().all(|l| l["motion_acc"].is_number() && l["score"].is_number()));
+}

@@ -41,6 +41,10 @@ pub struct Args {
     /// Evaluate N prompts spread evenly over the list instead of all of them.
     #[arg(long)]
     n_prompts: Option<usize>,
+    /// Samples per prompt, each with its own noise; the report averages over all of them and `per_prompt` lists
+    /// every sample (prompt list repeated, sample k of every prompt after sample k−1 of all).
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
     #[command(flatten)]
     sampler: SamplerArgs,
     #[command(flatten)]
@@ -109,7 +113,8 @@ where
         PromptSet::Heldout => lists[0],
         PromptSet::Train => lists[1],
     };
-    let prompts = pick_prompts(list, args.n_prompts);
+    let picked = pick_prompts(list, args.n_prompts);
+    let prompts: Vec<P> = (0..args.samples).flat_map(|_| picked.iter().cloned()).collect();
     let cfg = EvalConfig::new(args.sampler.config()?, args.seed);
     let bar = progress_bar(prompts.len() as u64, "eval");
     let job = EvalJob { model, schedule, vocab, prompts: &prompts, cfg: &cfg, bar: &bar };
@@ -118,11 +123,22 @@ where
     Ok((prompts, cfg, result))
 }
 
+/// "N heldout prompts" or "N heldout prompts × K samples" for `total` judged samples.
+fn counted(set: &str, total: usize, samples: usize) -> String {
+    match samples {
+        1 => format!("{total} {set} prompts"),
+        k => format!("{} {set} prompts × {k} samples", total / k),
+    }
+}
+
 /// Runs `seppoc eval`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.sampler.config()?; // the flags are checked before the model is loaded
     if args.n_prompts == Some(0) {
         bail!("--n-prompts must be at least 1");
+    }
+    if args.samples == 0 {
+        bail!("--samples must be at least 1");
     }
     let path = model_path_for(args.model.as_deref(), args.world.unwrap_or(WorldFlag::Image));
     let loaded = match load_any(&path, args.world)? {
@@ -134,7 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (prompts, cfg, result) = judge_on_device(&args, model, &loaded.schedule, &world.vocab, lists, &path)?;
 
     let set = format!("{:?}", args.prompts).to_lowercase();
-    println!("model `{}` on {} {set} prompts", path.display(), prompts.len());
+    println!("model `{}` on {}", path.display(), counted(&set, prompts.len(), args.samples));
     print!("{}", result.report);
     println!("mean score {:.4}", result.report.mean_score);
 
@@ -150,7 +166,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let report = json!({
         "command": command_line(), "model": path.display().to_string(), "model_step": loaded.meta.step,
-        "model_seed": loaded.meta.seed, "prompts": set, "n_prompts": prompts.len(), "eval": cfg,
+        "model_seed": loaded.meta.seed, "prompts": set, "n_prompts": prompts.len() / args.samples,
+        "samples": args.samples, "eval": cfg,
         "report": result.report, "mean_score": result.report.mean_score, "per_prompt": per_prompt,
     });
     write_json(&out.join("report.json"), &report)?;
@@ -169,7 +186,7 @@ fn eval_video(args: &Args, loaded: &LoadedVideoModel, path: &Path) -> anyhow::Re
     let (prompts, cfg, result) = judge_on_device(args, model, &loaded.schedule, &world.vocab, lists, path)?;
 
     let set = format!("{:?}", args.prompts).to_lowercase();
-    println!("video model `{}` on {} {set} prompts", path.display(), prompts.len());
+    println!("video model `{}` on {}", path.display(), counted(&set, prompts.len(), args.samples));
     print!("{}", result.report);
     println!("mean score {:.4}", result.report.mean_score);
 
@@ -185,7 +202,8 @@ fn eval_video(args: &Args, loaded: &LoadedVideoModel, path: &Path) -> anyhow::Re
         .collect();
     let report = json!({
         "command": command_line(), "model": path.display().to_string(), "world": "video",
-        "model_step": loaded.meta.step, "model_seed": loaded.meta.seed, "prompts": set, "n_prompts": prompts.len(),
+        "model_step": loaded.meta.step, "model_seed": loaded.meta.seed, "prompts": set,
+        "n_prompts": prompts.len() / args.samples, "samples": args.samples,
         "eval": cfg, "report": result.report, "mean_score": result.report.mean_score, "per_prompt": per_prompt,
     });
     write_json(&out.join("report.json"), &report)?;

@@ -5,7 +5,7 @@ use super::engine::{
     SCHEDULE_KEY, WORLD_KEY,
 };
 use super::eval::pick_prompts;
-use super::run_eval::{evaluate, Curve, EvalInputs};
+use super::run_eval::{evaluate, Curve, CurvePrompts, EvalInputs};
 use super::{checked_or_exit, parse_set};
 use crate::data::load_imagefolder;
 use crate::ir::lower;
@@ -147,9 +147,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let base_path = model_path_for(settings.model.as_deref(), settings.world.unwrap_or(WorldFlag::Image));
     let base = load_any(&base_path, settings.world)?;
-    if settings.eval_every > 0 && matches!(base, Loaded::Video(_)) {
-        bail!("--eval-every (the judge-score curve) is for image models only; a video run is judged at the end");
-    }
     let data = match &settings.data {
         Some(_) if matches!(base, Loaded::Video(_)) => bail!("--data (imagefolder) is for image models only"),
         Some(dir) => {
@@ -231,15 +228,14 @@ impl OnDevice for RunJob {
         };
         let metrics_path = out.join("metrics.jsonl");
         let mut metrics = JsonlWriter::append(&metrics_path, trainer.step)?;
-        // A video run has no curve (`--eval-every` is refused before the job starts).
-        let heldout: &[crate::data::Prompt] = match &base {
-            Loaded::Image(b) => &b.world.heldout,
-            Loaded::Video(_) => &[],
+        let n_curve = Some(settings.curve_prompts.max(1));
+        let curve_prompts = match &base {
+            Loaded::Image(b) => CurvePrompts::Image(pick_prompts(&b.world.heldout, n_curve)),
+            Loaded::Video(b) => CurvePrompts::Video(pick_prompts(&b.world.heldout, n_curve)),
         };
-        let curve_prompts = pick_prompts(heldout, Some(settings.curve_prompts.max(1)));
         let mut curve = Curve {
             every: settings.eval_every,
-            prompts: &curve_prompts,
+            prompts: curve_prompts,
             vocab: base.vocab(),
             schedule: base.schedule(),
             out: JsonlWriter::append_upto_step(&out.join("curve.jsonl"), trainer.step)?,

@@ -1,9 +1,9 @@
-//! What `seppoc run` judges on image models: the score curve during training (`--eval-every`) and the final
-//! base-vs-trained report; `delta_table` is shared with the video report.
+//! What `seppoc run` judges: the score curve during training (`--eval-every`, image or video) and the final
+//! base-vs-trained report of image models; `delta_table` is shared with the video report.
 
 use super::engine::{write_json, JsonlWriter};
 use crate::data::Image;
-use crate::eval::model_eval::{evaluate_model, EvalConfig};
+use crate::eval::model_eval::{evaluate_model, evaluate_video_model, EvalConfig};
 use crate::eval::{save_grid_with, GridConfig, Report};
 use crate::model::{Dit, ModelDevice};
 use crate::sampler::SamplerConfig;
@@ -11,10 +11,18 @@ use anyhow::Context;
 use serde_json::json;
 use std::path::Path;
 
+/// The held-out prompts a curve judges: still images or clips, with the matching judge.
+pub(super) enum CurvePrompts {
+    /// Image prompts, judged by the image judge.
+    Image(Vec<crate::data::Prompt>),
+    /// Video prompts, judged by the video judge.
+    Video(Vec<crate::data::VideoPrompt>),
+}
+
 /// The judge score over training (`--eval-every`): one `curve.jsonl` line per evaluated step.
 pub(super) struct Curve<'a> {
     pub(super) every: usize,
-    pub(super) prompts: &'a [crate::data::Prompt],
+    pub(super) prompts: CurvePrompts,
     pub(super) vocab: &'a crate::data::Vocab,
     pub(super) schedule: &'a crate::model::NoiseSchedule,
     pub(super) out: JsonlWriter,
@@ -44,13 +52,27 @@ impl Curve<'_> {
 
     fn write<D: ModelDevice>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
         let cfg = EvalConfig::new(SamplerConfig::ddim(20, 5.0), 0);
-        let r = evaluate_model(model, self.schedule, self.vocab, self.prompts, &cfg, |_, _| {})?.report;
+        let line = match &self.prompts {
+            CurvePrompts::Image(prompts) => {
+                let r = evaluate_model(model, self.schedule, self.vocab, prompts, &cfg, |_, _| {})?.report;
+                json!({
+                    "step": step, "n_prompts": prompts.len(), "score": r.mean_score, "quality": r.mean_quality,
+                    "colour_acc": r.colour_acc, "shape_acc": r.shape_acc, "position_acc": r.position_acc,
+                    "all_correct": r.all_correct,
+                })
+            }
+            CurvePrompts::Video(prompts) => {
+                let r = evaluate_video_model(model, self.schedule, self.vocab, prompts, &cfg, |_, _| {})?.report;
+                json!({
+                    "step": step, "n_prompts": prompts.len(), "score": r.mean_score, "quality": r.mean_quality,
+                    "colour_acc": r.colour_acc, "shape_acc": r.shape_acc, "motion_acc": r.motion_acc,
+                    "all_correct": r.all_correct, "smoothness": r.mean_smoothness,
+                    "consistency": r.mean_consistency,
+                })
+            }
+        };
         self.last = Some(step);
-        self.out.write(&json!({
-            "step": step, "n_prompts": self.prompts.len(), "score": r.mean_score, "quality": r.mean_quality,
-            "colour_acc": r.colour_acc, "shape_acc": r.shape_acc, "position_acc": r.position_acc,
-            "all_correct": r.all_correct,
-        }))
+        self.out.write(&line)
     }
 }
 

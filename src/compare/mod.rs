@@ -17,24 +17,14 @@ pub struct Metrics {
     pub colour: f64,
     /// Shape accuracy over prompt objects.
     pub shape: f64,
-    /// Position accuracy over objects with a position.
-    pub position: f64,
+    /// Position accuracy over objects with a position (image world; `None` for clips).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<f64>,
+    /// Motion accuracy over clips whose prompt gives a motion (video world; `None` for images).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub motion: Option<f64>,
     /// Fraction of images with every attribute right.
     pub all_correct: f64,
-}
-
-impl Metrics {
-    /// The fields in table order, with their column names.
-    pub fn fields(&self) -> [(&'static str, f64); 6] {
-        [
-            ("score", self.score),
-            ("quality", self.quality),
-            ("colour", self.colour),
-            ("shape", self.shape),
-            ("position", self.position),
-            ("all correct", self.all_correct),
-        ]
-    }
 }
 
 /// The base model's evaluation every run is compared with (same prompts, sampler and seed).
@@ -100,8 +90,12 @@ pub struct Row {
     pub colour: Spread,
     /// Shape accuracy.
     pub shape: Spread,
-    /// Position accuracy.
-    pub position: Spread,
+    /// Position accuracy (image world).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<Spread>,
+    /// Motion accuracy (video world).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub motion: Option<Spread>,
     /// All attributes correct.
     pub all_correct: Spread,
     /// Win rate against the base model: per prompt, 1 if the trained model's score is higher, ½ if equal.
@@ -153,6 +147,10 @@ pub fn summarize(objectives: &[String], base: &Baseline, runs: &[RunRecord]) -> 
             continue;
         }
         let over = |f: &dyn Fn(&RunRecord) -> f64| Spread::of(&mine.iter().map(|r| f(r)).collect::<Vec<_>>());
+        // An attribute only some runs report (a mix of worlds) gets no spread.
+        let over_some = |f: &dyn Fn(&RunRecord) -> Option<f64>| {
+            mine.iter().map(|r| f(r)).collect::<Option<Vec<f64>>>().map(|xs| Spread::of(&xs))
+        };
         let flips: Vec<f64> = mine.iter().filter_map(|r| tail_mean(&r.flip_rate)).collect();
         rows.push(Row {
             objective: name.clone(),
@@ -161,7 +159,8 @@ pub fn summarize(objectives: &[String], base: &Baseline, runs: &[RunRecord]) -> 
             quality: over(&|r| r.metrics.quality),
             colour: over(&|r| r.metrics.colour),
             shape: over(&|r| r.metrics.shape),
-            position: over(&|r| r.metrics.position),
+            position: over_some(&|r| r.metrics.position),
+            motion: over_some(&|r| r.metrics.motion),
             all_correct: over(&|r| r.metrics.all_correct),
             win_rate: over(&|r| win_rate(&base.per_prompt, &r.per_prompt)),
             flip_rate_end: (flips.len() == mine.len()).then(|| Spread::of(&flips)),
@@ -171,21 +170,41 @@ pub fn summarize(objectives: &[String], base: &Baseline, runs: &[RunRecord]) -> 
     rows
 }
 
-/// The comparison as a Markdown table: the base model first, then one row per objective sorted as given.
+/// A column of the world's third attribute: its name, the base model's value and where a row keeps it.
+type AttributeColumn = (&'static str, Option<f64>, fn(&Row) -> &Option<Spread>);
+
+/// The comparison as a Markdown table: the base model first, then one row per objective sorted as given. The
+/// world's third attribute is a `position` column for images and a `motion` column for clips (both when the
+/// base model reports both).
 pub fn markdown_table(base: &Baseline, rows: &[Row]) -> String {
     let pm = |s: &Spread| format!("{:.4} ± {:.4}", s.mean, s.sd);
-    let mut t = String::from(
-        "| objective | seeds | judge score | win rate vs base | quality | colour | shape | position | all correct | \
-         flip rate (last ¼) |\n|---|---|---|---|---|---|---|---|---|---|\n",
-    );
+    let opt = |s: &Option<Spread>| s.as_ref().map_or("—".to_string(), pm);
     let b = &base.metrics;
+    let third: Vec<AttributeColumn> = [
+        ("position", b.position, (|r: &Row| &r.position) as fn(&Row) -> &Option<Spread>),
+        ("motion", b.motion, |r| &r.motion),
+    ]
+    .into_iter()
+    .filter(|c| c.1.is_some())
+    .collect();
+    let mut head = "| objective | seeds | judge score | win rate vs base | quality | colour | shape |".to_string();
+    for (name, ..) in &third {
+        head.push_str(&format!(" {name} |"));
+    }
+    head.push_str(" all correct | flip rate (last ¼) |\n|");
+    head.push_str(&"---|".repeat(9 + third.len()));
+    let mut t = head + "\n";
     t.push_str(&format!(
-        "| base model | — | {:.4} | — | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | — |\n",
-        b.score, b.quality, b.colour, b.shape, b.position, b.all_correct
+        "| base model | — | {:.4} | — | {:.4} | {:.4} | {:.4} |",
+        b.score, b.quality, b.colour, b.shape
     ));
+    for (_, v, _) in &third {
+        t.push_str(&format!(" {:.4} |", v.unwrap_or(f64::NAN)));
+    }
+    t.push_str(&format!(" {:.4} | — |\n", b.all_correct));
     for r in rows {
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             r.objective,
             r.seeds.len(),
             pm(&r.score),
@@ -193,10 +212,11 @@ pub fn markdown_table(base: &Baseline, rows: &[Row]) -> String {
             pm(&r.quality),
             pm(&r.colour),
             pm(&r.shape),
-            pm(&r.position),
-            pm(&r.all_correct),
-            r.flip_rate_end.as_ref().map_or("—".to_string(), pm),
         ));
+        for (_, _, get) in &third {
+            t.push_str(&format!(" {} |", opt(get(r))));
+        }
+        t.push_str(&format!(" {} | {} |\n", pm(&r.all_correct), opt(&r.flip_rate_end)));
     }
     t
 }

@@ -47,15 +47,23 @@ pub struct Args {
     /// Held-out prompts in the final evaluation, spread evenly over the list (default: all of them).
     #[arg(long)]
     eval_prompts: Option<usize>,
+    /// Samples per held-out prompt in the final evaluations (`seppoc eval --samples`): more samples, less noise
+    /// from the sampler's seed when the prompt list is short (the video world has 13 held-out prompts).
+    #[arg(long, default_value_t = 1)]
+    eval_samples: usize,
     /// Judge each policy every N updates for the score-vs-step plot (default: steps / 5).
     #[arg(long)]
     eval_every: Option<usize>,
     /// Held-out prompts judged at each `--eval-every` point.
     #[arg(long, default_value_t = 32)]
     curve_prompts: usize,
-    /// Base model (default: the shipped `assets/base/model.safetensors`).
+    /// Base model (default: the shipped `assets/base/model.safetensors`, or `assets/base_video/...` for video).
     #[arg(long)]
     model: Option<String>,
+    /// The base model's world (default: what the checkpoint says; picks the default model). Passed to every
+    /// `seppoc run` and `seppoc eval`.
+    #[arg(long, value_enum)]
+    world: Option<WorldFlag>,
     /// Passed to `seppoc run`: prompts per batch.
     #[arg(long)]
     batch: Option<usize>,
@@ -95,8 +103,8 @@ struct Job {
 
 /// Runs `seppoc compare`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.seeds == 0 || args.steps == 0 || args.jobs == 0 || args.curve_prompts == 0 {
-        bail!("--seeds, --steps, --jobs and --curve-prompts must each be at least 1");
+    if args.seeds == 0 || args.steps == 0 || args.jobs == 0 || args.curve_prompts == 0 || args.eval_samples == 0 {
+        bail!("--seeds, --steps, --jobs, --curve-prompts and --eval-samples must each be at least 1");
     }
     if args.eval_prompts == Some(0) {
         bail!("--eval-prompts must be at least 1");
@@ -104,10 +112,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(entries) = check_files(&args)? else { return Ok(ExitCode::from(1)) };
     let out = PathBuf::from(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
-    let base = model_path_for(args.model.as_deref(), WorldFlag::Image).display().to_string();
+    let base = model_path_for(args.model.as_deref(), args.world.unwrap_or(WorldFlag::Image)).display().to_string();
     let eval_every = args.eval_every.unwrap_or((args.steps / 5).max(1));
 
     let mut eval_args = vec!["--seed".to_string(), "0".to_string()];
+    if let Some(w) = args.world {
+        eval_args.extend(["--world".to_string(), w.name().to_string()]);
+    }
+    if args.eval_samples > 1 {
+        eval_args.extend(["--samples".to_string(), args.eval_samples.to_string()]);
+    }
     if let Some(n) = args.eval_prompts {
         eval_args.extend(["--n-prompts".to_string(), n.to_string()]);
     }
@@ -162,8 +176,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plots = draw_plots(&out, &names, &records, args.curve_prompts)?;
     let settings = json!({
         "files": entries.iter().map(|e| &e.file).collect::<Vec<_>>(), "seeds": args.seeds, "steps": args.steps,
-        "sets": args.sets, "eval_prompts": baseline.per_prompt.len(), "eval_every": eval_every,
-        "curve_prompts": args.curve_prompts, "base_model": base, "batch": args.batch, "lr": args.lr,
+        "sets": args.sets, "eval_prompts": baseline.per_prompt.len() / args.eval_samples,
+        "eval_samples": args.eval_samples, "eval_every": eval_every,
+        "curve_prompts": args.curve_prompts, "base_model": base, "world": args.world.map(WorldFlag::name), "batch": args.batch, "lr": args.lr,
         "warmup": args.warmup, "data_size": args.data_size,
     });
     write_json(
@@ -250,6 +265,9 @@ fn run_job(
 ) -> anyhow::Result<Job> {
     let dir = out.join(&e.name).join(format!("seed{seed}"));
     let mut common = vec!["--seed".to_string(), seed.to_string(), "--model".to_string(), base.to_string()];
+    if let Some(w) = args.world {
+        common.extend(["--world".to_string(), w.name().to_string()]);
+    }
     for (k, v) in &e.sets {
         common.extend(["--set".to_string(), format!("{k}={v}")]);
     }

@@ -24,9 +24,13 @@ fn read_eval(path: &Path) -> anyhow::Result<(Metrics, Vec<f64>)> {
         quality: number(r, "mean_quality", path)?,
         colour: number(r, "colour_acc", path)?,
         shape: number(r, "shape_acc", path)?,
-        position: number(r, "position_acc", path)?,
+        position: r["position_acc"].as_f64(),
+        motion: r["motion_acc"].as_f64(),
         all_correct: number(r, "all_correct", path)?,
     };
+    if metrics.position.is_none() && metrics.motion.is_none() {
+        bail!("`{}`: missing number `position_acc` (image) or `motion_acc` (video)", path.display());
+    }
     let per_prompt = v["per_prompt"]
         .as_array()
         .with_context(|| format!("`{}`: missing `per_prompt`", path.display()))?
