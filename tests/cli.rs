@@ -1,18 +1,8 @@
 //! End-to-end runs of the `seppoc` binary: exit codes and what reaches the terminal.
 
-use std::process::{Command, Output};
+mod cli_support;
 
-fn seppoc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seppoc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use cli_support::{seppoc, text};
 
 fn shipped() -> Vec<String> {
     let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/objectives"))

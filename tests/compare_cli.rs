@@ -1,28 +1,12 @@
 //! `seppoc compare` end to end at tiny size: two objectives × two seeds produce a complete table (JSON and
 //! Markdown) and both plots; a second invocation reuses the finished runs; bad input fails before training.
 
+mod cli_support;
+
+use cli_support::{seppoc, text};
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn seppoc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seppoc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runs")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seppoc-compare-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn tiny_base(dir: &Path) -> String {
     let out = dir.join("base");
@@ -154,4 +138,8 @@ fn compare_rejects_bad_input_before_training() {
     assert!(text(&o.stderr).contains("bad.obj"), "{}", text(&o.stderr));
     assert!(!Path::new(&out).join("base").exists(), "nothing ran");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn temp(name: &str) -> PathBuf {
+    cli_support::scratch("compare", name)
 }

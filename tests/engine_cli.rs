@@ -1,29 +1,16 @@
 //! End-to-end runs of the engine commands (`pretrain`, `sample`, `eval`) on a tiny model: files written,
 //! seeded reproducibility, and exit code 2 with a clear message on bad input.
 
+mod cli_support;
+
+use cli_support::{seppoc_in, text};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The tiny pretraining run every test shares (relative `--out`, so the recorded command is path-independent).
 const PRETRAIN: &[&str] =
     &["pretrain", "--out", "run", "--size", "tiny", "--steps", "5", "--batch", "4", "--seed", "7"];
-
-fn seppoc_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seppoc")).args(args).current_dir(dir).output().expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A fresh, empty scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seppoc-engine-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 /// Runs the shared tiny pretraining once and returns its output directory.
 fn trained() -> &'static Path {
@@ -173,4 +160,8 @@ fn corrupt_model_file_exits_2_naming_the_file() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("bad.safetensors") && !err.contains("panicked"), "{err}");
+}
+
+fn scratch(name: &str) -> PathBuf {
+    cli_support::scratch("engine-cli", name)
 }

@@ -1,25 +1,14 @@
 //! `seppoc run` end to end on a tiny pretrained base: SFT, DPO and SePPO train and report; a run killed with
 //! SIGKILL and resumed ends bitwise where an uninterrupted run of the same seed ends.
 
+mod cli_support;
+
+use cli_support::{seppoc, text};
+
 use seppoc::model::{cpu, load_checkpoint};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn seppoc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seppoc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runs")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seppoc-run-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
 
 fn tiny_base(dir: &Path) -> String {
     let out = dir.join("base");
@@ -38,10 +27,6 @@ fn tiny_base(dir: &Path) -> String {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out.join("model.safetensors").to_string_lossy().into_owned()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]
@@ -187,4 +172,8 @@ fn resume_refuses_a_different_objective() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("different objective"), "{}", text(&o.stderr));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn temp(name: &str) -> PathBuf {
+    cli_support::scratch("run", name)
 }

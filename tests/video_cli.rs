@@ -1,27 +1,15 @@
 //! End-to-end runs of `pretrain --world video`, `sample` and `eval` on a tiny clip model: seeded
 //! reproducibility, the GIF and frame-strip outputs, the video report, and exit code 2 on bad input.
 
+mod cli_support;
+
+use cli_support::{seppoc_in, text};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 const PRETRAIN: &[&str] =
     &["pretrain", "--world", "video", "--out", "run", "--size", "tiny", "--steps", "3", "--batch", "2", "--seed", "7"];
-
-fn seppoc_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seppoc")).args(args).current_dir(dir).output().expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seppoc-video-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 /// Runs the tiny video pretraining once (in `trained/run`).
 fn trained() -> &'static Path {
@@ -197,4 +185,8 @@ fn compare_runs_on_the_video_world_with_a_curve_and_a_motion_column() {
     let lines: Vec<serde_json::Value> = curve.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
     assert_eq!(lines.iter().map(|l| l["step"].as_u64()).collect::<Vec<_>>(), [Some(0), Some(1), Some(2)]);
     assert!(lines.iter().all(|l| l["motion_acc"].is_number() && l["score"].is_number()));
+}
+
+fn scratch(name: &str) -> PathBuf {
+    cli_support::scratch("video-cli", name)
 }
