@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use seppoc::data::render::Degradation;
-use seppoc::data::{Image, Prompt, World, WorldConfig};
+use seppoc::data::{Image, Prompt, SyntheticWorld, World, WorldConfig};
 use seppoc::eval::{grid_image, judge, save_grid, GridConfig, Report};
 
 fn world() -> World {

@@ -4,7 +4,7 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use seppoc::data::{PreferenceSet, Vocab, World, WorldConfig, MAX_TOKENS};
+use seppoc::data::{PreferenceSet, SyntheticWorld, Vocab, World, WorldConfig, MAX_TOKENS};
 use seppoc::frontend::frontend_with;
 use seppoc::ir::{lower, Objective};
 use seppoc::model::{cpu, CpuDevice, Dit, DitConfig, NoiseSchedule};

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use seppoc::data::video::{join_frames, split_frames, ClipDegradation, Motion, VideoPrompt, VideoWorld};
-use seppoc::data::{Colour, Shape, VideoWorldConfig, Vocab, WorldConfigError};
+use seppoc::data::{Colour, Shape, SyntheticWorld, VideoWorldConfig, Vocab, WorldConfigError};
 use seppoc::eval::{judge_video, VideoReport};
 
 fn world() -> VideoWorld {

@@ -2,7 +2,7 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use seppoc::data::{Prompt, PromptError, Vocab, World, WorldConfig, WorldConfigError, MAX_TOKENS};
+use seppoc::data::{Prompt, PromptError, SyntheticWorld, Vocab, World, WorldConfig, WorldConfigError, MAX_TOKENS};
 
 fn world() -> World {
     World::new(WorldConfig::default_16()).expect("default config is valid")

@@ -127,6 +127,7 @@ impl Loaded {
 
     /// The world's synthetic preference set of `n` items (clips for a video model).
     pub fn preference_set(&self, n: usize, rng: &mut impl rand::Rng) -> crate::data::PreferenceSet {
+        use crate::data::SyntheticWorld;
         match self {
             Loaded::Image(m) => m.world.preference_set(n, rng),
             Loaded::Video(m) => m.world.preference_set(n, rng),

@@ -27,7 +27,58 @@ pub struct PairRef<'a> {
     pub loser: &'a Image,
 }
 
-/// A preference data set: synthetic from [`crate::data::World::preference_set`] or loaded from an imagefolder.
+/// What a synthetic world (still images or clips) provides to make Pick-a-Pic-like preference data; the
+/// preference set and the loser recipe are written once here for both worlds.
+pub trait SyntheticWorld {
+    /// The world's structured prompt.
+    type Prompt: PartialEq;
+
+    /// A uniformly chosen training prompt.
+    fn train_prompt<R: Rng>(&self, rng: &mut R) -> Self::Prompt;
+    /// A faithful, clean rendering of the prompt.
+    fn render_clean<R: Rng>(&self, prompt: &Self::Prompt, rng: &mut R) -> Image;
+    /// The prompt in plain words.
+    fn prompt_text(prompt: &Self::Prompt) -> String;
+    /// The prompt with one attribute changed (possibly to the same value).
+    fn perturb_prompt<R: Rng>(prompt: &Self::Prompt, rng: &mut R) -> Self::Prompt;
+    /// Whether the prompt names a held-out combination (never used for training data).
+    fn is_heldout(&self, prompt: &Self::Prompt) -> bool;
+    /// A randomly chosen degradation of a clean rendering.
+    fn degrade<R: Rng>(&self, clean: &Image, rng: &mut R) -> Image;
+    /// Probability that a loser is a degraded rendering rather than an unfaithful one.
+    fn p_loser_degraded(&self) -> f64;
+
+    /// A synthetic preference set of `n` items over training prompts: each winner is a clean rendering, each
+    /// loser is a degraded rendering (probability [`SyntheticWorld::p_loser_degraded`]) or a rendering with one
+    /// attribute wrong.
+    fn preference_set<R: Rng>(&self, n: usize, rng: &mut R) -> PreferenceSet {
+        let items = (0..n)
+            .map(|_| {
+                let prompt = self.train_prompt(rng);
+                let winner = self.render_clean(&prompt, rng);
+                let loser = self.loser(&prompt, rng);
+                PreferenceItem { prompt: Self::prompt_text(&prompt), winner, loser: Some(loser) }
+            })
+            .collect();
+        PreferenceSet { items }
+    }
+
+    /// A plausible but unfaithful rendering for the prompt (see [`SyntheticWorld::preference_set`]).
+    fn loser<R: Rng>(&self, prompt: &Self::Prompt, rng: &mut R) -> Image {
+        if !rng.gen_bool(self.p_loser_degraded()) {
+            for _ in 0..16 {
+                let wrong = Self::perturb_prompt(prompt, rng);
+                if wrong != *prompt && !self.is_heldout(&wrong) {
+                    return self.render_clean(&wrong, rng);
+                }
+            }
+        }
+        let clean = self.render_clean(prompt, rng);
+        self.degrade(&clean, rng)
+    }
+}
+
+/// A preference data set: synthetic from [`SyntheticWorld::preference_set`] or loaded from an imagefolder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PreferenceSet {
     /// The records, in file or generation order.

@@ -2,7 +2,7 @@
 //! renders, the noisy "web" pretraining distribution, and synthetic preference sets. Deterministic from seeds.
 
 use super::image::Image;
-use super::preference::{PreferenceItem, PreferenceSet};
+use super::preference::SyntheticWorld;
 use super::prompt::{Colour, ObjectSpec, Position, Prompt, Shape};
 use super::render::{paint, Degradation, Placed, BASE_RADIUS};
 use super::vocab::Vocab;
@@ -193,33 +193,37 @@ impl World {
         let caption = corrupt_caption(self, &truth, rng);
         WebExample { image, truth, caption }
     }
+}
 
-    /// A synthetic preference set of `n` items over training prompts: each winner is a clean render, each loser
-    /// is either a degraded render (probability `p_loser_degraded`) or a render with one attribute wrong.
-    pub fn preference_set(&self, n: usize, rng: &mut impl Rng) -> PreferenceSet {
-        let items = (0..n)
-            .map(|_| {
-                let prompt = self.sample_train_prompt(rng);
-                let winner = self.render(&prompt, rng);
-                let loser = self.loser(&prompt, rng);
-                PreferenceItem { prompt: prompt.text(), winner, loser: Some(loser) }
-            })
-            .collect();
-        PreferenceSet { items }
+impl SyntheticWorld for World {
+    type Prompt = Prompt;
+
+    fn train_prompt<R: Rng>(&self, rng: &mut R) -> Prompt {
+        self.sample_train_prompt(rng)
     }
 
-    /// A plausible but unfaithful image for the prompt (see [`World::preference_set`]).
-    pub fn loser(&self, prompt: &Prompt, rng: &mut impl Rng) -> Image {
-        if !rng.gen_bool(self.config.p_loser_degraded) {
-            for _ in 0..16 {
-                let wrong = perturb(prompt, rng);
-                if wrong != *prompt && !self.has_heldout_pair(&wrong) {
-                    return self.render(&wrong, rng);
-                }
-            }
-        }
-        let clean = self.render(prompt, rng);
-        Degradation::sample(rng).apply(&clean, rng)
+    fn render_clean<R: Rng>(&self, prompt: &Prompt, rng: &mut R) -> Image {
+        self.render(prompt, rng)
+    }
+
+    fn prompt_text(prompt: &Prompt) -> String {
+        prompt.text()
+    }
+
+    fn perturb_prompt<R: Rng>(prompt: &Prompt, rng: &mut R) -> Prompt {
+        perturb(prompt, rng)
+    }
+
+    fn is_heldout(&self, prompt: &Prompt) -> bool {
+        self.has_heldout_pair(prompt)
+    }
+
+    fn degrade<R: Rng>(&self, clean: &Image, rng: &mut R) -> Image {
+        Degradation::sample(rng).apply(clean, rng)
+    }
+
+    fn p_loser_degraded(&self) -> f64 {
+        self.config.p_loser_degraded
     }
 }
 

@@ -10,7 +10,7 @@ pub use self::clip::{join_frames, split_frames, ClipDegradation};
 pub use self::prompt::{Motion, VideoPrompt};
 
 use super::image::Image;
-use super::preference::{PreferenceItem, PreferenceSet};
+use super::preference::SyntheticWorld;
 use super::prompt::{Colour, Shape};
 use super::render::{centroid_dy_factor, paint, Placed, BASE_RADIUS};
 use super::vocab::Vocab;
@@ -233,34 +233,6 @@ impl VideoWorld {
         VideoWebExample { clip, truth, caption }
     }
 
-    /// A synthetic preference set of `n` items over training prompts: each winner is a clean clip, each loser is
-    /// a degraded clip (probability `p_loser_degraded`) or a clip with the colour, shape or motion wrong.
-    pub fn preference_set(&self, n: usize, rng: &mut impl Rng) -> PreferenceSet {
-        let items = (0..n)
-            .map(|_| {
-                let prompt = self.sample_train_prompt(rng);
-                let winner = self.render(&prompt, rng);
-                let loser = self.loser(&prompt, rng);
-                PreferenceItem { prompt: prompt.text(), winner, loser: Some(loser) }
-            })
-            .collect();
-        PreferenceSet { items }
-    }
-
-    /// A plausible but unfaithful clip for the prompt (see [`VideoWorld::preference_set`]).
-    pub fn loser(&self, prompt: &VideoPrompt, rng: &mut impl Rng) -> Image {
-        if !rng.gen_bool(self.config.p_loser_degraded) {
-            for _ in 0..16 {
-                let wrong = perturb(prompt, rng);
-                if wrong != *prompt && !self.has_heldout_combo(&wrong) {
-                    return self.render(&wrong, rng);
-                }
-            }
-        }
-        let clean = self.render(prompt, rng);
-        ClipDegradation::sample(self.config.frames, rng).apply(&clean, rng)
-    }
-
     /// Applies the web noise to a true prompt; a corruption that would name a held-out combination is undone.
     fn corrupt_caption(&self, truth: &VideoPrompt, rng: &mut impl Rng) -> VideoPrompt {
         let noise = &self.config.web;
@@ -281,6 +253,38 @@ impl VideoWorld {
             cap.motion = None;
         }
         cap
+    }
+}
+
+impl SyntheticWorld for VideoWorld {
+    type Prompt = VideoPrompt;
+
+    fn train_prompt<R: Rng>(&self, rng: &mut R) -> VideoPrompt {
+        self.sample_train_prompt(rng)
+    }
+
+    fn render_clean<R: Rng>(&self, prompt: &VideoPrompt, rng: &mut R) -> Image {
+        self.render(prompt, rng)
+    }
+
+    fn prompt_text(prompt: &VideoPrompt) -> String {
+        prompt.text()
+    }
+
+    fn perturb_prompt<R: Rng>(prompt: &VideoPrompt, rng: &mut R) -> VideoPrompt {
+        perturb(prompt, rng)
+    }
+
+    fn is_heldout(&self, prompt: &VideoPrompt) -> bool {
+        self.has_heldout_combo(prompt)
+    }
+
+    fn degrade<R: Rng>(&self, clean: &Image, rng: &mut R) -> Image {
+        ClipDegradation::sample(self.config.frames, rng).apply(clean, rng)
+    }
+
+    fn p_loser_degraded(&self) -> f64 {
+        self.config.p_loser_degraded
     }
 }
 
