@@ -16,7 +16,7 @@ use super::{load_source, parse_set, print_diags};
 use crate::compare::{markdown_table, summarize, Baseline, RunRecord};
 use anyhow::{bail, Context};
 use output::{draw_plots, markdown};
-use read::{read_baseline, read_run};
+use read::{curve_prompt_count, read_baseline, read_run};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -173,7 +173,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let table = markdown_table(&baseline, &rows);
     print!("\n{table}");
 
-    let plots = draw_plots(&out, &names, &records, args.curve_prompts)?;
+    let judged = jobs.iter().filter(|j| j.objective.is_some()).find_map(|j| curve_prompt_count(&j.dir));
+    let plots = draw_plots(&out, &names, &records, judged.unwrap_or(args.curve_prompts))?;
     let settings = json!({
         "files": entries.iter().map(|e| &e.file).collect::<Vec<_>>(), "seeds": args.seeds, "steps": args.steps,
         "sets": args.sets, "eval_prompts": baseline.per_prompt.len() / args.eval_samples,
@@ -190,7 +191,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                                                     "seconds": r.seconds })).collect::<Vec<_>>(),
         }),
     )?;
-    let md = markdown(&command_line(), &settings, &table, wall, &plots, &failed);
+    let wall_text = if args.report_only {
+        let job_s: f64 = records.iter().map(|r| r.seconds).sum();
+        format!("report only; the {} finished runs took {job_s:.0} s of job time", records.len())
+    } else {
+        format!("{wall:.0} s")
+    };
+    let md = markdown(&command_line(), &settings, &table, &wall_text, &plots, &failed);
     std::fs::write(out.join("compare.md"), md)
         .with_context(|| format!("cannot write `{}`", out.join("compare.md").display()))?;
     println!("wrote {}/compare.md, compare.json and {} plot(s) in {wall:.0} s", out.display(), plots.len());

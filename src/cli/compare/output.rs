@@ -56,16 +56,21 @@ pub(super) fn markdown(
     command: &str,
     settings: &Value,
     table: &str,
-    wall: f64,
+    wall: &str,
     plots: &[String],
     failed: &[String],
 ) -> String {
+    let samples = match settings["eval_samples"].as_u64().unwrap_or(1) {
+        1 => "one DDIM sample each".to_string(),
+        k => format!("{k} DDIM samples each, with their own noise"),
+    };
+    let per = if samples.starts_with("one") { "per prompt" } else { "per sample" };
     let mut md = format!(
-        "# seppoc compare\n\nCommand: `{command}`\n\nSettings: `{settings}`\n\nWall time: {wall:.0} s.\n\n{table}\n\
+        "# seppoc compare\n\nCommand: `{command}`\n\nSettings: `{settings}`\n\nWall time: {wall}.\n\n{table}\n\
          Each cell is the mean ± sample standard deviation over seeds of the trained model's judge numbers on the \
-         same held-out prompts (one DDIM sample each, 20 steps, guidance 5, seed 0). Win rate: per prompt, 1 if the \
-         trained model scores higher than the base model, ½ if equal. Flip rate: the fraction of samples whose anchor \
-         gate chose s = −1, averaged over the last quarter of the updates.\n"
+         same held-out prompts ({samples}, 20 steps, guidance 5, seed 0). Win rate: {per}, 1 if the trained model \
+         scores higher than the base model, ½ if equal. Flip rate: the fraction of samples whose anchor gate chose \
+         s = −1, averaged over the last quarter of the updates.\n"
     );
     for p in plots {
         md.push_str(&format!("\n![{p}]({p})\n"));

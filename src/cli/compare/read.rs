@@ -74,3 +74,11 @@ pub fn read_run(dir: &Path, objective: &str, seed: u64, seconds: f64) -> anyhow:
     }
     Ok(RunRecord { objective: objective.to_string(), seed, metrics, per_prompt, curve, flip_rate, seconds })
 }
+
+/// How many prompts `seppoc run` judged per curve point (`n_prompts` of the first line of `dir/curve.jsonl`):
+/// fewer than `--curve-prompts` when the world has fewer held-out prompts.
+pub fn curve_prompt_count(dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(dir.join("curve.jsonl")).ok()?;
+    let first: Value = serde_json::from_str(text.lines().next()?).ok()?;
+    first["n_prompts"].as_u64().map(|n| n as usize)
+}
