@@ -24,7 +24,7 @@ use std::time::Instant;
 /// Model size preset.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Size {
-    /// Patch 2, width 96, 4 blocks: the shipped base model.
+    /// Patch 4, width 96, 4 blocks (`DitConfig::small`): the shipped base models.
     Small,
     /// Patch 4, width 32, 2 blocks: for tests.
     Tiny,
