@@ -9,11 +9,12 @@
 pub mod conformance;
 
 use crate::ir::{evaluate, BinOp, Evaluation, InputId, LeafValues, Node, NodeId, Objective, UnOp};
+use crate::model::upload;
 use dfdx::prelude::*;
 
 /// A dfdx device the loss graph can run on (CPU, CUDA).
-pub trait LossDevice: Device<f32> + TensorFromVec<bool> {}
-impl<D: Device<f32> + TensorFromVec<bool>> LossDevice for D {}
+pub trait LossDevice: Device<f32> + ZerosTensor<bool> + CopySlice<bool> {}
+impl<D: Device<f32> + ZerosTensor<bool> + CopySlice<bool>> LossDevice for D {}
 
 /// Per-sample vector on the tape.
 type Vector<D> = Tensor<(usize,), f32, D, OwnedTape<f32, D>>;
@@ -121,14 +122,14 @@ fn operand<D: LossDevice>(
         None => {
             let v = &host.values[id.0 as usize];
             let data: Vec<f32> = (0..batch).map(|i| (if v.len() == 1 { v[0] } else { v[i] }) as f32).collect();
-            dev.tensor_from_vec(data, (batch,)).retaped::<OwnedTape<f32, D>>()
+            upload(dev, &data, (batch,)).retaped::<OwnedTape<f32, D>>()
         }
     }
 }
 
 fn host_mask<D: LossDevice>(dev: &D, v: &[f64], batch: usize, f: impl Fn(f64) -> bool) -> Tensor<(usize,), bool, D> {
     let data: Vec<bool> = (0..batch).map(|i| f(if v.len() == 1 { v[0] } else { v[i] })).collect();
-    dev.tensor_from_vec(data, (batch,))
+    upload(dev, &data, (batch,))
 }
 
 fn pick<D: LossDevice>(
@@ -140,7 +141,7 @@ fn pick<D: LossDevice>(
 ) -> Tensor<(usize,), bool, D> {
     let at = |v: &[f64], i: usize| if v.len() == 1 { v[0] } else { v[i] };
     let data: Vec<bool> = (0..batch).map(|i| f(at(a, i), at(b, i))).collect();
-    dev.tensor_from_vec(data, (batch,))
+    upload(dev, &data, (batch,))
 }
 
 fn unary<D: LossDevice>(op: UnOp, x: Vector<D>) -> Vector<D> {

@@ -3,7 +3,8 @@
 //! generic job on it, with a clear error when CUDA is not compiled in or not usable.
 
 use crate::kernels::KernelDevice;
-use dfdx::tensor::{Cache, TensorToArray};
+use dfdx::shapes::{Shape, Unit};
+use dfdx::tensor::{Cache, CopySlice, Tensor, TensorToArray, ZerosTensor};
 use dfdx::tensor_ops::Device;
 use std::fmt;
 
@@ -18,6 +19,20 @@ pub type CpuDevice = dfdx::tensor::Cpu;
 /// The CUDA device (feature `cuda`).
 #[cfg(feature = "cuda")]
 pub type CudaDevice = dfdx::tensor::Cuda;
+
+/// `data` as a tensor of `shape` whose buffer comes from the device's allocation cache; `data.len()` must be
+/// the shape's element count.
+///
+/// Use this, not dfdx's `tensor_from_vec`, for anything made every step. `tensor_from_vec` wraps the `Vec`
+/// itself, and with the cache enabled the CPU device moves that buffer into its cache when the tensor drops.
+/// Buffers the cache handed out return to it and are reused, but every fresh `Vec` adds one more that nothing
+/// takes back: a pretraining run grew by about 0.5 MB per step (3.6 GB resident after 7,000 steps). Copying
+/// into a cache-allocated tensor keeps the cache no larger than the peak working set.
+pub fn upload<S: Shape, E: Unit, D: ZerosTensor<E> + CopySlice<E>>(dev: &D, data: &[E], shape: S) -> Tensor<S, E, D> {
+    let mut t = dev.zeros_like(&shape);
+    t.copy_from(data);
+    t
+}
 
 /// Creates a CPU device with dfdx's allocation cache enabled (the cache cuts elementwise-op time ~2×).
 pub fn cpu() -> CpuDevice {

@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::backend::ModelDevice;
+use super::backend::{upload, ModelDevice};
 use super::config::DitConfig;
 use super::layers::{activate, attention, gate, linear, modulate, silu, Lin, T1, T2};
 use super::ModelError;
@@ -206,7 +206,7 @@ impl<D: ModelDevice> Dit<D> {
             )));
         }
         let (s, b) = (self.cfg.image_size, data.len() / per);
-        Ok(self.dev.tensor_from_vec(data, (b, self.cfg.sample_channels(), s, s)))
+        Ok(upload(&self.dev, &data, (b, self.cfg.sample_channels(), s, s)))
     }
 
     /// Predicts ε for a batch; taped (`OwnedTape`) for training, untaped (`NoneTape`) for reference and sampling.
@@ -252,11 +252,11 @@ impl<D: ModelDevice> Dit<D> {
 
         // The conditioning branch borrows the tape first, so its parameters are recorded too.
         let (xp, tape) = xp.split_tape();
-        let temb = dev.tensor_from_vec(temb, (b, wd)).put_tape(tape);
+        let temb = upload(dev, &temb, (b, wd)).put_tape(tape);
         let cond = linear(pr, lay.t2, silu(linear(pr, lay.t1, temb)));
         let rows = cfg.vocab_size * (cfg.max_tokens + 1);
         let table = pr[lay.text].retaped::<T>().reshape_like(&(rows, wd));
-        let text = dev.tensor_from_vec(pool, (b, rows)).retaped::<T>().matmul(table);
+        let text = upload(dev, &pool, (b, rows)).retaped::<T>().matmul(table);
         let (cond, tape) = silu(cond + text).split_tape();
 
         let x = linear(pr, lay.patch, xp.put_tape(tape)).reshape_like(&(b, nt, wd));

@@ -14,7 +14,7 @@ pub mod train;
 
 use std::fmt;
 
-pub use backend::{cpu, ensure_built, with_device, CpuDevice, DeviceError, DeviceKind, ModelDevice, OnDevice};
+pub use backend::{cpu, ensure_built, upload, with_device, CpuDevice, DeviceError, DeviceKind, ModelDevice, OnDevice};
 pub use checkpoint::{
     load_checkpoint, load_checkpoint_expecting, read_checkpoint_meta, save_checkpoint, CheckpointError, CheckpointMeta,
 };
