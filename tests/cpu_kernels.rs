@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use seppoc::kernels::fused::{composite, AdamStep, FusedOps, OpPath};
-use seppoc::model::{cpu, per_sample_error, AdamW, AdamWConfig, CpuDevice, Dit, DitConfig, ParamGrads};
+use seppoc::model::{cpu, per_sample_error, Activation, AdamW, AdamWConfig, CpuDevice, Dit, DitConfig, ParamGrads};
 
 type Dev = CpuDevice;
 type Taped = OwnedTape<f32, Dev>;
@@ -127,31 +127,34 @@ fn attention_is_a_softmax_average_of_values() {
     }
 }
 
+/// A bias op `(x, bias) -> out`.
+type BiasOp = fn(T2<Taped>, Tensor<(usize,), f32, Dev, Taped>) -> T2<Taped>;
+
 #[test]
-fn add_bias_matches_composite() {
+fn add_bias_and_relu_match_composite() {
     let dev = cpu();
-    for (seed, &(b, n, w, _)) in SHAPES.iter().enumerate() {
-        let mut rng = ChaCha8Rng::seed_from_u64(30 + seed as u64);
-        // The bias enters as `(1, w)` and is reshaped to `(w,)`, which keeps its id (and so its gradient slot).
-        let inputs = vec![random(&dev, (b * n, w), &mut rng), random(&dev, (1, w), &mut rng)];
-        let split = |v: Vec<T2<Taped>>| {
-            let mut it = v.into_iter();
-            let x = it.next().unwrap();
-            let bias = it.next().unwrap();
-            (x, bias.reshape_like(&(w,)))
-        };
-        check(
-            &format!("add_bias rows={} w={w}", b * n),
-            &inputs,
-            |v| {
-                let (x, bias) = split(v);
-                <Dev as FusedOps>::add_bias(x, bias)
-            },
-            |v| {
-                let (x, bias) = split(v);
-                composite::add_bias(x, bias)
-            },
-        );
+    let ops: [(&str, BiasOp, BiasOp); 2] = [
+        ("add_bias", |x, bias| <Dev as FusedOps>::add_bias(x, bias), |x, bias| composite::add_bias(x, bias)),
+        (
+            "add_bias_relu",
+            |x, bias| <Dev as FusedOps>::add_bias_relu(x, bias),
+            |x, bias| composite::add_bias_relu(x, bias),
+        ),
+    ];
+    for (name, fused, reference) in ops {
+        for (seed, &(b, n, w, _)) in SHAPES.iter().enumerate() {
+            let mut rng = ChaCha8Rng::seed_from_u64(30 + seed as u64);
+            // The bias enters as `(1, w)` and is reshaped to `(w,)`, which keeps its id (and so its gradient slot).
+            let inputs = vec![random(&dev, (b * n, w), &mut rng), random(&dev, (1, w), &mut rng)];
+            let apply = |op: BiasOp| {
+                move |v: Vec<T2<Taped>>| {
+                    let mut it = v.into_iter();
+                    let x = it.next().unwrap();
+                    op(x, it.next().unwrap().reshape_like(&(w,)))
+                }
+            };
+            check(&format!("{name} rows={} w={w}", b * n), &inputs, apply(fused), apply(reference));
+        }
     }
 }
 
@@ -227,8 +230,10 @@ fn train(cfg: &DitConfig, path: OpPath, steps: usize) -> (Vec<f32>, Vec<Vec<f32>
 
 #[test]
 fn dit_training_steps_match_composite() {
+    // `tiny` uses the sigmoid-GELU (composite in both paths); ReLU takes the fused bias + ReLU op.
     let image = DitConfig { heads: 4, ..DitConfig::tiny(8, 12, 4) };
-    for cfg in [image.clone(), image.with_frames(2)] {
+    let relu = DitConfig { activation: Activation::Relu, ..image.clone() };
+    for cfg in [relu, image.with_frames(2)] {
         let (loss_f, grads_f) = train(&cfg, OpPath::Device, 3);
         let (loss_c, grads_c) = train(&cfg, OpPath::Composite, 3);
         assert_close("losses", &loss_f, &loss_c, 1e-5);

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::backend::ModelDevice;
 use super::config::DitConfig;
-use super::layers::{activate, attention, gate_residual, linear, norm_modulate, silu, Lin, T1, T2};
+use super::layers::{attention, gate_residual, linear, linear_act, norm_modulate, silu, Lin, T1, T2};
 use super::ModelError;
 use crate::kernels::fused::OpPath;
 
@@ -290,7 +290,7 @@ impl<D: ModelDevice> Dit<D> {
             let a = attention(path, pr, blk.qkvo, hn, b, cfg.heads);
             let x1 = gate_residual(path, a, cmod(blk.mods[2]), x, b);
             let hn = norm_modulate(path, x1.with_empty_tape(), cmod(blk.mods[3]), cmod(blk.mods[4]), b);
-            let m = linear(path, pr, blk.fc2, activate(cfg.activation, linear(path, pr, blk.fc1, hn)));
+            let m = linear(path, pr, blk.fc2, linear_act(path, pr, blk.fc1, hn, cfg.activation));
             x = gate_residual(path, m, cmod(blk.mods[5]), x1, b);
         }
         let hn = norm_modulate(path, x, cmod(lay.final_mods[0]), cmod(lay.final_mods[1]), b);

@@ -34,8 +34,27 @@ pub(crate) fn linear<D: ModelDevice, T: Tape<f32, D>>(path: OpPath, p: &[T1<D>],
     }
 }
 
+/// Computes `act(x · W + b)`; ReLU fuses with the bias add.
+pub(crate) fn linear_act<D: ModelDevice, T: Tape<f32, D>>(
+    path: OpPath,
+    p: &[T1<D>],
+    l: Lin,
+    x: T2<D, T>,
+    act: Activation,
+) -> T2<D, T> {
+    if act != Activation::Relu {
+        return activate(act, linear(path, p, l, x));
+    }
+    let w = p[l.w].retaped::<T>().reshape_like(&(l.i, l.o));
+    let bias = p[l.b].retaped::<T>();
+    match path {
+        OpPath::Device => D::add_bias_relu(x.matmul(w), bias),
+        OpPath::Composite => composite::add_bias_relu(x.matmul(w), bias),
+    }
+}
+
 /// Applies the configured activation.
-pub(crate) fn activate<D: ModelDevice, T: Tape<f32, D>>(act: Activation, x: T2<D, T>) -> T2<D, T> {
+fn activate<D: ModelDevice, T: Tape<f32, D>>(act: Activation, x: T2<D, T>) -> T2<D, T> {
     match act {
         Activation::Relu => x.relu(),
         Activation::SigmoidGelu => {

@@ -63,6 +63,11 @@ pub fn add_bias<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T>) ->
     x + bias.broadcast_like::<(usize, usize), Axis<0>>(&shape)
 }
 
+/// See [`super::FusedOps::add_bias_relu`].
+pub fn add_bias_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
+    add_bias(x, bias).relu()
+}
+
 /// AdamW (Loshchilov & Hutter, arXiv:1711.05101): `m ← β1·m + (1 − β1)·g`, `v ← β2·v + (1 − β2)·g²`,
 /// `p ← p·decay − (m · lr/bc1) / (sqrt(v / bc2) + eps)`, with `(bc1, bc2)` the bias corrections.
 pub fn adamw_update<D: Device<f32>>(param: &mut T1<D>, m: &mut T1<D>, v: &mut T1<D>, grad: &T1<D>, s: &AdamStep) {

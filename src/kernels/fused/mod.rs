@@ -88,6 +88,13 @@ pub trait FusedOps: Device<f32> {
         composite::add_bias(x, bias)
     }
 
+    /// Computes `max(x + bias, 0)` (a linear layer's bias and ReLU in one pass).
+    ///
+    /// Derivatives: with `d = dy ⊙ [x + bias > 0]`, `dx = d`, `dbias = Σ_rows d`.
+    fn add_bias_relu<T: Tape<f32, Self>>(x: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
+        composite::add_bias_relu(x, bias)
+    }
+
     /// One AdamW update of a flat parameter and its moments (see [`composite::adamw_update`]); not taped.
     fn adamw_update(param: &mut T1<Self>, m: &mut T1<Self>, v: &mut T1<Self>, grad: &T1<Self>, step: &AdamStep) {
         composite::adamw_update(param, m, v, grad, step)

@@ -72,6 +72,38 @@ fn put_grad<S: Shape>(
     Ok(())
 }
 
+/// `act(x + bias)` with its backward: `d = dy ⊙ act'`, `dx += d`, `dbias += Σ_rows d`.
+fn bias_act<T: Tape<f32, CpuDevice>>(
+    x: T2<CpuDevice, T>,
+    bias: T1<CpuDevice, T>,
+    act: rowwise::Act,
+) -> T2<CpuDevice, T> {
+    let (x, tx) = contiguous(x).split_tape();
+    let (bias, tb) = bias.split_tape();
+    let mut tape = tx.merge(tb);
+    let (rows, w) = *x.shape();
+    let dev = x.device().clone();
+    let mut out = cached_buf(&dev, rows * w);
+    x.copy_into(&mut out);
+    rowwise::add_rows(&mut out, &bias.as_vec(), act);
+    // ReLU's derivative needs the output's sign; the identity's does not.
+    let kept = (T::OWNS_TAPE && act == rowwise::Act::Relu).then(|| out.clone());
+    let out = tensor(&dev, out, (rows, w));
+    if T::OWNS_TAPE {
+        let out_id = out.clone();
+        tape.add_backward_op(move |grads| {
+            let mut dy = take_grad(grads, &out_id)?;
+            if let Some(y) = &kept {
+                rowwise::relu_backward(&mut dy, y);
+            }
+            rowwise::add_column_sums(grads.get_or_alloc_mut(&bias)?, &dy);
+            rowwise::add_assign(grads.get_or_alloc_mut(&x)?, &dy);
+            put_grad(grads, &out_id, dy)
+        });
+    }
+    out.put_tape(tape)
+}
+
 impl FusedOps for CpuDevice {
     fn attention<T: Tape<f32, Self>>(
         q: T2<Self, T>,
@@ -168,26 +200,11 @@ impl FusedOps for CpuDevice {
     }
 
     fn add_bias<T: Tape<f32, Self>>(x: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
-        let (x, tx) = contiguous(x).split_tape();
-        let (bias, tb) = bias.split_tape();
-        let mut tape = tx.merge(tb);
-        let (rows, w) = *x.shape();
-        let dev = x.device().clone();
-        let bh = bias.as_vec();
-        let mut out = cached_buf(&dev, rows * w);
-        x.copy_into(&mut out);
-        rowwise::add_rows(&mut out, &bh);
-        let out = tensor(&dev, out, (rows, w));
-        if T::OWNS_TAPE {
-            let out_id = out.clone();
-            tape.add_backward_op(move |grads| {
-                let dy = take_grad(grads, &out_id)?;
-                rowwise::add_column_sums(grads.get_or_alloc_mut(&bias)?, &dy);
-                rowwise::add_assign(grads.get_or_alloc_mut(&x)?, &dy);
-                put_grad(grads, &out_id, dy)
-            });
-        }
-        out.put_tape(tape)
+        bias_act(x, bias, rowwise::Act::Identity)
+    }
+
+    fn add_bias_relu<T: Tape<f32, Self>>(x: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
+        bias_act(x, bias, rowwise::Act::Relu)
     }
 
     fn adamw_update(param: &mut T1<Self>, m: &mut T1<Self>, v: &mut T1<Self>, grad: &T1<Self>, step: &AdamStep) {

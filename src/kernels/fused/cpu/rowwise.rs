@@ -12,10 +12,33 @@ pub(super) fn add_assign(dst: &mut [f32], src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
 }
 
-/// Adds `bias` (`w` values) to every row of `x`.
-pub(super) fn add_rows(x: &mut [f32], bias: &[f32]) {
+/// The activation applied after a bias add.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Act {
+    /// None.
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+}
+
+/// Adds `bias` (`w` values) to every row of `x`, then applies `act`.
+pub(super) fn add_rows(x: &mut [f32], bias: &[f32], act: Act) {
     x.par_chunks_mut(ROWS_PER_TASK * bias.len()).for_each(|chunk| {
-        chunk.chunks_exact_mut(bias.len()).for_each(|row| add_assign(row, bias));
+        for row in chunk.chunks_exact_mut(bias.len()) {
+            add_assign(row, bias);
+            if act == Act::Relu {
+                row.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
+    });
+}
+
+/// Multiplies `dy` by ReLU's derivative, read off the output `y` (1 where `y > 0`, else 0).
+pub(super) fn relu_backward(dy: &mut [f32], y: &[f32]) {
+    dy.iter_mut().zip(y).for_each(|(g, &y)| {
+        if y <= 0.0 {
+            *g = 0.0;
+        }
     });
 }
 
