@@ -26,10 +26,10 @@ fn tile<const R: usize, const J: usize, const FMA: bool>(
     let mut acc = [[0.0f32; J]; R];
     for p in 0..k {
         let brow: &[f32; J] = b.data[p * b.ld + j0..p * b.ld + j0 + J].try_into().expect("tile width");
-        for r in 0..R {
-            let x = rows[r][p];
-            for l in 0..J {
-                acc[r][l] = if FMA { x.mul_add(brow[l], acc[r][l]) } else { acc[r][l] + x * brow[l] };
+        for (acc, row) in acc.iter_mut().zip(&rows) {
+            let x = row[p];
+            for (a, &y) in acc.iter_mut().zip(brow) {
+                *a = if FMA { x.mul_add(y, *a) } else { *a + x * y };
             }
         }
     }
