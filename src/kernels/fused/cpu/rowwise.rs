@@ -35,11 +35,8 @@ pub(super) fn add_rows(x: &mut [f32], bias: &[f32], act: Act) {
 
 /// Multiplies `dy` by ReLU's derivative, read off the output `y` (1 where `y > 0`, else 0).
 pub(super) fn relu_backward(dy: &mut [f32], y: &[f32]) {
-    dy.iter_mut().zip(y).for_each(|(g, &y)| {
-        if y <= 0.0 {
-            *g = 0.0;
-        }
-    });
+    // A select rather than a conditional store, so the loop vectorises.
+    dy.iter_mut().zip(y).for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 });
 }
 
 /// `sums += Σ_rows x` of a `(rows, w)` slice, `w = sums.len()`.
