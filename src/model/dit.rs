@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::backend::ModelDevice;
 use super::config::DitConfig;
-use super::layers::{attention, gate_residual, linear, linear_act, norm_modulate, silu, Lin, T1, T2};
+use super::layers::{attention, linear, linear_act, silu, Lin, T1, T2};
 use super::ModelError;
 use crate::kernels::fused::OpPath;
 
@@ -253,7 +253,7 @@ impl<D: ModelDevice> Dit<D> {
         let temb = timestep_embedding(t, cfg.width);
         let (p, n, wd, lay, dev) = (cfg.patch_size, cfg.n_patches(), cfg.width, &self.layout, &self.dev);
         let (f, c, nt) = (cfg.frames, cfg.channels, cfg.n_tokens());
-        let (pr, path) = (&self.params, self.path);
+        let (pr, ops) = (&self.params, &self.path.ops::<D, T>());
 
         // Patchify every frame: (B,F·C,H,W) = (B·F,C,H,W) -> (B·F,C,H/P,P,W/P,P) -> (B·F,H/P,W/P,P,P,C)
         // -> (B·F·N, P·P·C); the tokens of a sample are frame-major.
@@ -265,13 +265,13 @@ impl<D: ModelDevice> Dit<D> {
         // The conditioning branch borrows the tape first, so its parameters are recorded too.
         let (xp, tape) = xp.split_tape();
         let temb = dev.tensor_from_vec(temb, (b, wd)).put_tape(tape);
-        let cond = linear(path, pr, lay.t2, silu(linear(path, pr, lay.t1, temb)));
+        let cond = linear(ops, pr, lay.t2, silu(linear(ops, pr, lay.t1, temb)));
         let rows = cfg.vocab_size * (cfg.max_tokens + 1);
         let table = pr[lay.text].retaped::<T>().reshape_like(&(rows, wd));
         let text = dev.tensor_from_vec(pool, (b, rows)).retaped::<T>().matmul(table);
         let (cond, tape) = silu(cond + text).split_tape();
 
-        let x = linear(path, pr, lay.patch, xp.put_tape(tape)).reshape_like(&(b, nt, wd));
+        let x = linear(ops, pr, lay.patch, xp.put_tape(tape)).reshape_like(&(b, nt, wd));
         let pos = pr[lay.pos].retaped::<T>().reshape_like(&(n, wd));
         let pos = match lay.frame {
             None => pos,
@@ -284,17 +284,17 @@ impl<D: ModelDevice> Dit<D> {
         };
         let pos = pos.broadcast_like::<(usize, usize, usize), Axis<0>>(&(b, nt, wd));
         let mut x = (x + pos).reshape_like(&(b * nt, wd));
-        let cmod = |l: Lin| linear(path, pr, l, cond.retaped::<T>());
+        let cmod = |l: Lin| linear(ops, pr, l, cond.retaped::<T>());
         for blk in &lay.blocks {
-            let hn = norm_modulate(path, x.with_empty_tape(), cmod(blk.mods[0]), cmod(blk.mods[1]), b);
-            let a = attention(path, pr, blk.qkvo, hn, b, cfg.heads);
-            let x1 = gate_residual(path, a, cmod(blk.mods[2]), x, b);
-            let hn = norm_modulate(path, x1.with_empty_tape(), cmod(blk.mods[3]), cmod(blk.mods[4]), b);
-            let m = linear(path, pr, blk.fc2, linear_act(path, pr, blk.fc1, hn, cfg.activation));
-            x = gate_residual(path, m, cmod(blk.mods[5]), x1, b);
+            let hn = (ops.norm_modulate)(x.with_empty_tape(), cmod(blk.mods[0]), cmod(blk.mods[1]), b);
+            let a = attention(ops, pr, blk.qkvo, hn, b, cfg.heads);
+            let x1 = (ops.gate_residual)(a, cmod(blk.mods[2]), x, b);
+            let hn = (ops.norm_modulate)(x1.with_empty_tape(), cmod(blk.mods[3]), cmod(blk.mods[4]), b);
+            let m = linear(ops, pr, blk.fc2, linear_act(ops, pr, blk.fc1, hn, cfg.activation));
+            x = (ops.gate_residual)(m, cmod(blk.mods[5]), x1, b);
         }
-        let hn = norm_modulate(path, x, cmod(lay.final_mods[0]), cmod(lay.final_mods[1]), b);
-        let out: T2<D, T> = linear(path, pr, lay.out, hn);
+        let hn = (ops.norm_modulate)(x, cmod(lay.final_mods[0]), cmod(lay.final_mods[1]), b);
+        let out: T2<D, T> = linear(ops, pr, lay.out, hn);
         // Unpatchify: (B·F·N, P·P·C) -> (B·F,H/P,W/P,P,P,C) -> (B·F,C,H/P,P,W/P,P) -> (B,F·C,H,W).
         Ok(out
             .reshape_like(&(b * f, s / p, s / p, p, p, c))

@@ -1,5 +1,5 @@
-//! Building blocks of the DiT forward pass on runtime-shaped tensors: 2-D linear, LayerNorm + modulation,
-//! gated residual, attention. Each dispatches on [`OpPath`] to the device's fused op or the composite one.
+//! Building blocks of the DiT forward pass on runtime-shaped tensors: 2-D linear, activations, attention. The
+//! fused ops come from an [`Ops`] table (the device's or the composite ones).
 //!
 //! Parameters are stored flat (`(usize,)`) and reshaped at use; a contiguous reshape keeps the tensor id, so
 //! gradients land on the stored parameter. Every parameter is `retaped` before use so its ops are recorded.
@@ -8,7 +8,7 @@ use dfdx::prelude::*;
 
 use super::backend::ModelDevice;
 use super::config::Activation;
-use crate::kernels::fused::{composite, OpPath};
+use crate::kernels::fused::Ops;
 
 /// A flat parameter tensor.
 pub(crate) type T1<D> = Tensor<(usize,), f32, D>;
@@ -25,32 +25,24 @@ pub(crate) struct Lin {
 }
 
 /// Computes `x · W + b` as one 2-D GEMM on `(rows, i)`.
-pub(crate) fn linear<D: ModelDevice, T: Tape<f32, D>>(path: OpPath, p: &[T1<D>], l: Lin, x: T2<D, T>) -> T2<D, T> {
+pub(crate) fn linear<D: ModelDevice, T: Tape<f32, D>>(ops: &Ops<D, T>, p: &[T1<D>], l: Lin, x: T2<D, T>) -> T2<D, T> {
     let w = p[l.w].retaped::<T>().reshape_like(&(l.i, l.o));
-    let bias = p[l.b].retaped::<T>();
-    match path {
-        OpPath::Device => D::add_bias(x.matmul(w), bias),
-        OpPath::Composite => composite::add_bias(x.matmul(w), bias),
-    }
+    (ops.add_bias)(x.matmul(w), p[l.b].retaped::<T>())
 }
 
 /// Computes `act(x · W + b)`; ReLU fuses with the bias add.
 pub(crate) fn linear_act<D: ModelDevice, T: Tape<f32, D>>(
-    path: OpPath,
+    ops: &Ops<D, T>,
     p: &[T1<D>],
     l: Lin,
     x: T2<D, T>,
     act: Activation,
 ) -> T2<D, T> {
     if act != Activation::Relu {
-        return activate(act, linear(path, p, l, x));
+        return activate(act, linear(ops, p, l, x));
     }
     let w = p[l.w].retaped::<T>().reshape_like(&(l.i, l.o));
-    let bias = p[l.b].retaped::<T>();
-    match path {
-        OpPath::Device => D::add_bias_relu(x.matmul(w), bias),
-        OpPath::Composite => composite::add_bias_relu(x.matmul(w), bias),
-    }
+    (ops.add_bias_relu)(x.matmul(w), p[l.b].retaped::<T>())
 }
 
 /// Applies the configured activation.
@@ -71,49 +63,17 @@ pub(crate) fn silu<D: ModelDevice, T: Tape<f32, D>>(x: T2<D, T>) -> T2<D, T> {
     x * gate
 }
 
-/// Computes `LN(h) · (1 + scale) + shift` with `scale`, `shift` of shape `(b, w)` and `h` of shape `(b·n, w)`.
-pub(crate) fn norm_modulate<D: ModelDevice, T: Tape<f32, D>>(
-    path: OpPath,
-    h: T2<D, T>,
-    shift: T2<D, T>,
-    scale: T2<D, T>,
-    b: usize,
-) -> T2<D, T> {
-    match path {
-        OpPath::Device => D::norm_modulate(h, shift, scale, b),
-        OpPath::Composite => composite::norm_modulate(h, shift, scale, b),
-    }
-}
-
-/// Computes `res + h · gate` with `gate` of shape `(b, w)` broadcast over tokens.
-pub(crate) fn gate_residual<D: ModelDevice, T: Tape<f32, D>>(
-    path: OpPath,
-    h: T2<D, T>,
-    gate: T2<D, T>,
-    res: T2<D, T>,
-    b: usize,
-) -> T2<D, T> {
-    match path {
-        OpPath::Device => D::gate_residual(h, gate, res, b),
-        OpPath::Composite => composite::gate_residual(h, gate, res, b),
-    }
-}
-
 /// Multi-head self-attention by hand: `softmax(Q Kᵀ / √d_h) V`, then the output projection.
 pub(crate) fn attention<D: ModelDevice, T: Tape<f32, D>>(
-    path: OpPath,
+    ops: &Ops<D, T>,
     p: &[T1<D>],
     qkvo: [Lin; 4],
     h: T2<D, T>,
     b: usize,
     heads: usize,
 ) -> T2<D, T> {
-    let q = linear(path, p, qkvo[0], h.with_empty_tape());
-    let k = linear(path, p, qkvo[1], h.with_empty_tape());
-    let v = linear(path, p, qkvo[2], h);
-    let out = match path {
-        OpPath::Device => D::attention(q, k, v, b, heads),
-        OpPath::Composite => composite::attention(q, k, v, b, heads),
-    };
-    linear(path, p, qkvo[3], out)
+    let q = linear(ops, p, qkvo[0], h.with_empty_tape());
+    let k = linear(ops, p, qkvo[1], h.with_empty_tape());
+    let v = linear(ops, p, qkvo[2], h);
+    linear(ops, p, qkvo[3], (ops.attention)(q, k, v, b, heads))
 }

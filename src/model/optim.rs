@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::backend::ModelDevice;
 use super::dit::Dit;
 use super::layers::T1;
-use crate::kernels::fused::{composite, AdamStep, OpPath};
+use crate::kernels::fused::{AdamStep, OpPath};
 
 /// Gradients of every model parameter, in [`Dit::specs`] order.
 #[derive(Clone, Debug)]
@@ -161,11 +161,7 @@ impl<D: ModelDevice> AdamW<D> {
         for (i, g) in grads.grads.iter().enumerate().take(params.len()) {
             let decay = if self.decay[i] { 1.0 - lr * c.weight_decay } else { 1.0 };
             let step = AdamStep { beta1: c.beta1, beta2: c.beta2, eps: c.eps, lr, bias_correction: (bc1, bc2), decay };
-            let (p, m, v) = (&mut params[i], &mut self.m[i], &mut self.v[i]);
-            match self.path {
-                OpPath::Device => D::adamw_update(p, m, v, g, &step),
-                OpPath::Composite => composite::adamw_update(p, m, v, g, &step),
-            }
+            self.path.adamw_update(&mut params[i], &mut self.m[i], &mut self.v[i], g, &step);
         }
     }
 }

@@ -40,6 +40,64 @@ pub enum OpPath {
     Composite,
 }
 
+/// A 2-D op with three inputs and the number of samples they hold.
+type Op3<D, T> = fn(T2<D, T>, T2<D, T>, T2<D, T>, usize) -> T2<D, T>;
+/// Attention: `(q, k, v, samples, heads)`.
+type AttnOp<D, T> = fn(T2<D, T>, T2<D, T>, T2<D, T>, usize, usize) -> T2<D, T>;
+/// A bias op `(x, bias) -> out`.
+type BiasOp<D, T> = fn(T2<D, T>, T1<D, T>) -> T2<D, T>;
+
+/// The taped ops of one [`OpPath`], as function pointers for tape `T` (see [`FusedOps`] for each formula).
+pub struct Ops<D: FusedOps, T: Tape<f32, D>> {
+    /// [`FusedOps::attention`].
+    pub attention: AttnOp<D, T>,
+    /// [`FusedOps::norm_modulate`].
+    pub norm_modulate: Op3<D, T>,
+    /// [`FusedOps::gate_residual`].
+    pub gate_residual: Op3<D, T>,
+    /// [`FusedOps::add_bias`].
+    pub add_bias: BiasOp<D, T>,
+    /// [`FusedOps::add_bias_relu`].
+    pub add_bias_relu: BiasOp<D, T>,
+}
+
+impl OpPath {
+    /// The ops this path runs on device `D` with tape `T`.
+    pub fn ops<D: FusedOps, T: Tape<f32, D>>(self) -> Ops<D, T> {
+        match self {
+            OpPath::Device => Ops {
+                attention: D::attention,
+                norm_modulate: D::norm_modulate,
+                gate_residual: D::gate_residual,
+                add_bias: D::add_bias,
+                add_bias_relu: D::add_bias_relu,
+            },
+            OpPath::Composite => Ops {
+                attention: composite::attention,
+                norm_modulate: composite::norm_modulate,
+                gate_residual: composite::gate_residual,
+                add_bias: composite::add_bias,
+                add_bias_relu: composite::add_bias_relu,
+            },
+        }
+    }
+
+    /// One AdamW update on this path (see [`composite::adamw_update`]).
+    pub fn adamw_update<D: FusedOps>(
+        self,
+        param: &mut T1<D>,
+        m: &mut T1<D>,
+        v: &mut T1<D>,
+        grad: &T1<D>,
+        step: &AdamStep,
+    ) {
+        match self {
+            OpPath::Device => D::adamw_update(param, m, v, grad, step),
+            OpPath::Composite => composite::adamw_update(param, m, v, grad, step),
+        }
+    }
+}
+
 /// The DiT's fused ops. The default methods are the composite dfdx versions; `Cpu` overrides every one.
 ///
 /// Each taped op records one backward operation that adds its input gradients into the [`Gradients`] slots of
