@@ -33,12 +33,15 @@ fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
 }
 
 /// Runs `op` on traced copies of `inputs`, then backward of `Σ out ⊙ weights`; returns the output and the
-/// gradient of every input.
+/// gradient of every input (and checks that the output's own gradient is still `weights`).
 fn run(inputs: &[T2], weights_seed: u64, op: impl Fn(Vec<T2<Taped>>) -> T2<Taped>) -> (Vec<f32>, Vec<Vec<f32>>) {
     let out = op(inputs.iter().map(|t| t.leaky_trace()).collect());
-    let values = out.retaped::<NoneTape>().as_vec();
+    let out_id = out.retaped::<NoneTape>();
+    let values = out_id.as_vec();
     let weights = random(&cpu(), *out.shape(), &mut ChaCha8Rng::seed_from_u64(weights_seed));
-    let grads = (out * weights).sum::<Rank0, _>().backward();
+    let grads = (out * weights.clone()).sum::<Rank0, _>().backward();
+    // The op's backward reads its output's gradient in place; it must leave it as it arrived.
+    assert_eq!(grads.get(&out_id).as_vec(), weights.as_vec(), "gradient of the output changed");
     (values, inputs.iter().map(|t| grads.get(t).as_vec()).collect())
 }
 

@@ -92,12 +92,11 @@ fn bias_act<T: Tape<f32, CpuDevice>>(
     if T::OWNS_TAPE {
         let out_id = out.clone();
         tape.add_backward_op(move |grads| {
-            let mut dy = take_grad(grads, &out_id)?;
-            if let Some(y) = &kept {
-                rowwise::relu_backward(&mut dy, y);
-            }
-            rowwise::add_column_sums(grads.get_or_alloc_mut(&bias)?, &dy);
-            rowwise::add_assign(grads.get_or_alloc_mut(&x)?, &dy);
+            let dy = take_grad(grads, &out_id)?;
+            // ReLU masks the gradient on the fly, so the output's own gradient stays as it arrived.
+            let mask = kept.as_deref();
+            rowwise::add_column_sums(grads.get_or_alloc_mut(&bias)?, &dy, mask);
+            rowwise::add_masked(grads.get_or_alloc_mut(&x)?, &dy, mask);
             put_grad(grads, &out_id, dy)
         });
     }

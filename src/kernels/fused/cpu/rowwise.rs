@@ -33,15 +33,22 @@ pub(super) fn add_rows(x: &mut [f32], bias: &[f32], act: Act) {
     });
 }
 
-/// Multiplies `dy` by ReLU's derivative, read off the output `y` (1 where `y > 0`, else 0).
-pub(super) fn relu_backward(dy: &mut [f32], y: &[f32]) {
-    // A select rather than a conditional store, so the loop vectorises.
-    dy.iter_mut().zip(y).for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 });
+/// `dst += dy`, or `dst += dy ⊙ [y > 0]` (ReLU's derivative read off its output `y`) with a mask.
+pub(super) fn add_masked(dst: &mut [f32], dy: &[f32], mask: Option<&[f32]>) {
+    match mask {
+        None => add_assign(dst, dy),
+        // A select rather than a branch, so the loop vectorises.
+        Some(y) => dst.iter_mut().zip(dy).zip(y).for_each(|((d, &g), &y)| *d += if y > 0.0 { g } else { 0.0 }),
+    }
 }
 
-/// `sums += Σ_rows x` of a `(rows, w)` slice, `w = sums.len()`.
-pub(super) fn add_column_sums(sums: &mut [f32], x: &[f32]) {
-    x.chunks_exact(sums.len()).for_each(|row| add_assign(sums, row));
+/// `sums += Σ_rows x` of a `(rows, w)` slice, `w = sums.len()`; a mask as in [`add_masked`].
+pub(super) fn add_column_sums(sums: &mut [f32], x: &[f32], mask: Option<&[f32]>) {
+    let w = sums.len();
+    match mask {
+        None => x.chunks_exact(w).for_each(|row| add_assign(sums, row)),
+        Some(y) => x.chunks_exact(w).zip(y.chunks_exact(w)).for_each(|(row, y)| add_masked(sums, row, Some(y))),
+    }
 }
 
 /// `out += h · gate[sample]`, with `(n, w)` the tokens per sample and the features.
