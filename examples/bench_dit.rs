@@ -1,7 +1,8 @@
 //! Benchmarks the DiT: training step (fwd + bwd + AdamW) and no-grad forward, median ms and peak RSS, on CPU or
 //! (with `--features cuda`) on GPU 0.
 //!
-//! `cargo run --release --example bench_dit -- [small|bench] [batch] [out_dir] [width,patch,depth] [--device cpu|cuda]`
+//! `cargo run --release --example bench_dit -- [small|bench] [batch] [out_dir] [width,patch,depth] [--device cpu|cuda]
+//! [--composite]` (`--composite`: dfdx's composite ops instead of the device's fused ones, for before/after timings)
 //! also writes `init.safetensors` and `batch.safetensors` to `out_dir` so `bench/dit_torch.py` can run the
 //! identical model on the same batch. Every timed region ends with a device-to-host read, so CUDA work is finished.
 
@@ -12,6 +13,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use seppoc::kernels::fused::OpPath;
 use seppoc::kernels::KernelDevice;
 use seppoc::model::{
     cpu, per_sample_error, save_checkpoint, with_device, AdamW, AdamWConfig, CheckpointMeta, DeviceKind, Dit,
@@ -36,6 +38,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> std::process::ExitCode {
     let mut args: Vec<String> = std::env::args().collect();
+    let path = match args.iter().position(|a| a == "--composite") {
+        Some(i) => {
+            args.remove(i);
+            OpPath::Composite
+        }
+        None => OpPath::Device,
+    };
     let kind = match args.iter().position(|a| a == "--device") {
         Some(i) => {
             let value = args.get(i + 1).cloned().unwrap_or_default();
@@ -51,7 +60,7 @@ fn main() -> std::process::ExitCode {
         }
         None => DeviceKind::Cpu,
     };
-    match with_device(kind, Bench { args, kind }) {
+    match with_device(kind, Bench { args, kind, path }) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench_dit: {e}");
@@ -64,17 +73,18 @@ fn main() -> std::process::ExitCode {
 struct Bench {
     args: Vec<String>,
     kind: DeviceKind,
+    path: OpPath,
 }
 
 impl OnDevice for Bench {
     type Output = ();
 
     fn run<D: KernelDevice>(self, dev: D) {
-        bench(dev, &self.args, self.kind)
+        bench(dev, &self.args, self.kind, self.path)
     }
 }
 
-fn bench<D: KernelDevice>(dev: D, args: &[String], kind: DeviceKind) {
+fn bench<D: KernelDevice>(dev: D, args: &[String], kind: DeviceKind, path: OpPath) {
     let which = args.get(1).map_or("small", String::as_str);
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let out = std::path::PathBuf::from(args.get(3).map_or("target/bench", String::as_str));
@@ -92,6 +102,7 @@ fn bench<D: KernelDevice>(dev: D, args: &[String], kind: DeviceKind) {
     }
     // Weights are drawn on the host, so every device starts from the same model.
     let mut model = Dit::new(&cfg, &cpu(), 0).expect("valid config").to_device(&dev).expect("same layout");
+    model.set_op_path(path);
     std::fs::create_dir_all(&out).expect("create out dir");
     let meta = CheckpointMeta { world_config: "{}".into(), seed: 0, step: 0, extra: BTreeMap::new() };
     save_checkpoint(&out.join("init.safetensors"), &model, &meta).expect("write init");
@@ -111,7 +122,7 @@ fn bench<D: KernelDevice>(dev: D, args: &[String], kind: DeviceKind) {
     let eps_img = model.images(eps.clone()).expect("shape");
     let init_loss = per_sample_error(model.forward(x_img(), &t, &tokens).expect("fwd"), &eps_img).mean().array();
     println!(
-        "config {which}: {} params, batch {batch}, device {kind:?}, initial loss {init_loss:.6}",
+        "config {which}: {} params, batch {batch}, device {kind:?}, ops {path:?}, initial loss {init_loss:.6}",
         model.n_params()
     );
 

@@ -153,3 +153,6 @@ impl KernelDevice for CudaDevice {
         k.download(&out)
     }
 }
+
+/// CUDA runs the DiT's fused ops as their composite dfdx versions (cuBLAS and dfdx's elementwise kernels).
+impl super::fused::FusedOps for CudaDevice {}

@@ -5,10 +5,14 @@
 //!   loss `−log σ(−β/2·((e_θ(w) − e_ref(w)) − s·(e_θ(l) − e_ref(l))))` and its gradient w.r.t. the policy's
 //!   predicted ε, all in one kernel. It goes on dfdx's tape as a custom backward operation.
 //! - [`ddim_cfg_step`]: one DDIM step (with `eta`) on the classifier-free-guided ε. Forward only.
+//!
+//! [`fused`] holds the DiT's fused ops (attention, LayerNorm + modulation, gated residual, bias, AdamW): hand-written
+//! CPU kernels on dfdx's tape, composite dfdx ops on CUDA.
 
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod fused;
 pub mod twin;
 
 use crate::compile::LossDevice;

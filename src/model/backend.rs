@@ -2,16 +2,17 @@
 //! [`KernelDevice`] for the custom kernels). [`with_device`] turns `--device cpu|cuda` into a device and runs a
 //! generic job on it, with a clear error when CUDA is not compiled in or not usable.
 
+use crate::kernels::fused::FusedOps;
 use crate::kernels::KernelDevice;
 use dfdx::shapes::{Shape, Unit};
 use dfdx::tensor::{Cache, CopySlice, Tensor, TensorToArray, ZerosTensor};
 use dfdx::tensor_ops::Device;
 use std::fmt;
 
-/// What the model, optimizer and sampler need from a dfdx device.
-pub trait ModelDevice: Device<f32> + Cache + TensorToArray<(), f32, Array = f32> {}
+/// What the model, optimizer and sampler need from a dfdx device (including the DiT's fused ops).
+pub trait ModelDevice: Device<f32> + Cache + TensorToArray<(), f32, Array = f32> + FusedOps {}
 
-impl<D: Device<f32> + Cache + TensorToArray<(), f32, Array = f32>> ModelDevice for D {}
+impl<D: Device<f32> + Cache + TensorToArray<(), f32, Array = f32> + FusedOps> ModelDevice for D {}
 
 /// The CPU device.
 pub type CpuDevice = dfdx::tensor::Cpu;

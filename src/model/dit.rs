@@ -6,8 +6,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::backend::{upload, ModelDevice};
 use super::config::DitConfig;
-use super::layers::{activate, attention, gate, linear, modulate, silu, Lin, T1, T2};
+use super::layers::{attention, linear, linear_act, silu, Lin, T1, T2};
 use super::ModelError;
+use crate::kernels::fused::OpPath;
 
 /// A batch of images `(B, C, H, W)` with tape `T`.
 pub type Images<D, T = NoneTape> = Tensor<(usize, usize, usize, usize), f32, D, T>;
@@ -102,6 +103,7 @@ pub struct Dit<D: ModelDevice> {
     specs: Vec<ParamSpec>,
     params: Vec<T1<D>>,
     layout: Layout,
+    path: OpPath,
 }
 
 impl<D: ModelDevice> Dit<D> {
@@ -123,7 +125,7 @@ impl<D: ModelDevice> Dit<D> {
                 dev.tensor_from_vec(data, (len,))
             })
             .collect();
-        Ok(Dit { cfg: cfg.clone(), dev: dev.clone(), specs: bld.specs, params, layout })
+        Ok(Dit { cfg: cfg.clone(), dev: dev.clone(), specs: bld.specs, params, layout, path: OpPath::Device })
     }
 
     /// Builds a model from host parameter values, in [`Dit::specs`] order; lengths must match.
@@ -146,6 +148,16 @@ impl<D: ModelDevice> Dit<D> {
     /// Copies this model's weights onto another device (through the host).
     pub fn to_device<D2: ModelDevice>(&self, dev: &D2) -> Result<Dit<D2>, ModelError> {
         Dit::from_host(&self.cfg, dev, self.to_host())
+    }
+
+    /// Chooses the fused ops of the device (the default) or the composite dfdx ops; the function is the same.
+    pub fn set_op_path(&mut self, path: OpPath) {
+        self.path = path;
+    }
+
+    /// Which implementation of the fused ops [`Dit::forward`] uses.
+    pub fn op_path(&self) -> OpPath {
+        self.path
     }
 
     /// The configuration this model was built from.
@@ -241,7 +253,7 @@ impl<D: ModelDevice> Dit<D> {
         let temb = timestep_embedding(t, cfg.width);
         let (p, n, wd, lay, dev) = (cfg.patch_size, cfg.n_patches(), cfg.width, &self.layout, &self.dev);
         let (f, c, nt) = (cfg.frames, cfg.channels, cfg.n_tokens());
-        let pr = &self.params;
+        let (pr, ops) = (&self.params, &self.path.ops::<D, T>());
 
         // Patchify every frame: (B,F·C,H,W) = (B·F,C,H,W) -> (B·F,C,H/P,P,W/P,P) -> (B·F,H/P,W/P,P,P,C)
         // -> (B·F·N, P·P·C); the tokens of a sample are frame-major.
@@ -253,13 +265,13 @@ impl<D: ModelDevice> Dit<D> {
         // The conditioning branch borrows the tape first, so its parameters are recorded too.
         let (xp, tape) = xp.split_tape();
         let temb = upload(dev, &temb, (b, wd)).put_tape(tape);
-        let cond = linear(pr, lay.t2, silu(linear(pr, lay.t1, temb)));
+        let cond = linear(ops, pr, lay.t2, silu(linear(ops, pr, lay.t1, temb)));
         let rows = cfg.vocab_size * (cfg.max_tokens + 1);
         let table = pr[lay.text].retaped::<T>().reshape_like(&(rows, wd));
         let text = upload(dev, &pool, (b, rows)).retaped::<T>().matmul(table);
         let (cond, tape) = silu(cond + text).split_tape();
 
-        let x = linear(pr, lay.patch, xp.put_tape(tape)).reshape_like(&(b, nt, wd));
+        let x = linear(ops, pr, lay.patch, xp.put_tape(tape)).reshape_like(&(b, nt, wd));
         let pos = pr[lay.pos].retaped::<T>().reshape_like(&(n, wd));
         let pos = match lay.frame {
             None => pos,
@@ -272,21 +284,17 @@ impl<D: ModelDevice> Dit<D> {
         };
         let pos = pos.broadcast_like::<(usize, usize, usize), Axis<0>>(&(b, nt, wd));
         let mut x = (x + pos).reshape_like(&(b * nt, wd));
-        let cmod = |l: Lin| linear(pr, l, cond.retaped::<T>());
+        let cmod = |l: Lin| linear(ops, pr, l, cond.retaped::<T>());
         for blk in &lay.blocks {
-            let (x0, tape) = x.split_tape();
-            let hn = x0.clone().put_tape(tape).normalize::<Axis<1>>(1e-5);
-            let hn = modulate(hn, cmod(blk.mods[0]), cmod(blk.mods[1]), b);
-            let a = gate(attention(pr, blk.qkvo, hn, b, cfg.heads), cmod(blk.mods[2]), b);
-            let x1 = a + x0;
-            let (x1, tape) = x1.split_tape();
-            let hn = x1.clone().put_tape(tape).normalize::<Axis<1>>(1e-5);
-            let hn = modulate(hn, cmod(blk.mods[3]), cmod(blk.mods[4]), b);
-            let m = linear(pr, blk.fc2, activate(cfg.activation, linear(pr, blk.fc1, hn)));
-            x = gate(m, cmod(blk.mods[5]), b) + x1;
+            let hn = (ops.norm_modulate)(x.with_empty_tape(), cmod(blk.mods[0]), cmod(blk.mods[1]), b);
+            let a = attention(ops, pr, blk.qkvo, hn, b, cfg.heads);
+            let x1 = (ops.gate_residual)(a, cmod(blk.mods[2]), x, b);
+            let hn = (ops.norm_modulate)(x1.with_empty_tape(), cmod(blk.mods[3]), cmod(blk.mods[4]), b);
+            let m = linear(ops, pr, blk.fc2, linear_act(ops, pr, blk.fc1, hn, cfg.activation));
+            x = (ops.gate_residual)(m, cmod(blk.mods[5]), x1, b);
         }
-        let hn = modulate(x.normalize::<Axis<1>>(1e-5), cmod(lay.final_mods[0]), cmod(lay.final_mods[1]), b);
-        let out: T2<D, T> = linear(pr, lay.out, hn);
+        let hn = (ops.norm_modulate)(x, cmod(lay.final_mods[0]), cmod(lay.final_mods[1]), b);
+        let out: T2<D, T> = linear(ops, pr, lay.out, hn);
         // Unpatchify: (B·F·N, P·P·C) -> (B·F,H/P,W/P,P,P,C) -> (B·F,C,H/P,P,W/P,P) -> (B,F·C,H,W).
         Ok(out
             .reshape_like(&(b * f, s / p, s / p, p, p, c))

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::backend::ModelDevice;
 use super::dit::Dit;
 use super::layers::T1;
+use crate::kernels::fused::{AdamStep, OpPath};
 
 /// Gradients of every model parameter, in [`Dit::specs`] order.
 #[derive(Clone, Debug)]
@@ -88,15 +89,16 @@ pub struct AdamW<D: ModelDevice> {
     m: Vec<T1<D>>,
     v: Vec<T1<D>>,
     decay: Vec<bool>,
+    path: OpPath,
 }
 
 impl<D: ModelDevice> AdamW<D> {
-    /// Creates zeroed moment buffers shaped like `model`'s parameters.
+    /// Creates zeroed moment buffers shaped like `model`'s parameters; the update uses `model`'s [`OpPath`].
     pub fn new(model: &Dit<D>, cfg: AdamWConfig) -> Self {
         let dev = model.device();
         let zeros = || model.params().iter().map(|p| dev.zeros_like(p.shape())).collect::<Vec<_>>();
         let decay = model.specs().iter().map(|s| s.shape.len() >= 2 && !s.name.ends_with("embed")).collect();
-        AdamW { cfg, step: 0, m: zeros(), v: zeros(), decay }
+        AdamW { cfg, step: 0, m: zeros(), v: zeros(), decay, path: model.op_path() }
     }
 
     /// The optimizer state as host vectors: `(step, first moments, second moments)`, in parameter order.
@@ -157,12 +159,9 @@ impl<D: ModelDevice> AdamW<D> {
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
         let params = model.params_mut();
         for (i, g) in grads.grads.iter().enumerate().take(params.len()) {
-            self.m[i] = self.m[i].clone() * c.beta1 + g.clone() * (1.0 - c.beta1);
-            self.v[i] = self.v[i].clone() * c.beta2 + g.clone().square() * (1.0 - c.beta2);
-            let denom = (self.v[i].clone() * (1.0 / bc2)).sqrt() + c.eps;
-            let upd = (self.m[i].clone() * (lr / bc1)) / denom;
-            let wd = if self.decay[i] { 1.0 - lr * c.weight_decay } else { 1.0 };
-            params[i] = params[i].clone() * wd - upd;
+            let decay = if self.decay[i] { 1.0 - lr * c.weight_decay } else { 1.0 };
+            let step = AdamStep { beta1: c.beta1, beta2: c.beta2, eps: c.eps, lr, bias_correction: (bc1, bc2), decay };
+            self.path.adamw_update(&mut params[i], &mut self.m[i], &mut self.v[i], g, &step);
         }
     }
 }

@@ -1,0 +1,80 @@
+//! The ops of [`super::FusedOps`] as compositions of dfdx tensor ops: the CUDA implementation and the reference
+//! the CPU kernels are tested against.
+
+use super::{AdamStep, T1, T2};
+use dfdx::prelude::*;
+
+/// A 3-D activation `(batch, tokens, features)` with tape `T`.
+type T3<D, T> = Tensor<(usize, usize, usize), f32, D, T>;
+
+/// Broadcasts a per-sample vector `(b, w)` over `n` tokens to `(b, n, w)`.
+fn per_token<D: Device<f32>, T: Tape<f32, D>>(c: T2<D, T>, n: usize) -> T3<D, T> {
+    let (b, w) = *c.shape();
+    c.broadcast_like::<(usize, usize, usize), Axis<1>>(&(b, n, w))
+}
+
+/// See [`super::FusedOps::attention`]: 4-D batched matmuls over `(b, heads, n, d_h)` and dfdx's softmax.
+pub fn attention<D: Device<f32>, T: Tape<f32, D>>(
+    q: T2<D, T>,
+    k: T2<D, T>,
+    v: T2<D, T>,
+    b: usize,
+    heads: usize,
+) -> T2<D, T> {
+    let (rows, w) = *q.shape();
+    let (n, dh) = (rows / b, w / heads);
+    let q = q.reshape_like(&(b, n, heads, dh)).permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>();
+    let k = k.reshape_like(&(b, n, heads, dh)).permute::<(usize, usize, usize, usize), Axes4<0, 2, 3, 1>>();
+    let v = v.reshape_like(&(b, n, heads, dh)).permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>();
+    let scores = (q.matmul(k) * (1.0 / (dh as f32).sqrt())).softmax::<Axis<3>>();
+    let out = scores.matmul(v).permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>();
+    out.reshape_like(&(rows, w))
+}
+
+/// See [`super::FusedOps::norm_modulate`]: dfdx's `normalize` (eps 1e-5), then broadcasts.
+pub fn norm_modulate<D: Device<f32>, T: Tape<f32, D>>(
+    x: T2<D, T>,
+    shift: T2<D, T>,
+    scale: T2<D, T>,
+    b: usize,
+) -> T2<D, T> {
+    let (rows, w) = *x.shape();
+    let n = rows / b;
+    let h3 = x.normalize::<Axis<1>>(1e-5).reshape_like(&(b, n, w));
+    let out = h3 * (per_token(scale, n) + 1.0) + per_token(shift, n);
+    out.reshape_like(&(rows, w))
+}
+
+/// See [`super::FusedOps::gate_residual`].
+pub fn gate_residual<D: Device<f32>, T: Tape<f32, D>>(
+    h: T2<D, T>,
+    gate: T2<D, T>,
+    res: T2<D, T>,
+    b: usize,
+) -> T2<D, T> {
+    let (rows, w) = *h.shape();
+    let n = rows / b;
+    (h.reshape_like(&(b, n, w)) * per_token(gate, n)).reshape_like(&(rows, w)) + res
+}
+
+/// See [`super::FusedOps::add_bias`].
+pub fn add_bias<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
+    let shape = *x.shape();
+    x + bias.broadcast_like::<(usize, usize), Axis<0>>(&shape)
+}
+
+/// See [`super::FusedOps::add_bias_relu`].
+pub fn add_bias_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
+    add_bias(x, bias).relu()
+}
+
+/// AdamW (Loshchilov & Hutter, arXiv:1711.05101): `m ← β1·m + (1 − β1)·g`, `v ← β2·v + (1 − β2)·g²`,
+/// `p ← p·decay − (m · lr/bc1) / (sqrt(v / bc2) + eps)`, with `(bc1, bc2)` the bias corrections.
+pub fn adamw_update<D: Device<f32>>(param: &mut T1<D>, m: &mut T1<D>, v: &mut T1<D>, grad: &T1<D>, s: &AdamStep) {
+    let (bc1, bc2) = s.bias_correction;
+    *m = m.clone() * s.beta1 + grad.clone() * (1.0 - s.beta1);
+    *v = v.clone() * s.beta2 + grad.clone().square() * (1.0 - s.beta2);
+    let denom = (v.clone() * (1.0 / bc2)).sqrt() + s.eps;
+    let upd = (m.clone() * (s.lr / bc1)) / denom;
+    *param = param.clone() * s.decay - upd;
+}
