@@ -1,10 +1,8 @@
 //! `seppoc eval`: samples one image (or clip) per held-out (or training) prompt, judges each, prints the
 //! per-attribute table and writes `report.json` and `grid.png` (clips: a frame strip, plus `grid.gif`).
 
-use super::engine::{
-    command_line, load_any, model_path_for, progress_bar, write_json, DeviceArgs, Loaded, LoadedVideoModel,
-    SamplerArgs, WorldFlag,
-};
+use super::engine::{command_line, progress_bar, write_json, DeviceArgs, SamplerArgs};
+use super::load::{load_any, model_path_for, Loaded, LoadedVideoModel, WorldFlag};
 use super::sample::write_clips;
 use crate::data::{Prompt, VideoPrompt, Vocab};
 use crate::eval::{

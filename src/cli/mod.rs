@@ -9,6 +9,7 @@ mod engine;
 mod eval;
 mod explain;
 mod fmt;
+mod load;
 mod loss;
 mod pretrain;
 mod run;

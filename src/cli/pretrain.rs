@@ -2,9 +2,8 @@
 //! clips with `--world video`) and writes `model.safetensors`, `metrics.jsonl` and `recipe.json` into the
 //! output directory.
 
-use super::engine::{
-    command_line, progress_bar, write_json, DeviceArgs, JsonlWriter, ScheduleSpec, WorldFlag, SCHEDULE_KEY, WORLD_KEY,
-};
+use super::engine::{command_line, progress_bar, write_json, DeviceArgs, JsonlWriter};
+use super::load::{ScheduleSpec, WorldFlag, SCHEDULE_KEY, WORLD_KEY};
 use crate::data::{Image, VideoWorld, VideoWorldConfig, Vocab, World, WorldConfig, MAX_TOKENS};
 use crate::kernels::KernelDevice;
 use crate::model::{

@@ -1,9 +1,7 @@
 //! `seppoc run FILE`: train the base model with an objective, then judge base vs trained on held-out prompts.
 
-use super::engine::{
-    command_line, load_any, model_path_for, progress_bar, write_json, DeviceArgs, JsonlWriter, Loaded, WorldFlag,
-    SCHEDULE_KEY, WORLD_KEY,
-};
+use super::engine::{command_line, progress_bar, write_json, DeviceArgs, JsonlWriter};
+use super::load::{load_any, model_path_for, Loaded, WorldFlag, SCHEDULE_KEY, WORLD_KEY};
 use super::eval::pick_prompts;
 use super::run_eval::{evaluate, Curve, CurvePrompts, EvalInputs};
 use super::{checked_or_exit, parse_set};

@@ -1,7 +1,8 @@
 //! The end of `seppoc run` for a video base model: base and trained judged by the video judge on the same
 //! held-out video prompts, sampler and seed.
 
-use super::engine::{write_json, LoadedVideoModel};
+use super::engine::write_json;
+use super::load::LoadedVideoModel;
 use super::run_eval::delta_table;
 use super::sample::write_clips;
 use crate::data::Image;

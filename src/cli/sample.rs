@@ -1,9 +1,8 @@
 //! `seppoc sample`: draws images (or clips, from a video model) for one prompt, writes them as an upscaled PNG
 //! grid (clips: an animated GIF, or a PNG frame strip) and prints the judge's score of each.
 
-use super::engine::{
-    load_any, model_path_for, parse_prompt, parse_video_prompt, DeviceArgs, Loaded, SamplerArgs, WorldFlag,
-};
+use super::engine::{parse_prompt, parse_video_prompt, DeviceArgs, SamplerArgs};
+use super::load::{load_any, model_path_for, Loaded, WorldFlag};
 use crate::data::Image;
 use crate::eval::{clip_strip, judge, judge_video, save_clip_gif, save_grid_with, GridConfig};
 use crate::kernels::KernelDevice;

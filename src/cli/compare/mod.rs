@@ -12,7 +12,8 @@ mod output;
 mod plot;
 mod read;
 
-use super::engine::{command_line, model_path_for, write_json, WorldFlag};
+use super::engine::{command_line, write_json};
+use super::load::{model_path_for, WorldFlag};
 use super::{load_source, parse_set, print_diags};
 use crate::compare::{markdown_table, summarize, Baseline, RunRecord};
 use anyhow::{bail, Context};
