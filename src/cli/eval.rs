@@ -9,7 +9,7 @@ use crate::eval::{
     evaluate_model, evaluate_video_model, save_grid_with, EvalConfig, GridConfig, ModelEval, VideoModelEval,
 };
 use crate::kernels::KernelDevice;
-use crate::model::{with_device, CpuDevice, Dit, ModelError, NoiseSchedule, OnDevice};
+use crate::model::{with_device, CheckpointMeta, CpuDevice, Dit, ModelError, NoiseSchedule, OnDevice};
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -129,6 +129,48 @@ fn counted(set: &str, total: usize, samples: usize) -> String {
     }
 }
 
+/// One world's judgements, ready for [`write_report`].
+struct Judged<'a, R> {
+    /// The per-attribute report (printed as a table, stored in JSON).
+    report: &'a R,
+    /// Its mean judge score.
+    mean_score: f32,
+    /// Samples judged (prompts × `--samples`).
+    n: usize,
+    /// One JSON row per sample.
+    per_prompt: Vec<serde_json::Value>,
+}
+
+/// Prints the report of either world and writes `report.json` into `--out` (created if missing); returns `--out`.
+/// `world` is `Some("video")` for clip models (stored in the JSON), `None` for images.
+fn write_report<R: std::fmt::Display + serde::Serialize>(
+    args: &Args,
+    path: &Path,
+    meta: &CheckpointMeta,
+    world: Option<&str>,
+    cfg: &EvalConfig,
+    judged: Judged<'_, R>,
+) -> anyhow::Result<PathBuf> {
+    let set = format!("{:?}", args.prompts).to_lowercase();
+    let what = if world.is_some() { "video model" } else { "model" };
+    println!("{what} `{}` on {}", path.display(), counted(&set, judged.n, args.samples));
+    print!("{}", judged.report);
+    println!("mean score {:.4}", judged.mean_score);
+
+    let out = PathBuf::from(&args.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
+    let mut report = json!({
+        "command": command_line(), "model": path.display().to_string(), "model_step": meta.step,
+        "model_seed": meta.seed, "prompts": set, "n_prompts": judged.n / args.samples, "samples": args.samples,
+        "eval": cfg, "report": judged.report, "mean_score": judged.mean_score, "per_prompt": judged.per_prompt,
+    });
+    if let Some(w) = world {
+        report["world"] = json!(w);
+    }
+    write_json(&out.join("report.json"), &report)?;
+    Ok(out)
+}
+
 /// Runs `seppoc eval`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.sampler.config()?; // the flags are checked before the model is loaded
@@ -147,13 +189,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let lists = [&world.heldout[..], &world.train[..]];
     let (prompts, cfg, result) = judge_on_device(&args, model, &loaded.schedule, &world.vocab, lists, &path)?;
 
-    let set = format!("{:?}", args.prompts).to_lowercase();
-    println!("model `{}` on {}", path.display(), counted(&set, prompts.len(), args.samples));
-    print!("{}", result.report);
-    println!("mean score {:.4}", result.report.mean_score);
-
-    let out = PathBuf::from(&args.out);
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let per_prompt: Vec<_> = prompts
         .iter()
         .zip(&result.judgements)
@@ -162,13 +197,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "n_detected": j.n_detected })
         })
         .collect();
-    let report = json!({
-        "command": command_line(), "model": path.display().to_string(), "model_step": loaded.meta.step,
-        "model_seed": loaded.meta.seed, "prompts": set, "n_prompts": prompts.len() / args.samples,
-        "samples": args.samples, "eval": cfg,
-        "report": result.report, "mean_score": result.report.mean_score, "per_prompt": per_prompt,
-    });
-    write_json(&out.join("report.json"), &report)?;
+    let judged = Judged { report: &result.report, mean_score: result.report.mean_score, n: prompts.len(), per_prompt };
+    let out = write_report(&args, &path, &loaded.meta, None, &cfg, judged)?;
     let grid_path = out.join("grid.png");
     let grid = GridConfig { cols: 16.min(prompts.len()), spacing: 2, scale: 4, background: [128, 128, 128] };
     save_grid_with(&result.images, &grid, &grid_path)
@@ -183,13 +213,6 @@ fn eval_video(args: &Args, loaded: &LoadedVideoModel, path: &Path) -> anyhow::Re
     let lists = [&world.heldout[..], &world.train[..]];
     let (prompts, cfg, result) = judge_on_device(args, model, &loaded.schedule, &world.vocab, lists, path)?;
 
-    let set = format!("{:?}", args.prompts).to_lowercase();
-    println!("video model `{}` on {}", path.display(), counted(&set, prompts.len(), args.samples));
-    print!("{}", result.report);
-    println!("mean score {:.4}", result.report.mean_score);
-
-    let out = PathBuf::from(&args.out);
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let per_prompt: Vec<_> = prompts
         .iter()
         .zip(&result.judgements)
@@ -198,13 +221,8 @@ fn eval_video(args: &Args, loaded: &LoadedVideoModel, path: &Path) -> anyhow::Re
                     "motion": j.motion.map(|m| m.phrase()), "smoothness": j.smoothness, "consistency": j.consistency })
         })
         .collect();
-    let report = json!({
-        "command": command_line(), "model": path.display().to_string(), "world": "video",
-        "model_step": loaded.meta.step, "model_seed": loaded.meta.seed, "prompts": set,
-        "n_prompts": prompts.len() / args.samples, "samples": args.samples,
-        "eval": cfg, "report": result.report, "mean_score": result.report.mean_score, "per_prompt": per_prompt,
-    });
-    write_json(&out.join("report.json"), &report)?;
+    let judged = Judged { report: &result.report, mean_score: result.report.mean_score, n: prompts.len(), per_prompt };
+    let out = write_report(args, path, &loaded.meta, Some("video"), &cfg, judged)?;
     let grid = GridConfig { cols: 8.min(prompts.len()), spacing: 2, scale: 4, background: [128, 128, 128] };
     write_clips(&result.clips, &grid, &out.join("grid.png"))?;
     write_clips(&result.clips, &grid, &out.join("grid.gif"))?;
