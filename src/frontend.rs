@@ -15,12 +15,15 @@ pub fn frontend(file: &SourceFile) -> Result<Checked, Vec<Diagnostic>> {
     check::check(&ast)
 }
 
+/// A checked program with its final parameter values (name, value), after `--set`.
+pub type WithParams = (Checked, Vec<(String, f64)>);
+
 /// [`frontend`] followed by `--set` overrides (validated against each parameter's type and domain); returns
 /// the program and the final parameter values.
 pub fn frontend_with(
     file: &SourceFile,
     sets: &[(String, String)],
-) -> Result<(Checked, Vec<(String, f64)>), Vec<Diagnostic>> {
+) -> Result<WithParams, Vec<Diagnostic>> {
     let checked = frontend(file)?;
     let values = check::apply_overrides(&checked, sets)?;
     Ok((checked, values))

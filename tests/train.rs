@@ -163,7 +163,7 @@ fn nonfinite_weights_stop_the_run_and_keep_good_weights() {
     let cfg = TrainConfig { batch: 2, lr: f32::INFINITY, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed: 0 };
     let mut tr = Trainer::new(obj, params, model, NoiseSchedule::default_linear(), data, vocab, cfg).expect("starts");
     let before = tr.policy.to_host();
-    let err = tr.step().err().expect("stopped");
+    let err = tr.step().expect_err("stopped");
     assert!(err.to_string().contains("weight `") && err.to_string().contains("step 1"), "{err}");
     assert_eq!(tr.policy.to_host(), before);
 }

@@ -57,7 +57,7 @@ fn load_source(path: &str) -> anyhow::Result<(crate::source::SourceFile, Option<
 fn checked_or_exit(
     path: &str,
     sets: &[(String, String)],
-) -> anyhow::Result<Result<(crate::check::Checked, Vec<(String, f64)>), ExitCode>> {
+) -> anyhow::Result<Result<crate::frontend::WithParams, ExitCode>> {
     let (file, load_diag) = load_source(path)?;
     match load_diag.map_or_else(|| crate::frontend::frontend_with(&file, sets), |d| Err(vec![d])) {
         Ok(ok) => Ok(Ok(ok)),

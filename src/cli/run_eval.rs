@@ -31,7 +31,7 @@ pub(super) struct Curve<'a> {
 
 impl Curve<'_> {
     pub(super) fn due(&self, step: usize) -> bool {
-        self.every > 0 && step % self.every == 0
+        self.every > 0 && step.is_multiple_of(self.every)
     }
 
     /// Judges `model` at `step` when evaluation is on (callers pass step 0 and due steps).

@@ -136,13 +136,13 @@ impl DitConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("`{name}` must be positive"));
         }
-        if self.image_size % self.patch_size != 0 {
+        if !self.image_size.is_multiple_of(self.patch_size) {
             return Err(format!("`patch_size` {} does not divide `image_size` {}", self.patch_size, self.image_size));
         }
         if self.frames > 64 {
             return Err(format!("`frames` {} is more than 64", self.frames));
         }
-        if self.width % self.heads != 0 {
+        if !self.width.is_multiple_of(self.heads) {
             return Err(format!("`heads` {} does not divide `width` {}", self.heads, self.width));
         }
         Ok(())

@@ -211,7 +211,7 @@ impl<D: ModelDevice> Dit<D> {
     /// tensor.
     pub fn images(&self, data: Vec<f32>) -> Result<Images<D>, ModelError> {
         let per = self.cfg.image_len();
-        if data.is_empty() || data.len() % per != 0 {
+        if data.is_empty() || !data.len().is_multiple_of(per) {
             return Err(ModelError::Shape(format!(
                 "image buffer of {} values is not a positive multiple of C·H·W = {per}",
                 data.len()

@@ -59,10 +59,13 @@ pub fn images<D: ModelDevice + crate::compile::LossDevice>(
     Ok(out)
 }
 
+/// One image kind's noised batch: `x_t` (flattened), `t` per image, and `eps` (flattened).
+type NoisedKind = (Vec<f32>, Vec<usize>, Vec<f32>);
+
 /// Noised images of a step: `x_t`, `t` and `eps` per image kind.
 pub struct Noised {
     per: usize,
-    kinds: BTreeMap<ImageRef, (Vec<f32>, Vec<usize>, Vec<f32>)>,
+    kinds: BTreeMap<ImageRef, NoisedKind>,
 }
 
 /// Draws `(t, eps)` (once per prompt when `shared`, else per image) and forms `x_t = q_sample(x_0, t, eps)`.

@@ -33,7 +33,7 @@ impl<D: ModelDevice> CheckpointPool<D> {
     /// After update number `step` (1-based): snapshot the policy when `step` is a multiple of `every`, evicting
     /// the oldest snapshot (never theta_0) beyond `keep`. Returns whether a snapshot was taken.
     pub fn after_update(&mut self, step: usize, policy: &Dit<D>) -> bool {
-        if self.every == 0 || step % self.every != 0 {
+        if self.every == 0 || !step.is_multiple_of(self.every) {
             return false;
         }
         self.entries.push(policy.clone());
