@@ -161,6 +161,36 @@ fn add_bias_and_relu_match_composite() {
     }
 }
 
+/// A linear op `(x, w, bias) -> out`.
+type LinearOp = fn(T2<Taped>, T2<Taped>, Tensor<(usize,), f32, Dev, Taped>) -> T2<Taped>;
+
+#[test]
+fn linear_and_linear_relu_match_composite() {
+    let dev = cpu();
+    let ops: [(&str, LinearOp, LinearOp); 2] = [
+        ("linear", |x, w, b| <Dev as FusedOps>::linear(x, w, b), |x, w, b| composite::linear(x, w, b)),
+        ("linear_relu", |x, w, b| <Dev as FusedOps>::linear_relu(x, w, b), |x, w, b| composite::linear_relu(x, w, b)),
+    ];
+    // `(rows, i, o)`: single rows and columns, odd sizes, and products large enough to be split over threads
+    // (with a row count that does not divide evenly).
+    let shapes = [(1, 1, 1), (5, 3, 7), (1, 16, 9), (33, 1, 4), (257, 64, 48), (1023, 24, 130)];
+    for (name, fused, reference) in ops {
+        for (seed, &(rows, i, o)) in shapes.iter().enumerate() {
+            let mut rng = ChaCha8Rng::seed_from_u64(60 + seed as u64);
+            let inputs =
+                vec![random(&dev, (rows, i), &mut rng), random(&dev, (i, o), &mut rng), random(&dev, (1, o), &mut rng)];
+            let apply = |op: LinearOp| {
+                move |v: Vec<T2<Taped>>| {
+                    let mut it = v.into_iter();
+                    let (x, w) = (it.next().unwrap(), it.next().unwrap());
+                    op(x, w, it.next().unwrap().reshape_like(&(o,)))
+                }
+            };
+            check(&format!("{name} rows={rows} i={i} o={o}"), &inputs, apply(fused), apply(reference));
+        }
+    }
+}
+
 #[test]
 fn untaped_forward_matches_composite() {
     let dev = cpu();

@@ -27,7 +27,7 @@ pub(crate) struct Lin {
 /// Computes `x · W + b` as one 2-D GEMM on `(rows, i)`.
 pub(crate) fn linear<D: ModelDevice, T: Tape<f32, D>>(ops: &Ops<D, T>, p: &[T1<D>], l: Lin, x: T2<D, T>) -> T2<D, T> {
     let w = p[l.w].retaped::<T>().reshape_like(&(l.i, l.o));
-    (ops.add_bias)(x.matmul(w), p[l.b].retaped::<T>())
+    (ops.linear)(x, w, p[l.b].retaped::<T>())
 }
 
 /// Computes `act(x · W + b)`; ReLU fuses with the bias add.
@@ -42,7 +42,7 @@ pub(crate) fn linear_act<D: ModelDevice, T: Tape<f32, D>>(
         return activate(act, linear(ops, p, l, x));
     }
     let w = p[l.w].retaped::<T>().reshape_like(&(l.i, l.o));
-    (ops.add_bias_relu)(x.matmul(w), p[l.b].retaped::<T>())
+    (ops.linear_relu)(x, w, p[l.b].retaped::<T>())
 }
 
 /// Applies the configured activation.

@@ -68,6 +68,16 @@ pub fn add_bias_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T
     add_bias(x, bias).relu()
 }
 
+/// See [`super::FusedOps::linear`]: dfdx's matmul, then [`add_bias`].
+pub fn linear<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, w: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
+    add_bias(x.matmul(w), bias)
+}
+
+/// See [`super::FusedOps::linear_relu`]: dfdx's matmul, then [`add_bias_relu`].
+pub fn linear_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, w: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
+    add_bias_relu(x.matmul(w), bias)
+}
+
 /// AdamW (Loshchilov & Hutter, arXiv:1711.05101): `m ← β1·m + (1 − β1)·g`, `v ← β2·v + (1 − β2)·g²`,
 /// `p ← p·decay − (m · lr/bc1) / (sqrt(v / bc2) + eps)`, with `(bc1, bc2)` the bias corrections.
 pub fn adamw_update<D: Device<f32>>(param: &mut T1<D>, m: &mut T1<D>, v: &mut T1<D>, grad: &T1<D>, s: &AdamStep) {

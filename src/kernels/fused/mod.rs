@@ -46,6 +46,8 @@ type Op3<D, T> = fn(T2<D, T>, T2<D, T>, T2<D, T>, usize) -> T2<D, T>;
 type AttnOp<D, T> = fn(T2<D, T>, T2<D, T>, T2<D, T>, usize, usize) -> T2<D, T>;
 /// A bias op `(x, bias) -> out`.
 type BiasOp<D, T> = fn(T2<D, T>, T1<D, T>) -> T2<D, T>;
+/// A linear layer `(x, w, bias) -> out`.
+type LinearOp<D, T> = fn(T2<D, T>, T2<D, T>, T1<D, T>) -> T2<D, T>;
 
 /// The taped ops of one [`OpPath`], as function pointers for tape `T` (see [`FusedOps`] for each formula).
 pub struct Ops<D: FusedOps, T: Tape<f32, D>> {
@@ -59,6 +61,10 @@ pub struct Ops<D: FusedOps, T: Tape<f32, D>> {
     pub add_bias: BiasOp<D, T>,
     /// [`FusedOps::add_bias_relu`].
     pub add_bias_relu: BiasOp<D, T>,
+    /// [`FusedOps::linear`].
+    pub linear: LinearOp<D, T>,
+    /// [`FusedOps::linear_relu`].
+    pub linear_relu: LinearOp<D, T>,
 }
 
 impl OpPath {
@@ -71,6 +77,8 @@ impl OpPath {
                 gate_residual: D::gate_residual,
                 add_bias: D::add_bias,
                 add_bias_relu: D::add_bias_relu,
+                linear: D::linear,
+                linear_relu: D::linear_relu,
             },
             OpPath::Composite => Ops {
                 attention: composite::attention,
@@ -78,6 +86,8 @@ impl OpPath {
                 gate_residual: composite::gate_residual,
                 add_bias: composite::add_bias,
                 add_bias_relu: composite::add_bias_relu,
+                linear: composite::linear,
+                linear_relu: composite::linear_relu,
             },
         }
     }
@@ -151,6 +161,20 @@ pub trait FusedOps: Device<f32> {
     /// Derivatives: with `d = dy ⊙ [x + bias > 0]`, `dx = d`, `dbias = Σ_rows d`.
     fn add_bias_relu<T: Tape<f32, Self>>(x: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
         composite::add_bias_relu(x, bias)
+    }
+
+    /// Computes `x · w + bias`, `x` `(rows, i)`, `w` `(i, o)`, `bias` `(o,)` broadcast over rows.
+    ///
+    /// Derivatives: `dx = dy · wᵀ`, `dw = xᵀ · dy`, `dbias = Σ_rows dy`.
+    fn linear<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
+        composite::linear(x, w, bias)
+    }
+
+    /// Computes `max(x · w + bias, 0)` (a linear layer followed by ReLU).
+    ///
+    /// Derivatives: with `d = dy ⊙ [x · w + bias > 0]`, `dx = d · wᵀ`, `dw = xᵀ · d`, `dbias = Σ_rows d`.
+    fn linear_relu<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
+        composite::linear_relu(x, w, bias)
     }
 
     /// One AdamW update of a flat parameter and its moments (see [`composite::adamw_update`]); not taped.

@@ -1,5 +1,5 @@
 //! [`FusedOps`] on dfdx's `Cpu`: the tape plumbing around the slice kernels of `attention.rs`, `norm.rs` and
-//! `rowwise.rs`.
+//! `rowwise.rs` (the linear layers' plumbing is in `linear.rs`, their GEMMs in `gemm.rs`).
 //!
 //! dfdx keeps tensor buffers crate-private, so inputs are copied out with `copy_into` (a memcpy) and results
 //! enter through `tensor_from_vec` on a buffer popped from dfdx's allocation cache (see [`cached_buf`]). What
@@ -7,6 +7,8 @@
 //! which adds the input gradients into `Gradients::get_or_alloc_mut` of each input.
 
 mod attention;
+mod gemm;
+mod linear;
 mod norm;
 mod rowwise;
 mod tile;
@@ -204,6 +206,14 @@ impl FusedOps for CpuDevice {
 
     fn add_bias_relu<T: Tape<f32, Self>>(x: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
         bias_act(x, bias, rowwise::Act::Relu)
+    }
+
+    fn linear<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
+        linear::linear(x, w, bias, rowwise::Act::Identity)
+    }
+
+    fn linear_relu<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
+        linear::linear(x, w, bias, rowwise::Act::Relu)
     }
 
     fn adamw_update(param: &mut T1<Self>, m: &mut T1<Self>, v: &mut T1<Self>, grad: &T1<Self>, step: &AdamStep) {
