@@ -192,6 +192,31 @@ fn linear_and_linear_relu_match_composite() {
 }
 
 #[test]
+fn mlp_relu_matches_composite() {
+    let dev = cpu();
+    // `(rows, i, hidden, o)`: edge sizes and products large enough to be split over threads.
+    let shapes = [(1, 1, 1, 1), (5, 3, 7, 2), (33, 16, 9, 1), (257, 64, 96, 48), (1023, 24, 130, 20)];
+    for (seed, &(rows, i, h, o)) in shapes.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(70 + seed as u64);
+        let sizes = [(rows, i), (i, h), (1, h), (h, o), (1, o)];
+        let inputs: Vec<T2> = sizes.iter().map(|&s| random(&dev, s, &mut rng)).collect();
+        let apply = |fused: bool| {
+            move |v: Vec<T2<Taped>>| {
+                let mut it = v.into_iter();
+                let mut next = || it.next().unwrap();
+                let (x, w1, b1, w2, b2) = (next(), next(), next(), next(), next());
+                let (fc1, fc2) = ((w1, b1.reshape_like(&(h,))), (w2, b2.reshape_like(&(o,))));
+                match fused {
+                    true => <Dev as FusedOps>::mlp_relu(x, fc1, fc2),
+                    false => composite::mlp_relu(x, fc1, fc2),
+                }
+            }
+        };
+        check(&format!("mlp_relu rows={rows} i={i} h={h} o={o}"), &inputs, apply(true), apply(false));
+    }
+}
+
+#[test]
 fn untaped_forward_matches_composite() {
     let dev = cpu();
     let (b, n, w, heads) = SHAPES[1];

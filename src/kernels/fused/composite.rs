@@ -1,7 +1,7 @@
 //! The ops of [`super::FusedOps`] as compositions of dfdx tensor ops: the CUDA implementation and the reference
 //! the CPU kernels are tested against.
 
-use super::{AdamStep, T1, T2};
+use super::{AdamStep, Layer, T1, T2};
 use dfdx::prelude::*;
 
 /// A 3-D activation `(batch, tokens, features)` with tape `T`.
@@ -76,6 +76,11 @@ pub fn linear<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, w: T2<D, T>, bias: T
 /// See [`super::FusedOps::linear_relu`]: dfdx's matmul, then [`add_bias_relu`].
 pub fn linear_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, w: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
     add_bias_relu(x.matmul(w), bias)
+}
+
+/// See [`super::FusedOps::mlp_relu`]: [`linear_relu`], then [`linear`].
+pub fn mlp_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, fc1: Layer<D, T>, fc2: Layer<D, T>) -> T2<D, T> {
+    linear(linear_relu(x, fc1.0, fc1.1), fc2.0, fc2.1)
 }
 
 /// AdamW (Loshchilov & Hutter, arXiv:1711.05101): `m ← β1·m + (1 − β1)·g`, `v ← β2·v + (1 − β2)·g²`,

@@ -40,6 +40,9 @@ pub enum OpPath {
     Composite,
 }
 
+/// A linear layer's weight `(i, o)` and bias `(o,)`.
+pub type Layer<D, T> = (T2<D, T>, T1<D, T>);
+
 /// A 2-D op with three inputs and the number of samples they hold.
 type Op3<D, T> = fn(T2<D, T>, T2<D, T>, T2<D, T>, usize) -> T2<D, T>;
 /// Attention: `(q, k, v, samples, heads)`.
@@ -48,6 +51,8 @@ type AttnOp<D, T> = fn(T2<D, T>, T2<D, T>, T2<D, T>, usize, usize) -> T2<D, T>;
 type BiasOp<D, T> = fn(T2<D, T>, T1<D, T>) -> T2<D, T>;
 /// A linear layer `(x, w, bias) -> out`.
 type LinearOp<D, T> = fn(T2<D, T>, T2<D, T>, T1<D, T>) -> T2<D, T>;
+/// A two-layer MLP `(x, fc1, fc2) -> out`.
+type MlpOp<D, T> = fn(T2<D, T>, Layer<D, T>, Layer<D, T>) -> T2<D, T>;
 
 /// The taped ops of one [`OpPath`], as function pointers for tape `T` (see [`FusedOps`] for each formula).
 pub struct Ops<D: FusedOps, T: Tape<f32, D>> {
@@ -65,6 +70,8 @@ pub struct Ops<D: FusedOps, T: Tape<f32, D>> {
     pub linear: LinearOp<D, T>,
     /// [`FusedOps::linear_relu`].
     pub linear_relu: LinearOp<D, T>,
+    /// [`FusedOps::mlp_relu`].
+    pub mlp_relu: MlpOp<D, T>,
 }
 
 impl OpPath {
@@ -79,6 +86,7 @@ impl OpPath {
                 add_bias_relu: D::add_bias_relu,
                 linear: D::linear,
                 linear_relu: D::linear_relu,
+                mlp_relu: D::mlp_relu,
             },
             OpPath::Composite => Ops {
                 attention: composite::attention,
@@ -88,6 +96,7 @@ impl OpPath {
                 add_bias_relu: composite::add_bias_relu,
                 linear: composite::linear,
                 linear_relu: composite::linear_relu,
+                mlp_relu: composite::mlp_relu,
             },
         }
     }
@@ -175,6 +184,13 @@ pub trait FusedOps: Device<f32> {
     /// Derivatives: with `d = dy ⊙ [x · w + bias > 0]`, `dx = d · wᵀ`, `dw = xᵀ · d`, `dbias = Σ_rows d`.
     fn linear_relu<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
         composite::linear_relu(x, w, bias)
+    }
+
+    /// Computes `max(x · w1 + b1, 0) · w2 + b2` with `fc1 = (w1, b1)`, `fc2 = (w2, b2)` (the DiT's ReLU MLP).
+    ///
+    /// Derivatives: the chain of [`FusedOps::linear_relu`] and [`FusedOps::linear`].
+    fn mlp_relu<T: Tape<f32, Self>>(x: T2<Self, T>, fc1: Layer<Self, T>, fc2: Layer<Self, T>) -> T2<Self, T> {
+        composite::mlp_relu(x, fc1, fc2)
     }
 
     /// One AdamW update of a flat parameter and its moments (see [`composite::adamw_update`]); not taped.

@@ -1,7 +1,7 @@
 //! Matrix products for the fused linear layers through the `gemm` crate (the one dfdx's own matmul calls), behind
 //! one safe wrapper that checks every operand against its slice, and a driver that splits the rows of the result
-//! over the rayon pool (one single-threaded `gemm` call per block, with the bias and ReLU applied to the block
-//! while it is still in cache).
+//! over the rayon pool (one single-threaded `gemm` call per block, with the bias as the block's starting value and
+//! an epilogue such as ReLU applied while the block is still in cache).
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -92,12 +92,16 @@ pub(super) enum Init<'a> {
 /// Below this many multiply-adds a product runs on one thread (splitting costs more than it saves).
 const PARALLEL_WORK: usize = 1 << 18;
 
-/// `c = act(init + a · b)` for a contiguous row-major `c` (`a.rows × b.cols`), with row blocks of `c` (and `a`)
-/// spread over the rayon pool, one single-threaded product per block; `relu` clamps the block at zero after.
+/// `c = epilogue(init + a · b)` for a contiguous row-major `c` (`a.rows × b.cols`), with row blocks of `c` (and
+/// `a`) spread over the rayon pool, one single-threaded product per block; `epilogue(first_row, block)` then runs
+/// on each block while it is still in cache (e.g. ReLU).
 ///
 /// One `gemm` call per core measured faster on 2 cores than gemm's own rayon split for the DiT's shapes
 /// (BENCHMARKS.md).
-pub(super) fn gemm_rows(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], init: Init<'_>, relu: bool) {
+pub(super) fn gemm_rows<F>(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], init: Init<'_>, epilogue: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
     let (m, n) = (a.rows, b.cols);
     assert_eq!(c.len(), m * n, "gemm_rows: result length");
     if m == 0 || n == 0 {
@@ -112,8 +116,14 @@ pub(super) fn gemm_rows(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], init: Init<'_>, r
             block.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(bias));
         }
         gemm_into(a.row_block(i * per, rows), b, block, n, true);
-        if relu {
-            block.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
+        epilogue(i * per, block);
     });
+}
+
+/// An epilogue for [`gemm_rows`] that does nothing.
+pub(super) fn no_epilogue(_: usize, _: &mut [f32]) {}
+
+/// An epilogue for [`gemm_rows`]: ReLU in place.
+pub(super) fn relu_epilogue(_: usize, block: &mut [f32]) {
+    block.iter_mut().for_each(|v| *v = v.max(0.0));
 }

@@ -13,7 +13,7 @@ mod norm;
 mod rowwise;
 mod tile;
 
-use super::{AdamStep, FusedOps, T1, T2};
+use super::{AdamStep, FusedOps, Layer, T1, T2};
 use crate::model::CpuDevice;
 use dfdx::prelude::*;
 use dfdx::tensor::{CpuError, Storage};
@@ -214,6 +214,10 @@ impl FusedOps for CpuDevice {
 
     fn linear_relu<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
         linear::linear(x, w, bias, rowwise::Act::Relu)
+    }
+
+    fn mlp_relu<T: Tape<f32, Self>>(x: T2<Self, T>, fc1: Layer<Self, T>, fc2: Layer<Self, T>) -> T2<Self, T> {
+        linear::mlp_relu(x, fc1, fc2)
     }
 
     fn adamw_update(param: &mut T1<Self>, m: &mut T1<Self>, v: &mut T1<Self>, grad: &T1<Self>, step: &AdamStep) {
