@@ -67,7 +67,7 @@ pub(crate) fn silu<D: ModelDevice, T: Tape<f32, D>>(x: T2<D, T>) -> T2<D, T> {
     x * gate
 }
 
-/// Multi-head self-attention by hand: `softmax(Q Kᵀ / √d_h) V`, then the output projection.
+/// Multi-head self-attention with its q/k/v/o projections: `softmax(Q Kᵀ / √d_h) V · Wo + bo`.
 pub(crate) fn attention<D: ModelDevice, T: Tape<f32, D>>(
     ops: &Ops<D, T>,
     p: &[T1<D>],
@@ -76,8 +76,5 @@ pub(crate) fn attention<D: ModelDevice, T: Tape<f32, D>>(
     b: usize,
     heads: usize,
 ) -> T2<D, T> {
-    let q = linear(ops, p, qkvo[0], h.with_empty_tape());
-    let k = linear(ops, p, qkvo[1], h.with_empty_tape());
-    let v = linear(ops, p, qkvo[2], h);
-    linear(ops, p, qkvo[3], (ops.attention)(q, k, v, b, heads))
+    (ops.self_attention)(h, qkvo.map(|l| layer(p, l)), b, heads)
 }

@@ -31,6 +31,20 @@ pub fn attention<D: Device<f32>, T: Tape<f32, D>>(
     out.reshape_like(&(rows, w))
 }
 
+/// See [`super::FusedOps::self_attention`]: three [`linear`] projections of `x`, [`attention`], then [`linear`].
+pub fn self_attention<D: Device<f32>, T: Tape<f32, D>>(
+    x: T2<D, T>,
+    [q, k, v, o]: [Layer<D, T>; 4],
+    b: usize,
+    heads: usize,
+) -> T2<D, T> {
+    // `x` keeps its tape in one use only; the others share its id, so the three gradients add up.
+    let q = linear(x.with_empty_tape(), q.0, q.1);
+    let k = linear(x.with_empty_tape(), k.0, k.1);
+    let v = linear(x, v.0, v.1);
+    linear(attention(q, k, v, b, heads), o.0, o.1)
+}
+
 /// See [`super::FusedOps::norm_modulate`]: dfdx's `normalize` (eps 1e-5), then broadcasts.
 pub fn norm_modulate<D: Device<f32>, T: Tape<f32, D>>(
     x: T2<D, T>,

@@ -51,6 +51,8 @@ type AttnOp<D, T> = fn(T2<D, T>, T2<D, T>, T2<D, T>, usize, usize) -> T2<D, T>;
 type BiasOp<D, T> = fn(T2<D, T>, T1<D, T>) -> T2<D, T>;
 /// A linear layer `(x, w, bias) -> out`.
 type LinearOp<D, T> = fn(T2<D, T>, T2<D, T>, T1<D, T>) -> T2<D, T>;
+/// Self-attention with its projections: `(x, [q, k, v, o], samples, heads) -> out`.
+type SelfAttnOp<D, T> = fn(T2<D, T>, [Layer<D, T>; 4], usize, usize) -> T2<D, T>;
 /// A two-layer MLP `(x, fc1, fc2) -> out`.
 type MlpOp<D, T> = fn(T2<D, T>, Layer<D, T>, Layer<D, T>) -> T2<D, T>;
 
@@ -72,6 +74,8 @@ pub struct Ops<D: FusedOps, T: Tape<f32, D>> {
     pub linear_relu: LinearOp<D, T>,
     /// [`FusedOps::mlp_relu`].
     pub mlp_relu: MlpOp<D, T>,
+    /// [`FusedOps::self_attention`].
+    pub self_attention: SelfAttnOp<D, T>,
 }
 
 impl OpPath {
@@ -87,6 +91,7 @@ impl OpPath {
                 linear: D::linear,
                 linear_relu: D::linear_relu,
                 mlp_relu: D::mlp_relu,
+                self_attention: D::self_attention,
             },
             OpPath::Composite => Ops {
                 attention: composite::attention,
@@ -97,6 +102,7 @@ impl OpPath {
                 linear: composite::linear,
                 linear_relu: composite::linear_relu,
                 mlp_relu: composite::mlp_relu,
+                self_attention: composite::self_attention,
             },
         }
     }
@@ -135,6 +141,20 @@ pub trait FusedOps: Device<f32> {
         heads: usize,
     ) -> T2<Self, T> {
         composite::attention(q, k, v, b, heads)
+    }
+
+    /// Computes the self-attention layer `attention(x·Wq + bq, x·Wk + bk, x·Wv + bv) · Wo + bo` (see
+    /// [`FusedOps::attention`]) with `qkvo = [(Wq, bq), (Wk, bk), (Wv, bv), (Wo, bo)]`, each weight `(w, w)`.
+    ///
+    /// Derivatives: the chain of [`FusedOps::linear`] and [`FusedOps::attention`]; `x`'s gradient sums the three
+    /// projections'.
+    fn self_attention<T: Tape<f32, Self>>(
+        x: T2<Self, T>,
+        qkvo: [Layer<Self, T>; 4],
+        b: usize,
+        heads: usize,
+    ) -> T2<Self, T> {
+        composite::self_attention(x, qkvo, b, heads)
     }
 
     /// Computes `LN(x) · (1 + scale) + shift`, `LN` a LayerNorm over features without affine (eps 1e-5);

@@ -7,6 +7,7 @@
 //! which adds the input gradients into `Gradients::get_or_alloc_mut` of each input.
 
 mod attention;
+mod attn_layer;
 mod gemm;
 mod linear;
 mod norm;
@@ -120,17 +121,19 @@ impl FusedOps for CpuDevice {
         let (rows, w) = *q.shape();
         let dims = attention::Dims { n: rows / b, heads, dh: w / heads };
         let dev = q.device().clone();
-        let (qh, kh, vh) = (host(&q), host(&k), host(&v));
+        let qkv = attention::pack([&host(&q), &host(&k), &host(&v)], w);
         let mut out = cached_buf(&dev, rows * w);
         let mut probs = vec![0.0; b * heads * dims.n * dims.n];
-        attention::forward(&qh, &kh, &vh, dims, &mut out, &mut probs);
+        attention::forward(&qkv, dims, &mut out, &mut probs);
         let out = tensor(&dev, out, (rows, w));
         if T::OWNS_TAPE {
             let out_id = out.clone();
             tape.add_backward_op(move |grads| {
                 let dout = take_grad(grads, &out_id)?;
+                let mut dqkv = vec![0.0; 3 * rows * w];
+                attention::backward(&qkv, &probs, &dout, dims, &mut dqkv);
                 let (mut dq, mut dk, mut dv) = (take_grad(grads, &q)?, take_grad(grads, &k)?, take_grad(grads, &v)?);
-                attention::backward(&qh, &kh, &vh, &probs, &dout, dims, (&mut dq, &mut dk, &mut dv));
+                attention::add_unpacked(&dqkv, w, [&mut dq, &mut dk, &mut dv]);
                 put_grad(grads, &q, dq)?;
                 put_grad(grads, &k, dk)?;
                 put_grad(grads, &v, dv)?;
@@ -138,6 +141,15 @@ impl FusedOps for CpuDevice {
             });
         }
         out.put_tape(tape)
+    }
+
+    fn self_attention<T: Tape<f32, Self>>(
+        x: T2<Self, T>,
+        qkvo: [Layer<Self, T>; 4],
+        b: usize,
+        heads: usize,
+    ) -> T2<Self, T> {
+        attn_layer::self_attention(x, qkvo, b, heads)
     }
 
     fn norm_modulate<T: Tape<f32, Self>>(
