@@ -4,6 +4,7 @@
 //! The per-head products run through the register-tiled `tile::gemm_acc`; the probabilities are kept for
 //! backward.
 
+use super::pool::Buf;
 use super::tile::{gemm_acc, transpose, View};
 use rayon::prelude::*;
 
@@ -64,8 +65,8 @@ pub(super) fn forward(qkv: &[f32], d: Dims, out: &mut [f32], probs: &mut [f32]) 
     });
 }
 
-/// Adds the gradients of packed `[q | k | v]` into `dqkv` (`(b·n, 3w)`), from the forward input, the
-/// probabilities and `dout`.
+/// Writes the gradients of packed `[q | k | v]` into `dqkv` (`(b·n, 3w)`, old contents ignored), from the forward
+/// input, the probabilities and `dout`.
 pub(super) fn backward(qkv: &[f32], probs: &[f32], dout: &[f32], d: Dims, dqkv: &mut [f32]) {
     let (n, dh, w) = (d.n, d.dh, d.heads * d.dh);
     let scale = 1.0 / (dh as f32).sqrt();
@@ -74,6 +75,7 @@ pub(super) fn backward(qkv: &[f32], probs: &[f32], dout: &[f32], d: Dims, dqkv: 
         let (qkv, dout) = (&qkv[3 * s * per..3 * (s + 1) * per], &dout[s * per..(s + 1) * per]);
         let probs = &probs[s * d.heads * n * n..(s + 1) * d.heads * n * n];
         let (mut vt, mut ds, mut tr) = (vec![0.0; dh * n], vec![0.0; n * n], vec![0.0; n * n]);
+        dqkv.fill(0.0);
         // Column offset of head `h` of `part` in the packed gradient rows.
         let at = |part: Part, h: usize| part as usize * w + h * dh;
         for (h, p) in probs.chunks_exact(n * n).enumerate() {
@@ -100,9 +102,9 @@ pub(super) fn backward(qkv: &[f32], probs: &[f32], dout: &[f32], d: Dims, dqkv: 
 }
 
 /// Packs three `(rows, w)` matrices as the rows `[a | b | c]` of one `(rows, 3w)` matrix.
-pub(super) fn pack(parts: [&[f32]; 3], w: usize) -> Vec<f32> {
+pub(super) fn pack(parts: [&[f32]; 3], w: usize) -> Buf {
     let rows = parts[0].len() / w;
-    let mut out = vec![0.0; 3 * rows * w];
+    let mut out = Buf::scratch(3 * rows * w);
     for (r, dst) in out.chunks_exact_mut(3 * w).enumerate() {
         for (dst, part) in dst.chunks_exact_mut(w).zip(parts) {
             dst.copy_from_slice(&part[r * w..(r + 1) * w]);

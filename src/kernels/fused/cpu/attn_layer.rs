@@ -4,6 +4,7 @@
 
 use super::attention::{self, add_unpacked, Dims};
 use super::gemm::{gemm_rows, no_epilogue, Init, Mat};
+use super::pool::Buf;
 use super::rowwise::add_column_sums;
 use super::{cached_buf, contiguous, host, put_grad, take_grad, tensor, Layer, T1, T2};
 use crate::model::CpuDevice;
@@ -39,12 +40,12 @@ pub(super) fn self_attention<T: Tape<f32, CpuDevice>>(
     let xh = host(&x);
     let [wq, wk, wv, wo] = [0, 1, 2, 3].map(|i| host(&params[i].0));
     let wqkv = attention::pack([&wq, &wk, &wv], w);
-    let bqkv: Vec<f32> = params[..3].iter().flat_map(|(_, bias)| host(bias)).collect();
-    let mut qkv = vec![0.0; rows * 3 * w];
+    let bqkv: Vec<f32> = params[..3].iter().flat_map(|(_, bias)| host(bias).to_vec()).collect();
+    let mut qkv = Buf::scratch(rows * 3 * w);
     let xm = Mat::row_major(&xh, rows, w);
     gemm_rows(xm, Mat::row_major(&wqkv, w, 3 * w), &mut qkv, Init::Bias(&bqkv), no_epilogue);
-    let mut att = vec![0.0; rows * w];
-    let mut probs = vec![0.0; b * heads * dims.n * dims.n];
+    let mut att = Buf::scratch(rows * w);
+    let mut probs = Buf::scratch(b * heads * dims.n * dims.n);
     attention::forward(&qkv, dims, &mut att, &mut probs);
     let mut out = cached_buf(&dev, rows * w);
     let wom = Mat::row_major(&wo, w, w);
@@ -60,9 +61,9 @@ pub(super) fn self_attention<T: Tape<f32, CpuDevice>>(
             let mut dwo = take_grad(grads, wo_t)?;
             gemm_rows(Mat::row_major(&att, rows, w).t(), dym, &mut dwo, Init::Accumulate, no_epilogue);
             put_grad(grads, wo_t, dwo)?;
-            let mut datt = vec![0.0; rows * w];
-            gemm_rows(dym, wom.t(), &mut datt, Init::Accumulate, no_epilogue);
-            let mut dqkv = vec![0.0; rows * 3 * w];
+            let mut datt = Buf::scratch(rows * w);
+            gemm_rows(dym, wom.t(), &mut datt, Init::Overwrite, no_epilogue);
+            let mut dqkv = Buf::scratch(rows * 3 * w);
             attention::backward(&qkv, &probs, &datt, dims, &mut dqkv);
             let mut dbqkv = vec![0.0; 3 * w];
             add_column_sums(&mut dbqkv, &dqkv, None);
@@ -70,8 +71,8 @@ pub(super) fn self_attention<T: Tape<f32, CpuDevice>>(
             let mut dx = take_grad(grads, &x)?;
             gemm_rows(dm, Mat::row_major(&wqkv, w, 3 * w).t(), &mut dx, Init::Accumulate, no_epilogue);
             put_grad(grads, &x, dx)?;
-            let mut dwqkv = vec![0.0; w * 3 * w];
-            gemm_rows(Mat::row_major(&xh, rows, w).t(), dm, &mut dwqkv, Init::Accumulate, no_epilogue);
+            let mut dwqkv = Buf::scratch(w * 3 * w);
+            gemm_rows(Mat::row_major(&xh, rows, w).t(), dm, &mut dwqkv, Init::Overwrite, no_epilogue);
             let [(wq, bq), (wk, bk), (wv, bv), _] = &params;
             let (mut dwq, mut dwk, mut dwv) = (take_grad(grads, wq)?, take_grad(grads, wk)?, take_grad(grads, wv)?);
             add_unpacked(&dwqkv, w, [&mut dwq, &mut dwk, &mut dwv]);

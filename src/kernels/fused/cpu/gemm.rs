@@ -85,6 +85,8 @@ pub(super) fn gemm_into(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accum
 pub(super) enum Init<'a> {
     /// Their current values (`c += a · b`).
     Accumulate,
+    /// Nothing: `c = a · b`, whatever `c` held.
+    Overwrite,
     /// The bias row, in every row (`c = bias + a · b`).
     Bias(&'a [f32]),
 }
@@ -115,7 +117,7 @@ where
         if let Init::Bias(bias) = init {
             block.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(bias));
         }
-        gemm_into(a.row_block(i * per, rows), b, block, n, true);
+        gemm_into(a.row_block(i * per, rows), b, block, n, !matches!(init, Init::Overwrite));
         epilogue(i * per, block);
     });
 }

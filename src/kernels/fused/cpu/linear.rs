@@ -2,6 +2,7 @@
 //! each row block right after its product, and backward computes `dX`, `dW` and `db` from one masked gradient.
 
 use super::gemm::{gemm_rows, no_epilogue, relu_epilogue, Init, Mat};
+use super::pool::Buf;
 use super::rowwise::{self, Act};
 use super::{cached_buf, contiguous, host, put_grad, take_grad, tensor, T1, T2};
 use crate::model::CpuDevice;
@@ -31,7 +32,7 @@ pub(super) fn linear<T: Tape<f32, CpuDevice>>(
         false => gemm_rows(xm, wm, &mut out, Init::Bias(&bh), no_epilogue),
     }
     // ReLU's derivative needs the output's sign; the identity's does not.
-    let kept = (T::OWNS_TAPE && relu).then(|| out.clone());
+    let kept = (T::OWNS_TAPE && relu).then(|| Buf::copy_of(&out));
     let out = tensor(&dev, out, (rows, o));
     if T::OWNS_TAPE {
         let out_id = out.clone();
@@ -71,7 +72,7 @@ pub(super) fn mlp_relu<T: Tape<f32, CpuDevice>>(
     assert_eq!((i1, h2, b1.shape().0, b2.shape().0), (i, h, h, o), "mlp_relu: shapes do not chain");
     let dev = x.device().clone();
     let (xh, w1h, w2h) = (host(&x), host(&w1), host(&w2));
-    let mut hid = vec![0.0; rows * h];
+    let mut hid = Buf::scratch(rows * h);
     let (xm, w1m, w2m) = (Mat::row_major(&xh, rows, i), Mat::row_major(&w1h, i, h), Mat::row_major(&w2h, h, o));
     gemm_rows(xm, w1m, &mut hid, Init::Bias(&host(&b1)), relu_epilogue);
     let mut out = cached_buf(&dev, rows * o);
@@ -88,8 +89,8 @@ pub(super) fn mlp_relu<T: Tape<f32, CpuDevice>>(
             gemm_rows(hm.t(), dym, &mut dw2, Init::Accumulate, no_epilogue);
             put_grad(grads, &w2, dw2)?;
             // ReLU's derivative masks each block of `dy · w2ᵀ` as it is produced.
-            let mut d = vec![0.0; rows * h];
-            gemm_rows(dym, w2m.t(), &mut d, Init::Accumulate, |r0: usize, block: &mut [f32]| {
+            let mut d = Buf::scratch(rows * h);
+            gemm_rows(dym, w2m.t(), &mut d, Init::Overwrite, |r0: usize, block: &mut [f32]| {
                 let y = &hid[r0 * h..r0 * h + block.len()];
                 block.iter_mut().zip(y).for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
             });

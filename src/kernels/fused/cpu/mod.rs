@@ -11,6 +11,7 @@ mod attn_layer;
 mod gemm;
 mod linear;
 mod norm;
+mod pool;
 mod rowwise;
 mod tile;
 
@@ -18,6 +19,7 @@ use super::{AdamStep, FusedOps, Layer, T1, T2};
 use crate::model::CpuDevice;
 use dfdx::prelude::*;
 use dfdx::tensor::{CpuError, Storage};
+use pool::Buf;
 
 /// Takes a buffer of `len` values from dfdx's allocation cache (or a fresh one).
 ///
@@ -42,9 +44,9 @@ fn contiguous<T: Tape<f32, CpuDevice>>(t: T2<CpuDevice, T>) -> T2<CpuDevice, T> 
     t.reshape_like(&shape)
 }
 
-/// Copies a contiguous tensor's values to a host `Vec`.
-fn host<S: Shape, T>(t: &Tensor<S, f32, CpuDevice, T>) -> Vec<f32> {
-    let mut buf = vec![0.0; t.shape().num_elements()];
+/// Copies a contiguous tensor's values to a (pooled) host buffer.
+fn host<S: Shape, T>(t: &Tensor<S, f32, CpuDevice, T>) -> Buf {
+    let mut buf = Buf::scratch(t.shape().num_elements());
     t.copy_into(&mut buf);
     buf
 }
@@ -90,7 +92,7 @@ fn bias_act<T: Tape<f32, CpuDevice>>(
     x.copy_into(&mut out);
     rowwise::add_rows(&mut out, &bias.as_vec(), act);
     // ReLU's derivative needs the output's sign; the identity's does not.
-    let kept = (T::OWNS_TAPE && act == rowwise::Act::Relu).then(|| out.clone());
+    let kept = (T::OWNS_TAPE && act == rowwise::Act::Relu).then(|| Buf::copy_of(&out));
     let out = tensor(&dev, out, (rows, w));
     if T::OWNS_TAPE {
         let out_id = out.clone();
@@ -130,7 +132,7 @@ impl FusedOps for CpuDevice {
             let out_id = out.clone();
             tape.add_backward_op(move |grads| {
                 let dout = take_grad(grads, &out_id)?;
-                let mut dqkv = vec![0.0; 3 * rows * w];
+                let mut dqkv = Buf::scratch(3 * rows * w);
                 attention::backward(&qkv, &probs, &dout, dims, &mut dqkv);
                 let (mut dq, mut dk, mut dv) = (take_grad(grads, &q)?, take_grad(grads, &k)?, take_grad(grads, &v)?);
                 attention::add_unpacked(&dqkv, w, [&mut dq, &mut dk, &mut dv]);

@@ -1,6 +1,7 @@
 //! Row-wise kernels on row-major slices: bias add and its column sums, the gated residual, gradient
 //! accumulation, and the AdamW update.
 
+use super::pool::Buf;
 use super::AdamStep;
 use rayon::prelude::*;
 
@@ -62,9 +63,9 @@ pub(super) fn add_column_sums(sums: &mut [f32], x: &[f32], mask: Option<&[f32]>)
     parts.iter().for_each(|p| add_assign(sums, p));
 }
 
-/// `d = dy ⊙ [y > 0]`: ReLU's derivative read off its output `y`, into a fresh buffer.
-pub(super) fn relu_mask(dy: &[f32], y: &[f32]) -> Vec<f32> {
-    let mut d = vec![0.0; dy.len()];
+/// `d = dy ⊙ [y > 0]`: ReLU's derivative read off its output `y`, into a (pooled) buffer.
+pub(super) fn relu_mask(dy: &[f32], y: &[f32]) -> Buf {
+    let mut d = Buf::scratch(dy.len());
     let block = ROWS_PER_TASK * 64;
     d.par_chunks_mut(block).zip(dy.par_chunks(block)).zip(y.par_chunks(block)).for_each(|((d, dy), y)| {
         d.iter_mut().zip(dy).zip(y).for_each(|((d, &g), &y)| *d = if y > 0.0 { g } else { 0.0 })
