@@ -1,10 +1,11 @@
 //! [`FusedOps`] on dfdx's `Cpu`: the tape plumbing around the slice kernels of `attention.rs`, `norm.rs` and
-//! `rowwise.rs` (the linear layers' plumbing is in `linear.rs`, their GEMMs in `gemm.rs`).
+//! `rowwise.rs` (the linear layers' and the attention layer's plumbing is in `linear.rs` and `attn_layer.rs`,
+//! their GEMMs in `gemm.rs`).
 //!
-//! dfdx keeps tensor buffers crate-private, so inputs are copied out with `copy_into` (a memcpy) and results
-//! enter through `tensor_from_vec` on a buffer popped from dfdx's allocation cache (see [`cached_buf`]). What
-//! backward needs (input copies, softmax probabilities, LayerNorm statistics) lives in the backward closure,
-//! which adds the input gradients into `Gradients::get_or_alloc_mut` of each input.
+//! dfdx keeps tensor buffers crate-private, so inputs are copied out with `copy_into` (a memcpy into a buffer
+//! from `pool.rs`) and results enter through `tensor_from_vec` on a buffer popped from dfdx's allocation cache
+//! (see [`cached_buf`]). What backward needs (input copies, softmax probabilities, LayerNorm statistics) lives in
+//! the backward closure, which adds the input gradients into `Gradients::get_or_alloc_mut` of each input.
 
 mod attention;
 mod attn_layer;
