@@ -4,7 +4,8 @@
 //!
 //! dfdx keeps a tensor's device buffer crate-private, so kernel *inputs* are staged through the host (`as_vec`,
 //! then one upload); the pair loss's gradient stays on the GPU and backward adds it straight into the
-//! `CudaSlice` that `Gradients::get_or_alloc_mut` exposes. This is the only file with `unsafe` (kernel launches).
+//! `CudaSlice` that `Gradients::get_or_alloc_mut` exposes. Besides the one `gemm` call in `fused/cpu/gemm.rs`,
+//! this is the only file with `unsafe` (kernel launches).
 
 use super::twin::PairLossHost;
 use super::{DdimInputs, KernelDevice, KernelError, PairInputs, SOURCES};

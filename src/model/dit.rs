@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::backend::{upload, ModelDevice};
 use super::config::DitConfig;
-use super::layers::{attention, linear, linear_act, silu, Lin, T1, T2};
+use super::layers::{attention, linear, mlp, silu, Lin, T1, T2};
 use super::ModelError;
 use crate::kernels::fused::OpPath;
 
@@ -290,7 +290,7 @@ impl<D: ModelDevice> Dit<D> {
             let a = attention(ops, pr, blk.qkvo, hn, b, cfg.heads);
             let x1 = (ops.gate_residual)(a, cmod(blk.mods[2]), x, b);
             let hn = (ops.norm_modulate)(x1.with_empty_tape(), cmod(blk.mods[3]), cmod(blk.mods[4]), b);
-            let m = linear(ops, pr, blk.fc2, linear_act(ops, pr, blk.fc1, hn, cfg.activation));
+            let m = mlp(ops, pr, (blk.fc1, blk.fc2), hn, cfg.activation);
             x = (ops.gate_residual)(m, cmod(blk.mods[5]), x1, b);
         }
         let hn = (ops.norm_modulate)(x, cmod(lay.final_mods[0]), cmod(lay.final_mods[1]), b);

@@ -8,7 +8,7 @@ use dfdx::prelude::*;
 
 use super::backend::ModelDevice;
 use super::config::Activation;
-use crate::kernels::fused::Ops;
+use crate::kernels::fused::{Layer, Ops};
 
 /// A flat parameter tensor.
 pub(crate) type T1<D> = Tensor<(usize,), f32, D>;
@@ -26,23 +26,27 @@ pub(crate) struct Lin {
 
 /// Computes `x · W + b` as one 2-D GEMM on `(rows, i)`.
 pub(crate) fn linear<D: ModelDevice, T: Tape<f32, D>>(ops: &Ops<D, T>, p: &[T1<D>], l: Lin, x: T2<D, T>) -> T2<D, T> {
-    let w = p[l.w].retaped::<T>().reshape_like(&(l.i, l.o));
-    (ops.add_bias)(x.matmul(w), p[l.b].retaped::<T>())
+    let (w, b) = layer(p, l);
+    (ops.linear)(x, w, b)
 }
 
-/// Computes `act(x · W + b)`; ReLU fuses with the bias add.
-pub(crate) fn linear_act<D: ModelDevice, T: Tape<f32, D>>(
+/// Computes `fc2(act(fc1(x)))`; with ReLU the whole MLP is one fused op.
+pub(crate) fn mlp<D: ModelDevice, T: Tape<f32, D>>(
     ops: &Ops<D, T>,
     p: &[T1<D>],
-    l: Lin,
+    (fc1, fc2): (Lin, Lin),
     x: T2<D, T>,
     act: Activation,
 ) -> T2<D, T> {
-    if act != Activation::Relu {
-        return activate(act, linear(ops, p, l, x));
+    match act {
+        Activation::Relu => (ops.mlp_relu)(x, layer(p, fc1), layer(p, fc2)),
+        _ => linear(ops, p, fc2, activate(act, linear(ops, p, fc1, x))),
     }
-    let w = p[l.w].retaped::<T>().reshape_like(&(l.i, l.o));
-    (ops.add_bias_relu)(x.matmul(w), p[l.b].retaped::<T>())
+}
+
+/// The weight `(i, o)` and bias of `l`, retaped so their gradients are recorded.
+fn layer<D: ModelDevice, T: Tape<f32, D>>(p: &[T1<D>], l: Lin) -> Layer<D, T> {
+    (p[l.w].retaped::<T>().reshape_like(&(l.i, l.o)), p[l.b].retaped::<T>())
 }
 
 /// Applies the configured activation.
@@ -63,7 +67,7 @@ pub(crate) fn silu<D: ModelDevice, T: Tape<f32, D>>(x: T2<D, T>) -> T2<D, T> {
     x * gate
 }
 
-/// Multi-head self-attention by hand: `softmax(Q Kᵀ / √d_h) V`, then the output projection.
+/// Multi-head self-attention with its q/k/v/o projections: `softmax(Q Kᵀ / √d_h) V · Wo + bo`.
 pub(crate) fn attention<D: ModelDevice, T: Tape<f32, D>>(
     ops: &Ops<D, T>,
     p: &[T1<D>],
@@ -72,8 +76,5 @@ pub(crate) fn attention<D: ModelDevice, T: Tape<f32, D>>(
     b: usize,
     heads: usize,
 ) -> T2<D, T> {
-    let q = linear(ops, p, qkvo[0], h.with_empty_tape());
-    let k = linear(ops, p, qkvo[1], h.with_empty_tape());
-    let v = linear(ops, p, qkvo[2], h);
-    linear(ops, p, qkvo[3], (ops.attention)(q, k, v, b, heads))
+    (ops.self_attention)(h, qkvo.map(|l| layer(p, l)), b, heads)
 }

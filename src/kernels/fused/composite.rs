@@ -1,7 +1,7 @@
 //! The ops of [`super::FusedOps`] as compositions of dfdx tensor ops: the CUDA implementation and the reference
 //! the CPU kernels are tested against.
 
-use super::{AdamStep, T1, T2};
+use super::{AdamStep, Layer, T1, T2};
 use dfdx::prelude::*;
 
 /// A 3-D activation `(batch, tokens, features)` with tape `T`.
@@ -29,6 +29,20 @@ pub fn attention<D: Device<f32>, T: Tape<f32, D>>(
     let scores = (q.matmul(k) * (1.0 / (dh as f32).sqrt())).softmax::<Axis<3>>();
     let out = scores.matmul(v).permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>();
     out.reshape_like(&(rows, w))
+}
+
+/// See [`super::FusedOps::self_attention`]: three [`linear`] projections of `x`, [`attention`], then [`linear`].
+pub fn self_attention<D: Device<f32>, T: Tape<f32, D>>(
+    x: T2<D, T>,
+    [q, k, v, o]: [Layer<D, T>; 4],
+    b: usize,
+    heads: usize,
+) -> T2<D, T> {
+    // `x` keeps its tape in one use only; the others share its id, so the three gradients add up.
+    let q = linear(x.with_empty_tape(), q.0, q.1);
+    let k = linear(x.with_empty_tape(), k.0, k.1);
+    let v = linear(x, v.0, v.1);
+    linear(attention(q, k, v, b, heads), o.0, o.1)
 }
 
 /// See [`super::FusedOps::norm_modulate`]: dfdx's `normalize` (eps 1e-5), then broadcasts.
@@ -66,6 +80,21 @@ pub fn add_bias<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T>) ->
 /// See [`super::FusedOps::add_bias_relu`].
 pub fn add_bias_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
     add_bias(x, bias).relu()
+}
+
+/// See [`super::FusedOps::linear`]: dfdx's matmul, then [`add_bias`].
+pub fn linear<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, w: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
+    add_bias(x.matmul(w), bias)
+}
+
+/// See [`super::FusedOps::linear_relu`]: dfdx's matmul, then [`add_bias_relu`].
+pub fn linear_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, w: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
+    add_bias_relu(x.matmul(w), bias)
+}
+
+/// See [`super::FusedOps::mlp_relu`]: [`linear_relu`], then [`linear`].
+pub fn mlp_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, fc1: Layer<D, T>, fc2: Layer<D, T>) -> T2<D, T> {
+    linear(linear_relu(x, fc1.0, fc1.1), fc2.0, fc2.1)
 }
 
 /// AdamW (Loshchilov & Hutter, arXiv:1711.05101): `m ← β1·m + (1 − β1)·g`, `v ← β2·v + (1 − β2)·g²`,

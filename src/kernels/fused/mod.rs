@@ -40,12 +40,21 @@ pub enum OpPath {
     Composite,
 }
 
+/// A linear layer's weight `(i, o)` and bias `(o,)`.
+pub type Layer<D, T> = (T2<D, T>, T1<D, T>);
+
 /// A 2-D op with three inputs and the number of samples they hold.
 type Op3<D, T> = fn(T2<D, T>, T2<D, T>, T2<D, T>, usize) -> T2<D, T>;
 /// Attention: `(q, k, v, samples, heads)`.
 type AttnOp<D, T> = fn(T2<D, T>, T2<D, T>, T2<D, T>, usize, usize) -> T2<D, T>;
 /// A bias op `(x, bias) -> out`.
 type BiasOp<D, T> = fn(T2<D, T>, T1<D, T>) -> T2<D, T>;
+/// A linear layer `(x, w, bias) -> out`.
+type LinearOp<D, T> = fn(T2<D, T>, T2<D, T>, T1<D, T>) -> T2<D, T>;
+/// Self-attention with its projections: `(x, [q, k, v, o], samples, heads) -> out`.
+type SelfAttnOp<D, T> = fn(T2<D, T>, [Layer<D, T>; 4], usize, usize) -> T2<D, T>;
+/// A two-layer MLP `(x, fc1, fc2) -> out`.
+type MlpOp<D, T> = fn(T2<D, T>, Layer<D, T>, Layer<D, T>) -> T2<D, T>;
 
 /// The taped ops of one [`OpPath`], as function pointers for tape `T` (see [`FusedOps`] for each formula).
 pub struct Ops<D: FusedOps, T: Tape<f32, D>> {
@@ -59,6 +68,14 @@ pub struct Ops<D: FusedOps, T: Tape<f32, D>> {
     pub add_bias: BiasOp<D, T>,
     /// [`FusedOps::add_bias_relu`].
     pub add_bias_relu: BiasOp<D, T>,
+    /// [`FusedOps::linear`].
+    pub linear: LinearOp<D, T>,
+    /// [`FusedOps::linear_relu`].
+    pub linear_relu: LinearOp<D, T>,
+    /// [`FusedOps::mlp_relu`].
+    pub mlp_relu: MlpOp<D, T>,
+    /// [`FusedOps::self_attention`].
+    pub self_attention: SelfAttnOp<D, T>,
 }
 
 impl OpPath {
@@ -71,6 +88,10 @@ impl OpPath {
                 gate_residual: D::gate_residual,
                 add_bias: D::add_bias,
                 add_bias_relu: D::add_bias_relu,
+                linear: D::linear,
+                linear_relu: D::linear_relu,
+                mlp_relu: D::mlp_relu,
+                self_attention: D::self_attention,
             },
             OpPath::Composite => Ops {
                 attention: composite::attention,
@@ -78,6 +99,10 @@ impl OpPath {
                 gate_residual: composite::gate_residual,
                 add_bias: composite::add_bias,
                 add_bias_relu: composite::add_bias_relu,
+                linear: composite::linear,
+                linear_relu: composite::linear_relu,
+                mlp_relu: composite::mlp_relu,
+                self_attention: composite::self_attention,
             },
         }
     }
@@ -118,6 +143,20 @@ pub trait FusedOps: Device<f32> {
         composite::attention(q, k, v, b, heads)
     }
 
+    /// Computes the self-attention layer `attention(x·Wq + bq, x·Wk + bk, x·Wv + bv) · Wo + bo` (see
+    /// [`FusedOps::attention`]) with `qkvo = [(Wq, bq), (Wk, bk), (Wv, bv), (Wo, bo)]`, each weight `(w, w)`.
+    ///
+    /// Derivatives: the chain of [`FusedOps::linear`] and [`FusedOps::attention`]; `x`'s gradient sums the three
+    /// projections'.
+    fn self_attention<T: Tape<f32, Self>>(
+        x: T2<Self, T>,
+        qkvo: [Layer<Self, T>; 4],
+        b: usize,
+        heads: usize,
+    ) -> T2<Self, T> {
+        composite::self_attention(x, qkvo, b, heads)
+    }
+
     /// Computes `LN(x) · (1 + scale) + shift`, `LN` a LayerNorm over features without affine (eps 1e-5);
     /// `x` is `(b·n, w)`, `shift` and `scale` are `(b, w)`, broadcast over each sample's `n` tokens.
     ///
@@ -151,6 +190,27 @@ pub trait FusedOps: Device<f32> {
     /// Derivatives: with `d = dy ⊙ [x + bias > 0]`, `dx = d`, `dbias = Σ_rows d`.
     fn add_bias_relu<T: Tape<f32, Self>>(x: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
         composite::add_bias_relu(x, bias)
+    }
+
+    /// Computes `x · w + bias`, `x` `(rows, i)`, `w` `(i, o)`, `bias` `(o,)` broadcast over rows.
+    ///
+    /// Derivatives: `dx = dy · wᵀ`, `dw = xᵀ · dy`, `dbias = Σ_rows dy`.
+    fn linear<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
+        composite::linear(x, w, bias)
+    }
+
+    /// Computes `max(x · w + bias, 0)` (a linear layer followed by ReLU).
+    ///
+    /// Derivatives: with `d = dy ⊙ [x · w + bias > 0]`, `dx = d · wᵀ`, `dw = xᵀ · d`, `dbias = Σ_rows d`.
+    fn linear_relu<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
+        composite::linear_relu(x, w, bias)
+    }
+
+    /// Computes `max(x · w1 + b1, 0) · w2 + b2` with `fc1 = (w1, b1)`, `fc2 = (w2, b2)` (the DiT's ReLU MLP).
+    ///
+    /// Derivatives: the chain of [`FusedOps::linear_relu`] and [`FusedOps::linear`].
+    fn mlp_relu<T: Tape<f32, Self>>(x: T2<Self, T>, fc1: Layer<Self, T>, fc2: Layer<Self, T>) -> T2<Self, T> {
+        composite::mlp_relu(x, fc1, fc2)
     }
 
     /// One AdamW update of a flat parameter and its moments (see [`composite::adamw_update`]); not taped.

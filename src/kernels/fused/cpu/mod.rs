@@ -1,20 +1,26 @@
 //! [`FusedOps`] on dfdx's `Cpu`: the tape plumbing around the slice kernels of `attention.rs`, `norm.rs` and
-//! `rowwise.rs`.
+//! `rowwise.rs` (the linear layers' and the attention layer's plumbing is in `linear.rs` and `attn_layer.rs`,
+//! their GEMMs in `gemm.rs`).
 //!
-//! dfdx keeps tensor buffers crate-private, so inputs are copied out with `copy_into` (a memcpy) and results
-//! enter through `tensor_from_vec` on a buffer popped from dfdx's allocation cache (see [`cached_buf`]). What
-//! backward needs (input copies, softmax probabilities, LayerNorm statistics) lives in the backward closure,
-//! which adds the input gradients into `Gradients::get_or_alloc_mut` of each input.
+//! dfdx keeps tensor buffers crate-private, so inputs are copied out with `copy_into` (a memcpy into a buffer
+//! from `pool.rs`) and results enter through `tensor_from_vec` on a buffer popped from dfdx's allocation cache
+//! (see [`cached_buf`]). What backward needs (input copies, softmax probabilities, LayerNorm statistics) lives in
+//! the backward closure, which adds the input gradients into `Gradients::get_or_alloc_mut` of each input.
 
 mod attention;
+mod attn_layer;
+mod gemm;
+mod linear;
 mod norm;
+mod pool;
 mod rowwise;
 mod tile;
 
-use super::{AdamStep, FusedOps, T1, T2};
+use super::{AdamStep, FusedOps, Layer, T1, T2};
 use crate::model::CpuDevice;
 use dfdx::prelude::*;
 use dfdx::tensor::{CpuError, Storage};
+use pool::Buf;
 
 /// Takes a buffer of `len` values from dfdx's allocation cache (or a fresh one).
 ///
@@ -39,9 +45,9 @@ fn contiguous<T: Tape<f32, CpuDevice>>(t: T2<CpuDevice, T>) -> T2<CpuDevice, T> 
     t.reshape_like(&shape)
 }
 
-/// Copies a contiguous tensor's values to a host `Vec`.
-fn host<S: Shape, T>(t: &Tensor<S, f32, CpuDevice, T>) -> Vec<f32> {
-    let mut buf = vec![0.0; t.shape().num_elements()];
+/// Copies a contiguous tensor's values to a (pooled) host buffer.
+fn host<S: Shape, T>(t: &Tensor<S, f32, CpuDevice, T>) -> Buf {
+    let mut buf = Buf::scratch(t.shape().num_elements());
     t.copy_into(&mut buf);
     buf
 }
@@ -87,7 +93,7 @@ fn bias_act<T: Tape<f32, CpuDevice>>(
     x.copy_into(&mut out);
     rowwise::add_rows(&mut out, &bias.as_vec(), act);
     // ReLU's derivative needs the output's sign; the identity's does not.
-    let kept = (T::OWNS_TAPE && act == rowwise::Act::Relu).then(|| out.clone());
+    let kept = (T::OWNS_TAPE && act == rowwise::Act::Relu).then(|| Buf::copy_of(&out));
     let out = tensor(&dev, out, (rows, w));
     if T::OWNS_TAPE {
         let out_id = out.clone();
@@ -118,17 +124,19 @@ impl FusedOps for CpuDevice {
         let (rows, w) = *q.shape();
         let dims = attention::Dims { n: rows / b, heads, dh: w / heads };
         let dev = q.device().clone();
-        let (qh, kh, vh) = (host(&q), host(&k), host(&v));
+        let qkv = attention::pack([&host(&q), &host(&k), &host(&v)], w);
         let mut out = cached_buf(&dev, rows * w);
         let mut probs = vec![0.0; b * heads * dims.n * dims.n];
-        attention::forward(&qh, &kh, &vh, dims, &mut out, &mut probs);
+        attention::forward(&qkv, dims, &mut out, &mut probs);
         let out = tensor(&dev, out, (rows, w));
         if T::OWNS_TAPE {
             let out_id = out.clone();
             tape.add_backward_op(move |grads| {
                 let dout = take_grad(grads, &out_id)?;
+                let mut dqkv = Buf::scratch(3 * rows * w);
+                attention::backward(&qkv, &probs, &dout, dims, &mut dqkv);
                 let (mut dq, mut dk, mut dv) = (take_grad(grads, &q)?, take_grad(grads, &k)?, take_grad(grads, &v)?);
-                attention::backward(&qh, &kh, &vh, &probs, &dout, dims, (&mut dq, &mut dk, &mut dv));
+                attention::add_unpacked(&dqkv, w, [&mut dq, &mut dk, &mut dv]);
                 put_grad(grads, &q, dq)?;
                 put_grad(grads, &k, dk)?;
                 put_grad(grads, &v, dv)?;
@@ -136,6 +144,15 @@ impl FusedOps for CpuDevice {
             });
         }
         out.put_tape(tape)
+    }
+
+    fn self_attention<T: Tape<f32, Self>>(
+        x: T2<Self, T>,
+        qkvo: [Layer<Self, T>; 4],
+        b: usize,
+        heads: usize,
+    ) -> T2<Self, T> {
+        attn_layer::self_attention(x, qkvo, b, heads)
     }
 
     fn norm_modulate<T: Tape<f32, Self>>(
@@ -204,6 +221,18 @@ impl FusedOps for CpuDevice {
 
     fn add_bias_relu<T: Tape<f32, Self>>(x: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
         bias_act(x, bias, rowwise::Act::Relu)
+    }
+
+    fn linear<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
+        linear::linear(x, w, bias, rowwise::Act::Identity)
+    }
+
+    fn linear_relu<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
+        linear::linear(x, w, bias, rowwise::Act::Relu)
+    }
+
+    fn mlp_relu<T: Tape<f32, Self>>(x: T2<Self, T>, fc1: Layer<Self, T>, fc2: Layer<Self, T>) -> T2<Self, T> {
+        linear::mlp_relu(x, fc1, fc2)
     }
 
     fn adamw_update(param: &mut T1<Self>, m: &mut T1<Self>, v: &mut T1<Self>, grad: &T1<Self>, step: &AdamStep) {

@@ -1,6 +1,7 @@
 //! Row-wise kernels on row-major slices: bias add and its column sums, the gated residual, gradient
 //! accumulation, and the AdamW update.
 
+use super::pool::Buf;
 use super::AdamStep;
 use rayon::prelude::*;
 
@@ -42,13 +43,34 @@ pub(super) fn add_masked(dst: &mut [f32], dy: &[f32], mask: Option<&[f32]>) {
     }
 }
 
-/// `sums += Σ_rows x` of a `(rows, w)` slice, `w = sums.len()`; a mask as in [`add_masked`].
+/// `sums += Σ_rows x` of a `(rows, w)` slice, `w = sums.len()`; a mask as in [`add_masked`]. Blocks of rows are
+/// summed in parallel, then the partial sums are added in block order.
 pub(super) fn add_column_sums(sums: &mut [f32], x: &[f32], mask: Option<&[f32]>) {
     let w = sums.len();
-    match mask {
-        None => x.chunks_exact(w).for_each(|row| add_assign(sums, row)),
-        Some(y) => x.chunks_exact(w).zip(y.chunks_exact(w)).for_each(|(row, y)| add_masked(sums, row, Some(y))),
-    }
+    let block = ROWS_PER_TASK * w;
+    let partial = |(i, xb): (usize, &[f32])| {
+        let mut acc = vec![0.0; w];
+        match mask {
+            None => xb.chunks_exact(w).for_each(|row| add_assign(&mut acc, row)),
+            Some(y) => {
+                let yb = y[i * block..].chunks_exact(w);
+                xb.chunks_exact(w).zip(yb).for_each(|(row, y)| add_masked(&mut acc, row, Some(y)))
+            }
+        }
+        acc
+    };
+    let parts: Vec<Vec<f32>> = x.par_chunks(block).enumerate().map(partial).collect();
+    parts.iter().for_each(|p| add_assign(sums, p));
+}
+
+/// `d = dy ⊙ [y > 0]`: ReLU's derivative read off its output `y`, into a (pooled) buffer.
+pub(super) fn relu_mask(dy: &[f32], y: &[f32]) -> Buf {
+    let mut d = Buf::scratch(dy.len());
+    let block = ROWS_PER_TASK * 64;
+    d.par_chunks_mut(block).zip(dy.par_chunks(block)).zip(y.par_chunks(block)).for_each(|((d, dy), y)| {
+        d.iter_mut().zip(dy).zip(y).for_each(|((d, &g), &y)| *d = if y > 0.0 { g } else { 0.0 })
+    });
+    d
 }
 
 /// `out += h · gate[sample]`, with `(n, w)` the tokens per sample and the features.
