@@ -128,6 +128,22 @@ fn eval_is_seeded() {
 }
 
 #[test]
+fn pretrain_web_degrade_is_stored_with_the_world_and_checked() {
+    let dir = scratch("webdegrade");
+    let args = ["pretrain", "--out", "run", "--size", "tiny", "--steps", "1", "--batch", "2", "--web-degrade"];
+    let bad = seppoc_in(&dir, &[&args[..], &["1.5"]].concat());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("--web-degrade must be in [0, 1], found 1.5"), "{}", text(&bad.stderr));
+    assert!(!dir.join("run").exists(), "a rejected flag must not create the output directory");
+    let out = seppoc_in(&dir, &[&args[..], &["0"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (_, meta) = seppoc::model::load_checkpoint(&dir.join("run/model.safetensors"), &seppoc::model::cpu())
+        .expect("checkpoint loads");
+    let world: serde_json::Value = serde_json::from_str(&meta.world_config).expect("world config is JSON");
+    assert_eq!(world["web"]["p_degrade"], 0.0, "{world}");
+}
+
+#[test]
 fn unknown_prompt_word_exits_2_and_lists_the_vocabulary() {
     let dir = scratch("badword");
     let ckpt = checkpoint();

@@ -91,6 +91,10 @@ pub struct Args {
     /// Probability of replacing a caption by the null (all-PAD) caption, for classifier-free guidance.
     #[arg(long, default_value_t = 0.1)]
     caption_dropout: f64,
+    /// Probability that a web example's image is degraded (noise, blur, colour shift; default: the world's 0.3).
+    /// Stored with the world config, so the preference data of later runs is unchanged by it.
+    #[arg(long)]
+    web_degrade: Option<f64>,
     /// EMA decay of the saved weights (0 = save the raw weights); warmed up as `min(d, (1+s)/(10+s))`.
     #[arg(long, default_value_t = 0.999)]
     ema: f32,
@@ -114,6 +118,9 @@ fn validate(args: &Args) -> anyhow::Result<()> {
     }
     if !(0.0..=1.0).contains(&args.caption_dropout) {
         bail!("--caption-dropout must be in [0, 1], found {}", args.caption_dropout);
+    }
+    if let Some(p) = args.web_degrade.filter(|p| !(0.0..=1.0).contains(p)) {
+        bail!("--web-degrade must be in [0, 1], found {p}");
     }
     if !(0.0..1.0).contains(&args.ema) {
         bail!("--ema must be in [0, 1), found {}", args.ema);
@@ -152,12 +159,14 @@ impl TrainWorld {
             WorldFlag::Image => {
                 let mut cfg = WorldConfig::default_16();
                 cfg.image_size = args.image_size;
+                cfg.web.p_degrade = args.web_degrade.unwrap_or(cfg.web.p_degrade);
                 Ok(TrainWorld::Image(World::new(cfg).map_err(|e| anyhow::anyhow!("--image-size: {e}"))?))
             }
             WorldFlag::Video => {
                 let mut cfg = VideoWorldConfig::default_16();
                 cfg.image_size = args.image_size;
                 cfg.frames = args.frames.unwrap_or(cfg.frames);
+                cfg.web.p_degrade = args.web_degrade.unwrap_or(cfg.web.p_degrade);
                 Ok(TrainWorld::Video(VideoWorld::new(cfg).map_err(|e| anyhow::anyhow!("--image-size/--frames: {e}"))?))
             }
         }
