@@ -131,6 +131,14 @@ fn compare_rejects_bad_input_before_training() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(text(&unknown.stderr).contains("`nope`"), "{}", text(&unknown.stderr));
 
+    // Without the `cuda` feature, `--device cuda` is refused before any job starts.
+    if !cfg!(feature = "cuda") {
+        let cuda = seppoc(&["compare", "objectives/sft.obj", "--device", "cuda", "--out", &out]);
+        assert_eq!(cuda.status.code(), Some(2));
+        assert!(text(&cuda.stderr).contains("built without the `cuda` feature"), "{}", text(&cuda.stderr));
+        assert!(!Path::new(&out).exists(), "nothing was written for --device cuda");
+    }
+
     let bad = dir.join("bad.obj");
     std::fs::write(&bad, "objective bad\nloss mean(err(policy, winner) +)\n").unwrap();
     let o = seppoc(&["compare", &bad.to_string_lossy(), "--out", &out]);

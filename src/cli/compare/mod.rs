@@ -12,7 +12,7 @@ mod output;
 mod plot;
 mod read;
 
-use super::engine::{command_line, write_json};
+use super::engine::{command_line, write_json, DeviceArgs, DeviceFlag};
 use super::load::{model_path_for, WorldFlag};
 use super::{load_source, parse_set, print_diags};
 use crate::compare::{markdown_table, summarize, Baseline, RunRecord};
@@ -78,6 +78,10 @@ pub struct Args {
     /// Passed to `seppoc run`: size of the synthetic preference set.
     #[arg(long)]
     data_size: Option<usize>,
+    /// Passed to every `seppoc run` and `seppoc eval`: where the models run (`cuda` needs a binary built with
+    /// `--features cuda`; checked before any job starts).
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Train and evaluate nothing: build the table and plots from the jobs that already finished with these
     /// settings (the others are listed as not run).
     #[arg(long)]
@@ -100,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.eval_prompts == Some(0) {
         bail!("--eval-prompts must be at least 1");
     }
+    crate::model::ensure_built(args.device.kind())?;
     let Some(entries) = check_files(&args)? else { return Ok(ExitCode::from(1)) };
     let out = PathBuf::from(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
@@ -110,6 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(w) = args.world {
         eval_args.extend(["--world".to_string(), w.name().to_string()]);
     }
+    eval_args.extend(device_flag(&args.device));
     if args.eval_samples > 1 {
         eval_args.extend(["--samples".to_string(), args.eval_samples.to_string()]);
     }
@@ -170,7 +176,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "files": entries.iter().map(|e| &e.file).collect::<Vec<_>>(), "seeds": args.seeds, "steps": args.steps,
         "sets": args.sets, "eval_prompts": baseline.per_prompt.len() / args.eval_samples,
         "eval_samples": args.eval_samples, "eval_every": eval_every,
-        "curve_prompts": args.curve_prompts, "base_model": base, "world": args.world.map(WorldFlag::name), "batch": args.batch, "lr": args.lr,
+        "curve_prompts": args.curve_prompts, "base_model": base, "world": args.world.map(WorldFlag::name),
+        "device": format!("{:?}", args.device.device).to_lowercase(), "batch": args.batch, "lr": args.lr,
         "warmup": args.warmup, "data_size": args.data_size,
     });
     write_json(
@@ -251,6 +258,15 @@ fn eval_command(model: &str, out: &Path, eval_args: &[String]) -> Vec<String> {
     c
 }
 
+/// `--device cuda` for the child commands, nothing for the CPU (so CPU jobs keep the signatures of before the flag
+/// existed and stay resumable).
+fn device_flag(device: &DeviceArgs) -> Vec<String> {
+    match device.device {
+        DeviceFlag::Cpu => Vec::new(),
+        DeviceFlag::Cuda => vec!["--device".to_string(), "cuda".to_string()],
+    }
+}
+
 /// The job training `e` with `seed` and evaluating the result; resumes an unfinished run of the same job.
 fn run_job(
     args: &Args,
@@ -266,6 +282,7 @@ fn run_job(
     if let Some(w) = args.world {
         common.extend(["--world".to_string(), w.name().to_string()]);
     }
+    common.extend(device_flag(&args.device));
     for (k, v) in &e.sets {
         common.extend(["--set".to_string(), format!("{k}={v}")]);
     }
