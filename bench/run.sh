@@ -2,7 +2,7 @@
 # Runs the dfdx and PyTorch DiT benchmarks back to back on the same weights and batch and prints the ratio.
 # Usage: bench/run.sh [small|bench] [batch] [cpu|cuda]   (PYTHON defaults to python3; it needs torch and
 # safetensors). `cuda` builds with `--features cuda` (CARGO_FEATURES overrides) and runs both sides on GPU 0.
-# On CPU it also times the composite dfdx ops (`--composite`, the code before the fused kernels) in the same run.
+# On CPU it also times the composite dfdx ops (`--composite`, the unfused reference path) in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG="${1:-small}"

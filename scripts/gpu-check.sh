@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check for seppoc (issue 7), for a machine with one NVIDIA GPU, its driver, Rust, python3 and access to
+# GPU check for seppoc, for a machine with one NVIDIA GPU, its driver, Rust, python3 and access to
 # PyPI and crates.io only. Budget: about 8 minutes. It
 #   1. reads the driver's CUDA version and the GPU's compute capability from nvidia-smi;
 #   2. installs nvcc/NVRTC/cuBLAS/CCCL from PyPI pinned to that CUDA version (or uses a toolkit already on PATH)
@@ -57,7 +57,7 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
       [ -n "$f" ] && ln -sf "$f" "$ROOT/lib/lib$lib.so"
     done
   else
-    echo "The driver supports CUDA $CUDA_VER, and PyPI's CUDA 12 nvcc wheel ships no nvcc binary (dfdx-notes section 9)." >&2
+    echo "The driver supports CUDA $CUDA_VER, and PyPI's CUDA 12 nvcc wheel ships no nvcc binary (docs/dfdx.md, section CUDA)." >&2
     echo "Install the CUDA $CUDA_VER toolkit (nvcc on PATH) and rerun." >&2
     exit 1
   fi

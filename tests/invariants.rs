@@ -1,4 +1,4 @@
-//! Loss invariants of the shipped objectives (seppo-method.md §11), on the f64 oracle and on the compiled
+//! Loss invariants of the shipped objectives (docs/method.md, numbered as there), on the f64 oracle and on the compiled
 //! dfdx graph: ln 2 at policy == reference, gate semantics, swap symmetry, non-negativity, backend agreement,
 //! and gradients against central finite differences.
 
@@ -196,7 +196,7 @@ proptest! {
     }
 }
 
-/// Invariant 13 + the plan: SePPO's first update (pool = {theta_0}, theta = theta_0) ties on every sample;
+/// Invariant 13 and the tie rule: SePPO's first update (pool = {theta_0}, theta = theta_0) ties on every sample;
 /// with `tie = 1` the flip rate is 0.
 #[test]
 fn first_update_flip_rate_is_zero() {

@@ -198,7 +198,7 @@ impl Checker {
         }
     }
 
-    /// `sign(x, tie = t)`: a gate in {-1, t, +1}; the tie value matters at the first update (seppo-method §4.1).
+    /// `sign(x, tie = t)`: a gate in {-1, t, +1}; the tie value matters at the first update (docs/method.md, tie rule).
     fn sign(&mut self, f: &Ident, args: &[&Expr], tys: Vec<Ty>, named: &std::collections::HashMap<String, &Arg>) -> Ty {
         let Some(s) = self.scalar(args[0], tys.into_iter().next().unwrap_or(Ty::Error), "`sign`") else {
             return Ty::Error;

@@ -1,5 +1,5 @@
 //! Syntax tree to checked program: resolves names and settings, infers types, and reports every bug class
-//! of `objective-zoo.md` that can be seen before training (all of them at once, not just the first).
+//! of `docs/objectives.md` that can be seen before training (all of them at once, not just the first).
 
 mod calls;
 mod consts;

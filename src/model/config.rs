@@ -83,7 +83,7 @@ impl DitConfig {
         }
     }
 
-    /// The benchmark model of `docs/dfdx-notes.md` section 5, with 3 channels: patch 2, width 128, 4 blocks, 4 heads.
+    /// The benchmark model of `docs/dfdx.md`, with 3 channels: patch 2, width 128, 4 blocks, 4 heads.
     pub fn bench(image_size: usize, vocab_size: usize, max_tokens: usize) -> Self {
         DitConfig { width: 128, patch_size: 2, ..Self::small(image_size, vocab_size, max_tokens) }
     }
