@@ -6,7 +6,7 @@
 //! also writes `init.safetensors` and `batch.safetensors` to `out_dir` so `bench/dit_torch.py` can run the
 //! identical model on the same batch. Every timed region ends with a device-to-host read, so CUDA work is finished.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use dfdx::prelude::*;
@@ -17,7 +17,7 @@ use seppoc::kernels::fused::OpPath;
 use seppoc::kernels::KernelDevice;
 use seppoc::model::{
     cpu, per_sample_error, save_checkpoint, with_device, AdamW, AdamWConfig, CheckpointMeta, DeviceKind, Dit,
-    DitConfig, OnDevice, ParamGrads,
+    DitConfig, OnDevice, ParamGrads, ScheduleSpec,
 };
 
 const VOCAB: usize = 32;
@@ -104,7 +104,7 @@ fn bench<D: KernelDevice>(dev: D, args: &[String], kind: DeviceKind, path: OpPat
     let mut model = Dit::new(&cfg, &cpu(), 0).expect("valid config").to_device(&dev).expect("same layout");
     model.set_op_path(path);
     std::fs::create_dir_all(&out).expect("create out dir");
-    let meta = CheckpointMeta { world_config: "{}".into(), seed: 0, step: 0, extra: BTreeMap::new() };
+    let meta = CheckpointMeta::new("image", "{}".into(), ScheduleSpec::default_linear());
     save_checkpoint(&out.join("init.safetensors"), &model, &meta).expect("write init");
 
     let mut rng = ChaCha8Rng::seed_from_u64(1);

@@ -164,10 +164,19 @@ fn null_condition_is_all_pad_and_changes_the_output() {
 }
 
 fn meta() -> CheckpointMeta {
-    let mut extra = BTreeMap::new();
-    extra.insert("objective".into(), "loss = sft".into());
-    extra.insert("objective_sha256".into(), "abc123".into());
-    CheckpointMeta { world_config: "{\"shapes\":3}".into(), seed: 42, step: 1234, extra }
+    let mut params = BTreeMap::new();
+    params.insert("beta".to_string(), 5000.0);
+    let objective = ObjectiveMeta { text: "loss = sft".into(), sha256: "abc123".into(), params };
+    let schedule = ScheduleSpec { kind: ScheduleKind::Cosine, n_steps: 1000 };
+    CheckpointMeta {
+        seed: 42,
+        step: 1234,
+        kind: Some("run".into()),
+        command: Some("seppoc run x.obj".into()),
+        train: Some(serde_json::json!({ "batch": 16 })),
+        objective: Some(objective),
+        ..CheckpointMeta::new("image", "{\"shapes\":3}".into(), schedule)
+    }
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {

@@ -79,11 +79,9 @@ fn sft_dpo_seppo_run_end_to_end() {
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report")).expect("json");
         assert!(report["base"]["mean_score"].is_number() && report["trained"]["mean_score"].is_number());
         let (_, meta) = load_checkpoint(&out.join("model.safetensors"), &cpu()).expect("final model loads");
-        assert!(
-            meta.extra.get("objective").is_some_and(|t| t.contains(&format!("objective {name}"))),
-            "checkpoint carries the objective"
-        );
-        assert_eq!(meta.extra.get("objective_sha256").map(String::len), Some(64));
+        let objective = meta.objective.expect("checkpoint carries the objective");
+        assert!(objective.text.contains(&format!("objective {name}")), "checkpoint carries the objective text");
+        assert_eq!(objective.sha256.len(), 64);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

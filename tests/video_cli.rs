@@ -39,7 +39,7 @@ fn video_pretraining_is_seeded_and_records_its_world() {
     assert_eq!(recipe["model_config"]["frames"], 4);
     assert_eq!(recipe["world_config"]["frames"], 4);
     let (cfg, meta) = seppoc::model::read_checkpoint_meta(&trained().join("run/model.safetensors")).expect("header");
-    assert_eq!((cfg.frames, meta.extra.get("world").map(String::as_str)), (4, Some("video")));
+    assert_eq!((cfg.frames, meta.world.as_str()), (4, "video"));
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn the_same_objective_files_train_a_video_model() {
         assert!(text(&out.stdout).contains("motion accuracy"), "{name}: {}", text(&out.stdout));
         let trained = dir.join(name).join("model.safetensors");
         let (cfg, meta) = seppoc::model::read_checkpoint_meta(&trained).expect("trained checkpoint");
-        assert_eq!((cfg.frames, meta.extra.get("world").map(String::as_str)), (4, Some("video")), "{name}");
+        assert_eq!((cfg.frames, meta.world.as_str()), (4, "video"), "{name}");
     }
     let trained = dir.join("seppo/model.safetensors").display().to_string();
     let out = seppoc_in(&dir, &["sample", "--model", &trained, "--prompt", "a blue square growing", "-n", "1"]);

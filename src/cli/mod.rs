@@ -9,12 +9,9 @@ mod engine;
 mod eval;
 mod explain;
 mod fmt;
-mod load;
 mod loss;
 mod pretrain;
 mod run;
-mod run_eval;
-mod run_video;
 mod sample;
 
 /// seppoc: write a diffusion-alignment objective as a `.obj` file, check it, and train with it.

@@ -5,13 +5,11 @@
 
 pub mod detect;
 pub mod grid;
-pub mod model_eval;
 pub mod report;
 pub mod video;
 
 pub use self::detect::{detect, Detection};
 pub use self::grid::{clip_strip, grid_image, save_clip_gif, save_grid, save_grid_with, GridConfig};
-pub use self::model_eval::{evaluate_model, evaluate_video_model, EvalConfig, ModelEval, VideoModelEval};
 pub use self::report::{Report, VideoReport};
 pub use self::video::{judge_video, VideoJudgement};
 

@@ -10,21 +10,125 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use super::backend::ModelDevice;
 use super::config::DitConfig;
 use super::dit::Dit;
+use super::schedule::ScheduleSpec;
 
 const FORMAT: &str = "seppoc-dit-v1";
-const RESERVED: [&str; 5] = ["format", "dit_config", "world_config", "seed", "step"];
 
-/// Run metadata stored in the safetensors `__metadata__` header beside the model config.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a checkpoint records about the run that wrote it, besides the weights and the model config.
+///
+/// It is stored as string entries of the safetensors `__metadata__` header, one key per field (`world`,
+/// `world_config`, `schedule`, `seed`, `step`, `kind`, `command`, `train`, `objective`, `objective_sha256`,
+/// `params`), so the file stays readable by any safetensors reader. A checkpoint that names no world holds an
+/// image model; one that names no schedule was trained with linear betas over 1000 steps.
+#[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointMeta {
-    /// Free-form JSON of the data world the model was trained on (from the caller).
+    /// The registered name of the world the model was trained on (`image`, `video`).
+    pub world: String,
+    /// That world's configuration, as JSON.
     pub world_config: String,
+    /// The noise schedule the model was trained with.
+    pub schedule: ScheduleSpec,
     /// Seed of the run.
     pub seed: u64,
     /// Optimizer step at which the checkpoint was written.
     pub step: u64,
-    /// Further entries, e.g. `objective` (text) and `objective_sha256`; reserved keys are ignored.
-    pub extra: BTreeMap<String, String>,
+    /// What wrote it: `pretrain` for a base model, `run` for a model trained with an objective.
+    pub kind: Option<String>,
+    /// The command line that wrote it.
+    pub command: Option<String>,
+    /// The training settings of that command, as JSON.
+    pub train: Option<serde_json::Value>,
+    /// The objective a model was trained with.
+    pub objective: Option<ObjectiveMeta>,
+}
+
+/// The objective recorded in a checkpoint: its canonical text, that text's SHA-256 and the bound parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectiveMeta {
+    /// The objective in canonical form (`seppoc fmt`).
+    pub text: String,
+    /// Hex SHA-256 of `text`.
+    pub sha256: String,
+    /// Every parameter's value, by name.
+    pub params: BTreeMap<String, f64>,
+}
+
+impl CheckpointMeta {
+    /// Metadata naming only a world, its config and a schedule; seed and step 0, nothing else recorded.
+    pub fn new(world: &str, world_config: String, schedule: ScheduleSpec) -> Self {
+        CheckpointMeta {
+            world: world.to_string(),
+            world_config,
+            schedule,
+            seed: 0,
+            step: 0,
+            kind: None,
+            command: None,
+            train: None,
+            objective: None,
+        }
+    }
+
+    /// The header entries (without `format` and `dit_config`, which come from the model).
+    fn to_header(&self) -> Result<HashMap<String, String>, serde_json::Error> {
+        let mut h = HashMap::new();
+        h.insert("world".to_string(), self.world.clone());
+        h.insert("world_config".to_string(), self.world_config.clone());
+        h.insert("schedule".to_string(), serde_json::to_string(&self.schedule)?);
+        h.insert("seed".to_string(), self.seed.to_string());
+        h.insert("step".to_string(), self.step.to_string());
+        let optional = [("kind", &self.kind), ("command", &self.command)];
+        for (key, value) in optional {
+            if let Some(v) = value {
+                h.insert(key.to_string(), v.clone());
+            }
+        }
+        if let Some(train) = &self.train {
+            h.insert("train".to_string(), train.to_string());
+        }
+        if let Some(o) = &self.objective {
+            h.insert("objective".to_string(), o.text.clone());
+            h.insert("objective_sha256".to_string(), o.sha256.clone());
+            h.insert("params".to_string(), serde_json::to_string(&o.params)?);
+        }
+        Ok(h)
+    }
+
+    /// Reads the header entries; a missing required key or one that does not parse is an error naming it.
+    fn from_header(path: &Path, header: &HashMap<String, String>) -> Result<Self, CheckpointError> {
+        let bad =
+            |key: &str, message: String| CheckpointError::Metadata { path: path.to_path_buf(), key: key.into(), message };
+        let get = |key: &str| header.get(key).cloned();
+        let json = |key: &str| -> Result<Option<serde_json::Value>, CheckpointError> {
+            get(key).map(|t| serde_json::from_str(&t).map_err(|e| bad(key, e.to_string()))).transpose()
+        };
+        let schedule = match get("schedule") {
+            Some(t) => serde_json::from_str(&t).map_err(|e| bad("schedule", e.to_string()))?,
+            None => ScheduleSpec::default_linear(),
+        };
+        let objective = match (get("objective"), get("objective_sha256")) {
+            (Some(text), Some(sha256)) => {
+                let params = match json("params")? {
+                    Some(v) => serde_json::from_value(v).map_err(|e| bad("params", e.to_string()))?,
+                    None => BTreeMap::new(),
+                };
+                Some(ObjectiveMeta { text, sha256, params })
+            }
+            (Some(_), None) => return Err(bad("objective_sha256", "missing beside `objective`".into())),
+            _ => None,
+        };
+        Ok(CheckpointMeta {
+            world: get("world").unwrap_or_else(|| "image".to_string()),
+            world_config: meta_value(path, header, "world_config")?.to_string(),
+            schedule,
+            seed: meta_value(path, header, "seed")?.parse().map_err(|e| bad("seed", format!("{e}")))?,
+            step: meta_value(path, header, "step")?.parse().map_err(|e| bad("step", format!("{e}")))?,
+            kind: get("kind"),
+            command: get("command"),
+            train: json("train")?,
+            objective,
+        })
+    }
 }
 
 /// Why a checkpoint could not be written or read. `Display` names the file and the problem.
@@ -130,18 +234,10 @@ pub fn save_checkpoint<D: ModelDevice>(
     model: &Dit<D>,
     meta: &CheckpointMeta,
 ) -> Result<(), CheckpointError> {
-    let mut header: HashMap<String, String> = meta
-        .extra
-        .iter()
-        .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut header = meta.to_header().map_err(|e| io_err(path, e))?;
     let cfg = serde_json::to_string(model.config()).map_err(|e| io_err(path, e))?;
     header.insert("format".into(), FORMAT.into());
     header.insert("dit_config".into(), cfg);
-    header.insert("world_config".into(), meta.world_config.clone());
-    header.insert("seed".into(), meta.seed.to_string());
-    header.insert("step".into(), meta.step.to_string());
 
     let bytes: Vec<Vec<u8>> =
         model.to_host().iter().map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
@@ -186,12 +282,7 @@ fn parse_meta(path: &Path, header: &HashMap<String, String>) -> Result<(DitConfi
     let cfg_text = meta_value(path, header, "dit_config")?;
     let cfg: DitConfig = serde_json::from_str(cfg_text).map_err(|e| bad("dit_config", e.to_string()))?;
     cfg.validate().map_err(|e| bad("dit_config", e))?;
-    let seed = meta_value(path, header, "seed")?.parse().map_err(|e| bad("seed", format!("{e}")))?;
-    let step = meta_value(path, header, "step")?.parse().map_err(|e| bad("step", format!("{e}")))?;
-    let world_config = meta_value(path, header, "world_config")?.to_string();
-    let extra =
-        header.iter().filter(|(k, _)| !RESERVED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-    Ok((cfg, CheckpointMeta { world_config, seed, step, extra }))
+    Ok((cfg, CheckpointMeta::from_header(path, header)?))
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {

@@ -17,11 +17,12 @@ use std::fmt;
 pub use backend::{cpu, ensure_built, upload, with_device, CpuDevice, DeviceError, DeviceKind, ModelDevice, OnDevice};
 pub use checkpoint::{
     load_checkpoint, load_checkpoint_expecting, read_checkpoint_meta, save_checkpoint, CheckpointError, CheckpointMeta,
+    ObjectiveMeta,
 };
 pub use config::{Activation, DitConfig};
 pub use dit::{timestep_embedding, Dit, Images, ParamSpec};
 pub use optim::{AdamW, AdamWConfig, Ema, ParamGrads};
-pub use schedule::{NoiseSchedule, ScheduleKind};
+pub use schedule::{NoiseSchedule, ScheduleKind, ScheduleSpec};
 pub use train::{blank_caption, per_sample_error, train_step_mse, MseBatch, StepStats, PAD};
 
 /// Errors from building or running the model on caller-supplied values.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How the betas are laid out over `t = 0..T`.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum ScheduleKind {
     /// `beta_t` linear from 1e-4 to 0.02 (Ho et al. 2020, arXiv:2006.11239), rescaled for `T ≠ 1000`.
@@ -12,6 +12,27 @@ pub enum ScheduleKind {
     ScaledLinear,
     /// `alphas_cumprod(t) ∝ cos²((t/T + s)/(1 + s) · π/2)`, s = 0.008 (Nichol & Dhariwal, arXiv:2102.09672).
     Cosine,
+}
+
+/// The noise schedule a model was trained with, as a checkpoint records it: the beta layout and `T`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    /// Beta layout.
+    pub kind: ScheduleKind,
+    /// Number of training timesteps `T`.
+    pub n_steps: usize,
+}
+
+impl ScheduleSpec {
+    /// Linear betas over 1000 steps: what a checkpoint that records no schedule was trained with.
+    pub fn default_linear() -> Self {
+        ScheduleSpec { kind: ScheduleKind::Linear, n_steps: 1000 }
+    }
+
+    /// Builds the schedule.
+    pub fn build(&self) -> NoiseSchedule {
+        NoiseSchedule::new(self.kind, self.n_steps)
+    }
 }
 
 /// Betas and their cumulative products for `T` steps.

@@ -12,7 +12,7 @@ use crate::kernels::{self, DdimCoeffs, DdimInputs, KernelDevice};
 use crate::model::{Dit, ModelDevice, ModelError, NoiseSchedule, PAD};
 
 /// Which reverse process to run.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
     /// Ancestral sampling from the DDPM posterior `q(x_{t'} | x_t, x̂_0)` (Ho et al., arXiv:2006.11239).
@@ -38,6 +38,19 @@ impl SamplerConfig {
     /// Deterministic DDIM with `steps` steps and guidance `cfg_scale`.
     pub fn ddim(steps: usize, cfg_scale: f32) -> Self {
         SamplerConfig { kind: SamplerKind::Ddim, steps, cfg_scale, eta: 0.0 }
+    }
+
+    /// A short description, e.g. `DDIM 20 steps, cfg 5` (`, eta 0.5` when DDIM is not deterministic).
+    pub fn describe(&self) -> String {
+        let kind = match self.kind {
+            SamplerKind::Ddim => "DDIM",
+            SamplerKind::Ddpm => "DDPM",
+        };
+        let eta = match self.kind {
+            SamplerKind::Ddim if self.eta != 0.0 => format!(", eta {}", self.eta),
+            _ => String::new(),
+        };
+        format!("{kind} {} steps, cfg {}{eta}", self.steps, self.cfg_scale)
     }
 }
 

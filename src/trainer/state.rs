@@ -27,7 +27,9 @@ fn err(path: &Path, what: impl std::fmt::Display) -> StateError {
 }
 
 fn meta(step: usize) -> CheckpointMeta {
-    CheckpointMeta { world_config: String::new(), seed: 0, step: step as u64, extra: Default::default() }
+    // The state's weight files are read back only by `restore_state`; world and schedule live in the run.
+    let none = CheckpointMeta::new("", String::new(), crate::model::ScheduleSpec::default_linear());
+    CheckpointMeta { step: step as u64, ..none }
 }
 
 impl<D: ModelDevice + LossDevice> Trainer<D> {

@@ -2,7 +2,7 @@
 //! `job.json` records the job's signature and whether it finished, so a repeated comparison reuses finished
 //! jobs and resumes interrupted ones; `--jobs` workers run them in parallel.
 
-use super::super::engine::write_json;
+use crate::engine::write_json;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

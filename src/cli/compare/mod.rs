@@ -12,8 +12,9 @@ mod output;
 mod plot;
 mod read;
 
-use super::engine::{command_line, write_json, DeviceArgs, DeviceFlag};
-use super::load::{model_path_for, WorldFlag};
+use super::engine::{command_line, DeviceArgs, DeviceFlag};
+use crate::engine::{model_path, write_json};
+use crate::world::WorldKind;
 use super::{load_source, parse_set, print_diags};
 use crate::compare::{markdown_table, summarize, Baseline, RunRecord};
 use anyhow::{bail, Context};
@@ -65,7 +66,7 @@ pub struct Args {
     /// The base model's world (default: what the checkpoint says; picks the default model). Passed to every
     /// `seppoc run` and `seppoc eval`.
     #[arg(long, value_enum)]
-    world: Option<WorldFlag>,
+    world: Option<WorldKind>,
     /// Passed to `seppoc run`: prompts per batch.
     #[arg(long)]
     batch: Option<usize>,
@@ -108,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(entries) = check_files(&args)? else { return Ok(ExitCode::from(1)) };
     let out = PathBuf::from(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
-    let base = model_path_for(args.model.as_deref(), args.world.unwrap_or(WorldFlag::Image)).display().to_string();
+    let base = model_path(args.model.as_deref(), args.world.unwrap_or(WorldKind::Image)).display().to_string();
     let eval_every = args.eval_every.unwrap_or((args.steps / 5).max(1));
 
     let mut eval_args = vec!["--seed".to_string(), "0".to_string()];
@@ -176,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "files": entries.iter().map(|e| &e.file).collect::<Vec<_>>(), "seeds": args.seeds, "steps": args.steps,
         "sets": args.sets, "eval_prompts": baseline.per_prompt.len() / args.eval_samples,
         "eval_samples": args.eval_samples, "eval_every": eval_every,
-        "curve_prompts": args.curve_prompts, "base_model": base, "world": args.world.map(WorldFlag::name),
+        "curve_prompts": args.curve_prompts, "base_model": base, "world": args.world.map(WorldKind::name),
         "device": format!("{:?}", args.device.device).to_lowercase(), "batch": args.batch, "lr": args.lr,
         "warmup": args.warmup, "data_size": args.data_size,
     });

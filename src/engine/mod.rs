@@ -1,0 +1,17 @@
+//! The diffusion engine as a library: open a checkpoint with its world and schedule ([`open`]), pretrain a
+//! base model ([`pretrain`]), train it with an objective ([`run`]) and judge models ([`eval`]). The command
+//! line only parses arguments into these types, prints what they return and picks exit codes.
+//!
+//! Errors are `anyhow` errors whose messages name the file, the flag or the quantity at fault.
+
+pub mod eval;
+pub mod files;
+pub mod open;
+pub mod pretrain;
+pub mod run;
+
+pub use eval::{evaluate, spread, Comparison, Curve, EvalSettings, Evaluation};
+pub use files::{write_json, JsonlWriter};
+pub use open::{default_model, model_path, open, Opened};
+pub use pretrain::{LrSchedule, ModelSize, PretrainSettings, Pretrained, Pretraining};
+pub use run::{prepare, ObjectiveRun, RunOutcome, RunSettings, Start, Training, DEFAULT_STEPS};

@@ -1,0 +1,268 @@
+//! Pretraining a base denoiser from scratch with ε-MSE on a world's noisy "web" distribution: the loop, its
+//! learning-rate schedule, EMA warm-up, periodic checkpoints, `metrics.jsonl` and `recipe.json`.
+
+use super::files::{write_json, JsonlWriter};
+use crate::data::MAX_TOKENS;
+use crate::kernels::KernelDevice;
+use crate::model::{
+    blank_caption, save_checkpoint, train_step_mse, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig, Ema,
+    ModelDevice, MseBatch, OnDevice, ScheduleKind, ScheduleSpec,
+};
+use crate::world::Testbed;
+use anyhow::{bail, Context};
+use indicatif::ProgressBar;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Model size preset.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSize {
+    /// Patch 4, width 96, 4 blocks (`DitConfig::small`): the shipped base models.
+    Small,
+    /// Patch 4, width 32, 2 blocks: for tests.
+    Tiny,
+}
+
+/// How the learning rate moves after warmup.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// Cosine decay from `--lr` to a tenth of it at the last step.
+    Cosine,
+    /// Constant `--lr`.
+    Constant,
+}
+
+/// Everything that determines a pretraining run besides the world.
+#[derive(clap::Args, Clone, Debug, PartialEq)]
+pub struct PretrainSettings {
+    /// Number of optimizer steps.
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// Web examples per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Peak learning rate of AdamW.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Linear warmup length in steps.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: usize,
+    /// Learning-rate schedule after warmup.
+    #[arg(long, value_enum, default_value_t = LrSchedule::Cosine)]
+    pub lr_schedule: LrSchedule,
+    /// Noise schedule (1000 training timesteps).
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Cosine)]
+    pub schedule: ScheduleKind,
+    /// Seed of the weights, the data stream and the noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Model size.
+    #[arg(long, value_enum, default_value_t = ModelSize::Small)]
+    pub size: ModelSize,
+    /// Probability of replacing a caption by the null (all-PAD) caption, for classifier-free guidance.
+    #[arg(long, default_value_t = 0.1)]
+    pub caption_dropout: f64,
+    /// EMA decay of the saved weights (0 = save the raw weights); warmed up as `min(d, (1+s)/(10+s))`.
+    #[arg(long, default_value_t = 0.999)]
+    pub ema: f32,
+    /// Clip the global gradient norm to this value.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f32,
+    /// Also write the checkpoint every N steps (0 = only at the end).
+    #[arg(long, default_value_t = 250)]
+    pub save_every: usize,
+}
+
+impl PretrainSettings {
+    /// Checks the settings before any work is done; each error names the flag.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.steps == 0 || self.batch == 0 {
+            bail!("--steps and --batch must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("--lr must be a positive number, found {}", self.lr);
+        }
+        if !(0.0..=1.0).contains(&self.caption_dropout) {
+            bail!("--caption-dropout must be in [0, 1], found {}", self.caption_dropout);
+        }
+        if !(0.0..1.0).contains(&self.ema) {
+            bail!("--ema must be in [0, 1), found {}", self.ema);
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm > 0.0) {
+            bail!("--max-grad-norm must be a positive number, found {}", self.max_grad_norm);
+        }
+        Ok(())
+    }
+
+    /// The model config of the chosen size for `world`.
+    pub fn model_config(&self, world: &dyn Testbed) -> anyhow::Result<DitConfig> {
+        let (s, v) = (world.image_size(), world.vocab().len());
+        let cfg = match self.size {
+            ModelSize::Small => DitConfig::small(s, v, MAX_TOKENS),
+            ModelSize::Tiny => DitConfig::tiny(s, v, MAX_TOKENS),
+        }
+        .with_frames(world.frames());
+        cfg.validate().map_err(|e| anyhow::anyhow!("--image-size {s} does not fit the model: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// Learning rate before warmup scaling at `step_idx` (0-based).
+    fn lr_at(&self, step_idx: usize) -> f32 {
+        match self.lr_schedule {
+            LrSchedule::Constant => self.lr,
+            LrSchedule::Cosine => {
+                let span = self.steps.saturating_sub(self.warmup).max(1) as f32;
+                let progress = (step_idx.saturating_sub(self.warmup) as f32 / span).min(1.0);
+                self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos()))
+            }
+        }
+    }
+
+    /// The EMA decay at `step_idx` (0-based): `min(ema, (1 + s) / (10 + s))`.
+    fn ema_at(&self, step_idx: usize) -> f32 {
+        self.ema.min((1.0 + step_idx as f32) / (10.0 + step_idx as f32))
+    }
+}
+
+/// A pretraining job: run it on a device with [`crate::model::with_device`].
+pub struct Pretraining<'a> {
+    /// The world whose web distribution is learned.
+    pub world: &'a dyn Testbed,
+    /// The settings.
+    pub settings: PretrainSettings,
+    /// Where `model.safetensors`, `metrics.jsonl` and `recipe.json` go (must exist).
+    pub out: PathBuf,
+    /// The command line recorded in the checkpoint and the recipe.
+    pub command: String,
+    /// Progress (hidden for a library caller that wants none).
+    pub bar: ProgressBar,
+}
+
+/// What a finished pretraining run wrote.
+#[derive(Clone, Debug)]
+pub struct Pretrained {
+    /// The checkpoint.
+    pub checkpoint: PathBuf,
+    /// Parameters of the model.
+    pub n_params: usize,
+    /// Wall time of the loop in seconds.
+    pub wall_s: f64,
+    /// Mean loss over the last (up to) 50 steps.
+    pub final_loss: f32,
+}
+
+/// One batch of web examples; captions are blanked with probability `caption_dropout`.
+fn web_batch(world: &dyn Testbed, n: usize, caption_dropout: f64, rng: &mut ChaCha8Rng) -> MseBatch {
+    let mut x0 = Vec::new();
+    let mut tokens = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (image, caption) = world.web_example(rng);
+        x0.extend_from_slice(&image.data);
+        let mut ids = world.vocab().encode(&caption);
+        if rng.gen_bool(caption_dropout) {
+            blank_caption(&mut ids);
+        }
+        tokens.push(ids);
+    }
+    MseBatch { x0, tokens }
+}
+
+impl Pretraining<'_> {
+    /// The checkpoint metadata at `step`.
+    fn meta(&self, schedule: ScheduleSpec, train: &serde_json::Value, step: usize) -> CheckpointMeta {
+        CheckpointMeta {
+            seed: self.settings.seed,
+            step: step as u64,
+            kind: Some("pretrain".into()),
+            command: Some(self.command.clone()),
+            train: Some(train.clone()),
+            ..CheckpointMeta::new(self.world.kind().name(), self.world.config_json(), schedule)
+        }
+    }
+
+    fn save<D: ModelDevice>(&self, path: &Path, model: &Dit<D>, meta: CheckpointMeta) -> anyhow::Result<()> {
+        Ok(save_checkpoint(path, model, &meta)?)
+    }
+}
+
+impl OnDevice for Pretraining<'_> {
+    type Output = anyhow::Result<Pretrained>;
+
+    fn run<D: KernelDevice>(self, dev: D) -> anyhow::Result<Pretrained> {
+        let s = &self.settings;
+        s.validate()?;
+        let model_cfg = s.model_config(self.world)?;
+        let ckpt = self.out.join("model.safetensors");
+        let mut model = Dit::new(&model_cfg, &dev, s.seed)?;
+        let opt_cfg = AdamWConfig { warmup_steps: s.warmup, ..AdamWConfig::with_lr(s.lr) };
+        let mut opt = AdamW::new(&model, opt_cfg.clone());
+        let mut ema = (s.ema > 0.0).then(|| Ema::new(&model));
+        let schedule_spec = ScheduleSpec { kind: s.schedule, n_steps: 1000 };
+        let schedule = schedule_spec.build();
+        // Separate streams of one seed: the data does not shift when the noise draws change, and vice versa.
+        let mut data_rng = ChaCha8Rng::seed_from_u64(s.seed);
+        data_rng.set_stream(1);
+        let mut noise_rng = ChaCha8Rng::seed_from_u64(s.seed);
+        noise_rng.set_stream(2);
+        let train_json = json!({
+            "steps": s.steps, "batch": s.batch, "lr": s.lr, "warmup": s.warmup, "lr_schedule": s.lr_schedule,
+            "optimizer": opt_cfg, "caption_dropout": s.caption_dropout, "ema": s.ema,
+            "max_grad_norm": s.max_grad_norm, "size": s.size, "schedule": schedule_spec,
+        });
+
+        let mut metrics = JsonlWriter::create(&self.out.join("metrics.jsonl"))?;
+        self.bar.set_length(s.steps as u64);
+        let start = Instant::now();
+        let mut losses = Vec::with_capacity(s.steps);
+        for step_idx in 0..s.steps {
+            opt.cfg.lr = s.lr_at(step_idx);
+            let lr = opt.current_lr();
+            let batch = web_batch(self.world, s.batch, s.caption_dropout, &mut data_rng);
+            let stats = train_step_mse(&mut model, &mut opt, &schedule, &batch, s.max_grad_norm, &mut noise_rng)?;
+            if !stats.loss.is_finite() {
+                bail!("the loss became {} at step {}; try a lower --lr", stats.loss, step_idx + 1);
+            }
+            if let Some(ema) = &mut ema {
+                ema.update(&model, s.ema_at(step_idx));
+            }
+            losses.push(stats.loss);
+            let elapsed = start.elapsed().as_secs_f64();
+            metrics.write(&json!({
+                "step": step_idx + 1, "loss": stats.loss, "grad_norm": stats.grad_norm, "lr": lr, "elapsed_s": elapsed,
+            }))?;
+            self.bar.set_message(format!("loss {:.4}", stats.loss));
+            self.bar.inc(1);
+            let step = step_idx + 1;
+            if s.save_every > 0 && step % s.save_every == 0 && step < s.steps {
+                let saved = ema.as_ref().map_or(&model, Ema::model);
+                self.save(&ckpt, saved, self.meta(schedule_spec, &train_json, step))?;
+            }
+        }
+        self.bar.finish_and_clear();
+        let wall_s = start.elapsed().as_secs_f64();
+        self.save(&ckpt, ema.as_ref().map_or(&model, Ema::model), self.meta(schedule_spec, &train_json, s.steps))?;
+
+        let tail = losses.len().min(50);
+        let final_loss = losses[losses.len() - tail..].iter().sum::<f32>() / tail as f32;
+        let bytes = std::fs::read(&ckpt).with_context(|| format!("cannot read back `{}`", ckpt.display()))?;
+        let sha = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let world_config: serde_json::Value = serde_json::from_str(&self.world.config_json())?;
+        let recipe = json!({
+            "command": self.command, "seed": s.seed, "steps": s.steps, "wall_time_s": wall_s,
+            "final_loss": final_loss, "final_loss_note": format!("mean ε-MSE over the last {tail} steps"),
+            "last_loss": losses.last(), "n_params": model.n_params(), "model_config": model_cfg,
+            "world": self.world.kind().name(), "world_config": world_config, "train": train_json,
+            "saved_weights": if ema.is_some() { "ema" } else { "raw" },
+            "checkpoint": "model.safetensors", "checkpoint_sha256": sha, "checkpoint_bytes": bytes.len(),
+        });
+        write_json(&self.out.join("recipe.json"), &recipe)?;
+        Ok(Pretrained { checkpoint: ckpt, n_params: model.n_params(), wall_s, final_loss })
+    }
+}
