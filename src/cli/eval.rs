@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         samples: args.samples,
         ..EvalSettings::standard()
     };
-    let path = model_path(args.model.as_deref(), args.world.unwrap_or(WorldKind::Image));
+    let path = model_path(args.model.as_deref(), args.world);
     let opened = open(&path, args.world)?;
     let world = opened.world.as_ref();
     let prompts = settings.prompts(world);
@@ -90,8 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     let summary = result.summary();
-    let noun = if world.animated() { "video model" } else { "model" };
-    println!("{noun} `{}` on {}", path.display(), settings.describe(prompts.len()));
+    println!("{} model `{}` on {}", world.kind().name(), path.display(), settings.describe(prompts.len()));
     print!("{}", summary.table);
     println!("mean score {:.4}", summary.mean_score);
 

@@ -71,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.scale == 0 || args.scale > 64 {
         bail!("--scale must be in 1..=64, found {}", args.scale);
     }
-    let path = model_path(args.model.as_deref(), args.world.unwrap_or(WorldKind::Image));
+    let path = model_path(args.model.as_deref(), args.world);
     let opened = open(&path, args.world)?;
     let world = opened.world.as_ref();
     let prompt = world.parse_prompt(&args.prompt)?;

@@ -24,13 +24,13 @@ pub fn default_model(world: WorldKind) -> String {
     format!("{}/model.safetensors", world.base_dir())
 }
 
-/// Resolves a model path: the given one, or the shipped base model of `world`. A relative default that does not
+/// Resolves a model path: the given one, or the shipped base model of `world` (default: the image world). A relative default that does not
 /// exist from the working directory falls back to the copy in the source tree this binary was built from.
-pub fn model_path(given: Option<&str>, world: WorldKind) -> PathBuf {
+pub fn model_path(given: Option<&str>, world: Option<WorldKind>) -> PathBuf {
     if let Some(p) = given {
         return PathBuf::from(p);
     }
-    let rel = PathBuf::from(default_model(world));
+    let rel = PathBuf::from(default_model(world.unwrap_or_default()));
     if rel.exists() {
         return rel;
     }

@@ -197,7 +197,7 @@ pub fn prepare(
             (out, settings, steps.unwrap_or(DEFAULT_STEPS), false)
         }
     };
-    let base_path = model_path(settings.model.as_deref(), settings.world.unwrap_or(WorldKind::Image));
+    let base_path = model_path(settings.model.as_deref(), settings.world);
     let base = open(&base_path, settings.world)?;
     let data = match &settings.data {
         Some(dir) => {

@@ -20,10 +20,11 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The registered worlds.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorldKind {
-    /// The shapes world of still images.
+    /// The shapes world of still images (the default: a checkpoint that names no world holds one).
+    #[default]
     Image,
     /// The video world of short clips in motion.
     Video,

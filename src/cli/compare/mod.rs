@@ -109,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(entries) = check_files(&args)? else { return Ok(ExitCode::from(1)) };
     let out = PathBuf::from(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
-    let base = model_path(args.model.as_deref(), args.world.unwrap_or(WorldKind::Image)).display().to_string();
+    let base = model_path(args.model.as_deref(), args.world).display().to_string();
     let eval_every = args.eval_every.unwrap_or((args.steps / 5).max(1));
 
     let mut eval_args = vec!["--seed".to_string(), "0".to_string()];
