@@ -8,9 +8,6 @@
 //! runs are reused and unfinished ones resumed from their last saved state.
 
 mod jobs;
-mod output;
-mod plot;
-mod read;
 
 use super::engine::{command_line, DeviceArgs, DeviceFlag};
 use crate::engine::{model_path, write_json};
@@ -19,8 +16,8 @@ use super::{load_source, parse_set, print_diags};
 use crate::compare::{markdown_table, summarize, Baseline, RunRecord};
 use anyhow::{bail, Context};
 use jobs::{finished_seconds, read_signature, run_jobs, Job};
-use output::{draw_plots, markdown};
-use read::{curve_prompt_count, read_baseline, read_run};
+use crate::compare::output::{draw_plots, markdown};
+use crate::compare::read::{curve_prompt_count, read_baseline, read_run};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

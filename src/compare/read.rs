@@ -1,7 +1,7 @@
 //! Reading a comparison's inputs back from disk: the base model's `seppoc eval` report and each run directory
 //! (`final/report.json` from `seppoc eval`, `curve.jsonl` and `metrics.jsonl` from `seppoc run`).
 
-use crate::compare::{Baseline, Metrics, RunRecord};
+use super::stats::{Baseline, Metrics, RunRecord};
 use anyhow::{bail, Context};
 use serde_json::Value;
 use std::path::Path;

@@ -1,13 +1,13 @@
 //! What `seppoc compare` writes besides the JSON: the plots and the Markdown page.
 
 use super::plot::{line_plot, Series};
-use crate::compare::{mean_curve, smooth, RunRecord};
+use super::stats::{mean_curve, smooth, RunRecord};
 use serde_json::Value;
 use std::path::Path;
 
 /// Draws `judge_vs_step.png` (mean over seeds per objective) and `flip_rate.png` (objectives logging
 /// `flip_rate`, smoothed, mean over seeds); returns the file names written.
-pub(super) fn draw_plots(
+pub fn draw_plots(
     out: &Path,
     names: &[String],
     records: &[RunRecord],
@@ -52,7 +52,8 @@ pub(super) fn draw_plots(
     Ok(written)
 }
 
-pub(super) fn markdown(
+/// The Markdown page of a comparison: the command, its settings, the table, the plots and the runs that failed.
+pub fn markdown(
     command: &str,
     settings: &Value,
     table: &str,
