@@ -5,6 +5,10 @@ use super::types::{Axis, Model, Scalar, Ty};
 use super::*;
 use crate::syntax::ast::{Arg, Ident, Interval, Stmt, StmtKind};
 
+
+/// The reference strategies and the named arguments each takes: the one list that argument checking and the
+/// "unknown strategy" diagnostic read (the strategies themselves are built in `reference`).
+const STRATEGIES: [(&str, &[&str]); 4] = [("initial", &[]), ("latest", &[]), ("uniform", &["draw"]), ("ema", &["decay"])];
 impl Checker {
     pub(crate) fn stmt(&mut self, stmt: &Stmt) {
         match &stmt.kind {
@@ -222,11 +226,7 @@ impl Checker {
 
     fn reference(&mut self, name: &Ident, strategy: &Ident, args: Option<&[Arg]>, span: Span) {
         let args = args.unwrap_or(&[]);
-        let allowed: &[&str] = match strategy.name.as_str() {
-            "ema" => &["decay"],
-            "uniform" => &["draw"],
-            _ => &[],
-        };
+        let allowed = STRATEGIES.iter().find(|(n, _)| *n == strategy.name).map_or(&[][..], |(_, a)| *a);
         let named = self.named_args(&strategy.name, args, allowed);
         let strat = match strategy.name.as_str() {
             "initial" => Some(Strategy::Initial),
@@ -234,17 +234,14 @@ impl Checker {
             "uniform" => {
                 let draw = match named.get("draw") {
                     None => Some(Draw::Step),
-                    Some(a) => match &a.value.kind {
-                        crate::syntax::ast::ExprKind::Name(n) => {
-                            let id = Ident { name: n.clone(), span: a.value.span };
-                            self.choice(&id, "draw granularity", &[("step", Draw::Step), ("sample", Draw::Sample)])
-                        }
-                        _ => self.choice(
-                            &Ident { name: String::new(), span: a.value.span },
-                            "draw granularity",
-                            &[("step", Draw::Step), ("sample", Draw::Sample)],
-                        ),
-                    },
+                    Some(a) => {
+                        let name = match &a.value.kind {
+                            crate::syntax::ast::ExprKind::Name(n) => n.clone(),
+                            _ => String::new(),
+                        };
+                        let id = Ident { name, span: a.value.span };
+                        self.choice(&id, "draw granularity", &[("step", Draw::Step), ("sample", Draw::Sample)])
+                    }
                 };
                 draw.map(Strategy::Uniform)
             }
@@ -270,16 +267,7 @@ impl Checker {
                 );
                 None
             }
-            _ => self.choice(
-                strategy,
-                "reference strategy",
-                &[
-                    ("initial", Strategy::Initial),
-                    ("latest", Strategy::Latest),
-                    ("uniform", Strategy::Uniform(Draw::Step)),
-                    ("ema", Strategy::Initial),
-                ],
-            ),
+            _ => self.choice(strategy, "reference strategy", &STRATEGIES.map(|(n, _)| (n, ()))).and(None),
         };
         self.declare(name, Ty::Model(Model::Reference(name.name.clone())), BindingKind::Reference);
         if let Some(strategy) = strat {
