@@ -150,7 +150,7 @@ pub fn evaluate(obj: &Objective, leaves: &LeafValues) -> Evaluation {
         let len = |ids: &[&NodeId]| if ids.iter().any(|id| v(id).len() > 1) { batch } else { 1 };
         let out: Vec<f64> = match node {
             Node::Input(k) => leaves.inputs[k.0 as usize].clone(),
-            Node::Param(k) => vec![leaves.params[*k as usize]],
+            Node::Param(k) => vec![leaves.params[k.0 as usize]],
             Node::Const(bits) => vec![f64::from_bits(*bits)],
             Node::Unary(op, x) => v(x).iter().map(|&x| unary(*op, x)).collect(),
             Node::Binary(op, a, b) => (0..len(&[a, b])).map(|i| binary(*op, at(v(a), i), at(v(b), i))).collect(),
