@@ -10,7 +10,7 @@ use crate::ir::lower;
 use crate::kernels::KernelDevice;
 use crate::model::{save_checkpoint, with_device, CheckpointMeta, OnDevice};
 use crate::syntax;
-use crate::trainer::{StepReport, TrainConfig, Trainer};
+use crate::trainer::{StepReport, TrainConfig, Trainer, TrainerParts};
 use anyhow::{bail, Context};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -109,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(ok) => ok,
         Err(code) => return Ok(code),
     };
-    let obj = lower(&checked);
+    let obj = lower(&checked).bind(&params)?;
     let canonical = syntax::format(&checked.file);
     let hash = format!("{:x}", Sha256::digest(canonical.as_bytes()));
     let param_json: Map<String, Value> = params.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
@@ -153,14 +153,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => base.preference_set(settings.data_size, &mut ChaCha8Rng::seed_from_u64(settings.seed ^ 0x5eed_da7a)),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
-    let job = RunJob { obj, params, canonical, hash, param_json, out, settings, steps, base_path, base, data, args };
+    let job = RunJob { obj, canonical, hash, param_json, out, settings, steps, base_path, base, data, args };
     with_device(job.args.device.kind(), job)?
 }
 
 /// Everything `run` resolved before choosing the device; [`OnDevice::run`] trains and evaluates on it.
 struct RunJob {
-    obj: crate::ir::Objective,
-    params: Vec<(String, f64)>,
+    obj: crate::ir::Bound,
     canonical: String,
     hash: String,
     param_json: Map<String, Value>,
@@ -177,8 +176,7 @@ impl OnDevice for RunJob {
     type Output = anyhow::Result<ExitCode>;
 
     fn run<D: KernelDevice>(self, dev: D) -> anyhow::Result<ExitCode> {
-        let RunJob { obj, params, canonical, hash, param_json, out, settings, steps, base_path, base, data, args } =
-            self;
+        let RunJob { obj, canonical, hash, param_json, out, settings, steps, base_path, base, data, args } = self;
         let cfg = TrainConfig {
             batch: settings.batch,
             lr: settings.lr,
@@ -187,10 +185,10 @@ impl OnDevice for RunJob {
             ema_decay: settings.ema,
             seed: settings.seed,
         };
-        let values = params.iter().map(|(_, v)| *v).collect();
         let initial = base.model().to_device(&dev)?;
+        let (schedule, vocab) = (base.schedule().clone(), base.vocab().clone());
         let mut trainer =
-            Trainer::new(obj, values, initial.clone(), base.schedule().clone(), data, base.vocab().clone(), cfg)?;
+            Trainer::new(TrainerParts { objective: obj, initial: initial.clone(), schedule, data, vocab }, cfg)?;
         if args.resume.is_some() {
             trainer.restore_state(&out)?;
             println!("resumed `{}` at step {}", out.display(), trainer.step);
