@@ -13,6 +13,9 @@ param steps: int = 2 in [1, 100]
 loss beta * steps * mean(err(policy, winner))
 ";
 
+/// A case: what is wrong, the values given, the error expected.
+type Case = (&'static str, Vec<(&'static str, f64)>, BindError);
+
 fn lowered(text: &str) -> Objective {
     let parsed = Parsed::parse("t.obj", text).unwrap_or_else(|(_, d)| panic!("checks: {d:?}"));
     ir::lower(&parsed.checked)
@@ -30,7 +33,7 @@ fn bad_value_lists_are_errors_naming_the_parameter() {
         value,
         domain: domain.into(),
     };
-    let cases: Vec<(&str, Vec<(&str, f64)>, BindError)> = vec![
+    let cases: Vec<Case> = vec![
         ("wrong name", vec![("beta", 3.0), ("step", 4.0)], unknown("step", &["beta", "steps"])),
         ("missing", vec![("beta", 3.0)], BindError::Missing { name: "steps".into() }),
         ("none given", vec![], BindError::Missing { name: "beta".into() }),
