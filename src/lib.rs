@@ -1,7 +1,7 @@
 //! seppoc: a small language for diffusion-alignment objectives, and the toolkit that trains with them.
 //!
-//! Pipeline: `.obj` text → [`syntax::parse`] → [`check::check`] → [`ir::lower`] → [`compile::loss_graph`] →
-//! [`trainer::Trainer`].
+//! Pipeline: `.obj` text → [`syntax::parse`] → [`check::check`] → [`ir::lower`] → [`ir::Objective::bind`] (the
+//! `--set` values, by name) → [`compile::loss_graph`] → [`trainer::Trainer`].
 //! The diffusion engine lives beside it: [`data`] (the shapes world and user data sets), [`eval`] (the exact
 //! judge), [`model`] (the DiT denoiser, schedules, checkpoints, the `--device` choice), [`sampler`] (DDPM/DDIM
 //! with CFG) and [`kernels`] (fused CUDA kernels with CPU twins).

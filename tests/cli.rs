@@ -76,3 +76,37 @@ fn fmt_prints_canonical_form_and_check_mode_detects_drift() {
     assert_eq!(text(&out.stdout), "objective t\nloss mean(err(policy, winner))  # keep me\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `seppoc loss` computes with the bound `--set` values: DPO on given leaves, at the default beta and at
+/// `--set beta=20`, against the formula `mean(softplus(beta/2 * ((e_th,w - e_ref,w) - (e_th,l - e_ref,l))))`.
+#[test]
+fn loss_computes_with_the_set_parameter_values() {
+    let dir = cli_support::scratch("cli", "loss-params");
+    let (pw, rw, pl, rl) = ([0.1001, 0.2], [0.1, 0.2001], [0.3, 0.25], [0.3002, 0.2499]);
+    let inputs = serde_json::json!({ "inputs": {
+        "e_policy_winner": pw, "e_ref_winner": rw, "e_policy_loser": pl, "e_ref_loser": rl } });
+    let path = dir.join("inputs.json");
+    std::fs::write(&path, inputs.to_string()).expect("written");
+    for (sets, beta) in [(&[][..], 5000.0), (&["--set", "beta=20"][..], 20.0)] {
+        let mut args = vec!["loss", "objectives/dpo.obj", "--inputs", path.to_str().expect("utf-8 path")];
+        args.extend(sets);
+        let out = seppoc(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let got: serde_json::Value = serde_json::from_str(&text(&out.stdout)).expect("JSON");
+        assert_eq!(got["params"], serde_json::json!({ "beta": beta }));
+        // The policy leaves reach both backends rounded to f32.
+        let f32_ = |x: f64| x as f32 as f64;
+        let want = (0..2)
+            .map(|i| {
+                let margin = -0.5 * beta * ((f32_(pw[i]) - rw[i]) - (f32_(pl[i]) - rl[i]));
+                (-margin).exp().ln_1p()
+            })
+            .sum::<f64>()
+            / 2.0;
+        let (oracle, dfdx) =
+            (got["oracle_f64"]["loss"].as_f64().expect("loss"), got["dfdx_f32"]["loss"].as_f64().expect("loss"));
+        assert!((oracle - want).abs() < 1e-9, "beta {beta}: oracle {oracle} vs {want}");
+        assert!((dfdx - want).abs() < 1e-4, "beta {beta}: dfdx {dfdx} vs {want}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,14 +5,15 @@
 use proptest::prelude::*;
 use seppoc::compile::conformance;
 use seppoc::frontend::Objective as Parsed;
-use seppoc::ir::{self, evaluate, ImageRef, LeafValues, ModelRef, Objective};
+use seppoc::ir::{self, evaluate, Bound, ImageRef, LeafValues, ModelRef, Objective};
 use std::f64::consts::LN_2;
 
-fn load(name: &str) -> Objective {
+/// Lowers `objectives/NAME.obj` with every parameter at its default.
+fn load(name: &str) -> Bound {
     let path = format!("{}/objectives/{name}.obj", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).expect("objective exists");
     let parsed = Parsed::parse(&path, &text).unwrap_or_else(|(_, d)| panic!("{name}: {d:?}"));
-    ir::lower(&parsed.checked)
+    ir::lower(&parsed.checked).bind_defaults()
 }
 
 const DPO_FAMILY: &[&str] =
@@ -56,7 +57,7 @@ fn leaves(obj: &Objective, base: &[f64], delta: &[f64], batch: usize) -> LeafVal
                 .collect()
         })
         .collect();
-    LeafValues { inputs, params: obj.params.iter().map(|p| p.default).collect() }
+    LeafValues { inputs }
 }
 
 fn close(a: f64, b: f64, tol: f64) -> bool {

@@ -50,9 +50,10 @@ fn compiled(obj: &Objective, beta: f32, pol: &[f32], rf: &[f32], eps: &[f32]) ->
             from[pos * P..(pos + 1) * P].iter().map(|&v| v as f64).collect()
         })
         .collect();
-    let params = obj.params.iter().map(|p| if p.name == "beta" { beta as f64 } else { p.default }).collect();
-    let leaves = LeafValues { inputs, params };
-    let graph = loss_graph(obj, errs, &offsets, &leaves, P);
+    let params: Vec<(&str, f64)> =
+        obj.params.iter().map(|p| (p.name.as_str(), if p.name == "beta" { beta as f64 } else { p.default })).collect();
+    let obj = obj.bind(&params).expect("beta is in its domain");
+    let graph = loss_graph(&obj, errs, &offsets, &LeafValues { inputs }, P);
     let loss = graph.loss.array();
     (loss, graph.loss.backward().get(&x).as_vec())
 }

@@ -6,12 +6,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use seppoc::data::{PreferenceSet, SyntheticWorld, Vocab, World, WorldConfig, MAX_TOKENS};
 use seppoc::frontend::frontend_with;
-use seppoc::ir::{lower, Objective};
+use seppoc::ir::{lower, Bound};
 use seppoc::model::{cpu, CpuDevice, Dit, DitConfig, NoiseSchedule};
 use seppoc::source::SourceFile;
-use seppoc::trainer::{TrainConfig, TrainError, Trainer};
+use seppoc::trainer::{TrainConfig, TrainError, Trainer, TrainerParts};
 
-fn objective(name: &str, sets: &[(&str, &str)]) -> (Objective, Vec<f64>) {
+fn objective(name: &str, sets: &[(&str, &str)]) -> Bound {
     // `seppo_fastpool` is seppo.obj snapshotting every update into a pool of 2, to exercise the pool quickly.
     let file = name.strip_suffix("_fastpool").unwrap_or(name);
     let path = format!("{}/objectives/{file}.obj", env!("CARGO_MANIFEST_DIR"));
@@ -21,17 +21,21 @@ fn objective(name: &str, sets: &[(&str, &str)]) -> (Objective, Vec<f64>) {
     }
     let sets: Vec<(String, String)> = sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let (checked, params) = frontend_with(&SourceFile::new(path, text), &sets).expect("checks");
-    (lower(&checked), params.into_iter().map(|(_, v)| v).collect())
+    lower(&checked).bind(&params).expect("checked values bind")
+}
+
+/// What a trainer needs besides its config: the objective, a tiny model (seed 3) and its vocabulary, on `data`.
+fn parts(name: &str, sets: &[(&str, &str)], data: PreferenceSet) -> TrainerParts<CpuDevice> {
+    let vocab = Vocab::new();
+    let initial = Dit::new(&DitConfig::tiny(16, vocab.len(), MAX_TOKENS), &cpu(), 3).expect("tiny model");
+    TrainerParts { objective: objective(name, sets), initial, schedule: NoiseSchedule::default_linear(), data, vocab }
 }
 
 fn setup(name: &str, sets: &[(&str, &str)], seed: u64) -> Trainer<CpuDevice> {
     let world = World::new(WorldConfig::default_16()).expect("default world");
     let data: PreferenceSet = world.preference_set(32, &mut ChaCha8Rng::seed_from_u64(7));
-    let vocab = Vocab::new();
-    let model = Dit::new(&DitConfig::tiny(16, vocab.len(), MAX_TOKENS), &cpu(), 3).expect("tiny model");
-    let (obj, params) = objective(name, sets);
     let cfg = TrainConfig { batch: 4, lr: 1e-3, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed };
-    Trainer::new(obj, params, model, NoiseSchedule::default_linear(), data, vocab, cfg).expect("trainer starts")
+    Trainer::new(parts(name, sets, data), cfg).expect("trainer starts")
 }
 
 #[test]
@@ -98,11 +102,8 @@ fn nan_in_the_data_stops_with_a_clear_error() {
     for item in &mut data.items {
         item.winner.data[0] = f32::NAN;
     }
-    let vocab = Vocab::new();
-    let model = Dit::new(&DitConfig::tiny(16, vocab.len(), MAX_TOKENS), &cpu(), 3).expect("tiny model");
-    let (obj, params) = objective("sft", &[]);
     let cfg = TrainConfig { batch: 2, lr: 1e-3, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed: 0 };
-    let mut tr = Trainer::new(obj, params, model, NoiseSchedule::default_linear(), data, vocab, cfg).expect("starts");
+    let mut tr = Trainer::new(parts("sft", &[], data), cfg).expect("starts");
     let before = tr.policy.to_host();
     match tr.step() {
         Err(e @ TrainError::NonFinite { step: 1, .. }) => assert!(e.to_string().contains("non-finite"), "{e}"),
@@ -115,12 +116,8 @@ fn nan_in_the_data_stops_with_a_clear_error() {
 fn pairs_objective_rejects_winner_only_data() {
     let world = World::new(WorldConfig::default_16()).expect("default world");
     let data = world.preference_set(4, &mut ChaCha8Rng::seed_from_u64(1)).winners_only();
-    let vocab = Vocab::new();
-    let model = Dit::new(&DitConfig::tiny(16, vocab.len(), MAX_TOKENS), &cpu(), 3).expect("tiny model");
-    let (obj, params) = objective("dpo", &[]);
     let cfg = TrainConfig { batch: 2, lr: 1e-3, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed: 0 };
-    let err =
-        Trainer::new(obj, params, model, NoiseSchedule::default_linear(), data, vocab, cfg).err().expect("rejected");
+    let err = Trainer::new(parts("dpo", &[], data), cfg).err().expect("rejected");
     assert!(err.to_string().contains("no pairs"), "{err}");
 }
 
@@ -157,11 +154,8 @@ fn save_and_restore_continue_bitwise() {
 fn nonfinite_weights_stop_the_run_and_keep_good_weights() {
     let world = World::new(WorldConfig::default_16()).expect("default world");
     let data = world.preference_set(8, &mut ChaCha8Rng::seed_from_u64(1));
-    let vocab = Vocab::new();
-    let model = Dit::new(&DitConfig::tiny(16, vocab.len(), MAX_TOKENS), &cpu(), 3).expect("tiny model");
-    let (obj, params) = objective("sft", &[]);
     let cfg = TrainConfig { batch: 2, lr: f32::INFINITY, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed: 0 };
-    let mut tr = Trainer::new(obj, params, model, NoiseSchedule::default_linear(), data, vocab, cfg).expect("starts");
+    let mut tr = Trainer::new(parts("sft", &[], data), cfg).expect("starts");
     let before = tr.policy.to_host();
     let err = tr.step().expect_err("stopped");
     assert!(err.to_string().contains("weight `") && err.to_string().contains("step 1"), "{err}");

@@ -12,6 +12,7 @@ pub mod types;
 
 pub use consts::const_value;
 pub use overrides::apply_overrides;
+pub(crate) use overrides::domain_error;
 pub use program::*;
 
 use crate::diag::{Code, Diagnostic, Label};

@@ -28,7 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(ok) => ok,
         Err(code) => return Ok(code),
     };
-    let obj = lower(&checked);
+    let obj = lower(&checked).bind(&params)?;
     let text = std::fs::read_to_string(&args.inputs).with_context(|| format!("cannot read `{}`", args.inputs))?;
     let json: Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", args.inputs))?;
     let given = json
@@ -67,8 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             bail!("`{}`: unknown leaf `{key}` (this objective's leaves: {})", args.inputs, names.join(", "));
         }
     }
-    let leaves = LeafValues { inputs, params: params.iter().map(|(_, v)| *v).collect() };
-    let (oracle, dfdx) = conformance::both(&obj, &leaves);
+    let (oracle, dfdx) = conformance::both(&obj, &LeafValues { inputs });
     let grad_map = |grads: &[Option<Vec<f64>>]| -> Map<String, Value> {
         names.iter().zip(grads).filter_map(|(n, g)| g.as_ref().map(|g| (n.clone(), json!(g)))).collect()
     };
@@ -76,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let out = json!({
         "objective": obj.name,
         "batch": batch,
-        "params": params.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<Map<String, Value>>(),
+        "params": obj.named_values().map(|(n, v)| (n.to_string(), json!(v))).collect::<Map<String, Value>>(),
         "oracle_f64": { "loss": oracle.loss, "per_sample": oracle.per_sample, "logs": logs, "grad": grad_map(&oracle.grads) },
         "dfdx_f32": { "loss": dfdx.loss, "grad": grad_map(&dfdx.grads) },
     });

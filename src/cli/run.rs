@@ -42,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(dir) => Start::Resume(PathBuf::from(dir)),
         None => Start::Fresh { out: args.out.map(PathBuf::from), settings: args.settings },
     };
-    let objective = ObjectiveRun::new(&checked, params);
+    let objective = ObjectiveRun::new(&checked, &params)?;
     let name = objective.obj.name.clone();
     let mut training = prepare(objective, start, args.steps, args.device.kind(), command_line())?;
     training.bar = progress_bar(0, &name);

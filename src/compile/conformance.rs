@@ -2,7 +2,7 @@
 //! with gradients with respect to every policy leaf (`seppoc loss`, and the backend-agreement tests).
 
 use super::loss_graph;
-use crate::ir::{Evaluation, LeafValues, ModelRef, Objective};
+use crate::ir::{Bound, Evaluation, LeafValues, ModelRef};
 use crate::model::CpuDevice as Cpu;
 use dfdx::prelude::*;
 
@@ -16,7 +16,7 @@ pub struct DfdxResult {
 }
 
 /// Evaluates on CPU with both backends.
-pub fn both(obj: &Objective, leaves: &LeafValues) -> (Evaluation, DfdxResult) {
+pub fn both(obj: &Bound, leaves: &LeafValues) -> (Evaluation, DfdxResult) {
     let batch = leaves.inputs.iter().map(Vec::len).max().unwrap_or(1).max(1);
     let dev = Cpu::default();
     let mut offsets = vec![None; obj.inputs.len()];

@@ -8,7 +8,7 @@
 
 pub mod conformance;
 
-use crate::ir::{evaluate, BinOp, Evaluation, InputId, LeafValues, Node, NodeId, Objective, UnOp};
+use crate::ir::{evaluate, BinOp, Bound, Evaluation, InputId, LeafValues, Node, NodeId, Objective, UnOp};
 use crate::model::upload;
 use dfdx::prelude::*;
 
@@ -31,9 +31,9 @@ pub struct LossGraph<D: LossDevice> {
 ///
 /// `policy` holds every policy leaf stacked (shape `(n_rows,)`), taped; `offsets[k]` is the first row of
 /// policy leaf `k` (rows `offset..offset + batch`); `leaves` holds the host values of every leaf, the policy's
-/// included (read back from `policy`), and the parameter values.
+/// included (read back from `policy`); parameter values come from the bound objective.
 pub fn loss_graph<D: LossDevice>(
-    obj: &Objective,
+    obj: &Bound,
     policy: Vector<D>,
     offsets: &[Option<usize>],
     leaves: &LeafValues,

@@ -11,11 +11,11 @@ use super::open::{model_path, open, Opened};
 use crate::check::Checked;
 use crate::data::{load_imagefolder, PreferenceSet};
 use crate::eval::GridConfig;
-use crate::ir::{lower, Objective};
+use crate::ir::{lower, Bound};
 use crate::kernels::KernelDevice;
 use crate::model::{save_checkpoint, CheckpointMeta, DeviceKind, ObjectiveMeta, OnDevice};
 use crate::syntax;
-use crate::trainer::{StepReport, TrainConfig, Trainer};
+use crate::trainer::{StepReport, TrainConfig, Trainer, TrainerParts};
 use crate::world::WorldKind;
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
@@ -87,10 +87,8 @@ pub const DEFAULT_STEPS: usize = 200;
 
 /// A checked objective with its bound parameters, its canonical text and that text's SHA-256.
 pub struct ObjectiveRun {
-    /// The lowered objective.
-    pub obj: Objective,
-    /// Every parameter's value, in declaration order.
-    pub params: Vec<(String, f64)>,
+    /// The lowered objective with its parameter values.
+    pub obj: Bound,
     /// The canonical text (`seppoc fmt`).
     pub canonical: String,
     /// Hex SHA-256 of `canonical`.
@@ -98,15 +96,15 @@ pub struct ObjectiveRun {
 }
 
 impl ObjectiveRun {
-    /// Lowers a checked objective and records its text and hash.
-    pub fn new(checked: &Checked, params: Vec<(String, f64)>) -> Self {
+    /// Lowers a checked objective, binds its parameter values by name and records its text and hash.
+    pub fn new(checked: &Checked, params: &[(String, f64)]) -> anyhow::Result<Self> {
         let canonical = syntax::format(&checked.file);
         let sha256 = format!("{:x}", Sha256::digest(canonical.as_bytes()));
-        ObjectiveRun { obj: lower(checked), params, canonical, sha256 }
+        Ok(ObjectiveRun { obj: lower(checked).bind(params)?, canonical, sha256 })
     }
 
     fn params_json(&self) -> Map<String, Value> {
-        self.params.iter().map(|(n, v)| (n.clone(), json!(v))).collect()
+        self.obj.named_values().map(|(n, v)| (n.to_string(), json!(v))).collect()
     }
 }
 
@@ -229,7 +227,7 @@ impl Training {
             objective: Some(ObjectiveMeta {
                 text: o.canonical.clone(),
                 sha256: o.sha256.clone(),
-                params: o.params.iter().cloned().collect(),
+                params: o.obj.named_values().map(|(n, v)| (n.to_string(), v)).collect(),
             }),
             ..CheckpointMeta::new(&self.base.meta.world, self.base.meta.world_config.clone(), self.base.meta.schedule)
         }
@@ -265,12 +263,16 @@ impl OnDevice for Training {
             ema_decay: s.ema,
             seed: s.seed,
         };
-        let values = self.objective.params.iter().map(|(_, v)| *v).collect();
         let initial = self.base.model.to_device(&dev)?;
         let (world, schedule) = (self.base.world.as_ref(), &self.base.schedule);
-        let obj = self.objective.obj.clone();
-        let mut trainer =
-            Trainer::new(obj, values, initial.clone(), schedule.clone(), data, world.vocab().clone(), cfg)?;
+        let parts = TrainerParts {
+            objective: self.objective.obj.clone(),
+            initial: initial.clone(),
+            schedule: schedule.clone(),
+            data,
+            vocab: world.vocab().clone(),
+        };
+        let mut trainer = Trainer::new(parts, cfg)?;
         let out = &self.out;
         let resumed_at = if self.resume {
             trainer.restore_state(out)?;

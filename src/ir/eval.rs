@@ -3,13 +3,11 @@
 
 use super::*;
 
-/// Values of every leaf (one `Vec` per input, one entry per sample) and of every parameter.
+/// Values of every leaf (one `Vec` per input, one entry per sample); parameters come from the [`Bound`] objective.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeafValues {
     /// `inputs[k][i]`: leaf k, sample i.
     pub inputs: Vec<Vec<f64>>,
-    /// Parameter values in declaration order.
-    pub params: Vec<f64>,
 }
 
 /// Everything an evaluation yields.
@@ -141,8 +139,9 @@ fn at(v: &[f64], i: usize) -> f64 {
     }
 }
 
-/// Evaluates the objective on given leaf values (all leaves must have the same batch size).
-pub fn evaluate(obj: &Objective, leaves: &LeafValues) -> Evaluation {
+/// Evaluates the objective, with its bound parameter values, on given leaf values (all leaves must have the same
+/// batch size).
+pub fn evaluate(obj: &Bound, leaves: &LeafValues) -> Evaluation {
     let batch = leaves.inputs.iter().map(Vec::len).max().unwrap_or(1).max(1);
     let mut values: Vec<Vec<f64>> = Vec::with_capacity(obj.nodes.len());
     for node in &obj.nodes {
@@ -150,7 +149,7 @@ pub fn evaluate(obj: &Objective, leaves: &LeafValues) -> Evaluation {
         let len = |ids: &[&NodeId]| if ids.iter().any(|id| v(id).len() > 1) { batch } else { 1 };
         let out: Vec<f64> = match node {
             Node::Input(k) => leaves.inputs[k.0 as usize].clone(),
-            Node::Param(k) => vec![leaves.params[*k as usize]],
+            Node::Param(k) => vec![obj.value(*k)],
             Node::Const(bits) => vec![f64::from_bits(*bits)],
             Node::Unary(op, x) => v(x).iter().map(|&x| unary(*op, x)).collect(),
             Node::Binary(op, a, b) => (0..len(&[a, b])).map(|i| binary(*op, at(v(a), i), at(v(b), i))).collect(),

@@ -36,7 +36,7 @@ pub fn lower(checked: &Checked) -> Objective {
         n_samples: 0,
     };
     for (k, p) in checked.params.iter().enumerate() {
-        let id = lw.intern(Node::Param(k as u32), Span::default());
+        let id = lw.intern(Node::Param(ParamId(k as u32)), Span::default());
         lw.env.insert(p.name.clone(), Value::Node(id));
     }
     for r in &checked.references {

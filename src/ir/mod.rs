@@ -1,10 +1,12 @@
 //! The typed IR of an objective: a DAG of scalar operations in topological order over leaf inputs (the
 //! per-sample denoising errors `err(M, x)`), with spans in a side table and common subexpressions shared.
 
+mod bind;
 mod eval;
 mod lower;
 pub mod print;
 
+pub use bind::{BindError, Bound};
 pub use eval::{evaluate, Evaluation, LeafValues};
 pub use lower::lower;
 
@@ -18,6 +20,10 @@ pub struct NodeId(pub u32);
 /// Index of a leaf in [`Objective::inputs`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InputId(pub u32);
+
+/// Index of a parameter in [`Objective::params`] (its value lives in a [`Bound`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(pub u32);
 
 /// Which model a leaf evaluates.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -137,8 +143,8 @@ pub enum ReduceOp {
 pub enum Node {
     /// A leaf value, per sample.
     Input(InputId),
-    /// A parameter's value (after `--set`), by index into [`Objective::params`].
-    Param(u32),
+    /// A parameter's value, read from the [`Bound`] objective.
+    Param(ParamId),
     /// A constant, stored as `f64::to_bits` so nodes hash.
     Const(u64),
     /// `op(x)`

@@ -38,7 +38,7 @@ impl Objective {
         match node {
             Node::Input(k) => format!("input in{} ({})", k.0, self.inputs[k.0 as usize].name()),
             Node::Param(k) => {
-                let p = &self.params[*k as usize];
+                let p = &self.params[k.0 as usize];
                 format!("param {} (default {:?})", p.name, p.default)
             }
             Node::Const(bits) => format!("const {:?}", f64::from_bits(*bits)),

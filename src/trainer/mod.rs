@@ -11,7 +11,7 @@ pub use state::StateError;
 use crate::check::Noise;
 use crate::compile::loss_graph;
 use crate::data::{PreferenceSet, Vocab};
-use crate::ir::{ImageRef, LeafValues, ModelRef, Objective};
+use crate::ir::{Bound, ImageRef, LeafValues, ModelRef, Objective};
 use crate::model::{
     per_sample_error, AdamW, AdamWConfig, Dit, Ema, ModelDevice, ModelError, NoiseSchedule, ParamGrads,
 };
@@ -37,6 +37,20 @@ pub struct TrainConfig {
     pub ema_decay: Option<f32>,
     /// Seed of every random draw (data order, t, eps, reference choice, sampler).
     pub seed: u64,
+}
+
+/// What a run trains and on what: everything [`Trainer::new`] needs besides the [`TrainConfig`].
+pub struct TrainerParts<D: ModelDevice> {
+    /// The objective with its parameter values.
+    pub objective: Bound,
+    /// The starting policy; it is also theta_0, the first checkpoint in the pool.
+    pub initial: Dit<D>,
+    /// The noise schedule `initial` was trained with.
+    pub schedule: NoiseSchedule,
+    /// The preference data.
+    pub data: PreferenceSet,
+    /// The prompt vocabulary of `initial`.
+    pub vocab: Vocab,
 }
 
 /// What one step reports.
@@ -100,10 +114,8 @@ impl From<ModelError> for TrainError {
 
 /// A run in progress.
 pub struct Trainer<D: ModelDevice + crate::compile::LossDevice> {
-    /// The objective.
-    pub obj: Objective,
-    /// Parameter values (after `--set`).
-    pub params: Vec<f64>,
+    /// The objective with its parameter values.
+    pub obj: Bound,
     /// The policy theta.
     pub policy: Dit<D>,
     /// Reference checkpoints (theta_0 first).
@@ -122,17 +134,9 @@ pub struct Trainer<D: ModelDevice + crate::compile::LossDevice> {
 }
 
 impl<D: ModelDevice + crate::compile::LossDevice> Trainer<D> {
-    /// Starts a run from `base` (which also becomes theta_0), noised with the schedule `base` was trained with.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        obj: Objective,
-        params: Vec<f64>,
-        base: Dit<D>,
-        schedule: NoiseSchedule,
-        data: PreferenceSet,
-        vocab: Vocab,
-        cfg: TrainConfig,
-    ) -> Result<Self, TrainError> {
+    /// Starts a run from `parts.initial` (which also becomes theta_0), noised with `parts.schedule`.
+    pub fn new(parts: TrainerParts<D>, cfg: TrainConfig) -> Result<Self, TrainError> {
+        let TrainerParts { objective: obj, initial: base, schedule, data, vocab } = parts;
         if data.is_empty() {
             return Err(TrainError::Data("the data set is empty".into()));
         }
@@ -163,7 +167,6 @@ impl<D: ModelDevice + crate::compile::LossDevice> Trainer<D> {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             schedule,
             obj,
-            params,
             data,
             vocab,
             cfg,
@@ -222,7 +225,7 @@ impl<D: ModelDevice + crate::compile::LossDevice> Trainer<D> {
                 return Err(TrainError::NonFinite { step, quantity: format!("leaf {}", self.obj.inputs[k].name()) });
             }
         }
-        let leaves = LeafValues { inputs: leaves, params: self.params.clone() };
+        let leaves = LeafValues { inputs: leaves };
         let graph = loss_graph(&self.obj, errs, &offsets, &leaves, b);
         let loss = graph.loss.array() as f64;
         if !loss.is_finite() {

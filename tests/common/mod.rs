@@ -8,19 +8,19 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use seppoc::compile::loss_graph;
 use seppoc::frontend::Objective as Parsed;
-use seppoc::ir::{self, ImageRef, LeafValues, ModelRef, Objective};
+use seppoc::ir::{self, Bound, ImageRef, LeafValues, ModelRef, Objective};
 use seppoc::kernels::KernelDevice;
 use seppoc::model::{cpu, per_sample_error, Dit, DitConfig, ParamGrads};
 
 /// Image side of the test models.
 pub const S: usize = 8;
 
-/// Lowers `objectives/NAME.obj`.
-pub fn load(name: &str) -> Objective {
+/// Lowers `objectives/NAME.obj` with every parameter at its default.
+pub fn load(name: &str) -> Bound {
     let path = format!("{}/objectives/{name}.obj", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).expect("objective exists");
     let parsed = Parsed::parse(&path, &text).unwrap_or_else(|(_, d)| panic!("{name}: {d:?}"));
-    ir::lower(&parsed.checked)
+    ir::lower(&parsed.checked).bind_defaults()
 }
 
 /// Every shipped objective's name (the `objectives/*.obj` stems), sorted.
@@ -94,13 +94,13 @@ pub struct StepResult {
     pub policy_values: Vec<f32>,
     /// First row of each policy leaf in `policy_values`.
     pub offsets: Vec<Option<usize>>,
-    /// Every leaf's values and the parameters.
+    /// Every leaf's values.
     pub leaves: LeafValues,
 }
 
 /// Runs `obj` once on a fixed batch of `batch` prompts: a taped policy pass over its image kinds, an untaped
 /// reference pass per reference, the compiled loss graph and backward, exactly as `Trainer::step` does.
-pub fn objective_step<D: KernelDevice>(dev: &D, obj: &Objective, batch: usize) -> StepResult {
+pub fn objective_step<D: KernelDevice>(dev: &D, obj: &Bound, batch: usize) -> StepResult {
     let (policy, reference) = models(dev);
     let per = policy.config().image_len();
     let all = kinds(obj, &ModelRef::Policy);
@@ -146,7 +146,7 @@ pub fn objective_step<D: KernelDevice>(dev: &D, obj: &Objective, batch: usize) -
         };
         leaves[k] = values.iter().map(|&v| v as f64).collect();
     }
-    let leaves = LeafValues { inputs: leaves, params: obj.params.iter().map(|p| p.default).collect() };
+    let leaves = LeafValues { inputs: leaves };
     let graph = loss_graph(obj, errs, &offsets, &leaves, batch);
     let loss = graph.loss.array() as f64;
     let oracle = graph.host.loss;
@@ -155,7 +155,7 @@ pub fn objective_step<D: KernelDevice>(dev: &D, obj: &Objective, batch: usize) -
 }
 
 /// The compiled objective alone on given leaf values: the loss and its gradient w.r.t. the stacked policy errors.
-pub fn loss_on_leaves<D: KernelDevice>(dev: &D, obj: &Objective, step: &StepResult, batch: usize) -> (f64, Vec<f32>) {
+pub fn loss_on_leaves<D: KernelDevice>(dev: &D, obj: &Bound, step: &StepResult, batch: usize) -> (f64, Vec<f32>) {
     let n = step.policy_values.len();
     let errs: Tensor<(usize,), f32, D> = dev.tensor_from_vec(step.policy_values.clone(), (n,));
     let graph = loss_graph(obj, errs.leaky_trace(), &step.offsets, &step.leaves, batch);
