@@ -4,7 +4,7 @@
 //! [`trainer::Trainer`].
 //! The diffusion engine lives beside it: [`data`] (the shapes world and user data sets), [`eval`] (the exact
 //! judge), [`model`] (the DiT denoiser, schedules, checkpoints, the `--device` choice), [`sampler`] (DDPM/DDIM
-//! with CFG) and [`kernels`] (fused CUDA kernels with CPU twins).
+//! with CFG) and [`kernels`] (the DiT's fused ops: CPU kernels, composite dfdx ops on CUDA).
 #![warn(missing_docs)]
 
 pub mod builder;

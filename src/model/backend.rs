@@ -107,7 +107,7 @@ fn run_on_cuda<J: OnDevice>(job: J) -> Result<J::Output, DeviceError> {
     Ok(job.run(cuda()?))
 }
 
-/// Opens GPU 0 and checks that it can run dfdx's kernels, cuBLAS and seppoc's NVRTC kernels, so a missing GPU or
+/// Opens GPU 0 and checks that it can run dfdx's kernels and cuBLAS, so a missing GPU or
 /// a driver older than the toolkit becomes an error here instead of a panic inside the first forward pass.
 #[cfg(feature = "cuda")]
 pub fn cuda() -> Result<CudaDevice, DeviceError> {
@@ -126,7 +126,6 @@ pub fn cuda() -> Result<CudaDevice, DeviceError> {
     if !value.is_finite() {
         return Err(DeviceError(format!("CUDA device 0 computed a non-finite probe value ({value})")));
     }
-    crate::kernels::cuda_ready().map_err(|e| DeviceError(format!("seppoc's CUDA kernels are not usable: {e}")))?;
     Ok(dev)
 }
 

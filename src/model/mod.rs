@@ -40,7 +40,7 @@ pub enum ModelError {
         /// Parameters supplied.
         found: usize,
     },
-    /// The device (CUDA driver, NVRTC, a custom kernel) failed; the message says what is missing.
+    /// The device (the CUDA driver) failed; the message says what is missing.
     Device(String),
     /// A parameter buffer has the wrong length.
     ParamLen {

@@ -1,14 +1,12 @@
 //! DDPM ancestral and DDIM sampling with classifier-free guidance, seeded for bitwise-reproducible output on CPU.
 //!
-//! The model runs once per step on the stacked `[conditional; null]` batch; the update is host math, or one fused
-//! CUDA kernel per step in [`sample_fused`].
+//! The model runs once per step on the stacked `[conditional; null]` batch; the update is host math.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{self, DdimCoeffs, DdimInputs, KernelDevice};
 use crate::model::{Dit, ModelDevice, ModelError, NoiseSchedule, PAD};
 
 /// Which reverse process to run.
@@ -123,33 +121,6 @@ pub fn sample_with_rng<D: ModelDevice, R: Rng>(
     })
 }
 
-/// Like [`sample_with_rng`] for DDIM, with the guidance and the update fused into one kernel on the model's device
-/// ([`crate::kernels::ddim_cfg_step`]; on CPU its twin gives the same images as [`sample_with_rng`]).
-pub fn sample_fused<D: KernelDevice, R: Rng>(
-    model: &Dit<D>,
-    schedule: &NoiseSchedule,
-    cfg: &SamplerConfig,
-    tokens: &[Vec<usize>],
-    rng: &mut R,
-) -> Result<Vec<Vec<f32>>, ModelError> {
-    if cfg.kind != SamplerKind::Ddim {
-        return Err(ModelError::Config("the fused sampler step implements DDIM only".into()));
-    }
-    denoise(model, schedule, cfg, tokens, rng, |step, rng| {
-        let coeffs = DdimCoeffs::new(step.ab, step.ab_prev, cfg.eta as f64, cfg.cfg_scale as f64);
-        let noise: Option<Vec<f64>> = (!step.last && coeffs.sigma != 0.0)
-            .then(|| (0..step.x.len()).map(|_| rng.sample::<f64, _>(StandardNormal)).collect());
-        let inputs = DdimInputs {
-            x: step.x,
-            eps_cond: step.cond,
-            eps_uncond: step.uncond.unwrap_or(step.cond),
-            noise: noise.as_deref(),
-            coeffs: &coeffs,
-        };
-        kernels::ddim_cfg_step(model.device(), &inputs).map_err(|e| ModelError::Device(e.to_string()))
-    })
-}
-
 /// What one reverse step sees: the current images, the model's ε and the schedule positions.
 struct Step<'a> {
     x: &'a [f32],
@@ -219,7 +190,8 @@ fn ddpm_step<R: Rng>(x: &[f32], eps: &[f32], ab: f64, ab_prev: f64, last: bool, 
 
 /// One DDIM step: `x_{t'} = sqrt(ᾱ')·x̂_0 + sqrt(1−ᾱ'−σ²)·ε̂ + σ·z`, `σ = η·sqrt((1−ᾱ')/(1−ᾱ)·(1−ᾱ/ᾱ'))`.
 fn ddim_step<R: Rng>(x: &[f32], eps: &[f32], ab: f64, ab_prev: f64, eta: f64, last: bool, rng: &mut R) -> Vec<f32> {
-    let DdimCoeffs { sigma, dir, .. } = DdimCoeffs::new(ab, ab_prev, eta, 1.0);
+    let sigma = eta * ((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev)).max(0.0).sqrt();
+    let dir = (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt();
     x.iter()
         .zip(eps)
         .map(|(&xt, &eps_t)| {

@@ -1,4 +1,4 @@
-//! Helpers shared by `tests/kernels.rs` (CPU) and `tests/gpu.rs` (CUDA): shipped objectives, random batches,
+//! Helpers shared by `tests/device.rs` (CPU) and `tests/gpu.rs` (CUDA): shipped objectives, random batches,
 //! and one compiled-objective step on any device.
 #![allow(dead_code)]
 
@@ -38,15 +38,6 @@ pub fn shipped() -> Vec<String> {
 pub fn normals(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n).map(|_| rng.sample(StandardNormal)).collect()
-}
-
-/// `n` values each of policy prediction, reference prediction and true eps for pair-loss tests: the policy is
-/// eps plus noise, the reference 1% away from the policy (margins of order one at beta in the thousands).
-pub fn pair_rows(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let eps = normals(n, seed);
-    let pol: Vec<f32> = normals(n, seed + 1).iter().zip(&eps).map(|(v, e)| e + 0.7 * v).collect();
-    let rf = normals(n, seed + 2).iter().zip(&pol).map(|(v, p)| p + 0.01 * v).collect();
-    (pol, rf, eps)
 }
 
 /// Image kinds a model is evaluated on, in first-use order (as the trainer stacks them).
