@@ -4,7 +4,7 @@
 mod common;
 
 use common::{load, objective_step, shipped};
-use seppoc::model::cpu;
+use seppoc::device::cpu;
 
 #[test]
 fn every_shipped_objective_runs_one_step_on_cpu_like_its_oracle() {

@@ -6,8 +6,7 @@
 mod common;
 
 use common::{load, max_rel, objective_step, shipped};
-use seppoc::model::backend::{cuda, CudaDevice};
-use seppoc::model::cpu;
+use seppoc::device::{cpu, cuda, CudaDevice};
 
 fn gpu() -> CudaDevice {
     cuda().unwrap_or_else(|e| panic!("the GPU tests need a working CUDA device: {e}"))

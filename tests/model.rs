@@ -6,6 +6,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use seppoc::device::{cpu, CpuDevice};
 use seppoc::model::checkpoint::{load_checkpoint_expecting, read_checkpoint_meta};
 use seppoc::model::*;
 

@@ -3,7 +3,7 @@
 //! [`super::load`].
 
 use crate::data::{Prompt, PromptError, VideoPrompt};
-use crate::model::DeviceKind;
+use crate::device::DeviceKind;
 use crate::sampler::{SamplerConfig, SamplerKind};
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -28,7 +28,7 @@ pub(crate) enum DeviceFlag {
 }
 
 impl DeviceArgs {
-    /// The device kind, for [`crate::model::with_device`].
+    /// The device kind, for [`crate::device::with_device`].
     pub fn kind(&self) -> DeviceKind {
         match self.device {
             DeviceFlag::Cpu => DeviceKind::Cpu,

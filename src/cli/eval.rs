@@ -5,11 +5,11 @@ use super::engine::{command_line, progress_bar, write_json, DeviceArgs, SamplerA
 use super::load::{load_any, model_path_for, Loaded, LoadedVideoModel, WorldFlag};
 use super::sample::write_clips;
 use crate::data::{Prompt, VideoPrompt, Vocab};
+use crate::device::{with_device, Backend, CpuDevice, OnDevice};
 use crate::eval::{
     evaluate_model, evaluate_video_model, save_grid_with, EvalConfig, GridConfig, ModelEval, VideoModelEval,
 };
-use crate::kernels::KernelDevice;
-use crate::model::{with_device, CheckpointMeta, CpuDevice, Dit, ModelError, NoiseSchedule, OnDevice};
+use crate::model::{CheckpointMeta, Dit, ModelError, NoiseSchedule};
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -76,7 +76,7 @@ struct EvalJob<'a, P> {
 impl OnDevice for EvalJob<'_, Prompt> {
     type Output = Result<ModelEval, ModelError>;
 
-    fn run<D: KernelDevice>(self, dev: D) -> Self::Output {
+    fn run<D: Backend>(self, dev: D) -> Self::Output {
         let model = self.model.to_device(&dev)?;
         evaluate_model(&model, self.schedule, self.vocab, self.prompts, self.cfg, |done, _| {
             self.bar.set_position(done as u64)
@@ -87,7 +87,7 @@ impl OnDevice for EvalJob<'_, Prompt> {
 impl OnDevice for EvalJob<'_, VideoPrompt> {
     type Output = Result<VideoModelEval, ModelError>;
 
-    fn run<D: KernelDevice>(self, dev: D) -> Self::Output {
+    fn run<D: Backend>(self, dev: D) -> Self::Output {
         let model = self.model.to_device(&dev)?;
         evaluate_video_model(&model, self.schedule, self.vocab, self.prompts, self.cfg, |done, _| {
             self.bar.set_position(done as u64)

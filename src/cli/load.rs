@@ -2,7 +2,8 @@
 //! its world config and noise schedule, each error naming the file.
 
 use crate::data::{VideoWorld, VideoWorldConfig, World, WorldConfig};
-use crate::model::{cpu, load_checkpoint, CheckpointMeta, CpuDevice, Dit, NoiseSchedule, ScheduleKind};
+use crate::device::{cpu, CpuDevice};
+use crate::model::{load_checkpoint, CheckpointMeta, Dit, NoiseSchedule, ScheduleKind};
 use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

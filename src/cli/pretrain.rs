@@ -5,10 +5,10 @@
 use super::engine::{command_line, progress_bar, write_json, DeviceArgs, JsonlWriter};
 use super::load::{ScheduleSpec, WorldFlag, SCHEDULE_KEY, WORLD_KEY};
 use crate::data::{Image, VideoWorld, VideoWorldConfig, Vocab, World, WorldConfig, MAX_TOKENS};
-use crate::kernels::KernelDevice;
+use crate::device::{with_device, Backend, OnDevice};
 use crate::model::{
-    blank_caption, save_checkpoint, train_step_mse, with_device, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig,
-    Ema, ModelDevice, MseBatch, OnDevice, ScheduleKind,
+    blank_caption, save_checkpoint, train_step_mse, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig, Ema, MseBatch,
+    ScheduleKind,
 };
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
@@ -229,7 +229,7 @@ struct RunInfo {
 }
 
 /// Writes the checkpoint at `step` with the run's metadata.
-fn save<D: ModelDevice>(path: &Path, model: &Dit<D>, info: &RunInfo, seed: u64, step: usize) -> anyhow::Result<()> {
+fn save<D: Backend>(path: &Path, model: &Dit<D>, info: &RunInfo, seed: u64, step: usize) -> anyhow::Result<()> {
     let mut extra = BTreeMap::new();
     extra.insert("command".to_string(), info.command.clone());
     extra.insert("kind".to_string(), "pretrain".to_string());
@@ -245,7 +245,7 @@ fn save<D: ModelDevice>(path: &Path, model: &Dit<D>, info: &RunInfo, seed: u64, 
 
 /// Runs `seppoc pretrain`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::model::ensure_built(args.device.kind())?;
+    crate::device::ensure_built(args.device.kind())?;
     validate(&args)?;
     let world = TrainWorld::new(&args)?;
     let (s, v) = (args.image_size, world.vocab().len());
@@ -276,7 +276,7 @@ struct PretrainJob {
 impl OnDevice for PretrainJob {
     type Output = anyhow::Result<ExitCode>;
 
-    fn run<D: KernelDevice>(self, dev: D) -> anyhow::Result<ExitCode> {
+    fn run<D: Backend>(self, dev: D) -> anyhow::Result<ExitCode> {
         let PretrainJob { args, world, model_cfg, out, ckpt } = self;
         let mut model = Dit::new(&model_cfg, &dev, args.seed)?;
         let opt_cfg = AdamWConfig { warmup_steps: args.warmup, ..AdamWConfig::with_lr(args.lr) };

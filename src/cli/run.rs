@@ -6,9 +6,9 @@ use super::eval::pick_prompts;
 use super::run_eval::{evaluate, Curve, CurvePrompts, EvalInputs};
 use super::{checked_or_exit, parse_set};
 use crate::data::load_imagefolder;
+use crate::device::{with_device, Backend, OnDevice};
 use crate::ir::lower;
-use crate::kernels::KernelDevice;
-use crate::model::{save_checkpoint, with_device, CheckpointMeta, OnDevice};
+use crate::model::{save_checkpoint, CheckpointMeta};
 use crate::syntax;
 use crate::trainer::{StepReport, TrainConfig, Trainer};
 use anyhow::{bail, Context};
@@ -104,7 +104,7 @@ const DEFAULT_STEPS: usize = 200;
 
 /// Runs `seppoc run`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::model::ensure_built(args.device.kind())?;
+    crate::device::ensure_built(args.device.kind())?;
     let (checked, params) = match checked_or_exit(&args.file, &args.sets)? {
         Ok(ok) => ok,
         Err(code) => return Ok(code),
@@ -176,7 +176,7 @@ struct RunJob {
 impl OnDevice for RunJob {
     type Output = anyhow::Result<ExitCode>;
 
-    fn run<D: KernelDevice>(self, dev: D) -> anyhow::Result<ExitCode> {
+    fn run<D: Backend>(self, dev: D) -> anyhow::Result<ExitCode> {
         let RunJob { obj, params, canonical, hash, param_json, out, settings, steps, base_path, base, data, args } =
             self;
         let cfg = TrainConfig {

@@ -3,9 +3,10 @@
 
 use super::engine::{write_json, JsonlWriter};
 use crate::data::Image;
+use crate::device::Backend;
 use crate::eval::model_eval::{evaluate_model, evaluate_video_model, EvalConfig};
 use crate::eval::{save_grid_with, GridConfig, Report};
-use crate::model::{Dit, ModelDevice};
+use crate::model::Dit;
 use crate::sampler::SamplerConfig;
 use anyhow::Context;
 use serde_json::json;
@@ -35,7 +36,7 @@ impl Curve<'_> {
     }
 
     /// Judges `model` at `step` when evaluation is on (callers pass step 0 and due steps).
-    pub(super) fn point<D: ModelDevice>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
+    pub(super) fn point<D: Backend>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
         if self.every == 0 {
             return Ok(());
         }
@@ -43,14 +44,14 @@ impl Curve<'_> {
     }
 
     /// The last step always gets a point, due or not.
-    pub(super) fn finish<D: ModelDevice>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
+    pub(super) fn finish<D: Backend>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
         if self.every == 0 || self.last == Some(step) {
             return Ok(());
         }
         self.write(step, model)
     }
 
-    fn write<D: ModelDevice>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
+    fn write<D: Backend>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
         let cfg = EvalConfig::new(SamplerConfig::ddim(20, 5.0), 0);
         let line = match &self.prompts {
             CurvePrompts::Image(prompts) => {
@@ -85,7 +86,7 @@ pub(super) struct EvalInputs<'a> {
 }
 
 /// Judges base and trained model on the same held-out prompts, sampler and seed; prints and writes the table.
-pub(super) fn evaluate<D: ModelDevice>(
+pub(super) fn evaluate<D: Backend>(
     e: &EvalInputs,
     base: &Dit<D>,
     trained: &Dit<D>,

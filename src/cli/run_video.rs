@@ -6,8 +6,9 @@ use super::load::LoadedVideoModel;
 use super::run_eval::delta_table;
 use super::sample::write_clips;
 use crate::data::Image;
+use crate::device::Backend;
 use crate::eval::{evaluate_video_model, EvalConfig, GridConfig, VideoReport};
-use crate::model::{Dit, ModelDevice};
+use crate::model::Dit;
 use crate::sampler::SamplerConfig;
 use serde_json::json;
 use std::path::Path;
@@ -15,7 +16,7 @@ use std::path::Path;
 /// Judges the base (`initial`: `base`'s model on the run's device) and the trained clip model on the first
 /// `n_prompts` held-out prompts; prints the table and the win rate, writes `report.json` and `grid.png` (a frame
 /// strip: base clips first, then trained).
-pub(crate) fn evaluate<D: ModelDevice>(
+pub(crate) fn evaluate<D: Backend>(
     base: &LoadedVideoModel,
     n_prompts: usize,
     initial: &Dit<D>,

@@ -4,9 +4,9 @@
 use super::engine::{parse_prompt, parse_video_prompt, DeviceArgs, SamplerArgs};
 use super::load::{load_any, model_path_for, Loaded, WorldFlag};
 use crate::data::Image;
+use crate::device::{with_device, Backend, CpuDevice, DeviceKind, OnDevice};
 use crate::eval::{clip_strip, judge, judge_video, save_clip_gif, save_grid_with, GridConfig};
-use crate::kernels::KernelDevice;
-use crate::model::{with_device, CpuDevice, DeviceKind, Dit, ModelError, NoiseSchedule, OnDevice};
+use crate::model::{Dit, ModelError, NoiseSchedule};
 use crate::sampler::{sample, SamplerConfig};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ struct SampleJob<'a> {
 impl OnDevice for SampleJob<'_> {
     type Output = Result<Vec<Vec<f32>>, ModelError>;
 
-    fn run<D: KernelDevice>(self, dev: D) -> Self::Output {
+    fn run<D: Backend>(self, dev: D) -> Self::Output {
         let model = self.model.to_device(&dev)?;
         sample(&model, self.schedule, self.cfg, self.tokens, self.seed)
     }

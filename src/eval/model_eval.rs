@@ -7,7 +7,8 @@
 use super::video::{judge_video, VideoJudgement};
 use super::{judge, Judgement, Report, VideoReport};
 use crate::data::{Image, Prompt, VideoPrompt, Vocab};
-use crate::model::{Dit, ModelDevice, ModelError, NoiseSchedule};
+use crate::device::Backend;
+use crate::model::{Dit, ModelError, NoiseSchedule};
 use crate::sampler::{sample, SamplerConfig};
 use serde::Serialize;
 
@@ -43,7 +44,7 @@ pub struct ModelEval {
 
 /// Samples one image per prompt from `model` (captions encoded with `vocab`), judges it against its prompt and
 /// aggregates. `on_chunk(done, total)` is called after each chunk (for progress bars).
-pub fn evaluate_model<D: ModelDevice>(
+pub fn evaluate_model<D: Backend>(
     model: &Dit<D>,
     schedule: &NoiseSchedule,
     vocab: &Vocab,
@@ -69,7 +70,7 @@ pub struct VideoModelEval {
 }
 
 /// [`evaluate_model`] for a clip model and video prompts, judged by [`judge_video`]; same seed contract.
-pub fn evaluate_video_model<D: ModelDevice>(
+pub fn evaluate_video_model<D: Backend>(
     model: &Dit<D>,
     schedule: &NoiseSchedule,
     vocab: &Vocab,
@@ -84,7 +85,7 @@ pub fn evaluate_video_model<D: ModelDevice>(
 }
 
 /// Samples one image (or clip) per caption, chunk `k` with seed `seed + k`.
-fn sample_texts<D: ModelDevice>(
+fn sample_texts<D: Backend>(
     model: &Dit<D>,
     schedule: &NoiseSchedule,
     vocab: &Vocab,

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::backend::ModelDevice;
 use super::config::DitConfig;
 use super::dit::Dit;
+use crate::device::Backend;
 
 const FORMAT: &str = "seppoc-dit-v1";
 const RESERVED: [&str; 5] = ["format", "dit_config", "world_config", "seed", "step"];
@@ -125,11 +125,7 @@ fn io_err(path: &Path, e: impl fmt::Display) -> CheckpointError {
 }
 
 /// Writes `model` and `meta` to `path` atomically: `path.tmp` is written, fsynced, then renamed.
-pub fn save_checkpoint<D: ModelDevice>(
-    path: &Path,
-    model: &Dit<D>,
-    meta: &CheckpointMeta,
-) -> Result<(), CheckpointError> {
+pub fn save_checkpoint<D: Backend>(path: &Path, model: &Dit<D>, meta: &CheckpointMeta) -> Result<(), CheckpointError> {
     let mut header: HashMap<String, String> = meta
         .extra
         .iter()
@@ -208,7 +204,7 @@ pub fn read_checkpoint_meta(path: &Path) -> Result<(DitConfig, CheckpointMeta), 
 }
 
 /// Loads a model and its metadata; the model is built from the config stored in the file.
-pub fn load_checkpoint<D: ModelDevice>(path: &Path, dev: &D) -> Result<(Dit<D>, CheckpointMeta), CheckpointError> {
+pub fn load_checkpoint<D: Backend>(path: &Path, dev: &D) -> Result<(Dit<D>, CheckpointMeta), CheckpointError> {
     let buf = read_file(path)?;
     let fmt_err =
         |e: safetensors::SafeTensorError| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() };
@@ -246,7 +242,7 @@ pub fn load_checkpoint<D: ModelDevice>(path: &Path, dev: &D) -> Result<(Dit<D>, 
 }
 
 /// Like [`load_checkpoint`], but fails with [`CheckpointError::ConfigMismatch`] unless the stored config equals `expected`.
-pub fn load_checkpoint_expecting<D: ModelDevice>(
+pub fn load_checkpoint_expecting<D: Backend>(
     path: &Path,
     dev: &D,
     expected: &DitConfig,

@@ -4,10 +4,10 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::backend::{upload, ModelDevice};
 use super::config::DitConfig;
-use super::layers::{attention, linear, mlp, silu, Lin, T1, T2};
+use super::layers::{attention, linear, mlp, silu, Lin};
 use super::ModelError;
+use crate::device::{upload, Backend, T1, T2};
 use crate::kernels::fused::OpPath;
 
 /// A batch of images `(B, C, H, W)` with tape `T`.
@@ -97,7 +97,7 @@ fn build_layout(cfg: &DitConfig) -> (Layout, Builder) {
 
 /// The DiT denoiser: predicts ε from `(x_t, t, caption)`. Cloning is cheap (copy-on-write buffers).
 #[derive(Clone, Debug)]
-pub struct Dit<D: ModelDevice> {
+pub struct Dit<D: Backend> {
     cfg: DitConfig,
     dev: D,
     specs: Vec<ParamSpec>,
@@ -106,7 +106,7 @@ pub struct Dit<D: ModelDevice> {
     path: OpPath,
 }
 
-impl<D: ModelDevice> Dit<D> {
+impl<D: Backend> Dit<D> {
     /// Builds a model with weights drawn from `ChaCha8Rng(seed)` on the host (identical on every device).
     pub fn new(cfg: &DitConfig, dev: &D, seed: u64) -> Result<Self, ModelError> {
         cfg.validate().map_err(ModelError::Config)?;
@@ -146,7 +146,7 @@ impl<D: ModelDevice> Dit<D> {
     }
 
     /// Copies this model's weights onto another device (through the host).
-    pub fn to_device<D2: ModelDevice>(&self, dev: &D2) -> Result<Dit<D2>, ModelError> {
+    pub fn to_device<D2: Backend>(&self, dev: &D2) -> Result<Dit<D2>, ModelError> {
         Dit::from_host(&self.cfg, dev, self.to_host())
     }
 

@@ -1,9 +1,8 @@
 //! The DiT ε-prediction denoiser on dfdx, its noise schedules, optimizer, EMA and checkpoints.
 //!
 //! Sizes come from [`DitConfig`] at run time; parameters are flat runtime-shaped tensors generic over the
-//! device ([`ModelDevice`]); only [`backend`] names `Cpu`/`Cuda`.
+//! device ([`crate::device::Backend`]).
 
-pub mod backend;
 pub mod checkpoint;
 pub mod config;
 mod dit;
@@ -14,7 +13,6 @@ pub mod train;
 
 use std::fmt;
 
-pub use backend::{cpu, ensure_built, upload, with_device, CpuDevice, DeviceError, DeviceKind, ModelDevice, OnDevice};
 pub use checkpoint::{
     load_checkpoint, load_checkpoint_expecting, read_checkpoint_meta, save_checkpoint, CheckpointError, CheckpointMeta,
 };

@@ -7,7 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Dit, ModelDevice, ModelError, NoiseSchedule, PAD};
+use crate::device::Backend;
+use crate::model::{Dit, ModelError, NoiseSchedule, PAD};
 
 /// Which reverse process to run.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +51,7 @@ pub fn timesteps(n_train: usize, steps: usize) -> Vec<usize> {
 /// Computes the guided ε for images `x` (flattened CHW) at timestep `t`, one forward on `[cond; null]`.
 ///
 /// With `cfg_scale == 1` only the conditional half is run.
-pub fn guided_eps<D: ModelDevice>(
+pub fn guided_eps<D: Backend>(
     model: &Dit<D>,
     x: &[f32],
     t: usize,
@@ -71,7 +72,7 @@ fn guide(cond: &[f32], uncond: Option<&[f32]>, w: f32) -> Vec<f32> {
 
 /// Computes the conditional and the unconditional (null-caption) ε in one forward on `[cond; null]`; with
 /// `cfg_scale == 1` only the conditional half is run and the unconditional one is `None`.
-pub fn cond_uncond_eps<D: ModelDevice>(
+pub fn cond_uncond_eps<D: Backend>(
     model: &Dit<D>,
     x: &[f32],
     t: usize,
@@ -94,7 +95,7 @@ pub fn cond_uncond_eps<D: ModelDevice>(
 }
 
 /// Draws one image per caption with a `ChaCha8Rng` seeded by `seed`; returns CHW images clamped to [-1, 1].
-pub fn sample<D: ModelDevice>(
+pub fn sample<D: Backend>(
     model: &Dit<D>,
     schedule: &NoiseSchedule,
     cfg: &SamplerConfig,
@@ -105,7 +106,7 @@ pub fn sample<D: ModelDevice>(
 }
 
 /// Like [`sample`], drawing the initial and per-step noise from `rng`.
-pub fn sample_with_rng<D: ModelDevice, R: Rng>(
+pub fn sample_with_rng<D: Backend, R: Rng>(
     model: &Dit<D>,
     schedule: &NoiseSchedule,
     cfg: &SamplerConfig,
@@ -132,7 +133,7 @@ struct Step<'a> {
 }
 
 /// The sampling loop shared by every update rule: initial noise, then one model call and one `update` per step.
-fn denoise<D: ModelDevice, R: Rng>(
+fn denoise<D: Backend, R: Rng>(
     model: &Dit<D>,
     schedule: &NoiseSchedule,
     cfg: &SamplerConfig,

@@ -11,10 +11,9 @@ pub use state::StateError;
 use crate::check::Noise;
 use crate::compile::loss_graph;
 use crate::data::{PreferenceSet, Vocab};
+use crate::device::Backend;
 use crate::ir::{ImageRef, LeafValues, ModelRef, Objective};
-use crate::model::{
-    per_sample_error, AdamW, AdamWConfig, Dit, Ema, ModelDevice, ModelError, NoiseSchedule, ParamGrads,
-};
+use crate::model::{per_sample_error, AdamW, AdamWConfig, Dit, Ema, ModelError, NoiseSchedule, ParamGrads};
 use batch::Noised;
 use dfdx::prelude::*;
 use pool::{CheckpointPool, Slot};
@@ -99,7 +98,7 @@ impl From<ModelError> for TrainError {
 }
 
 /// A run in progress.
-pub struct Trainer<D: ModelDevice + crate::compile::LossDevice> {
+pub struct Trainer<D: Backend> {
     /// The objective.
     pub obj: Objective,
     /// Parameter values (after `--set`).
@@ -121,7 +120,7 @@ pub struct Trainer<D: ModelDevice + crate::compile::LossDevice> {
     cfg: TrainConfig,
 }
 
-impl<D: ModelDevice + crate::compile::LossDevice> Trainer<D> {
+impl<D: Backend> Trainer<D> {
     /// Starts a run from `base` (which also becomes theta_0), noised with the schedule `base` was trained with.
     #[allow(clippy::too_many_arguments)]
     pub fn new(

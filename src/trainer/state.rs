@@ -3,8 +3,8 @@
 //! renames, so a crash at any moment leaves a complete `state/` (or `state.old/`) behind.
 
 use super::Trainer;
-use crate::compile::LossDevice;
-use crate::model::{load_checkpoint, save_checkpoint, CheckpointMeta, Dit, Ema, ModelDevice};
+use crate::device::Backend;
+use crate::model::{load_checkpoint, save_checkpoint, CheckpointMeta, Dit, Ema};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -30,7 +30,7 @@ fn meta(step: usize) -> CheckpointMeta {
     CheckpointMeta { world_config: String::new(), seed: 0, step: step as u64, extra: Default::default() }
 }
 
-impl<D: ModelDevice + LossDevice> Trainer<D> {
+impl<D: Backend> Trainer<D> {
     /// Saves the complete state into `dir/state/` (atomically, see the module docs).
     pub fn save_state(&self, dir: &Path, tag: &str) -> Result<(), StateError> {
         let tmp = dir.join("state.tmp");

@@ -7,10 +7,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use seppoc::compile::loss_graph;
+use seppoc::device::cpu;
+use seppoc::device::Backend;
 use seppoc::frontend::Objective as Parsed;
 use seppoc::ir::{self, ImageRef, LeafValues, ModelRef, Objective};
-use seppoc::kernels::KernelDevice;
-use seppoc::model::{cpu, per_sample_error, Dit, DitConfig, ParamGrads};
+use seppoc::model::{per_sample_error, Dit, DitConfig, ParamGrads};
 
 /// Image side of the test models.
 pub const S: usize = 8;
@@ -52,7 +53,7 @@ pub fn kinds(obj: &Objective, model: &ModelRef) -> Vec<ImageRef> {
 }
 
 /// The tiny test DiT and a reference 0.1% away from it (so margins are of order one at beta ~ 5000).
-pub fn models<D: KernelDevice>(dev: &D) -> (Dit<D>, Dit<D>) {
+pub fn models<D: Backend>(dev: &D) -> (Dit<D>, Dit<D>) {
     let cfg = DitConfig::tiny(S, 10, 4);
     let policy = Dit::new(&cfg, &cpu(), 5).expect("tiny config");
     let bump = normals(policy.n_params(), 11);
@@ -91,7 +92,7 @@ pub struct StepResult {
 
 /// Runs `obj` once on a fixed batch of `batch` prompts: a taped policy pass over its image kinds, an untaped
 /// reference pass per reference, the compiled loss graph and backward, exactly as `Trainer::step` does.
-pub fn objective_step<D: KernelDevice>(dev: &D, obj: &Objective, batch: usize) -> StepResult {
+pub fn objective_step<D: Backend>(dev: &D, obj: &Objective, batch: usize) -> StepResult {
     let (policy, reference) = models(dev);
     let per = policy.config().image_len();
     let all = kinds(obj, &ModelRef::Policy);
@@ -146,7 +147,7 @@ pub fn objective_step<D: KernelDevice>(dev: &D, obj: &Objective, batch: usize) -
 }
 
 /// The compiled objective alone on given leaf values: the loss and its gradient w.r.t. the stacked policy errors.
-pub fn loss_on_leaves<D: KernelDevice>(dev: &D, obj: &Objective, step: &StepResult, batch: usize) -> (f64, Vec<f32>) {
+pub fn loss_on_leaves<D: Backend>(dev: &D, obj: &Objective, step: &StepResult, batch: usize) -> (f64, Vec<f32>) {
     let n = step.policy_values.len();
     let errs: Tensor<(usize,), f32, D> = dev.tensor_from_vec(step.policy_values.clone(), (n,));
     let graph = loss_graph(obj, errs.leaky_trace(), &step.offsets, &step.leaves, batch);

@@ -1,18 +1,14 @@
-//! The only file that names dfdx's concrete devices; everything else is generic over [`ModelDevice`] (and
-//! [`KernelDevice`] for the custom kernels). [`with_device`] turns `--device cpu|cuda` into a device and runs a
-//! generic job on it, with a clear error when CUDA is not compiled in or not usable.
+//! Devices, at the bottom of the crate: the one file that names dfdx's concrete devices, the [`Backend`] trait
+//! everything else is generic over, and the `--device cpu|cuda` choice: [`with_device`] turns a [`DeviceKind`]
+//! into a device and runs a generic job on it, with a clear error when CUDA is not compiled in or not usable.
 
-use crate::kernels::fused::FusedOps;
-use crate::kernels::KernelDevice;
+mod backend;
+
 use dfdx::shapes::{Shape, Unit};
-use dfdx::tensor::{Cache, CopySlice, Tensor, TensorToArray, ZerosTensor};
-use dfdx::tensor_ops::Device;
+use dfdx::tensor::{Cache, CopySlice, Tensor, ZerosTensor};
 use std::fmt;
 
-/// What the model, optimizer and sampler need from a dfdx device (including the DiT's fused ops).
-pub trait ModelDevice: Device<f32> + Cache + TensorToArray<(), f32, Array = f32> + FusedOps {}
-
-impl<D: Device<f32> + Cache + TensorToArray<(), f32, Array = f32> + FusedOps> ModelDevice for D {}
+pub use backend::{AdamStep, Backend, Layer, T1, T2};
 
 /// The CPU device.
 pub type CpuDevice = dfdx::tensor::Cpu;
@@ -69,7 +65,7 @@ pub trait OnDevice {
     /// What the job returns.
     type Output;
     /// Runs the job on `dev`.
-    fn run<D: KernelDevice>(self, dev: D) -> Self::Output;
+    fn run<D: Backend>(self, dev: D) -> Self::Output;
 }
 
 /// Creates the device `kind` names and runs `job` on it.
@@ -149,3 +145,11 @@ fn describe_cuda(what: &str, e: &dfdx::tensor::CudaError) -> String {
     };
     format!("{what}: {text}; {hint}")
 }
+
+/// With `--features cuda`, proves at compile time that dfdx's CUDA device is a [`Backend`], so the model, the loss
+/// graph and the trainer run on it (`cargo check --features cuda,ci-check` runs in CI without a GPU).
+#[cfg(feature = "cuda")]
+const _: fn() = || {
+    fn is_backend<D: Backend>() {}
+    is_backend::<CudaDevice>();
+};
