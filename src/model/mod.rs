@@ -14,10 +14,11 @@ pub mod train;
 use std::fmt;
 
 pub use checkpoint::{
-    load_checkpoint, load_checkpoint_expecting, read_checkpoint_meta, save_checkpoint, CheckpointError, CheckpointMeta,
+    load_checkpoint, load_checkpoint_expecting, load_tensors, read_checkpoint_meta, save_checkpoint, save_tensors,
+    CheckpointError, CheckpointMeta,
 };
 pub use config::{Activation, DitConfig};
-pub use dit::{timestep_embedding, Dit, Images, ParamSpec};
+pub use dit::{param_specs, timestep_embedding, Dit, Images, ParamSpec};
 pub use optim::{AdamW, AdamWConfig, Ema, ParamGrads};
 pub use schedule::{NoiseSchedule, ScheduleKind};
 pub use train::{blank_caption, per_sample_error, train_step_mse, MseBatch, StepStats, PAD};
