@@ -18,7 +18,6 @@ pub mod device;
 pub mod diag;
 pub mod eval;
 pub mod frontend;
-pub mod fuzz;
 pub mod ir;
 pub mod kernels;
 pub mod model;
