@@ -5,8 +5,8 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use seppoc::device::{cpu, AdamStep, Backend, CpuDevice};
-use seppoc::kernels::fused::{composite, OpPath};
+use seppoc::device::{composite, cpu, AdamStep, Backend, CpuDevice};
+use seppoc::kernels::fused::OpPath;
 use seppoc::model::{per_sample_error, Activation, AdamW, AdamWConfig, Dit, DitConfig, ParamGrads};
 
 type Dev = CpuDevice;

@@ -3,12 +3,15 @@
 //! into a device and runs a generic job on it, with a clear error when CUDA is not compiled in or not usable.
 
 mod backend;
+pub mod composite;
+mod types;
 
 use dfdx::shapes::{Shape, Unit};
 use dfdx::tensor::{Cache, CopySlice, Tensor, ZerosTensor};
 use std::fmt;
 
-pub use backend::{AdamStep, Backend, Layer, T1, T2};
+pub use backend::Backend;
+pub use types::{AdamStep, Layer, T1, T2};
 
 /// The CPU device.
 pub type CpuDevice = dfdx::tensor::Cpu;
@@ -16,6 +19,10 @@ pub type CpuDevice = dfdx::tensor::Cpu;
 /// The CUDA device (feature `cuda`).
 #[cfg(feature = "cuda")]
 pub type CudaDevice = dfdx::tensor::Cuda;
+
+/// CUDA runs the DiT's fused ops as their composite dfdx versions (cuBLAS and dfdx's elementwise kernels).
+#[cfg(feature = "cuda")]
+impl Backend for CudaDevice {}
 
 /// `data` as a tensor of `shape` whose buffer comes from the device's allocation cache; `data.len()` must be
 /// the shape's element count.

@@ -1,13 +1,13 @@
 //! Fused DiT ops on dfdx's tape, dispatched per device through [`Backend`]: on `Cpu` hand-written kernels
 //! (`cpu/`, forward and backward by hand, parallel over samples with rayon), on CUDA the composite dfdx ops of
-//! [`composite`], which are also the reference the CPU kernels are tested against (`tests/cpu_kernels.rs`).
+//! [`crate::device::composite`], which are also the reference the CPU kernels are tested against
+//! (`tests/cpu_kernels.rs`).
 //!
 //! Shapes: activations are `(b·n, w)` row-major (`b` samples of `n` tokens), per-sample vectors `(b, w)`.
 
-pub mod composite;
 mod cpu;
 
-use crate::device::{AdamStep, Backend, Layer, T1, T2};
+use crate::device::{composite, AdamStep, Backend, Layer, T1, T2};
 use dfdx::prelude::*;
 
 /// Which implementation the DiT and AdamW use for the ops of [`Backend`].

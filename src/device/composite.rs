@@ -1,7 +1,7 @@
-//! The ops of [`crate::device::Backend`] as compositions of dfdx tensor ops: the CUDA implementation and the reference the CPU
-//! kernels are tested against.
+//! The ops of [`Backend`](super::Backend) as compositions of dfdx tensor ops: the trait's default methods (what CUDA
+//! runs) and the reference the CPU kernels are tested against.
 
-use crate::device::{AdamStep, Layer, T1, T2};
+use super::types::{AdamStep, Layer, T1, T2};
 use dfdx::prelude::*;
 
 /// A 3-D activation `(batch, tokens, features)` with tape `T`.
@@ -13,7 +13,7 @@ fn per_token<D: Device<f32>, T: Tape<f32, D>>(c: T2<D, T>, n: usize) -> T3<D, T>
     c.broadcast_like::<(usize, usize, usize), Axis<1>>(&(b, n, w))
 }
 
-/// See [`crate::device::Backend::attention`]: 4-D batched matmuls over `(b, heads, n, d_h)` and dfdx's softmax.
+/// See [`super::Backend::attention`]: 4-D batched matmuls over `(b, heads, n, d_h)` and dfdx's softmax.
 pub fn attention<D: Device<f32>, T: Tape<f32, D>>(
     q: T2<D, T>,
     k: T2<D, T>,
@@ -31,7 +31,7 @@ pub fn attention<D: Device<f32>, T: Tape<f32, D>>(
     out.reshape_like(&(rows, w))
 }
 
-/// See [`crate::device::Backend::self_attention`]: three [`linear`] projections of `x`, [`attention`], then [`linear`].
+/// See [`super::Backend::self_attention`]: three [`linear`] projections of `x`, [`attention`], then [`linear`].
 pub fn self_attention<D: Device<f32>, T: Tape<f32, D>>(
     x: T2<D, T>,
     [q, k, v, o]: [Layer<D, T>; 4],
@@ -45,7 +45,7 @@ pub fn self_attention<D: Device<f32>, T: Tape<f32, D>>(
     linear(attention(q, k, v, b, heads), o.0, o.1)
 }
 
-/// See [`crate::device::Backend::norm_modulate`]: dfdx's `normalize` (eps 1e-5), then broadcasts.
+/// See [`super::Backend::norm_modulate`]: dfdx's `normalize` (eps 1e-5), then broadcasts.
 pub fn norm_modulate<D: Device<f32>, T: Tape<f32, D>>(
     x: T2<D, T>,
     shift: T2<D, T>,
@@ -59,7 +59,7 @@ pub fn norm_modulate<D: Device<f32>, T: Tape<f32, D>>(
     out.reshape_like(&(rows, w))
 }
 
-/// See [`crate::device::Backend::gate_residual`].
+/// See [`super::Backend::gate_residual`].
 pub fn gate_residual<D: Device<f32>, T: Tape<f32, D>>(
     h: T2<D, T>,
     gate: T2<D, T>,
@@ -71,28 +71,28 @@ pub fn gate_residual<D: Device<f32>, T: Tape<f32, D>>(
     (h.reshape_like(&(b, n, w)) * per_token(gate, n)).reshape_like(&(rows, w)) + res
 }
 
-/// See [`crate::device::Backend::add_bias`].
+/// See [`super::Backend::add_bias`].
 pub fn add_bias<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
     let shape = *x.shape();
     x + bias.broadcast_like::<(usize, usize), Axis<0>>(&shape)
 }
 
-/// See [`crate::device::Backend::add_bias_relu`].
+/// See [`super::Backend::add_bias_relu`].
 pub fn add_bias_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
     add_bias(x, bias).relu()
 }
 
-/// See [`crate::device::Backend::linear`]: dfdx's matmul, then [`add_bias`].
+/// See [`super::Backend::linear`]: dfdx's matmul, then [`add_bias`].
 pub fn linear<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, w: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
     add_bias(x.matmul(w), bias)
 }
 
-/// See [`crate::device::Backend::linear_relu`]: dfdx's matmul, then [`add_bias_relu`].
+/// See [`super::Backend::linear_relu`]: dfdx's matmul, then [`add_bias_relu`].
 pub fn linear_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, w: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
     add_bias_relu(x.matmul(w), bias)
 }
 
-/// See [`crate::device::Backend::mlp_relu`]: [`linear_relu`], then [`linear`].
+/// See [`super::Backend::mlp_relu`]: [`linear_relu`], then [`linear`].
 pub fn mlp_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, fc1: Layer<D, T>, fc2: Layer<D, T>) -> T2<D, T> {
     linear(linear_relu(x, fc1.0, fc1.1), fc2.0, fc2.1)
 }
@@ -106,64 +106,4 @@ pub fn adamw_update<D: Device<f32>>(param: &mut T1<D>, m: &mut T1<D>, v: &mut T1
     let denom = (v.clone() * (1.0 / bc2)).sqrt() + s.eps;
     let upd = (m.clone() * (s.lr / bc1)) / denom;
     *param = param.clone() * s.decay - upd;
-}
-
-/// CUDA runs the DiT's fused ops as the composite dfdx versions above (cuBLAS and dfdx's elementwise kernels).
-#[cfg(feature = "cuda")]
-impl crate::device::Backend for crate::device::CudaDevice {
-    fn attention<T: Tape<f32, Self>>(
-        q: T2<Self, T>,
-        k: T2<Self, T>,
-        v: T2<Self, T>,
-        b: usize,
-        heads: usize,
-    ) -> T2<Self, T> {
-        attention(q, k, v, b, heads)
-    }
-
-    fn self_attention<T: Tape<f32, Self>>(
-        x: T2<Self, T>,
-        qkvo: [Layer<Self, T>; 4],
-        b: usize,
-        heads: usize,
-    ) -> T2<Self, T> {
-        self_attention(x, qkvo, b, heads)
-    }
-
-    fn norm_modulate<T: Tape<f32, Self>>(
-        x: T2<Self, T>,
-        shift: T2<Self, T>,
-        scale: T2<Self, T>,
-        b: usize,
-    ) -> T2<Self, T> {
-        norm_modulate(x, shift, scale, b)
-    }
-
-    fn gate_residual<T: Tape<f32, Self>>(h: T2<Self, T>, gate: T2<Self, T>, res: T2<Self, T>, b: usize) -> T2<Self, T> {
-        gate_residual(h, gate, res, b)
-    }
-
-    fn add_bias<T: Tape<f32, Self>>(x: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
-        add_bias(x, bias)
-    }
-
-    fn add_bias_relu<T: Tape<f32, Self>>(x: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
-        add_bias_relu(x, bias)
-    }
-
-    fn linear<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
-        linear(x, w, bias)
-    }
-
-    fn linear_relu<T: Tape<f32, Self>>(x: T2<Self, T>, w: T2<Self, T>, bias: T1<Self, T>) -> T2<Self, T> {
-        linear_relu(x, w, bias)
-    }
-
-    fn mlp_relu<T: Tape<f32, Self>>(x: T2<Self, T>, fc1: Layer<Self, T>, fc2: Layer<Self, T>) -> T2<Self, T> {
-        mlp_relu(x, fc1, fc2)
-    }
-
-    fn adamw_update(param: &mut T1<Self>, m: &mut T1<Self>, v: &mut T1<Self>, grad: &T1<Self>, step: &AdamStep) {
-        adamw_update(param, m, v, grad, step)
-    }
 }
