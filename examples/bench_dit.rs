@@ -13,11 +13,11 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use seppoc::device::Backend;
+use seppoc::device::{cpu, with_device, DeviceKind, OnDevice};
 use seppoc::kernels::fused::OpPath;
-use seppoc::kernels::KernelDevice;
 use seppoc::model::{
-    cpu, per_sample_error, save_checkpoint, with_device, AdamW, AdamWConfig, CheckpointMeta, DeviceKind, Dit,
-    DitConfig, OnDevice, ParamGrads, ScheduleSpec,
+    per_sample_error, save_checkpoint, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig, ParamGrads, ScheduleSpec,
 };
 
 const VOCAB: usize = 32;
@@ -79,12 +79,12 @@ struct Bench {
 impl OnDevice for Bench {
     type Output = ();
 
-    fn run<D: KernelDevice>(self, dev: D) {
+    fn run<D: Backend>(self, dev: D) {
         bench(dev, &self.args, self.kind, self.path)
     }
 }
 
-fn bench<D: KernelDevice>(dev: D, args: &[String], kind: DeviceKind, path: OpPath) {
+fn bench<D: Backend>(dev: D, args: &[String], kind: DeviceKind, path: OpPath) {
     let which = args.get(1).map_or("small", String::as_str);
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let out = std::path::PathBuf::from(args.get(3).map_or("target/bench", String::as_str));

@@ -2,6 +2,9 @@
 //! seed 0). Prints the statistics as JSON and exits 1 if any input panicked; crashing inputs are written to
 //! `fuzz-crashes/` to become `tests/ui` cases.
 
+#[path = "../tests/support/fuzz.rs"]
+mod fuzz;
+
 use std::time::Duration;
 
 fn main() {
@@ -14,7 +17,7 @@ fn main() {
     // Panics are counted, not printed per input.
     std::panic::set_hook(Box::new(|_| {}));
     let started = std::time::Instant::now();
-    let stats = seppoc::fuzz::campaign(&corpus, n, seed, Duration::from_millis(100));
+    let stats = fuzz::campaign(&corpus, n, seed, Duration::from_millis(100));
     let secs = started.elapsed().as_secs_f64();
     for (k, crash) in stats.crashes.iter().enumerate() {
         let _ = std::fs::create_dir_all("fuzz-crashes");

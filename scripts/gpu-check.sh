@@ -5,7 +5,7 @@
 #   2. installs nvcc/NVRTC/cuBLAS/CCCL from PyPI pinned to that CUDA version (or uses a toolkit already on PATH)
 #      and torch + safetensors for the PyTorch side, into target/gpu-venv;
 #   3. builds with `--features cuda`, runs tests/gpu.rs (CPU vs CUDA loss and gradients for every shipped
-#      objective; custom kernels vs their CPU twins) and a 5-step `seppoc run --device cuda`;
+#      objective) and a 5-step `seppoc run --device cuda`;
 #   4. runs the DiT training-step benchmark (seppoc vs PyTorch CUDA, same weights and batch) and prints the ratio,
 #   5. prints a block to paste into BENCHMARKS.md. The full log is in target/gpu-check/log.txt.
 # Usage: scripts/gpu-check.sh          (SKIP_INSTALL=1 reuses target/gpu-venv and target/cuda-root)
@@ -76,7 +76,7 @@ stamp "building (release, --features cuda)"
 cargo build --release --locked --features cuda --bin seppoc --example bench_dit
 cargo test --release --locked --features cuda --test gpu --no-run
 
-stamp "GPU tests: CPU vs CUDA for every objective, kernels vs CPU twins"
+stamp "GPU tests: CPU vs CUDA for every objective"
 TEST_STATUS=0
 cargo test --release --locked --features cuda --test gpu -- --nocapture --test-threads 1 | tee "$OUT/tests.txt" \
   || TEST_STATUS=$?

@@ -3,8 +3,9 @@
 //! Pipeline: `.obj` text → [`syntax::parse`] → [`check::check`] → [`ir::lower`] → [`ir::Objective::bind`] (the
 //! `--set` values, by name) → [`compile::loss_graph`] → [`trainer::Trainer`].
 //! The diffusion engine lives beside it: [`data`] (the shapes world and user data sets), [`eval`] (the exact
-//! judge), [`model`] (the DiT denoiser, schedules, checkpoints, the `--device` choice), [`sampler`] (DDPM/DDIM
-//! with CFG) and [`kernels`] (fused CUDA kernels with CPU twins).
+//! judge), [`device`] (the `--device` choice and the [`device::Backend`] trait every device-generic part is built
+//! on), [`model`] (the DiT denoiser, schedules, checkpoints), [`sampler`] (DDPM/DDIM
+//! with CFG) and [`kernels`] (the DiT's fused ops: CPU kernels, composite dfdx ops on CUDA).
 #![warn(missing_docs)]
 
 pub mod builder;
@@ -13,11 +14,11 @@ pub mod cli;
 pub mod compare;
 pub mod compile;
 pub mod data;
+pub mod device;
 pub mod diag;
 pub mod engine;
 pub mod eval;
 pub mod frontend;
-pub mod fuzz;
 pub mod ir;
 pub mod kernels;
 pub mod model;

@@ -1,6 +1,5 @@
-//! Source files and byte-offset spans; the only place that turns raw bytes into checked text.
-
-use crate::diag::{Code, Diagnostic, Label};
+//! Source files and byte-offset spans. Raw bytes become a [`SourceFile`] through `SourceFile::from_bytes`, which
+//! lives in `diag` (`diag/decode.rs`) because its failures are diagnostics.
 
 /// Largest objective file seppoc reads (1 MiB); real objectives are a few hundred bytes.
 pub const MAX_SOURCE_BYTES: usize = 1 << 20;
@@ -44,35 +43,6 @@ impl SourceFile {
     /// Wraps text that is already a `String`.
     pub fn new(path: impl Into<String>, text: impl Into<String>) -> SourceFile {
         SourceFile { path: path.into(), text: text.into() }
-    }
-
-    /// Decodes raw bytes; invalid UTF-8 or an oversized file becomes a diagnostic on an empty file.
-    pub fn from_bytes(path: impl Into<String>, bytes: &[u8]) -> (SourceFile, Option<Diagnostic>) {
-        let path = path.into();
-        if bytes.len() > MAX_SOURCE_BYTES {
-            let diag = Diagnostic::error(
-                Code::E0101,
-                Label::new(Span::new(0, 0), "file starts here"),
-                format!("file is {} bytes; objective files are limited to {} bytes", bytes.len(), MAX_SOURCE_BYTES),
-            );
-            return (SourceFile::new(path, ""), Some(diag));
-        }
-        match std::str::from_utf8(bytes) {
-            Ok(text) => (SourceFile::new(path, text), None),
-            Err(err) => {
-                // Keep the valid prefix so the label can point at the bad byte with a real line:col.
-                let valid = err.valid_up_to();
-                let prefix = String::from_utf8_lossy(&bytes[..valid]).into_owned();
-                let (line, col) = line_col(&prefix, valid);
-                let diag = Diagnostic::error(
-                    Code::E0100,
-                    Label::new(Span::new(valid, valid), "invalid byte here"),
-                    format!("file is not valid UTF-8 (byte {valid}, line {line}, column {col})"),
-                )
-                .with_help("save the file as UTF-8");
-                (SourceFile::new(path, prefix), Some(diag))
-            }
-        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.

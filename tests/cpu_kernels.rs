@@ -5,8 +5,9 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use seppoc::kernels::fused::{composite, AdamStep, FusedOps, OpPath};
-use seppoc::model::{cpu, per_sample_error, Activation, AdamW, AdamWConfig, CpuDevice, Dit, DitConfig, ParamGrads};
+use seppoc::device::{composite, cpu, AdamStep, Backend, CpuDevice};
+use seppoc::kernels::fused::OpPath;
+use seppoc::model::{per_sample_error, Activation, AdamW, AdamWConfig, Dit, DitConfig, ParamGrads};
 
 type Dev = CpuDevice;
 type Taped = OwnedTape<f32, Dev>;
@@ -106,7 +107,7 @@ fn attention_matches_composite() {
     check_three(
         "attention",
         [false; 3],
-        |q, k, v, (b, heads)| <Dev as FusedOps>::attention(q, k, v, b, heads),
+        |q, k, v, (b, heads)| <Dev as Backend>::attention(q, k, v, b, heads),
         |q, k, v, (b, heads)| composite::attention(q, k, v, b, heads),
     );
 }
@@ -116,7 +117,7 @@ fn norm_modulate_matches_composite() {
     check_three(
         "norm_modulate",
         [false, true, true],
-        |x, shift, scale, (b, _)| <Dev as FusedOps>::norm_modulate(x, shift, scale, b),
+        |x, shift, scale, (b, _)| <Dev as Backend>::norm_modulate(x, shift, scale, b),
         |x, shift, scale, (b, _)| composite::norm_modulate(x, shift, scale, b),
     );
 }
@@ -126,7 +127,7 @@ fn gate_residual_matches_composite() {
     check_three(
         "gate_residual",
         [false, true, false],
-        |h, gate, res, (b, _)| <Dev as FusedOps>::gate_residual(h, gate, res, b),
+        |h, gate, res, (b, _)| <Dev as Backend>::gate_residual(h, gate, res, b),
         |h, gate, res, (b, _)| composite::gate_residual(h, gate, res, b),
     );
 }
@@ -139,7 +140,7 @@ fn attention_is_a_softmax_average_of_values() {
     let v: Vec<f32> = (0..b * n * w).map(|i| i as f32).collect();
     let q = dev.tensor_from_vec(vec![0.5; b * n * w], (b * n, w));
     let k = dev.tensor_from_vec(vec![1.0; b * n * w], (b * n, w));
-    let out = <Dev as FusedOps>::attention(q, k, dev.tensor_from_vec(v.clone(), (b * n, w)), b, 2).as_vec();
+    let out = <Dev as Backend>::attention(q, k, dev.tensor_from_vec(v.clone(), (b * n, w)), b, 2).as_vec();
     for s in 0..b {
         for c in 0..w {
             let mean = (0..n).map(|j| v[(s * n + j) * w + c]).sum::<f32>() / n as f32;
@@ -157,10 +158,10 @@ type BiasOp = fn(T2<Taped>, Tensor<(usize,), f32, Dev, Taped>) -> T2<Taped>;
 fn add_bias_and_relu_match_composite() {
     let dev = cpu();
     let ops: [(&str, BiasOp, BiasOp); 2] = [
-        ("add_bias", |x, bias| <Dev as FusedOps>::add_bias(x, bias), |x, bias| composite::add_bias(x, bias)),
+        ("add_bias", |x, bias| <Dev as Backend>::add_bias(x, bias), |x, bias| composite::add_bias(x, bias)),
         (
             "add_bias_relu",
-            |x, bias| <Dev as FusedOps>::add_bias_relu(x, bias),
+            |x, bias| <Dev as Backend>::add_bias_relu(x, bias),
             |x, bias| composite::add_bias_relu(x, bias),
         ),
     ];
@@ -188,8 +189,8 @@ type LinearOp = fn(T2<Taped>, T2<Taped>, Tensor<(usize,), f32, Dev, Taped>) -> T
 fn linear_and_linear_relu_match_composite() {
     let dev = cpu();
     let ops: [(&str, LinearOp, LinearOp); 2] = [
-        ("linear", |x, w, b| <Dev as FusedOps>::linear(x, w, b), |x, w, b| composite::linear(x, w, b)),
-        ("linear_relu", |x, w, b| <Dev as FusedOps>::linear_relu(x, w, b), |x, w, b| composite::linear_relu(x, w, b)),
+        ("linear", |x, w, b| <Dev as Backend>::linear(x, w, b), |x, w, b| composite::linear(x, w, b)),
+        ("linear_relu", |x, w, b| <Dev as Backend>::linear_relu(x, w, b), |x, w, b| composite::linear_relu(x, w, b)),
     ];
     // `(rows, i, o)`: single rows and columns, odd sizes, and products large enough to be split over threads
     // (with a row count that does not divide evenly).
@@ -227,7 +228,7 @@ fn mlp_relu_matches_composite() {
                 let (x, w1, b1, w2, b2) = (next(), next(), next(), next(), next());
                 let (fc1, fc2) = ((w1, b1.reshape_like(&(h,))), (w2, b2.reshape_like(&(o,))));
                 match fused {
-                    true => <Dev as FusedOps>::mlp_relu(x, fc1, fc2),
+                    true => <Dev as Backend>::mlp_relu(x, fc1, fc2),
                     false => composite::mlp_relu(x, fc1, fc2),
                 }
             }
@@ -253,7 +254,7 @@ fn self_attention_matches_composite() {
                 let x = it.next().unwrap();
                 let qkvo = [0; 4].map(|_| (it.next().unwrap(), it.next().unwrap().reshape_like(&(w,))));
                 match fused {
-                    true => <Dev as FusedOps>::self_attention(x, qkvo, b, heads),
+                    true => <Dev as Backend>::self_attention(x, qkvo, b, heads),
                     false => composite::self_attention(x, qkvo, b, heads),
                 }
             }
@@ -270,7 +271,7 @@ fn untaped_forward_matches_composite() {
     let (b, n, w, heads) = SHAPES[1];
     let mut rng = ChaCha8Rng::seed_from_u64(40);
     let [q, k, v] = [0, 1, 2].map(|_| random(&dev, (b * n, w), &mut rng));
-    let fused = <Dev as FusedOps>::attention(q.clone(), k.clone(), v.clone(), b, heads).as_vec();
+    let fused = <Dev as Backend>::attention(q.clone(), k.clone(), v.clone(), b, heads).as_vec();
     assert_close("untaped attention", &fused, &composite::attention(q, k, v, b, heads).as_vec(), 1e-5);
 }
 
@@ -287,7 +288,7 @@ fn adamw_update_matches_composite() {
     for decay in [1.0, 1.0 - 1e-3 * 0.01] {
         let step = AdamStep { beta1: 0.9, beta2: 0.999, eps: 1e-8, lr: 1e-3, bias_correction: (0.271, 0.00399), decay };
         let (mut pf, mut mf, mut vf) = (p.clone(), m.clone(), v.clone());
-        <Dev as FusedOps>::adamw_update(&mut pf, &mut mf, &mut vf, &g, &step);
+        <Dev as Backend>::adamw_update(&mut pf, &mut mf, &mut vf, &g, &step);
         let (mut pc, mut mc, mut vc) = (p.clone(), m.clone(), v.clone());
         composite::adamw_update(&mut pc, &mut mc, &mut vc, &g, &step);
         assert_close("adamw m", &mf.as_vec(), &mc.as_vec(), 1e-6);

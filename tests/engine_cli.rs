@@ -137,7 +137,7 @@ fn pretrain_web_degrade_is_stored_with_the_world_and_checked() {
     assert!(!dir.join("run").exists(), "a rejected flag must not create the output directory");
     let out = seppoc_in(&dir, &[&args[..], &["0"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let (_, meta) = seppoc::model::load_checkpoint(&dir.join("run/model.safetensors"), &seppoc::model::cpu())
+    let (_, meta) = seppoc::model::load_checkpoint(&dir.join("run/model.safetensors"), &seppoc::device::cpu())
         .expect("checkpoint loads");
     let world: serde_json::Value = serde_json::from_str(&meta.world_config).expect("world config is JSON");
     assert_eq!(world["web"]["p_degrade"], 0.0, "{world}");

@@ -1,5 +1,8 @@
 //! A fixed-seed slice of the front-end fuzz campaign (`examples/fuzz.rs` runs the full million).
 
+#[path = "support/fuzz.rs"]
+mod fuzz;
+
 use std::time::Duration;
 
 #[test]
@@ -9,7 +12,7 @@ fn fuzz_slice_has_no_panics() {
         .expect("objectives/")
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
         .collect();
-    let stats = seppoc::fuzz::campaign(&corpus, 3000, 42, Duration::from_secs(1));
+    let stats = fuzz::campaign(&corpus, 3000, 42, Duration::from_secs(1));
     assert_eq!(stats.inputs, 3000);
     assert_eq!(
         stats.panics,

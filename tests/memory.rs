@@ -1,6 +1,6 @@
 //! Memory stays flat over many training steps. dfdx's CPU allocation cache keeps every buffer a dropped tensor
 //! owned; tensors built from fresh `Vec`s (dfdx's `tensor_from_vec`) therefore grew the cache by one buffer per
-//! upload per step (about 0.5 MB per pretraining step at batch 64), until `model::upload` copied uploads into
+//! upload per step (about 0.5 MB per pretraining step at batch 64), until `device::upload` copied uploads into
 //! cache-allocated tensors. Linux only (reads `VmRSS` from `/proc/self/status`); alone in its own test binary so
 //! no other test's allocations show up in the process's resident size.
 
@@ -9,7 +9,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use seppoc::data::{Vocab, MAX_TOKENS};
-use seppoc::model::{cpu, train_step_mse, AdamW, AdamWConfig, Dit, DitConfig, MseBatch, NoiseSchedule};
+use seppoc::device::cpu;
+use seppoc::model::{train_step_mse, AdamW, AdamWConfig, Dit, DitConfig, MseBatch, NoiseSchedule};
 
 fn resident_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");

@@ -6,6 +6,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use seppoc::device::{cpu, CpuDevice};
 use seppoc::model::checkpoint::{load_checkpoint_expecting, read_checkpoint_meta};
 use seppoc::model::*;
 
@@ -205,6 +206,30 @@ fn checkpoint_round_trip_gives_identical_outputs() {
     other.width = 16;
     let err = load_checkpoint_expecting(&path, &dev, &other).unwrap_err();
     assert!(matches!(err, CheckpointError::ConfigMismatch { .. }), "{err}");
+}
+
+#[test]
+fn plain_tensors_are_saved_byte_for_byte_like_a_model_holding_them() {
+    // The resume state stores AdamW's moments with `save_tensors`; earlier versions wrapped them in a whole DiT
+    // and used `save_checkpoint`, so both must write the same bytes (old states resume, new ones stay readable).
+    let dev = cpu();
+    let values: Vec<Vec<f32>> = Dit::new(&tiny(), &dev, 4).unwrap().to_host();
+    let specs = param_specs(&tiny()).unwrap();
+    assert_eq!(specs, Dit::new(&tiny(), &dev, 0).unwrap().specs());
+    let (as_model, plain) = (tmp("moments-model.safetensors"), tmp("moments-plain.safetensors"));
+    save_checkpoint(&as_model, &Dit::from_host(&tiny(), &dev, values.clone()).unwrap(), &meta()).unwrap();
+    save_tensors(&plain, &tiny(), &values, &meta()).unwrap();
+    assert_eq!(std::fs::read(&as_model).unwrap(), std::fs::read(&plain).unwrap());
+    let (cfg, loaded, m) = load_tensors(&plain).unwrap();
+    assert_eq!((cfg, loaded, m), (tiny(), values.clone(), meta()));
+    let short = save_tensors(&plain, &tiny(), &values[1..], &meta()).unwrap_err();
+    assert!(matches!(short, CheckpointError::Format { .. }), "{short}");
+    let err = Dit::from_host(&tiny(), &dev, values[1..].to_vec()).unwrap_err();
+    assert!(matches!(err, ModelError::ParamCount { .. }), "{err}");
+    let mut long = values;
+    long[0].push(0.0);
+    let err = Dit::from_host(&tiny(), &dev, long).unwrap_err();
+    assert!(matches!(err, ModelError::ParamLen { .. }), "{err}");
 }
 
 #[test]

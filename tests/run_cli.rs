@@ -5,7 +5,8 @@ mod cli_support;
 
 use cli_support::{seppoc, text};
 
-use seppoc::model::{cpu, load_checkpoint};
+use seppoc::device::cpu;
+use seppoc::model::load_checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -3,7 +3,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use seppoc::model::{cpu, CpuDevice, Dit, DitConfig, NoiseSchedule, ScheduleKind, PAD};
+use seppoc::device::{cpu, CpuDevice};
+use seppoc::model::{Dit, DitConfig, NoiseSchedule, ScheduleKind, PAD};
 use seppoc::sampler::{guided_eps, sample, timesteps, SamplerConfig, SamplerKind};
 
 const S: usize = 8;

@@ -5,9 +5,10 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use seppoc::data::{PreferenceSet, SyntheticWorld, Vocab, World, WorldConfig, MAX_TOKENS};
+use seppoc::device::{cpu, CpuDevice};
 use seppoc::frontend::frontend_with;
 use seppoc::ir::{lower, Bound};
-use seppoc::model::{cpu, CpuDevice, Dit, DitConfig, NoiseSchedule};
+use seppoc::model::{Dit, DitConfig, NoiseSchedule};
 use seppoc::source::SourceFile;
 use seppoc::trainer::{TrainConfig, TrainError, Trainer, TrainerParts};
 

@@ -5,6 +5,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use seppoc::device::{cpu, CpuDevice};
 use seppoc::model::*;
 use seppoc::sampler::{sample, SamplerConfig};
 

@@ -5,7 +5,8 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use seppoc::engine::{open, spread, EvalSettings};
-use seppoc::model::{cpu, save_checkpoint, CheckpointMeta, Dit, DitConfig, ScheduleSpec};
+use seppoc::device::cpu;
+use seppoc::model::{save_checkpoint, CheckpointMeta, Dit, DitConfig, ScheduleSpec};
 use seppoc::world::{Split, Testbed, WorldKind, WorldOptions};
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! device flags, a progress bar and the command line as recorded in outputs.
 
 use crate::engine::EvalSettings;
-use crate::model::DeviceKind;
+use crate::device::DeviceKind;
 use crate::sampler::{SamplerConfig, SamplerKind};
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

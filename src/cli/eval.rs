@@ -4,8 +4,8 @@
 use super::engine::{command_line, progress_bar, DeviceArgs, SamplerArgs};
 use crate::engine::{evaluate, model_path, open, write_json, EvalSettings, Evaluation, Opened};
 use crate::eval::GridConfig;
-use crate::kernels::KernelDevice;
-use crate::model::{with_device, OnDevice};
+use crate::device::Backend;
+use crate::device::{with_device, OnDevice};
 use crate::world::{Split, WorldKind};
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -54,7 +54,7 @@ struct EvalJob<'a> {
 impl OnDevice for EvalJob<'_> {
     type Output = anyhow::Result<Evaluation>;
 
-    fn run<D: KernelDevice>(self, dev: D) -> Self::Output {
+    fn run<D: Backend>(self, dev: D) -> Self::Output {
         let o = self.opened;
         let model = o.model.to_device(&dev)?;
         evaluate(&model, &o.schedule, o.world.as_ref(), self.prompts, self.settings, |done, _| {

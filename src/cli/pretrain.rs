@@ -3,7 +3,7 @@
 
 use super::engine::{command_line, progress_bar, DeviceArgs};
 use crate::engine::{PretrainSettings, Pretraining};
-use crate::model::with_device;
+use crate::device::with_device;
 use crate::world::{WorldKind, WorldOptions};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub struct Args {
 
 /// Runs `seppoc pretrain`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::model::ensure_built(args.device.kind())?;
+    crate::device::ensure_built(args.device.kind())?;
     args.settings.validate()?;
     if let Some(p) = args.web_degrade.filter(|p| !(0.0..=1.0).contains(p)) {
         bail!("--web-degrade must be in [0, 1], found {p}");

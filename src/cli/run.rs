@@ -4,7 +4,7 @@
 use super::engine::{command_line, progress_bar, DeviceArgs};
 use super::{checked_or_exit, parse_set};
 use crate::engine::{prepare, ObjectiveRun, RunSettings, Start};
-use crate::model::with_device;
+use crate::device::with_device;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,7 +33,7 @@ pub struct Args {
 
 /// Runs `seppoc run`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::model::ensure_built(args.device.kind())?;
+    crate::device::ensure_built(args.device.kind())?;
     let (checked, params) = match checked_or_exit(&args.file, &args.sets)? {
         Ok(ok) => ok,
         Err(code) => return Ok(code),

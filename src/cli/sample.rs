@@ -5,8 +5,9 @@ use super::engine::{DeviceArgs, SamplerArgs};
 use crate::data::Image;
 use crate::engine::{model_path, open, Opened};
 use crate::eval::GridConfig;
-use crate::kernels::KernelDevice;
-use crate::model::{with_device, ModelError, OnDevice};
+use crate::device::Backend;
+use crate::device::{with_device, OnDevice};
+use crate::model::ModelError;
 use crate::sampler::{sample, SamplerConfig};
 use crate::world::WorldKind;
 use anyhow::{bail, Context};
@@ -56,7 +57,7 @@ struct SampleJob<'a> {
 impl OnDevice for SampleJob<'_> {
     type Output = Result<Vec<Vec<f32>>, ModelError>;
 
-    fn run<D: KernelDevice>(self, dev: D) -> Self::Output {
+    fn run<D: Backend>(self, dev: D) -> Self::Output {
         let model = self.opened.model.to_device(&dev)?;
         sample(&model, &self.opened.schedule, self.cfg, self.tokens, self.seed)
     }

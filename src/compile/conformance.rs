@@ -2,8 +2,8 @@
 //! with gradients with respect to every policy leaf (`seppoc loss`, and the backend-agreement tests).
 
 use super::loss_graph;
+use crate::device::CpuDevice as Cpu;
 use crate::ir::{Bound, Evaluation, LeafValues, ModelRef};
-use crate::model::CpuDevice as Cpu;
 use dfdx::prelude::*;
 
 /// What the dfdx graph computed (f32).

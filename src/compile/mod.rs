@@ -8,19 +8,15 @@
 
 pub mod conformance;
 
+use crate::device::{upload, Backend};
 use crate::ir::{evaluate, BinOp, Bound, Evaluation, InputId, LeafValues, Node, NodeId, Objective, UnOp};
-use crate::model::upload;
 use dfdx::prelude::*;
-
-/// A dfdx device the loss graph can run on (CPU, CUDA).
-pub trait LossDevice: Device<f32> + ZerosTensor<bool> + CopySlice<bool> {}
-impl<D: Device<f32> + ZerosTensor<bool> + CopySlice<bool>> LossDevice for D {}
 
 /// Per-sample vector on the tape.
 type Vector<D> = Tensor<(usize,), f32, D, OwnedTape<f32, D>>;
 
 /// The compiled loss of one step: the taped scalar, and the host evaluation (logs, gates, values).
-pub struct LossGraph<D: LossDevice> {
+pub struct LossGraph<D: Backend> {
     /// The loss, carrying the tape of the policy forward and of every taped loss node.
     pub loss: Tensor<Rank0, f32, D, OwnedTape<f32, D>>,
     /// The f64 evaluation on the same leaf values (logs and untaped nodes come from here).
@@ -32,7 +28,7 @@ pub struct LossGraph<D: LossDevice> {
 /// `policy` holds every policy leaf stacked (shape `(n_rows,)`), taped; `offsets[k]` is the first row of
 /// policy leaf `k` (rows `offset..offset + batch`); `leaves` holds the host values of every leaf, the policy's
 /// included (read back from `policy`); parameter values come from the bound objective.
-pub fn loss_graph<D: LossDevice>(
+pub fn loss_graph<D: Backend>(
     obj: &Bound,
     policy: Vector<D>,
     offsets: &[Option<usize>],
@@ -110,7 +106,7 @@ pub fn loss_graph<D: LossDevice>(
 }
 
 /// A node's value as a taped vector: its dfdx tensor if it is on the tape, else the host value as a constant.
-fn operand<D: LossDevice>(
+fn operand<D: Backend>(
     dev: &D,
     vals: &[Option<Tensor<(usize,), f32, D>>],
     host: &Evaluation,
@@ -127,12 +123,12 @@ fn operand<D: LossDevice>(
     }
 }
 
-fn host_mask<D: LossDevice>(dev: &D, v: &[f64], batch: usize, f: impl Fn(f64) -> bool) -> Tensor<(usize,), bool, D> {
+fn host_mask<D: Backend>(dev: &D, v: &[f64], batch: usize, f: impl Fn(f64) -> bool) -> Tensor<(usize,), bool, D> {
     let data: Vec<bool> = (0..batch).map(|i| f(if v.len() == 1 { v[0] } else { v[i] })).collect();
     upload(dev, &data, (batch,))
 }
 
-fn pick<D: LossDevice>(
+fn pick<D: Backend>(
     dev: &D,
     a: &[f64],
     b: &[f64],
@@ -144,7 +140,7 @@ fn pick<D: LossDevice>(
     upload(dev, &data, (batch,))
 }
 
-fn unary<D: LossDevice>(op: UnOp, x: Vector<D>) -> Vector<D> {
+fn unary<D: Backend>(op: UnOp, x: Vector<D>) -> Vector<D> {
     let ones = |x: &Vector<D>| x.device().ones_like(x.shape());
     match op {
         UnOp::Neg => x.negate(),
@@ -201,11 +197,3 @@ fn live_taped(obj: &Objective) -> Vec<bool> {
     }
     live
 }
-
-/// With `--features cuda`, proves at compile time that dfdx's CUDA device can run the model, the loss graph, the
-/// custom kernels and the trainer (`cargo check --features cuda,ci-check` runs in CI without a GPU).
-#[cfg(feature = "cuda")]
-const _: fn() = || {
-    fn runs_everything<D: crate::model::ModelDevice + LossDevice + crate::kernels::KernelDevice>() {}
-    runs_everything::<crate::model::backend::CudaDevice>();
-};

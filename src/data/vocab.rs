@@ -1,7 +1,6 @@
 //! The fixed word vocabulary of the world and the tokenizer the model's text encoder uses.
 
 use super::prompt::{Colour, Position, Shape};
-use super::video::Motion;
 
 /// Number of tokens every encoded text has (padded with PAD or truncated).
 pub const MAX_TOKENS: usize = 16;
@@ -31,16 +30,14 @@ impl Vocab {
         Vocab { words }
     }
 
-    /// The video world's vocabulary: [`Vocab::new`] followed by the motion words not already in it, so every
-    /// image-world word keeps its id.
-    pub fn video() -> Vocab {
-        let mut vocab = Vocab::new();
-        for word in Motion::ALL.iter().flat_map(|m| m.phrase().split(' ')) {
-            if vocab.id(word).is_none() {
-                vocab.words.push(word);
+    /// Appends each of `words` not already in the vocabulary, in order, so every existing word keeps its id
+    /// (the video world's vocabulary, [`Vocab::video`], adds the motion words this way).
+    pub(crate) fn extend_new(&mut self, words: impl IntoIterator<Item = &'static str>) {
+        for word in words {
+            if self.id(word).is_none() {
+                self.words.push(word);
             }
         }
-        vocab
     }
 
     /// Number of ids (including PAD and UNK).

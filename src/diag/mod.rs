@@ -3,6 +3,7 @@
 //! Stages return these; only [`render`] turns them into text (with ariadne).
 
 mod codes;
+mod decode;
 mod render;
 
 pub use codes::Code;

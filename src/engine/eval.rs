@@ -3,7 +3,8 @@
 
 use super::files::JsonlWriter;
 use crate::data::Image;
-use crate::model::{Dit, ModelDevice, NoiseSchedule};
+use crate::device::Backend;
+use crate::model::{Dit, NoiseSchedule};
 use crate::sampler::{sample, SamplerConfig};
 use crate::world::{Judged, Split, Summary, Testbed};
 use serde::Serialize;
@@ -96,7 +97,7 @@ impl Evaluation {
 
 /// Samples one image (or clip) per prompt from `model`, judges each against its prompt and aggregates.
 /// `on_chunk(done, total)` is called after each chunk (for progress bars).
-pub fn evaluate<D: ModelDevice>(
+pub fn evaluate<D: Backend>(
     model: &Dit<D>,
     schedule: &NoiseSchedule,
     world: &dyn Testbed,
@@ -129,7 +130,7 @@ pub struct Comparison {
 
 impl Comparison {
     /// Judges both models.
-    pub fn new<D: ModelDevice>(
+    pub fn new<D: Backend>(
         base: &Dit<D>,
         trained: &Dit<D>,
         schedule: &NoiseSchedule,
@@ -198,7 +199,7 @@ impl Curve {
     }
 
     /// Judges `model` at `step` when the curve is on (callers pass step 0 and due steps).
-    pub fn point<D: ModelDevice>(
+    pub fn point<D: Backend>(
         &mut self,
         step: usize,
         model: &Dit<D>,
@@ -218,7 +219,7 @@ impl Curve {
     }
 
     /// The last step always gets a point, due or not.
-    pub fn finish<D: ModelDevice>(
+    pub fn finish<D: Backend>(
         &mut self,
         step: usize,
         model: &Dit<D>,

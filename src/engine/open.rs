@@ -1,6 +1,7 @@
 //! Opening a checkpoint with everything it implies: the model, its metadata, its world and its noise schedule.
 
-use crate::model::{cpu, load_checkpoint, CheckpointMeta, CpuDevice, Dit, NoiseSchedule};
+use crate::device::{cpu, CpuDevice};
+use crate::model::{load_checkpoint, CheckpointMeta, Dit, NoiseSchedule};
 use crate::world::{Testbed, WorldKind};
 use anyhow::{anyhow, bail};
 use std::path::{Path, PathBuf};

@@ -3,11 +3,12 @@
 
 use super::files::{write_json, JsonlWriter};
 use crate::data::MAX_TOKENS;
-use crate::kernels::KernelDevice;
+use crate::device::Backend;
 use crate::model::{
-    blank_caption, save_checkpoint, train_step_mse, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig, Ema,
-    ModelDevice, MseBatch, OnDevice, ScheduleKind, ScheduleSpec,
+    blank_caption, save_checkpoint, train_step_mse, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig, Ema, MseBatch,
+    ScheduleKind, ScheduleSpec,
 };
+use crate::device::OnDevice;
 use crate::world::Testbed;
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
@@ -187,7 +188,7 @@ impl Pretraining<'_> {
         }
     }
 
-    fn save<D: ModelDevice>(&self, path: &Path, model: &Dit<D>, meta: CheckpointMeta) -> anyhow::Result<()> {
+    fn save<D: Backend>(&self, path: &Path, model: &Dit<D>, meta: CheckpointMeta) -> anyhow::Result<()> {
         Ok(save_checkpoint(path, model, &meta)?)
     }
 }
@@ -195,7 +196,7 @@ impl Pretraining<'_> {
 impl OnDevice for Pretraining<'_> {
     type Output = anyhow::Result<Pretrained>;
 
-    fn run<D: KernelDevice>(self, dev: D) -> anyhow::Result<Pretrained> {
+    fn run<D: Backend>(self, dev: D) -> anyhow::Result<Pretrained> {
         let s = &self.settings;
         s.validate()?;
         let model_cfg = s.model_config(self.world)?;

@@ -12,8 +12,9 @@ use crate::check::Checked;
 use crate::data::{load_imagefolder, PreferenceSet};
 use crate::eval::GridConfig;
 use crate::ir::{lower, Bound};
-use crate::kernels::KernelDevice;
-use crate::model::{save_checkpoint, CheckpointMeta, DeviceKind, ObjectiveMeta, OnDevice};
+use crate::device::Backend;
+use crate::device::{DeviceKind, OnDevice};
+use crate::model::{save_checkpoint, CheckpointMeta, ObjectiveMeta};
 use crate::syntax;
 use crate::trainer::{StepReport, TrainConfig, Trainer, TrainerParts};
 use crate::world::WorldKind;
@@ -252,7 +253,7 @@ impl Training {
 impl OnDevice for Training {
     type Output = anyhow::Result<RunOutcome>;
 
-    fn run<D: KernelDevice>(mut self, dev: D) -> anyhow::Result<RunOutcome> {
+    fn run<D: Backend>(mut self, dev: D) -> anyhow::Result<RunOutcome> {
         let data = std::mem::replace(&mut self.data, PreferenceSet { items: Vec::new() });
         let s = &self.settings;
         let cfg = TrainConfig {

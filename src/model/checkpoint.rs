@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::backend::ModelDevice;
 use super::config::DitConfig;
-use super::dit::Dit;
+use super::dit::{param_specs, Dit};
 use super::schedule::ScheduleSpec;
+use crate::device::Backend;
 
 const FORMAT: &str = "seppoc-dit-v1";
 
@@ -229,20 +229,36 @@ fn io_err(path: &Path, e: impl fmt::Display) -> CheckpointError {
 }
 
 /// Writes `model` and `meta` to `path` atomically: `path.tmp` is written, fsynced, then renamed.
-pub fn save_checkpoint<D: ModelDevice>(
+pub fn save_checkpoint<D: Backend>(path: &Path, model: &Dit<D>, meta: &CheckpointMeta) -> Result<(), CheckpointError> {
+    save_tensors(path, model.config(), &model.to_host(), meta)
+}
+
+/// Writes one f32 tensor per parameter of a model with config `cfg` — `values` in [`Dit::specs`] order, under the
+/// parameters' names and shapes — with `meta`, in the checkpoint format (atomically, as [`save_checkpoint`]).
+/// Per-parameter state that is not a model (AdamW's moments) is saved this way; [`load_tensors`] reads it back.
+pub fn save_tensors(
     path: &Path,
-    model: &Dit<D>,
+    cfg: &DitConfig,
+    values: &[Vec<f32>],
     meta: &CheckpointMeta,
 ) -> Result<(), CheckpointError> {
+    let specs = param_specs(cfg).map_err(|e| CheckpointError::Metadata {
+        path: path.to_path_buf(),
+        key: "dit_config".into(),
+        message: e.to_string(),
+    })?;
+    if values.len() != specs.len() {
+        let message = format!("{} tensors for a model with {} parameters", values.len(), specs.len());
+        return Err(CheckpointError::Format { path: path.to_path_buf(), message });
+    }
     let mut header = meta.to_header().map_err(|e| io_err(path, e))?;
-    let cfg = serde_json::to_string(model.config()).map_err(|e| io_err(path, e))?;
+    let cfg = serde_json::to_string(cfg).map_err(|e| io_err(path, e))?;
     header.insert("format".into(), FORMAT.into());
     header.insert("dit_config".into(), cfg);
 
-    let bytes: Vec<Vec<u8>> =
-        model.to_host().iter().map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = values.iter().map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let mut views = Vec::with_capacity(bytes.len());
-    for (spec, data) in model.specs().iter().zip(&bytes) {
+    for (spec, data) in specs.iter().zip(&bytes) {
         let view = TensorView::new(Dtype::F32, spec.shape.clone(), data)
             .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() })?;
         views.push((spec.name.clone(), view));
@@ -299,7 +315,16 @@ pub fn read_checkpoint_meta(path: &Path) -> Result<(DitConfig, CheckpointMeta), 
 }
 
 /// Loads a model and its metadata; the model is built from the config stored in the file.
-pub fn load_checkpoint<D: ModelDevice>(path: &Path, dev: &D) -> Result<(Dit<D>, CheckpointMeta), CheckpointError> {
+pub fn load_checkpoint<D: Backend>(path: &Path, dev: &D) -> Result<(Dit<D>, CheckpointMeta), CheckpointError> {
+    let (cfg, values, meta) = load_tensors(path)?;
+    let model = Dit::from_host(&cfg, dev, values)
+        .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    Ok((model, meta))
+}
+
+/// Reads a file written by [`save_tensors`] or [`save_checkpoint`]: the stored model config, one host vector per
+/// parameter of that config (in [`Dit::specs`] order, each checked for name, dtype and shape) and the metadata.
+pub fn load_tensors(path: &Path) -> Result<(DitConfig, Vec<Vec<f32>>, CheckpointMeta), CheckpointError> {
     let buf = read_file(path)?;
     let fmt_err =
         |e: safetensors::SafeTensorError| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() };
@@ -307,13 +332,13 @@ pub fn load_checkpoint<D: ModelDevice>(path: &Path, dev: &D) -> Result<(Dit<D>, 
     let empty = HashMap::new();
     let (cfg, meta) = parse_meta(path, md.metadata().as_ref().unwrap_or(&empty))?;
     let st = SafeTensors::deserialize(&buf).map_err(fmt_err)?;
-    let shell = Dit::new(&cfg, dev, 0).map_err(|e| CheckpointError::Metadata {
+    let specs = param_specs(&cfg).map_err(|e| CheckpointError::Metadata {
         path: path.to_path_buf(),
         key: "dit_config".into(),
         message: e.to_string(),
     })?;
-    let mut values = Vec::with_capacity(shell.specs().len());
-    for spec in shell.specs() {
+    let mut values = Vec::with_capacity(specs.len());
+    for spec in &specs {
         let view = st
             .tensor(&spec.name)
             .map_err(|_| CheckpointError::MissingTensor { path: path.to_path_buf(), name: spec.name.clone() })?;
@@ -331,13 +356,11 @@ pub fn load_checkpoint<D: ModelDevice>(path: &Path, dev: &D) -> Result<(Dit<D>, 
         }
         values.push(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
     }
-    let model = Dit::from_host(&cfg, dev, values)
-        .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-    Ok((model, meta))
+    Ok((cfg, values, meta))
 }
 
 /// Like [`load_checkpoint`], but fails with [`CheckpointError::ConfigMismatch`] unless the stored config equals `expected`.
-pub fn load_checkpoint_expecting<D: ModelDevice>(
+pub fn load_checkpoint_expecting<D: Backend>(
     path: &Path,
     dev: &D,
     expected: &DitConfig,

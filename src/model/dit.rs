@@ -4,10 +4,10 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::backend::{upload, ModelDevice};
 use super::config::DitConfig;
-use super::layers::{attention, linear, mlp, silu, Lin, T1, T2};
+use super::layers::{attention, linear, mlp, silu, Lin};
 use super::ModelError;
+use crate::device::{upload, Backend, T1, T2};
 use crate::kernels::fused::OpPath;
 
 /// A batch of images `(B, C, H, W)` with tape `T`.
@@ -95,9 +95,16 @@ fn build_layout(cfg: &DitConfig) -> (Layout, Builder) {
     (Layout { patch, pos, frame, t1, t2, text, blocks, final_mods, out }, bld)
 }
 
+/// Names and shapes of the parameters of a model with config `cfg`, in storage order (what [`Dit::specs`] returns,
+/// without building the model).
+pub fn param_specs(cfg: &DitConfig) -> Result<Vec<ParamSpec>, ModelError> {
+    cfg.validate().map_err(ModelError::Config)?;
+    Ok(build_layout(cfg).1.specs)
+}
+
 /// The DiT denoiser: predicts ε from `(x_t, t, caption)`. Cloning is cheap (copy-on-write buffers).
 #[derive(Clone, Debug)]
-pub struct Dit<D: ModelDevice> {
+pub struct Dit<D: Backend> {
     cfg: DitConfig,
     dev: D,
     specs: Vec<ParamSpec>,
@@ -106,7 +113,7 @@ pub struct Dit<D: ModelDevice> {
     path: OpPath,
 }
 
-impl<D: ModelDevice> Dit<D> {
+impl<D: Backend> Dit<D> {
     /// Builds a model with weights drawn from `ChaCha8Rng(seed)` on the host (identical on every device).
     pub fn new(cfg: &DitConfig, dev: &D, seed: u64) -> Result<Self, ModelError> {
         cfg.validate().map_err(ModelError::Config)?;
@@ -130,23 +137,24 @@ impl<D: ModelDevice> Dit<D> {
 
     /// Builds a model from host parameter values, in [`Dit::specs`] order; lengths must match.
     pub fn from_host(cfg: &DitConfig, dev: &D, values: Vec<Vec<f32>>) -> Result<Self, ModelError> {
-        let mut model = Self::new(cfg, dev, 0)?;
-        if values.len() != model.specs.len() {
-            return Err(ModelError::ParamCount { expected: model.specs.len(), found: values.len() });
+        cfg.validate().map_err(ModelError::Config)?;
+        let (layout, bld) = build_layout(cfg);
+        if values.len() != bld.specs.len() {
+            return Err(ModelError::ParamCount { expected: bld.specs.len(), found: values.len() });
         }
-        for (i, v) in values.into_iter().enumerate() {
-            let len = model.params[i].shape().0;
+        let mut params = Vec::with_capacity(values.len());
+        for (spec, v) in bld.specs.iter().zip(values) {
+            let len: usize = spec.shape.iter().product();
             if v.len() != len {
-                let name = model.specs[i].name.clone();
-                return Err(ModelError::ParamLen { name, expected: len, found: v.len() });
+                return Err(ModelError::ParamLen { name: spec.name.clone(), expected: len, found: v.len() });
             }
-            model.params[i] = dev.tensor_from_vec(v, (len,));
+            params.push(dev.tensor_from_vec(v, (len,)));
         }
-        Ok(model)
+        Ok(Dit { cfg: cfg.clone(), dev: dev.clone(), specs: bld.specs, params, layout, path: OpPath::Device })
     }
 
     /// Copies this model's weights onto another device (through the host).
-    pub fn to_device<D2: ModelDevice>(&self, dev: &D2) -> Result<Dit<D2>, ModelError> {
+    pub fn to_device<D2: Backend>(&self, dev: &D2) -> Result<Dit<D2>, ModelError> {
         Dit::from_host(&self.cfg, dev, self.to_host())
     }
 

@@ -6,14 +6,9 @@
 
 use dfdx::prelude::*;
 
-use super::backend::ModelDevice;
 use super::config::Activation;
-use crate::kernels::fused::{Layer, Ops};
-
-/// A flat parameter tensor.
-pub(crate) type T1<D> = Tensor<(usize,), f32, D>;
-/// A 2-D activation `(rows, features)` with tape `T`.
-pub(crate) type T2<D, T> = Tensor<(usize, usize), f32, D, T>;
+use crate::device::{Backend, Layer, T1, T2};
+use crate::kernels::fused::Ops;
 
 /// Indices of a linear layer's weight `(i, o)` and bias `(o,)` in the parameter list.
 #[derive(Clone, Copy, Debug)]
@@ -25,13 +20,13 @@ pub(crate) struct Lin {
 }
 
 /// Computes `x · W + b` as one 2-D GEMM on `(rows, i)`.
-pub(crate) fn linear<D: ModelDevice, T: Tape<f32, D>>(ops: &Ops<D, T>, p: &[T1<D>], l: Lin, x: T2<D, T>) -> T2<D, T> {
+pub(crate) fn linear<D: Backend, T: Tape<f32, D>>(ops: &Ops<D, T>, p: &[T1<D>], l: Lin, x: T2<D, T>) -> T2<D, T> {
     let (w, b) = layer(p, l);
     (ops.linear)(x, w, b)
 }
 
 /// Computes `fc2(act(fc1(x)))`; with ReLU the whole MLP is one fused op.
-pub(crate) fn mlp<D: ModelDevice, T: Tape<f32, D>>(
+pub(crate) fn mlp<D: Backend, T: Tape<f32, D>>(
     ops: &Ops<D, T>,
     p: &[T1<D>],
     (fc1, fc2): (Lin, Lin),
@@ -45,12 +40,12 @@ pub(crate) fn mlp<D: ModelDevice, T: Tape<f32, D>>(
 }
 
 /// The weight `(i, o)` and bias of `l`, retaped so their gradients are recorded.
-fn layer<D: ModelDevice, T: Tape<f32, D>>(p: &[T1<D>], l: Lin) -> Layer<D, T> {
+fn layer<D: Backend, T: Tape<f32, D>>(p: &[T1<D>], l: Lin) -> Layer<D, T> {
     (p[l.w].retaped::<T>().reshape_like(&(l.i, l.o)), p[l.b].retaped::<T>())
 }
 
 /// Applies the configured activation.
-fn activate<D: ModelDevice, T: Tape<f32, D>>(act: Activation, x: T2<D, T>) -> T2<D, T> {
+fn activate<D: Backend, T: Tape<f32, D>>(act: Activation, x: T2<D, T>) -> T2<D, T> {
     match act {
         Activation::Relu => x.relu(),
         Activation::SigmoidGelu => {
@@ -62,13 +57,13 @@ fn activate<D: ModelDevice, T: Tape<f32, D>>(act: Activation, x: T2<D, T>) -> T2
 }
 
 /// Computes `x * sigmoid(x)`.
-pub(crate) fn silu<D: ModelDevice, T: Tape<f32, D>>(x: T2<D, T>) -> T2<D, T> {
+pub(crate) fn silu<D: Backend, T: Tape<f32, D>>(x: T2<D, T>) -> T2<D, T> {
     let gate = x.with_empty_tape().sigmoid();
     x * gate
 }
 
 /// Multi-head self-attention with its q/k/v/o projections: `softmax(Q Kᵀ / √d_h) V · Wo + bo`.
-pub(crate) fn attention<D: ModelDevice, T: Tape<f32, D>>(
+pub(crate) fn attention<D: Backend, T: Tape<f32, D>>(
     ops: &Ops<D, T>,
     p: &[T1<D>],
     qkvo: [Lin; 4],

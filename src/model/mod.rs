@@ -1,9 +1,8 @@
 //! The DiT ε-prediction denoiser on dfdx, its noise schedules, optimizer, EMA and checkpoints.
 //!
 //! Sizes come from [`DitConfig`] at run time; parameters are flat runtime-shaped tensors generic over the
-//! device ([`ModelDevice`]); only [`backend`] names `Cpu`/`Cuda`.
+//! device ([`crate::device::Backend`]).
 
-pub mod backend;
 pub mod checkpoint;
 pub mod config;
 mod dit;
@@ -14,13 +13,12 @@ pub mod train;
 
 use std::fmt;
 
-pub use backend::{cpu, ensure_built, upload, with_device, CpuDevice, DeviceError, DeviceKind, ModelDevice, OnDevice};
 pub use checkpoint::{
-    load_checkpoint, load_checkpoint_expecting, read_checkpoint_meta, save_checkpoint, CheckpointError, CheckpointMeta,
-    ObjectiveMeta,
+    load_checkpoint, load_checkpoint_expecting, load_tensors, read_checkpoint_meta, save_checkpoint, save_tensors,
+    CheckpointError, CheckpointMeta, ObjectiveMeta,
 };
 pub use config::{Activation, DitConfig};
-pub use dit::{timestep_embedding, Dit, Images, ParamSpec};
+pub use dit::{param_specs, timestep_embedding, Dit, Images, ParamSpec};
 pub use optim::{AdamW, AdamWConfig, Ema, ParamGrads};
 pub use schedule::{NoiseSchedule, ScheduleKind, ScheduleSpec};
 pub use train::{blank_caption, per_sample_error, train_step_mse, MseBatch, StepStats, PAD};
@@ -41,7 +39,7 @@ pub enum ModelError {
         /// Parameters supplied.
         found: usize,
     },
-    /// The device (CUDA driver, NVRTC, a custom kernel) failed; the message says what is missing.
+    /// The device (the CUDA driver) failed; the message says what is missing.
     Device(String),
     /// A parameter buffer has the wrong length.
     ParamLen {

@@ -1,23 +1,22 @@
 //! Parameter gradients, global-norm clipping, AdamW with warmup, and an EMA of the parameters.
 //!
-//! Everything is written with dfdx tensor ops on the flat parameters, so it runs on any [`ModelDevice`].
+//! Everything is written with dfdx tensor ops on the flat parameters, so it runs on any [`Backend`].
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::backend::ModelDevice;
 use super::dit::Dit;
-use super::layers::T1;
-use crate::kernels::fused::{AdamStep, OpPath};
+use crate::device::{AdamStep, Backend, T1};
+use crate::kernels::fused::OpPath;
 
 /// Gradients of every model parameter, in [`Dit::specs`] order.
 #[derive(Clone, Debug)]
-pub struct ParamGrads<D: ModelDevice> {
+pub struct ParamGrads<D: Backend> {
     /// One flat gradient per parameter.
     pub grads: Vec<Tensor<(usize,), f32, D>>,
 }
 
-impl<D: ModelDevice> ParamGrads<D> {
+impl<D: Backend> ParamGrads<D> {
     /// Collects the parameter gradients from the result of `loss.backward()`.
     ///
     /// The store must come from [`Dit::alloc_grads`] of the same model (it holds a slot for every parameter).
@@ -82,7 +81,7 @@ impl AdamWConfig {
 
 /// AdamW (Loshchilov & Hutter, arXiv:1711.05101) with decoupled weight decay and linear warmup.
 #[derive(Clone, Debug)]
-pub struct AdamW<D: ModelDevice> {
+pub struct AdamW<D: Backend> {
     /// Hyper-parameters; `cfg.lr` may be changed between steps for a custom schedule.
     pub cfg: AdamWConfig,
     step: usize,
@@ -92,7 +91,7 @@ pub struct AdamW<D: ModelDevice> {
     path: OpPath,
 }
 
-impl<D: ModelDevice> AdamW<D> {
+impl<D: Backend> AdamW<D> {
     /// Creates zeroed moment buffers shaped like `model`'s parameters; the update uses `model`'s [`OpPath`].
     pub fn new(model: &Dit<D>, cfg: AdamWConfig) -> Self {
         let dev = model.device();
@@ -168,11 +167,11 @@ impl<D: ModelDevice> AdamW<D> {
 
 /// Exponential moving average of the parameters: `ema ← decay · ema + (1 − decay) · θ`.
 #[derive(Clone, Debug)]
-pub struct Ema<D: ModelDevice> {
+pub struct Ema<D: Backend> {
     model: Dit<D>,
 }
 
-impl<D: ModelDevice> Ema<D> {
+impl<D: Backend> Ema<D> {
     /// Starts the average at the current parameters.
     pub fn new(model: &Dit<D>) -> Self {
         Ema { model: model.clone() }

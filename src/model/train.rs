@@ -4,11 +4,11 @@ use dfdx::prelude::*;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use super::backend::ModelDevice;
 use super::dit::{Dit, Images};
 use super::optim::{AdamW, ParamGrads};
 use super::schedule::NoiseSchedule;
 use super::ModelError;
+use crate::device::Backend;
 
 /// The PAD token id; an all-PAD caption is the null condition.
 pub const PAD: usize = 0;
@@ -19,7 +19,7 @@ pub fn blank_caption(tokens: &mut [usize]) {
 }
 
 /// Computes `e(x) = mean_{C,H,W} (eps_pred − eps)²`, one value per sample; keeps `pred`'s tape.
-pub fn per_sample_error<D: ModelDevice, T: Tape<f32, D>>(
+pub fn per_sample_error<D: Backend, T: Tape<f32, D>>(
     pred: Images<D, T>,
     eps: &Images<D>,
 ) -> Tensor<(usize,), f32, D, T> {
@@ -46,7 +46,7 @@ pub struct StepStats {
 
 /// One pretraining step: draws `t ~ U{0..T}` and `eps ~ N(0, I)` from `rng`, minimises the mean of
 /// `e(x_t)`, clips the global gradient norm to `max_grad_norm` and applies AdamW.
-pub fn train_step_mse<D: ModelDevice, R: Rng>(
+pub fn train_step_mse<D: Backend, R: Rng>(
     model: &mut Dit<D>,
     opt: &mut AdamW<D>,
     schedule: &NoiseSchedule,

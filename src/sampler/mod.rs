@@ -1,15 +1,14 @@
 //! DDPM ancestral and DDIM sampling with classifier-free guidance, seeded for bitwise-reproducible output on CPU.
 //!
-//! The model runs once per step on the stacked `[conditional; null]` batch; the update is host math, or one fused
-//! CUDA kernel per step in [`sample_fused`].
+//! The model runs once per step on the stacked `[conditional; null]` batch; the update is host math.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{self, DdimCoeffs, DdimInputs, KernelDevice};
-use crate::model::{Dit, ModelDevice, ModelError, NoiseSchedule, PAD};
+use crate::device::Backend;
+use crate::model::{Dit, ModelError, NoiseSchedule, PAD};
 
 /// Which reverse process to run.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -65,7 +64,7 @@ pub fn timesteps(n_train: usize, steps: usize) -> Vec<usize> {
 /// Computes the guided ε for images `x` (flattened CHW) at timestep `t`, one forward on `[cond; null]`.
 ///
 /// With `cfg_scale == 1` only the conditional half is run.
-pub fn guided_eps<D: ModelDevice>(
+pub fn guided_eps<D: Backend>(
     model: &Dit<D>,
     x: &[f32],
     t: usize,
@@ -86,7 +85,7 @@ fn guide(cond: &[f32], uncond: Option<&[f32]>, w: f32) -> Vec<f32> {
 
 /// Computes the conditional and the unconditional (null-caption) ε in one forward on `[cond; null]`; with
 /// `cfg_scale == 1` only the conditional half is run and the unconditional one is `None`.
-pub fn cond_uncond_eps<D: ModelDevice>(
+pub fn cond_uncond_eps<D: Backend>(
     model: &Dit<D>,
     x: &[f32],
     t: usize,
@@ -109,7 +108,7 @@ pub fn cond_uncond_eps<D: ModelDevice>(
 }
 
 /// Draws one image per caption with a `ChaCha8Rng` seeded by `seed`; returns CHW images clamped to [-1, 1].
-pub fn sample<D: ModelDevice>(
+pub fn sample<D: Backend>(
     model: &Dit<D>,
     schedule: &NoiseSchedule,
     cfg: &SamplerConfig,
@@ -120,7 +119,7 @@ pub fn sample<D: ModelDevice>(
 }
 
 /// Like [`sample`], drawing the initial and per-step noise from `rng`.
-pub fn sample_with_rng<D: ModelDevice, R: Rng>(
+pub fn sample_with_rng<D: Backend, R: Rng>(
     model: &Dit<D>,
     schedule: &NoiseSchedule,
     cfg: &SamplerConfig,
@@ -136,33 +135,6 @@ pub fn sample_with_rng<D: ModelDevice, R: Rng>(
     })
 }
 
-/// Like [`sample_with_rng`] for DDIM, with the guidance and the update fused into one kernel on the model's device
-/// ([`crate::kernels::ddim_cfg_step`]; on CPU its twin gives the same images as [`sample_with_rng`]).
-pub fn sample_fused<D: KernelDevice, R: Rng>(
-    model: &Dit<D>,
-    schedule: &NoiseSchedule,
-    cfg: &SamplerConfig,
-    tokens: &[Vec<usize>],
-    rng: &mut R,
-) -> Result<Vec<Vec<f32>>, ModelError> {
-    if cfg.kind != SamplerKind::Ddim {
-        return Err(ModelError::Config("the fused sampler step implements DDIM only".into()));
-    }
-    denoise(model, schedule, cfg, tokens, rng, |step, rng| {
-        let coeffs = DdimCoeffs::new(step.ab, step.ab_prev, cfg.eta as f64, cfg.cfg_scale as f64);
-        let noise: Option<Vec<f64>> = (!step.last && coeffs.sigma != 0.0)
-            .then(|| (0..step.x.len()).map(|_| rng.sample::<f64, _>(StandardNormal)).collect());
-        let inputs = DdimInputs {
-            x: step.x,
-            eps_cond: step.cond,
-            eps_uncond: step.uncond.unwrap_or(step.cond),
-            noise: noise.as_deref(),
-            coeffs: &coeffs,
-        };
-        kernels::ddim_cfg_step(model.device(), &inputs).map_err(|e| ModelError::Device(e.to_string()))
-    })
-}
-
 /// What one reverse step sees: the current images, the model's ε and the schedule positions.
 struct Step<'a> {
     x: &'a [f32],
@@ -174,7 +146,7 @@ struct Step<'a> {
 }
 
 /// The sampling loop shared by every update rule: initial noise, then one model call and one `update` per step.
-fn denoise<D: ModelDevice, R: Rng>(
+fn denoise<D: Backend, R: Rng>(
     model: &Dit<D>,
     schedule: &NoiseSchedule,
     cfg: &SamplerConfig,
@@ -232,7 +204,8 @@ fn ddpm_step<R: Rng>(x: &[f32], eps: &[f32], ab: f64, ab_prev: f64, last: bool, 
 
 /// One DDIM step: `x_{t'} = sqrt(ᾱ')·x̂_0 + sqrt(1−ᾱ'−σ²)·ε̂ + σ·z`, `σ = η·sqrt((1−ᾱ')/(1−ᾱ)·(1−ᾱ/ᾱ'))`.
 fn ddim_step<R: Rng>(x: &[f32], eps: &[f32], ab: f64, ab_prev: f64, eta: f64, last: bool, rng: &mut R) -> Vec<f32> {
-    let DdimCoeffs { sigma, dir, .. } = DdimCoeffs::new(ab, ab_prev, eta, 1.0);
+    let sigma = eta * ((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev)).max(0.0).sqrt();
+    let dir = (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt();
     x.iter()
         .zip(eps)
         .map(|(&xt, &eps_t)| {

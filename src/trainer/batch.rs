@@ -4,8 +4,9 @@
 use super::pool::{self, Slot};
 use super::{TrainError, Trainer};
 use crate::data::PreferenceItem;
+use crate::device::Backend;
 use crate::ir::ImageRef;
-use crate::model::{ModelDevice, NoiseSchedule};
+use crate::model::NoiseSchedule;
 use crate::sampler::{self, SamplerConfig, SamplerKind};
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 pub type Images = BTreeMap<ImageRef, Vec<f32>>;
 
 /// Builds the step's images: winners, losers, and each `sample(...)`'s reference samples.
-pub fn images<D: ModelDevice + crate::compile::LossDevice>(
+pub fn images<D: Backend>(
     tr: &mut Trainer<D>,
     items: &[PreferenceItem],
     tokens: &[Vec<usize>],

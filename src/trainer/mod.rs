@@ -11,10 +11,9 @@ pub use state::StateError;
 use crate::check::Noise;
 use crate::compile::loss_graph;
 use crate::data::{PreferenceSet, Vocab};
+use crate::device::Backend;
 use crate::ir::{Bound, ImageRef, LeafValues, ModelRef, Objective};
-use crate::model::{
-    per_sample_error, AdamW, AdamWConfig, Dit, Ema, ModelDevice, ModelError, NoiseSchedule, ParamGrads,
-};
+use crate::model::{per_sample_error, AdamW, AdamWConfig, Dit, Ema, ModelError, NoiseSchedule, ParamGrads};
 use batch::Noised;
 use dfdx::prelude::*;
 use pool::{CheckpointPool, Slot};
@@ -40,7 +39,7 @@ pub struct TrainConfig {
 }
 
 /// What a run trains and on what: everything [`Trainer::new`] needs besides the [`TrainConfig`].
-pub struct TrainerParts<D: ModelDevice> {
+pub struct TrainerParts<D: Backend> {
     /// The objective with its parameter values.
     pub objective: Bound,
     /// The starting policy; it is also theta_0, the first checkpoint in the pool.
@@ -113,7 +112,7 @@ impl From<ModelError> for TrainError {
 }
 
 /// A run in progress.
-pub struct Trainer<D: ModelDevice + crate::compile::LossDevice> {
+pub struct Trainer<D: Backend> {
     /// The objective with its parameter values.
     pub obj: Bound,
     /// The policy theta.
@@ -133,7 +132,7 @@ pub struct Trainer<D: ModelDevice + crate::compile::LossDevice> {
     cfg: TrainConfig,
 }
 
-impl<D: ModelDevice + crate::compile::LossDevice> Trainer<D> {
+impl<D: Backend> Trainer<D> {
     /// Starts a run from `parts.initial` (which also becomes theta_0), noised with `parts.schedule`.
     pub fn new(parts: TrainerParts<D>, cfg: TrainConfig) -> Result<Self, TrainError> {
         let TrainerParts { objective: obj, initial: base, schedule, data, vocab } = parts;

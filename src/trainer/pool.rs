@@ -2,7 +2,8 @@
 //! the per-step choice of a reference by the objective's declared strategy.
 
 use crate::check::{Draw, Strategy};
-use crate::model::{Dit, Ema, ModelDevice};
+use crate::device::Backend;
+use crate::model::{Dit, Ema};
 use rand::Rng;
 
 /// Where a reference's weights come from for one sample.
@@ -15,7 +16,7 @@ pub enum Slot {
 }
 
 /// theta_0 and the newest `keep` policy snapshots, taken every `every` updates.
-pub struct CheckpointPool<D: ModelDevice> {
+pub struct CheckpointPool<D: Backend> {
     /// `entries[0]` is theta_0 and never leaves; then snapshots, oldest first.
     pub entries: Vec<Dit<D>>,
     /// Optimizer step at which each entry was taken.
@@ -24,7 +25,7 @@ pub struct CheckpointPool<D: ModelDevice> {
     keep: usize,
 }
 
-impl<D: ModelDevice> CheckpointPool<D> {
+impl<D: Backend> CheckpointPool<D> {
     /// A pool holding only the initial model; `every`/`keep` of 0 mean "never snapshot".
     pub fn new(initial: Dit<D>, every: usize, keep: usize) -> Self {
         CheckpointPool { entries: vec![initial], steps: vec![0], every, keep }
@@ -68,7 +69,7 @@ pub fn choose(strategy: Strategy, index: usize, pool_len: usize, batch: usize, r
 }
 
 /// The model behind a slot.
-pub fn model<'a, D: ModelDevice>(slot: Slot, pool: &'a CheckpointPool<D>, emas: &'a [Option<Ema<D>>]) -> &'a Dit<D> {
+pub fn model<'a, D: Backend>(slot: Slot, pool: &'a CheckpointPool<D>, emas: &'a [Option<Ema<D>>]) -> &'a Dit<D> {
     match slot {
         Slot::Pool(k) => &pool.entries[k],
         Slot::Ema(r) => emas[r].as_ref().map_or(&pool.entries[0], Ema::model),

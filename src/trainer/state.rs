@@ -3,8 +3,8 @@
 //! renames, so a crash at any moment leaves a complete `state/` (or `state.old/`) behind.
 
 use super::Trainer;
-use crate::compile::LossDevice;
-use crate::model::{load_checkpoint, save_checkpoint, CheckpointMeta, Dit, Ema, ModelDevice};
+use crate::device::Backend;
+use crate::model::{load_checkpoint, load_tensors, save_checkpoint, save_tensors, CheckpointMeta, Dit, DitConfig, Ema};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -32,7 +32,7 @@ fn meta(step: usize) -> CheckpointMeta {
     CheckpointMeta { step: step as u64, ..none }
 }
 
-impl<D: ModelDevice + LossDevice> Trainer<D> {
+impl<D: Backend> Trainer<D> {
     /// Saves the complete state into `dir/state/` (atomically, see the module docs).
     pub fn save_state(&self, dir: &Path, tag: &str) -> Result<(), StateError> {
         let tmp = dir.join("state.tmp");
@@ -43,12 +43,14 @@ impl<D: ModelDevice + LossDevice> Trainer<D> {
             save_checkpoint(&path, model, &meta(self.step)).map_err(|e| StateError(e.to_string()))
         };
         save("policy.safetensors", &self.policy)?;
+        // AdamW's moments: plain tensors named like the policy's parameters, in the checkpoint format.
         let (adam_step, m, v) = self.opt.state();
-        let cfg = self.policy.config();
-        let dev = self.policy.device();
-        let as_model = |values| Dit::from_host(cfg, dev, values).map_err(|e| StateError(e.to_string()));
-        save("adam_m.safetensors", &as_model(m)?)?;
-        save("adam_v.safetensors", &as_model(v)?)?;
+        let save_moments = |name: &str, values: &[Vec<f32>]| {
+            save_tensors(&tmp.join(name), self.policy.config(), values, &meta(self.step))
+                .map_err(|e| StateError(e.to_string()))
+        };
+        save_moments("adam_m.safetensors", &m)?;
+        save_moments("adam_v.safetensors", &v)?;
         if let Some(ema) = &self.ema {
             save("ema.safetensors", ema.model())?;
         }
@@ -91,17 +93,25 @@ impl<D: ModelDevice + LossDevice> Trainer<D> {
         let state: Value = serde_json::from_str(&text).map_err(|e| err(&path, e))?;
         let get_u = |k: &str| state[k].as_u64().ok_or_else(|| err(&path, format!("missing `{k}`")));
         let dev = self.policy.device().clone();
+        let same_config = |p: &Path, cfg: &DitConfig| match cfg == self.policy.config() {
+            true => Ok(()),
+            false => Err(err(p, "model configuration differs from the run's base model")),
+        };
         let load = |name: &str| -> Result<Dit<D>, StateError> {
             let p = src.join(name);
             let (model, _) = load_checkpoint(&p, &dev).map_err(|e| StateError(e.to_string()))?;
-            if model.config() != self.policy.config() {
-                return Err(err(&p, "model configuration differs from the run's base model"));
-            }
+            same_config(&p, model.config())?;
             Ok(model)
         };
+        let load_moments = |name: &str| -> Result<Vec<Vec<f32>>, StateError> {
+            let p = src.join(name);
+            let (cfg, values, _) = load_tensors(&p).map_err(|e| StateError(e.to_string()))?;
+            same_config(&p, &cfg)?;
+            Ok(values)
+        };
         let policy = load("policy.safetensors")?;
-        let m = load("adam_m.safetensors")?.to_host();
-        let v = load("adam_v.safetensors")?.to_host();
+        let m = load_moments("adam_m.safetensors")?;
+        let v = load_moments("adam_v.safetensors")?;
         self.opt.restore(get_u("adam_step")? as usize, m, v).map_err(|e| err(&src, e))?;
         if self.ema.is_some() {
             self.ema = Some(Ema::new(&load("ema.safetensors")?));

@@ -1,4 +1,4 @@
-//! Helpers shared by `tests/kernels.rs` (CPU) and `tests/gpu.rs` (CUDA): shipped objectives, random batches,
+//! Helpers shared by `tests/device.rs` (CPU) and `tests/gpu.rs` (CUDA): shipped objectives, random batches,
 //! and one compiled-objective step on any device.
 #![allow(dead_code)]
 
@@ -7,10 +7,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use seppoc::compile::loss_graph;
+use seppoc::device::cpu;
+use seppoc::device::Backend;
 use seppoc::frontend::Objective as Parsed;
 use seppoc::ir::{self, Bound, ImageRef, LeafValues, ModelRef, Objective};
-use seppoc::kernels::KernelDevice;
-use seppoc::model::{cpu, per_sample_error, Dit, DitConfig, ParamGrads};
+use seppoc::model::{per_sample_error, Dit, DitConfig, ParamGrads};
 
 /// Image side of the test models.
 pub const S: usize = 8;
@@ -40,15 +41,6 @@ pub fn normals(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| rng.sample(StandardNormal)).collect()
 }
 
-/// `n` values each of policy prediction, reference prediction and true eps for pair-loss tests: the policy is
-/// eps plus noise, the reference 1% away from the policy (margins of order one at beta in the thousands).
-pub fn pair_rows(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let eps = normals(n, seed);
-    let pol: Vec<f32> = normals(n, seed + 1).iter().zip(&eps).map(|(v, e)| e + 0.7 * v).collect();
-    let rf = normals(n, seed + 2).iter().zip(&pol).map(|(v, p)| p + 0.01 * v).collect();
-    (pol, rf, eps)
-}
-
 /// Image kinds a model is evaluated on, in first-use order (as the trainer stacks them).
 pub fn kinds(obj: &Objective, model: &ModelRef) -> Vec<ImageRef> {
     let mut out = Vec::new();
@@ -61,7 +53,7 @@ pub fn kinds(obj: &Objective, model: &ModelRef) -> Vec<ImageRef> {
 }
 
 /// The tiny test DiT and a reference 0.1% away from it (so margins are of order one at beta ~ 5000).
-pub fn models<D: KernelDevice>(dev: &D) -> (Dit<D>, Dit<D>) {
+pub fn models<D: Backend>(dev: &D) -> (Dit<D>, Dit<D>) {
     let cfg = DitConfig::tiny(S, 10, 4);
     let policy = Dit::new(&cfg, &cpu(), 5).expect("tiny config");
     let bump = normals(policy.n_params(), 11);
@@ -100,7 +92,7 @@ pub struct StepResult {
 
 /// Runs `obj` once on a fixed batch of `batch` prompts: a taped policy pass over its image kinds, an untaped
 /// reference pass per reference, the compiled loss graph and backward, exactly as `Trainer::step` does.
-pub fn objective_step<D: KernelDevice>(dev: &D, obj: &Bound, batch: usize) -> StepResult {
+pub fn objective_step<D: Backend>(dev: &D, obj: &Bound, batch: usize) -> StepResult {
     let (policy, reference) = models(dev);
     let per = policy.config().image_len();
     let all = kinds(obj, &ModelRef::Policy);
@@ -155,7 +147,7 @@ pub fn objective_step<D: KernelDevice>(dev: &D, obj: &Bound, batch: usize) -> St
 }
 
 /// The compiled objective alone on given leaf values: the loss and its gradient w.r.t. the stacked policy errors.
-pub fn loss_on_leaves<D: KernelDevice>(dev: &D, obj: &Bound, step: &StepResult, batch: usize) -> (f64, Vec<f32>) {
+pub fn loss_on_leaves<D: Backend>(dev: &D, obj: &Bound, step: &StepResult, batch: usize) -> (f64, Vec<f32>) {
     let n = step.policy_values.len();
     let errs: Tensor<(usize,), f32, D> = dev.tensor_from_vec(step.policy_values.clone(), (n,));
     let graph = loss_graph(obj, errs.leaky_trace(), &step.offsets, &step.leaves, batch);

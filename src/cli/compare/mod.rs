@@ -102,7 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.eval_prompts == Some(0) {
         bail!("--eval-prompts must be at least 1");
     }
-    crate::model::ensure_built(args.device.kind())?;
+    crate::device::ensure_built(args.device.kind())?;
     let Some(entries) = check_files(&args)? else { return Ok(ExitCode::from(1)) };
     let out = PathBuf::from(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;

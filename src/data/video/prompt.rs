@@ -2,6 +2,7 @@
 //! right`, their text and a parser back from those words.
 
 use crate::data::prompt::{Colour, ObjectSpec, PromptError, Shape};
+use crate::data::vocab::Vocab;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -41,6 +42,17 @@ impl Motion {
     /// Whether the motion moves the centre (rather than changing the size).
     pub fn is_translation(self) -> bool {
         !matches!(self, Motion::Grow | Motion::Shrink)
+    }
+}
+
+impl Vocab {
+    /// The video world's vocabulary: [`Vocab::new`] followed by the motion words not already in it, so every
+    /// image-world word keeps its id. (Defined here, beside [`Motion`], so that `vocab` does not depend on the video
+    /// world.)
+    pub fn video() -> Vocab {
+        let mut vocab = Vocab::new();
+        vocab.extend_new(Motion::ALL.iter().flat_map(|m| m.phrase().split(' ')));
+        vocab
     }
 }
 

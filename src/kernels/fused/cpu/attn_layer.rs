@@ -6,8 +6,8 @@ use super::attention::{self, add_unpacked, Dims};
 use super::gemm::{gemm_rows, no_epilogue, Init, Mat};
 use super::pool::Buf;
 use super::rowwise::add_column_sums;
-use super::{cached_buf, contiguous, host, put_grad, take_grad, tensor, Layer, T1, T2};
-use crate::model::CpuDevice;
+use super::{cached_buf, contiguous, host, put_grad, take_grad, tensor};
+use crate::device::{CpuDevice, Layer, T1, T2};
 use dfdx::prelude::*;
 
 type Tensor2 = T2<CpuDevice>;
@@ -16,7 +16,7 @@ type Tensor1 = T1<CpuDevice>;
 /// The layer's parameters once split from their tapes: `[(w, b); 4]` for q, k, v, o.
 type Params = [(Tensor2, Tensor1); 4];
 
-/// See `FusedOps::self_attention`. Backward: `dbo += Σ_rows dy`, `dWo += attᵀ · dy`, `datt = dy · Woᵀ`, the
+/// See `Backend::self_attention`. Backward: `dbo += Σ_rows dy`, `dWo += attᵀ · dy`, `datt = dy · Woᵀ`, the
 /// attention backward into the packed `dqkv`, then `db_{q,k,v} += Σ_rows dqkv`, `dx += dqkv · Wqkvᵀ`,
 /// `dW_{q,k,v} += xᵀ · dqkv` (split back into the three weights).
 pub(super) fn self_attention<T: Tape<f32, CpuDevice>>(

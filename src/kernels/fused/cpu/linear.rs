@@ -4,8 +4,8 @@
 use super::gemm::{gemm_rows, no_epilogue, relu_epilogue, Init, Mat};
 use super::pool::Buf;
 use super::rowwise::{self, Act};
-use super::{cached_buf, contiguous, host, put_grad, take_grad, tensor, T1, T2};
-use crate::model::CpuDevice;
+use super::{cached_buf, contiguous, host, put_grad, take_grad, tensor};
+use crate::device::{CpuDevice, T1, T2};
 use dfdx::prelude::*;
 
 /// `act(x · w + bias)` for `x` `(rows, i)`, `w` `(i, o)`, `bias` `(o,)`, with its backward:

@@ -1,4 +1,4 @@
-//! [`FusedOps`] on dfdx's `Cpu`: the tape plumbing around the slice kernels of `attention.rs`, `norm.rs` and
+//! [`Backend`] on dfdx's `Cpu`: the tape plumbing around the slice kernels of `attention.rs`, `norm.rs` and
 //! `rowwise.rs` (the linear layers' and the attention layer's plumbing is in `linear.rs` and `attn_layer.rs`,
 //! their GEMMs in `gemm.rs`).
 //!
@@ -16,8 +16,7 @@ mod pool;
 mod rowwise;
 mod tile;
 
-use super::{AdamStep, FusedOps, Layer, T1, T2};
-use crate::model::CpuDevice;
+use crate::device::{AdamStep, Backend, CpuDevice, Layer, T1, T2};
 use dfdx::prelude::*;
 use dfdx::tensor::{CpuError, Storage};
 use pool::Buf;
@@ -109,7 +108,7 @@ fn bias_act<T: Tape<f32, CpuDevice>>(
     out.put_tape(tape)
 }
 
-impl FusedOps for CpuDevice {
+impl Backend for CpuDevice {
     fn attention<T: Tape<f32, Self>>(
         q: T2<Self, T>,
         k: T2<Self, T>,

@@ -1,7 +1,7 @@
-//! The ops of [`super::FusedOps`] as compositions of dfdx tensor ops: the CUDA implementation and the reference
-//! the CPU kernels are tested against.
+//! The ops of [`Backend`](super::Backend) as compositions of dfdx tensor ops: the trait's default methods (what CUDA
+//! runs) and the reference the CPU kernels are tested against.
 
-use super::{AdamStep, Layer, T1, T2};
+use super::types::{AdamStep, Layer, T1, T2};
 use dfdx::prelude::*;
 
 /// A 3-D activation `(batch, tokens, features)` with tape `T`.
@@ -13,7 +13,7 @@ fn per_token<D: Device<f32>, T: Tape<f32, D>>(c: T2<D, T>, n: usize) -> T3<D, T>
     c.broadcast_like::<(usize, usize, usize), Axis<1>>(&(b, n, w))
 }
 
-/// See [`super::FusedOps::attention`]: 4-D batched matmuls over `(b, heads, n, d_h)` and dfdx's softmax.
+/// See [`super::Backend::attention`]: 4-D batched matmuls over `(b, heads, n, d_h)` and dfdx's softmax.
 pub fn attention<D: Device<f32>, T: Tape<f32, D>>(
     q: T2<D, T>,
     k: T2<D, T>,
@@ -31,7 +31,7 @@ pub fn attention<D: Device<f32>, T: Tape<f32, D>>(
     out.reshape_like(&(rows, w))
 }
 
-/// See [`super::FusedOps::self_attention`]: three [`linear`] projections of `x`, [`attention`], then [`linear`].
+/// See [`super::Backend::self_attention`]: three [`linear`] projections of `x`, [`attention`], then [`linear`].
 pub fn self_attention<D: Device<f32>, T: Tape<f32, D>>(
     x: T2<D, T>,
     [q, k, v, o]: [Layer<D, T>; 4],
@@ -45,7 +45,7 @@ pub fn self_attention<D: Device<f32>, T: Tape<f32, D>>(
     linear(attention(q, k, v, b, heads), o.0, o.1)
 }
 
-/// See [`super::FusedOps::norm_modulate`]: dfdx's `normalize` (eps 1e-5), then broadcasts.
+/// See [`super::Backend::norm_modulate`]: dfdx's `normalize` (eps 1e-5), then broadcasts.
 pub fn norm_modulate<D: Device<f32>, T: Tape<f32, D>>(
     x: T2<D, T>,
     shift: T2<D, T>,
@@ -59,7 +59,7 @@ pub fn norm_modulate<D: Device<f32>, T: Tape<f32, D>>(
     out.reshape_like(&(rows, w))
 }
 
-/// See [`super::FusedOps::gate_residual`].
+/// See [`super::Backend::gate_residual`].
 pub fn gate_residual<D: Device<f32>, T: Tape<f32, D>>(
     h: T2<D, T>,
     gate: T2<D, T>,
@@ -71,28 +71,28 @@ pub fn gate_residual<D: Device<f32>, T: Tape<f32, D>>(
     (h.reshape_like(&(b, n, w)) * per_token(gate, n)).reshape_like(&(rows, w)) + res
 }
 
-/// See [`super::FusedOps::add_bias`].
+/// See [`super::Backend::add_bias`].
 pub fn add_bias<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
     let shape = *x.shape();
     x + bias.broadcast_like::<(usize, usize), Axis<0>>(&shape)
 }
 
-/// See [`super::FusedOps::add_bias_relu`].
+/// See [`super::Backend::add_bias_relu`].
 pub fn add_bias_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
     add_bias(x, bias).relu()
 }
 
-/// See [`super::FusedOps::linear`]: dfdx's matmul, then [`add_bias`].
+/// See [`super::Backend::linear`]: dfdx's matmul, then [`add_bias`].
 pub fn linear<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, w: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
     add_bias(x.matmul(w), bias)
 }
 
-/// See [`super::FusedOps::linear_relu`]: dfdx's matmul, then [`add_bias_relu`].
+/// See [`super::Backend::linear_relu`]: dfdx's matmul, then [`add_bias_relu`].
 pub fn linear_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, w: T2<D, T>, bias: T1<D, T>) -> T2<D, T> {
     add_bias_relu(x.matmul(w), bias)
 }
 
-/// See [`super::FusedOps::mlp_relu`]: [`linear_relu`], then [`linear`].
+/// See [`super::Backend::mlp_relu`]: [`linear_relu`], then [`linear`].
 pub fn mlp_relu<D: Device<f32>, T: Tape<f32, D>>(x: T2<D, T>, fc1: Layer<D, T>, fc2: Layer<D, T>) -> T2<D, T> {
     linear(linear_relu(x, fc1.0, fc1.1), fc2.0, fc2.1)
 }

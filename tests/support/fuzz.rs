@@ -1,12 +1,13 @@
 //! A self-contained fuzz driver for the front end: grammar-aware generation, mutation of the shipped corpus,
 //! and raw bytes, each run through parse → check → lower → format under `catch_unwind`, with a per-input
-//! time budget. `examples/fuzz.rs` runs the full campaign; `tests/fuzz.rs` runs a fixed-seed slice.
+//! time budget. `examples/fuzz.rs` runs the full campaign; `tests/fuzz.rs` runs a fixed-seed slice. Not part of
+//! the library: both include this file with `#[path = ...] mod fuzz;`.
 
-use crate::frontend::frontend;
-use crate::source::SourceFile;
-use crate::syntax;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use seppoc::frontend::frontend;
+use seppoc::source::SourceFile;
+use seppoc::syntax;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -70,12 +71,12 @@ pub fn run_one(bytes: &[u8]) -> bool {
     let _ = syntax::parse(&SourceFile::new("fuzz.obj", text));
     match frontend(&file) {
         Ok(checked) => {
-            let obj = crate::ir::lower(&checked);
+            let obj = seppoc::ir::lower(&checked);
             let _ = obj.explain();
             true
         }
         Err(diags) => {
-            let _ = crate::diag::render(&diags, &file, crate::diag::Style::Plain);
+            let _ = seppoc::diag::render(&diags, &file, seppoc::diag::Style::Plain);
             false
         }
     }

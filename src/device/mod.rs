@@ -1,18 +1,17 @@
-//! The only file that names dfdx's concrete devices; everything else is generic over [`ModelDevice`] (and
-//! [`KernelDevice`] for the custom kernels). [`with_device`] turns `--device cpu|cuda` into a device and runs a
-//! generic job on it, with a clear error when CUDA is not compiled in or not usable.
+//! Devices, at the bottom of the crate: the one file that names dfdx's concrete devices, the [`Backend`] trait
+//! everything else is generic over, and the `--device cpu|cuda` choice: [`with_device`] turns a [`DeviceKind`]
+//! into a device and runs a generic job on it, with a clear error when CUDA is not compiled in or not usable.
 
-use crate::kernels::fused::FusedOps;
-use crate::kernels::KernelDevice;
+mod backend;
+pub mod composite;
+mod types;
+
 use dfdx::shapes::{Shape, Unit};
-use dfdx::tensor::{Cache, CopySlice, Tensor, TensorToArray, ZerosTensor};
-use dfdx::tensor_ops::Device;
+use dfdx::tensor::{Cache, CopySlice, Tensor, ZerosTensor};
 use std::fmt;
 
-/// What the model, optimizer and sampler need from a dfdx device (including the DiT's fused ops).
-pub trait ModelDevice: Device<f32> + Cache + TensorToArray<(), f32, Array = f32> + FusedOps {}
-
-impl<D: Device<f32> + Cache + TensorToArray<(), f32, Array = f32> + FusedOps> ModelDevice for D {}
+pub use backend::Backend;
+pub use types::{AdamStep, Layer, T1, T2};
 
 /// The CPU device.
 pub type CpuDevice = dfdx::tensor::Cpu;
@@ -20,6 +19,10 @@ pub type CpuDevice = dfdx::tensor::Cpu;
 /// The CUDA device (feature `cuda`).
 #[cfg(feature = "cuda")]
 pub type CudaDevice = dfdx::tensor::Cuda;
+
+/// CUDA runs the DiT's fused ops as their composite dfdx versions (cuBLAS and dfdx's elementwise kernels).
+#[cfg(feature = "cuda")]
+impl Backend for CudaDevice {}
 
 /// `data` as a tensor of `shape` whose buffer comes from the device's allocation cache; `data.len()` must be
 /// the shape's element count.
@@ -69,7 +72,7 @@ pub trait OnDevice {
     /// What the job returns.
     type Output;
     /// Runs the job on `dev`.
-    fn run<D: KernelDevice>(self, dev: D) -> Self::Output;
+    fn run<D: Backend>(self, dev: D) -> Self::Output;
 }
 
 /// Creates the device `kind` names and runs `job` on it.
@@ -107,7 +110,7 @@ fn run_on_cuda<J: OnDevice>(job: J) -> Result<J::Output, DeviceError> {
     Ok(job.run(cuda()?))
 }
 
-/// Opens GPU 0 and checks that it can run dfdx's kernels, cuBLAS and seppoc's NVRTC kernels, so a missing GPU or
+/// Opens GPU 0 and checks that it can run dfdx's kernels and cuBLAS, so a missing GPU or
 /// a driver older than the toolkit becomes an error here instead of a panic inside the first forward pass.
 #[cfg(feature = "cuda")]
 pub fn cuda() -> Result<CudaDevice, DeviceError> {
@@ -126,7 +129,6 @@ pub fn cuda() -> Result<CudaDevice, DeviceError> {
     if !value.is_finite() {
         return Err(DeviceError(format!("CUDA device 0 computed a non-finite probe value ({value})")));
     }
-    crate::kernels::cuda_ready().map_err(|e| DeviceError(format!("seppoc's CUDA kernels are not usable: {e}")))?;
     Ok(dev)
 }
 
@@ -150,3 +152,11 @@ fn describe_cuda(what: &str, e: &dfdx::tensor::CudaError) -> String {
     };
     format!("{what}: {text}; {hint}")
 }
+
+/// With `--features cuda`, proves at compile time that dfdx's CUDA device is a [`Backend`], so the model, the loss
+/// graph and the trainer run on it (`cargo check --features cuda,ci-check` runs in CI without a GPU).
+#[cfg(feature = "cuda")]
+const _: fn() = || {
+    fn is_backend<D: Backend>() {}
+    is_backend::<CudaDevice>();
+};
