@@ -51,7 +51,7 @@ fn prompt_texts_are_canonical_and_user_prompts_parse() {
                 assert_eq!(&w.parse_prompt(p).expect("own prompt parses"), p);
             }
         }
-        let err = w.parse_prompt("a plaid hexagon").err().expect("unknown words");
+        let err = w.parse_prompt("a plaid hexagon").expect_err("unknown words");
         assert!(err.to_string().contains("prompt `a plaid hexagon`") && err.to_string().contains("help"), "{err}");
     }
     let image = WorldKind::Image.build(&WorldOptions::default()).expect("image world");

@@ -8,30 +8,18 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
-/// `--device`, shared by `run`, `sample` and `eval`.
+/// `--device`, shared by `run`, `sample`, `eval`, `pretrain` and `compare`.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub(crate) struct DeviceArgs {
     /// Where the model runs: `cpu`, or `cuda` (GPU 0; needs a binary built with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = DeviceFlag::Cpu)]
-    pub device: DeviceFlag,
-}
-
-/// The values of `--device`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DeviceFlag {
-    /// dfdx's CPU backend.
-    Cpu,
-    /// dfdx's CUDA backend on GPU 0.
-    Cuda,
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
 }
 
 impl DeviceArgs {
-    /// The device kind, for [`crate::model::with_device`].
+    /// The device kind, for [`crate::device::with_device`].
     pub fn kind(&self) -> DeviceKind {
-        match self.device {
-            DeviceFlag::Cpu => DeviceKind::Cpu,
-            DeviceFlag::Cuda => DeviceKind::Cuda,
-        }
+        self.device
     }
 }
 

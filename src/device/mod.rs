@@ -46,7 +46,7 @@ pub fn cpu() -> CpuDevice {
 }
 
 /// Which device a command runs on (`--device`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceKind {
     /// dfdx's CPU backend.

@@ -9,7 +9,8 @@
 
 mod jobs;
 
-use super::engine::{command_line, DeviceArgs, DeviceFlag};
+use super::engine::{command_line, DeviceArgs};
+use crate::device::DeviceKind;
 use crate::engine::{model_path, write_json};
 use crate::world::WorldKind;
 use super::{load_source, parse_set, print_diags};
@@ -260,8 +261,8 @@ fn eval_command(model: &str, out: &Path, eval_args: &[String]) -> Vec<String> {
 /// existed and stay resumable).
 fn device_flag(device: &DeviceArgs) -> Vec<String> {
     match device.device {
-        DeviceFlag::Cpu => Vec::new(),
-        DeviceFlag::Cuda => vec!["--device".to_string(), "cuda".to_string()],
+        DeviceKind::Cpu => Vec::new(),
+        DeviceKind::Cuda => vec!["--device".to_string(), "cuda".to_string()],
     }
 }
 
