@@ -179,9 +179,13 @@ impl Comparison {
 }
 
 /// The judge score over training: one JSON line per evaluated step.
-pub struct Curve {
+pub struct Curve<'a> {
     /// Judge every `every` updates (0: never); the first and last step always get a point.
     pub every: usize,
+    /// The world whose judge scores the points.
+    pub world: &'a dyn Testbed,
+    /// The noise schedule of the judged models.
+    pub schedule: &'a NoiseSchedule,
     /// The prompts judged at each point.
     pub prompts: Vec<String>,
     /// How they are judged.
@@ -192,24 +196,18 @@ pub struct Curve {
     pub last: Option<usize>,
 }
 
-impl Curve {
+impl Curve<'_> {
     /// Whether `step` is due for a point.
     pub fn due(&self, step: usize) -> bool {
         self.every > 0 && step.is_multiple_of(self.every)
     }
 
     /// Judges `model` at `step` when the curve is on (callers pass step 0 and due steps).
-    pub fn point<D: Backend>(
-        &mut self,
-        step: usize,
-        model: &Dit<D>,
-        schedule: &NoiseSchedule,
-        world: &dyn Testbed,
-    ) -> anyhow::Result<()> {
+    pub fn point<D: Backend>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
         if self.every == 0 {
             return Ok(());
         }
-        let e = evaluate(model, schedule, world, &self.prompts, &self.settings, |_, _| {})?;
+        let e = evaluate(model, self.schedule, self.world, &self.prompts, &self.settings, |_, _| {})?;
         let mut line = json!({ "step": step, "n_prompts": self.prompts.len() });
         for m in &e.summary().metrics {
             line[m.key] = json!(m.value);
@@ -219,16 +217,10 @@ impl Curve {
     }
 
     /// The last step always gets a point, due or not.
-    pub fn finish<D: Backend>(
-        &mut self,
-        step: usize,
-        model: &Dit<D>,
-        schedule: &NoiseSchedule,
-        world: &dyn Testbed,
-    ) -> anyhow::Result<()> {
+    pub fn finish<D: Backend>(&mut self, step: usize, model: &Dit<D>) -> anyhow::Result<()> {
         if self.last == Some(step) {
             return Ok(());
         }
-        self.point(step, model, schedule, world)
+        self.point(step, model)
     }
 }

@@ -286,13 +286,15 @@ impl OnDevice for Training {
         let curve_settings = EvalSettings::standard_on(s.curve_prompts.max(1));
         let mut curve = Curve {
             every: s.eval_every,
+            world,
+            schedule,
             prompts: curve_settings.prompts(world),
             settings: curve_settings,
             out: JsonlWriter::append_upto_step(&out.join("curve.jsonl"), trainer.step)?,
             last: None,
         };
         if trainer.step == 0 {
-            curve.point(0, trainer.output_model(), schedule, world)?;
+            curve.point(0, trainer.output_model())?;
         }
         let bar = &self.bar;
         bar.set_length(self.steps.saturating_sub(trainer.step) as u64);
@@ -323,12 +325,10 @@ impl OnDevice for Training {
                 trainer.save_state(out, &self.objective.sha256)?;
             }
             if curve.due(report.step) {
-                bar.suspend(|| curve.point(report.step, trainer.output_model(), schedule, world))?;
+                bar.suspend(|| curve.point(report.step, trainer.output_model()))?;
             }
         }
-        if curve.every > 0 {
-            curve.finish(trainer.step, trainer.output_model(), schedule, world)?;
-        }
+        curve.finish(trainer.step, trainer.output_model())?;
         bar.finish_and_clear();
         let train_s = started.elapsed().as_secs_f64();
         let model_path = out.join("model.safetensors");

@@ -1,7 +1,7 @@
 //! The video world of short clips in motion ([`crate::data::VideoWorld`]) as a [`Testbed`]. A clip is an
 //! [`Image`] with `3·F` channels, so the engine samples, trains on and stores clips exactly like images.
 
-use super::{parse_all, same_len, Judged, Metric, Split, Summary, Testbed, Verdict, WorldKind, WorldOptions};
+use super::{parse_all, same_len, Judged, Split, Summary, Testbed, Verdict, WorldKind, WorldOptions};
 use crate::data::{Image, Motion, PreferenceSet, SyntheticWorld, VideoPrompt, VideoWorld, VideoWorldConfig, Vocab};
 use crate::eval::{clip_strip, judge_video, save_clip_gif, GridConfig, VideoReport};
 use crate::model::DitConfig;
@@ -29,22 +29,19 @@ pub(super) fn from_config(json: &str) -> anyhow::Result<Box<dyn Testbed>> {
 
 /// The headline numbers of a video report.
 fn summary(r: &VideoReport) -> anyhow::Result<Summary> {
-    let metric = |key, label, value| Metric { key, label, value };
-    Ok(Summary {
-        metrics: vec![
-            metric("colour_acc", "colour accuracy", r.colour_acc),
-            metric("shape_acc", "shape accuracy", r.shape_acc),
-            metric("motion_acc", "motion accuracy", r.motion_acc),
-            metric("all_correct", "all attributes correct", r.all_correct),
-            metric("smoothness", "mean smoothness", r.mean_smoothness),
-            metric("consistency", "mean consistency", r.mean_consistency),
-            metric("quality", "mean quality", r.mean_quality),
-            metric("score", "mean judge score", r.mean_score),
+    Summary::new(
+        r,
+        &[
+            ("colour_acc", "colour accuracy", r.colour_acc),
+            ("shape_acc", "shape accuracy", r.shape_acc),
+            ("motion_acc", "motion accuracy", r.motion_acc),
+            ("all_correct", "all attributes correct", r.all_correct),
+            ("smoothness", "mean smoothness", r.mean_smoothness),
+            ("consistency", "mean consistency", r.mean_consistency),
+            ("quality", "mean quality", r.mean_quality),
+            ("score", "mean judge score", r.mean_score),
         ],
-        mean_score: r.mean_score,
-        table: r.to_string(),
-        json: serde_json::to_value(r)?,
-    })
+    )
 }
 
 impl Testbed for VideoWorld {

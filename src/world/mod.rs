@@ -127,6 +127,19 @@ pub struct Summary {
     pub json: serde_json::Value,
 }
 
+impl Summary {
+    /// A summary of a world's report: `metrics` as `(key, label, value)`, the mean judge score last.
+    pub fn new<R: serde::Serialize + std::fmt::Display>(
+        report: &R,
+        metrics: &[(&'static str, &'static str, f32)],
+    ) -> anyhow::Result<Summary> {
+        let metrics: Vec<Metric> = metrics.iter().map(|&(key, label, value)| Metric { key, label, value }).collect();
+        let mean_score = metrics.last().filter(|m| m.key == "score").map(|m| m.value);
+        let mean_score = mean_score.ok_or_else(|| anyhow::anyhow!("a summary ends with the mean judge score"))?;
+        Ok(Summary { metrics, mean_score, table: report.to_string(), json: serde_json::to_value(report)? })
+    }
+}
+
 /// The judge's verdict on one sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {

@@ -1,6 +1,6 @@
 //! The shapes world of still images ([`crate::data::World`]) as a [`Testbed`].
 
-use super::{parse_all, same_len, Judged, Metric, Split, Summary, Testbed, Verdict, WorldKind, WorldOptions};
+use super::{parse_all, same_len, Judged, Split, Summary, Testbed, Verdict, WorldKind, WorldOptions};
 use crate::data::{Colour, Image, Position, PreferenceSet, Prompt, Shape, SyntheticWorld, Vocab, World, WorldConfig};
 use crate::eval::{judge, save_grid_with, GridConfig, Report};
 use crate::model::DitConfig;
@@ -41,20 +41,17 @@ fn vocabulary_help() -> String {
 
 /// The headline numbers of an image report.
 fn summary(r: &Report) -> anyhow::Result<Summary> {
-    let metric = |key, label, value| Metric { key, label, value };
-    Ok(Summary {
-        metrics: vec![
-            metric("colour_acc", "colour accuracy", r.colour_acc),
-            metric("shape_acc", "shape accuracy", r.shape_acc),
-            metric("position_acc", "position accuracy", r.position_acc),
-            metric("all_correct", "all attributes correct", r.all_correct),
-            metric("quality", "mean quality", r.mean_quality),
-            metric("score", "mean judge score", r.mean_score),
+    Summary::new(
+        r,
+        &[
+            ("colour_acc", "colour accuracy", r.colour_acc),
+            ("shape_acc", "shape accuracy", r.shape_acc),
+            ("position_acc", "position accuracy", r.position_acc),
+            ("all_correct", "all attributes correct", r.all_correct),
+            ("quality", "mean quality", r.mean_quality),
+            ("score", "mean judge score", r.mean_score),
         ],
-        mean_score: r.mean_score,
-        table: r.to_string(),
-        json: serde_json::to_value(r)?,
-    })
+    )
 }
 
 impl Testbed for World {
