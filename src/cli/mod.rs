@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check;
+mod collect;
 mod compare;
 mod engine;
 mod eval;
@@ -36,6 +37,8 @@ enum Command {
     Check(check::Args),
     /// Print the canonical form of an objective file (`--check`: exit non-zero if it differs).
     Fmt(fmt::Args),
+    /// Collect preference data as Pick-a-Pic was collected (generator pool, noisy annotator, ties) into Parquet.
+    Collect(collect::Args),
     /// Pretrain the base denoiser on the world's noisy "web" distribution.
     Pretrain(pretrain::Args),
     /// Sample images from a model for a prompt and write a PNG grid.
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Loss(args) => loss::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Pretrain(args) => pretrain::run(args),
+        Command::Collect(args) => collect::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Eval(args) => eval::run(args),
     };

@@ -5,6 +5,7 @@
 
 pub mod image;
 pub mod load;
+pub mod parquet;
 pub mod preference;
 pub mod prompt;
 pub mod render;

@@ -4,6 +4,7 @@
 //!
 //! Errors are `anyhow` errors whose messages name the file, the flag or the quantity at fault.
 
+pub mod collect;
 pub mod eval;
 pub mod files;
 pub mod open;
@@ -15,3 +16,4 @@ pub use files::{write_json, JsonlWriter};
 pub use open::{default_model, model_path, open, Opened};
 pub use pretrain::{LrSchedule, ModelSize, PretrainSettings, Pretrained, Pretraining};
 pub use run::{prepare, ObjectiveRun, RunOutcome, RunSettings, Start, Training, DEFAULT_STEPS};
+pub use collect::{CollectReport, CollectSettings, Collecting, GeneratorSpec};

@@ -41,7 +41,9 @@ pub struct RunSettings {
     #[arg(long, value_enum)]
     #[serde(default)]
     pub world: Option<WorldKind>,
-    /// Preference data in the imagefolder convention (default: the base model's synthetic world).
+    /// Preference data: a Parquet file in the Pick-a-Pic schema (ties dropped), a folder in the imagefolder
+    /// convention, or `synthetic` for the world's clean-render pairs (default: `preferences.parquet` beside the
+    /// base model when it exists, else `synthetic`).
     #[arg(long)]
     pub data: Option<String>,
     /// Size of the synthetic preference set.
@@ -135,6 +137,7 @@ pub struct Training {
     base_path: PathBuf,
     base: Opened,
     data: PreferenceSet,
+    data_source: String,
     device: DeviceKind,
     command: String,
     /// Progress of the training loop (hidden for a library caller that wants none).
@@ -198,21 +201,39 @@ pub fn prepare(
     };
     let base_path = model_path(settings.model.as_deref(), settings.world);
     let base = open(&base_path, settings.world)?;
-    let data = match &settings.data {
-        Some(dir) => {
-            if base.world.frames() != 1 {
-                bail!("--data (imagefolder) is for image models only");
-            }
-            load_imagefolder(Path::new(dir), base.model.config().image_size).map_err(|e| anyhow::anyhow!("{e}"))?
-        }
-        None => {
-            let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0x5eed_da7a);
-            base.world.preference_set(settings.data_size, &mut rng)
-        }
-    };
+    let (data, data_source) = load_data(&settings, &base)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let bar = ProgressBar::hidden();
-    Ok(Training { objective, out, settings, steps, resume, base_path, base, data, device, command, bar })
+    Ok(Training { objective, out, settings, steps, resume, base_path, base, data, data_source, device, command, bar })
+}
+
+/// The file of preference data that belongs to a base model, if any: `preferences.parquet` beside it.
+pub fn default_data(base_model: &Path) -> Option<PathBuf> {
+    let p = base_model.parent()?.join("preferences.parquet");
+    p.exists().then_some(p)
+}
+
+/// The preference data a run trains on (see [`RunSettings::data`]) and where it came from (`synthetic` or the
+/// path).
+pub fn load_data(settings: &RunSettings, base: &Opened) -> anyhow::Result<(PreferenceSet, String)> {
+    let chosen = settings.data.clone().map(PathBuf::from).or_else(|| default_data(&base.path));
+    let side = base.model.config().image_size;
+    let file = match chosen {
+        Some(p) if p.as_os_str() != "synthetic" => p,
+        _ => {
+            let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0x5eed_da7a);
+            return Ok((base.world.preference_set(settings.data_size, &mut rng), "synthetic".into()));
+        }
+    };
+    if base.world.frames() != 1 {
+        bail!("--data files are for image models only");
+    }
+    let set = if file.is_dir() {
+        load_imagefolder(&file, side).map_err(|e| anyhow::anyhow!("{e}"))?
+    } else {
+        crate::data::parquet::read(&file, side)?.pairs
+    };
+    Ok((set, file.display().to_string()))
 }
 
 impl Training {
@@ -243,7 +264,7 @@ impl Training {
             &self.out.join("run.json"),
             &json!({
                 "command": self.command, "objective": o.obj.name, "objective_sha256": o.sha256,
-                "params": o.params_json(), "base_model": self.base_path.display().to_string(),
+                "params": o.params_json(), "base_model": self.base_path.display().to_string(), "data": self.data_source,
                 "settings": self.settings, "device": self.device, "steps": self.steps, "plan": plan,
             }),
         )

@@ -6,6 +6,7 @@ use crate::data::{Image, Motion, PreferenceSet, SyntheticWorld, VideoPrompt, Vid
 use crate::eval::{clip_strip, judge_video, save_clip_gif, GridConfig, VideoReport};
 use crate::model::DitConfig;
 use anyhow::{anyhow, Context};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use std::path::Path;
@@ -93,6 +94,14 @@ impl Testbed for VideoWorld {
                 motions.join(", ")
             )
         })
+    }
+
+    fn user_prompt(&self, rng: &mut ChaCha8Rng) -> String {
+        let mut p = self.sample_train_prompt(rng);
+        if rng.gen_bool(self.config.web.p_drop_motion) {
+            p.motion = None;
+        }
+        p.text()
     }
 
     fn web_example(&self, rng: &mut ChaCha8Rng) -> (Image, String) {

@@ -180,6 +180,9 @@ pub trait Testbed: Send + Sync {
     /// Parses a user's prompt into its canonical text; the error quotes it and lists the world's words.
     fn parse_prompt(&self, text: &str) -> anyhow::Result<String>;
 
+    /// A training prompt as a user would type it: the world's own words, sometimes leaving out what users often
+    /// leave unsaid (a position, a motion) with the probability the web captions do.
+    fn user_prompt(&self, rng: &mut ChaCha8Rng) -> String;
     /// One web pretraining example: a (possibly degraded) sample and its (often wrong) caption.
     fn web_example(&self, rng: &mut ChaCha8Rng) -> (Image, String);
     /// A synthetic preference set of `n` items (winner: a clean render; loser: a degraded or unfaithful one).

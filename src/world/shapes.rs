@@ -5,6 +5,7 @@ use crate::data::{Colour, Image, Position, PreferenceSet, Prompt, Shape, Synthet
 use crate::eval::{judge, save_grid_with, GridConfig, Report};
 use crate::model::DitConfig;
 use anyhow::{anyhow, Context};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use std::path::Path;
@@ -98,6 +99,16 @@ impl Testbed for World {
 
     fn parse_prompt(&self, text: &str) -> anyhow::Result<String> {
         Prompt::parse(text).map(|p| p.text()).map_err(|e| anyhow!("prompt `{text}`: {e}\n{}", vocabulary_help()))
+    }
+
+    fn user_prompt(&self, rng: &mut ChaCha8Rng) -> String {
+        let mut p = self.sample_train_prompt(rng);
+        for o in &mut p.objects {
+            if rng.gen_bool(self.config.web.p_drop_position) {
+                o.position = None;
+            }
+        }
+        p.text()
     }
 
     fn web_example(&self, rng: &mut ChaCha8Rng) -> (Image, String) {
