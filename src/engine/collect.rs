@@ -6,13 +6,16 @@
 //!   the loser is replaced by the next candidate (Pick-a-Pic's `ranking_id` chains). A tie keeps the incumbent.
 //!   Each candidate comes from a generator drawn uniformly from the pool; the order of the two images in a row
 //!   is a fair coin.
-//! - The annotator is Bradley–Terry on the exact judge's score: with `d` the judge's score difference, a pair
-//!   with `|d|` below a tie band is a tie, and otherwise the first image wins with probability `σ(d / T)`. The
-//!   band is set so that the requested share of comparisons are ties (Pick-a-Pic v2: ~11% of rows) and the
-//!   temperature `T` so that the requested share of decided comparisons agree with the noiseless judge (expert
-//!   agreement with Pick-a-Pic's users is ~68%, PickScore's ~70%). Both are solved by bisection on the chains as
-//!   they will be written, with the annotator's random draws fixed, so the written set has the calibrated
-//!   shares up to the finite-sample noise of a bisection on a step function.
+//! - The annotator is Bradley–Terry on the exact judge's score, with ties: with `d` the judge's score
+//!   difference, the annotator perceives `d + T·ℓ`, where `ℓ` is standard logistic noise, so that without ties
+//!   the first image wins with probability `σ(d / T)`; a perceived difference smaller than a tie band in size is
+//!   a tie (the Rao–Kupper form of Bradley–Terry with ties). Two images the judge scores equally are therefore
+//!   a coin flip or a tie, as for a person who sees differences the judge does not. The band is set so that the
+//!   requested share of comparisons are ties (Pick-a-Pic v2: ~11% of rows) and the temperature `T` so that the
+//!   requested share of decided comparisons agree with the noiseless judge (expert agreement with Pick-a-Pic's
+//!   users is ~68%, PickScore's ~70%). Both are solved by bisection on the chains as they will be written, with
+//!   the annotator's random draws fixed, so the written set has the calibrated shares up to finite-sample
+//!   granularity.
 //! - The base model's denoising error on the winners is compared with its error on its own samples for the
 //!   same prompts (same timesteps and noise): in Pick-a-Pic the winners are model samples, so the ratio should
 //!   be near 1, unlike clean renders, which have 3–5× lower error than the base model's samples.
@@ -111,9 +114,9 @@ impl CollectSettings {
 /// The annotator's calibration and what it achieved on the written set.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Calibration {
-    /// Bradley–Terry temperature on judge-score differences.
+    /// Bradley–Terry temperature on judge-score differences (the scale of the logistic perception noise).
     pub temperature: f64,
-    /// Judge-score differences below this are ties.
+    /// Perceived differences smaller than this in size are ties.
     pub tie_band: f64,
     /// Share of decided comparisons (with a nonzero score difference) that agree with the noiseless judge.
     pub agreement: f64,
@@ -254,10 +257,11 @@ fn simulate(chains: &[Chain], draws: &[Vec<Draw>], t: f64, b: f64) -> Vec<Vec<Ro
             let mut incumbent = 0;
             for (k, d) in draws.iter().enumerate() {
                 let challenger = k + 1;
-                let diff = chain[incumbent].2 - chain[challenger].2;
-                let winner = if diff.abs() < b {
+                let pick = d.pick.clamp(1e-12, 1.0 - 1e-12);
+                let perceived = chain[incumbent].2 - chain[challenger].2 - t * (pick / (1.0 - pick)).ln();
+                let winner = if perceived.abs() < b {
                     None
-                } else if d.pick < 1.0 / (1.0 + (-diff / t).exp()) {
+                } else if perceived > 0.0 {
                     Some(incumbent)
                 } else {
                     Some(challenger)
