@@ -60,7 +60,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let (Some(cmp), Some((report, grid))) = (&done.comparison, &done.report) {
         print!("{}", cmp.table("judge"));
         let (better, equal, n) = cmp.wins();
-        println!("win rate vs base: {:.3} ({better} better, {equal} equal of {n})", cmp.win_rate());
+        let (mean, lo, hi) = cmp.delta_interval(crate::engine::run::DELTA_RESAMPLES, 0);
+        println!("judge score delta {mean:+.4}, 95% bootstrap interval over prompts [{lo:+.4}, {hi:+.4}]");
+        println!("win rate vs base: {:.3} ({better} better, {equal} equal of {n} samples)", cmp.win_rate());
         let k = done.grid_samples;
         println!(
             "report: {}  (grid: {k} base samples, then the same {k} prompts trained: {})",

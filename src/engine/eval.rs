@@ -7,6 +7,8 @@ use crate::device::Backend;
 use crate::model::{Dit, NoiseSchedule};
 use crate::sampler::{sample, SamplerConfig};
 use crate::world::{Judged, Split, Summary, Testbed};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
 
@@ -158,6 +160,27 @@ impl Comparison {
     pub fn win_rate(&self) -> f64 {
         let (better, _, n) = self.wins();
         better as f64 / n.max(1) as f64
+    }
+
+    /// The mean judge-score difference (trained − base) and its 95% bootstrap interval over prompts: each prompt's
+    /// difference is averaged over its samples, and `resamples` resamplings of the prompts (seeded) give the
+    /// 2.5th and 97.5th percentiles of the mean.
+    pub fn delta_interval(&self, resamples: usize, seed: u64) -> (f64, f64, f64) {
+        let k = self.settings.samples.max(1);
+        let n = self.base.prompts.len() / k;
+        let scores = |e: &Evaluation| e.judged.verdicts.iter().map(|v| f64::from(v.score)).collect::<Vec<_>>();
+        let (b, t) = (scores(&self.base), scores(&self.trained));
+        let per_prompt: Vec<f64> =
+            (0..n).map(|i| (0..k).map(|s| t[s * n + i] - b[s * n + i]).sum::<f64>() / k as f64).collect();
+        let mean = |xs: &mut dyn Iterator<Item = f64>| xs.sum::<f64>() / n.max(1) as f64;
+        let point = mean(&mut per_prompt.iter().copied());
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut means: Vec<f64> = (0..resamples)
+            .map(|_| mean(&mut (0..n).map(|_| per_prompt[rng.gen_range(0..n.max(1))])))
+            .collect();
+        means.sort_by(f64::total_cmp);
+        let at = |q: f64| means.get(((q * resamples as f64) as usize).min(resamples.saturating_sub(1))).copied();
+        (point, at(0.025).unwrap_or(point), at(0.975).unwrap_or(point))
     }
 
     /// The titled base / trained / delta table of the headline numbers.

@@ -67,9 +67,14 @@ pub struct RunSettings {
     /// Save `checkpoint.safetensors` and the resumable state every N updates (atomically).
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
-    /// Held-out prompts judged at the end, spread evenly over the held-out list (0 skips the evaluation).
-    #[arg(long, default_value_t = 64)]
-    pub eval_prompts: usize,
+    /// Held-out prompts judged at the end, spread evenly over the held-out list (default: all of them; 0 skips
+    /// the evaluation).
+    #[arg(long)]
+    pub eval_prompts: Option<usize>,
+    /// Samples of each held-out prompt judged at the end, each with its own noise.
+    #[arg(long, default_value_t = 2)]
+    #[serde(default = "one")]
+    pub eval_samples: usize,
     /// Judge the policy every N updates (and at steps 0 and last) on `--curve-prompts` held-out prompts,
     /// appending to `curve.jsonl` (0 = never).
     #[arg(long, default_value_t = 0)]
@@ -83,6 +88,11 @@ pub struct RunSettings {
 
 fn default_curve_prompts() -> usize {
     32
+}
+
+/// Runs saved before `eval_samples` existed judged one sample per prompt.
+fn one() -> usize {
+    1
 }
 
 /// Default number of updates of a fresh run.
@@ -365,10 +375,10 @@ impl OnDevice for Training {
             report: None,
             grid_samples: 0,
         };
-        if s.eval_prompts == 0 {
+        if s.eval_prompts == Some(0) {
             return Ok(outcome);
         }
-        let settings = EvalSettings::standard_on(s.eval_prompts);
+        let settings = EvalSettings { n_prompts: s.eval_prompts, samples: s.eval_samples.max(1), ..EvalSettings::standard() };
         let cmp = Comparison::new(&initial, trainer.output_model(), schedule, world, &settings)?;
         let (report_path, grid_path) = (out.join("report.json"), out.join("grid.png"));
         write_json(
@@ -376,7 +386,7 @@ impl OnDevice for Training {
             &json!({
                 "world": world.kind().name(), "prompts": settings.split.name(), "n_prompts": cmp.base.prompts.len(),
                 "eval": settings, "base": cmp.base.summary().json, "trained": cmp.trained.summary().json,
-                "win_rate": cmp.win_rate(), "train_seconds": train_s,
+                "win_rate": cmp.win_rate(), "train_seconds": train_s, "delta": delta_json(&cmp),
             }),
         )?;
         let n = cmp.base.samples.len().min(8);
@@ -389,6 +399,15 @@ impl OnDevice for Training {
         Ok(outcome)
     }
 }
+
+/// The judge-score difference with its bootstrap interval, as stored in `report.json`.
+fn delta_json(cmp: &Comparison) -> Value {
+    let (mean, lo, hi) = cmp.delta_interval(DELTA_RESAMPLES, 0);
+    json!({ "mean": mean, "ci95": [lo, hi], "resamples": DELTA_RESAMPLES, "over": "prompts" })
+}
+
+/// Bootstrap resamples of the final table's interval.
+pub const DELTA_RESAMPLES: usize = 2000;
 
 /// One metrics line. Wall time is left out on purpose: the same seed must give bitwise the same file.
 fn step_json(r: &StepReport) -> Value {

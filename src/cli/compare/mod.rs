@@ -74,6 +74,10 @@ pub struct Args {
     /// Passed to `seppoc run`: linear warmup steps.
     #[arg(long)]
     warmup: Option<usize>,
+    /// Passed to `seppoc run`: the preference data (a Pick-a-Pic Parquet file, an imagefolder, or `synthetic`;
+    /// default: `preferences.parquet` beside the base model when it exists).
+    #[arg(long)]
+    data: Option<String>,
     /// Passed to `seppoc run`: size of the synthetic preference set.
     #[arg(long)]
     data_size: Option<usize>,
@@ -177,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "eval_samples": args.eval_samples, "eval_every": eval_every,
         "curve_prompts": args.curve_prompts, "base_model": base, "world": args.world.map(WorldKind::name),
         "device": format!("{:?}", args.device.device).to_lowercase(), "batch": args.batch, "lr": args.lr,
-        "warmup": args.warmup, "data_size": args.data_size,
+        "warmup": args.warmup, "data_size": args.data_size, "data": args.data,
     });
     write_json(
         &out.join("compare.json"),
@@ -290,6 +294,7 @@ fn run_job(
         ("--lr", args.lr.map(|v| v.to_string())),
         ("--warmup", args.warmup.map(|v| v.to_string())),
         ("--data-size", args.data_size.map(|v| v.to_string())),
+        ("--data", args.data.clone()),
     ];
     for (flag, value) in opt {
         if let Some(v) = value {
