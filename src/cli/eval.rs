@@ -80,6 +80,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         samples: args.samples,
         ..EvalSettings::standard()
     };
+    let out = PathBuf::from(&args.out);
+    crate::engine::ensure_writable(&out)?; // before hours of sampling, not after
     let path = model_path(args.model.as_deref(), args.world);
     let opened = open(&path, args.world)?;
     let world = opened.world.as_ref();
@@ -90,12 +92,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     let summary = result.summary();
-    println!("{} model `{}` on {}", world.kind().name(), path.display(), settings.describe(prompts.len()));
-    print!("{}", summary.table);
-    println!("mean score {:.4}", summary.mean_score);
+    outln!("{} model `{}` on {}", world.kind().name(), path.display(), settings.describe(prompts.len()));
+    out!("{}", summary.table);
+    outln!("mean score {:.4}", summary.mean_score);
 
-    let out = PathBuf::from(&args.out);
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let per_prompt: Vec<_> = result.judged.verdicts.iter().map(|v| v.row.clone()).collect();
     let report = json!({
         "command": command_line(), "model": path.display().to_string(), "model_step": opened.meta.step,
@@ -114,6 +114,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         world.write_samples(&result.samples, &layout, grid)?;
     }
     let names: Vec<String> = written.iter().map(|p| format!("`{}`", p.display())).collect();
-    println!("wrote {}", names.join(", "));
+    outln!("wrote {}", names.join(", "));
     Ok(ExitCode::SUCCESS)
 }
