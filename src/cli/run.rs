@@ -34,6 +34,15 @@ pub struct Args {
     settings: RunSettings,
 }
 
+/// The parameter names a file declares (none when it does not load or check; its diagnostics come later).
+fn declared_params(path: &str) -> Vec<String> {
+    let Ok((file, None)) = super::load_source(path) else { return Vec::new() };
+    match crate::frontend::frontend_with(&file, &[]) {
+        Ok((checked, _)) => checked.params.iter().map(|p| p.name.clone()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Runs `seppoc run`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::device::ensure_built(args.device.kind())?;
@@ -42,6 +51,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(dir), file) => {
             let (own, mut saved) = saved_objective(std::path::Path::new(dir))?;
             saved.retain(|(k, _)| !args.sets.iter().any(|(name, _)| name == k));
+            if let Some(f) = &file {
+                // Another file may not declare the saved parameters: the engine then reports the mismatch.
+                let declared = declared_params(f);
+                saved.retain(|(k, _)| declared.contains(k));
+            }
             saved.extend(args.sets.iter().cloned());
             (file.unwrap_or_else(|| own.display().to_string()), saved)
         }

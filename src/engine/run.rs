@@ -368,7 +368,7 @@ impl Training {
                 "schema": 1, "command": self.command, "objective": o.obj.name, "objective_sha256": o.sha256,
                 "params": o.params_json(), "base_model": self.base_path.display().to_string(),
                 "settings": self.settings, "device": self.device, "steps": self.steps,
-                "plan": plan.lines().collect::<Vec<_>>(),
+                "plan": plan.trim().lines().collect::<Vec<_>>(),
             }),
         )
     }
