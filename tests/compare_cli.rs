@@ -71,7 +71,7 @@ fn compare_produces_a_complete_table_and_plots() {
     assert_eq!(rows[1]["objective"], "seppo");
     for row in rows {
         assert_eq!(row["seeds"], serde_json::json!([0, 1]));
-        for key in ["score", "quality", "colour", "shape", "position", "all_correct", "win_rate"] {
+        for key in ["score", "quality", "colour_acc", "shape_acc", "position_acc", "all_correct", "win_rate"] {
             let m = row[key]["mean"].as_f64().unwrap_or_else(|| panic!("{key} in {row}"));
             assert!((0.0..=1.0).contains(&m), "{key} = {m}");
             assert!(row[key]["sd"].as_f64().unwrap() >= 0.0);

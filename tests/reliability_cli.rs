@@ -361,3 +361,36 @@ fn an_interrupted_compare_stops_its_children_and_the_same_command_resumes() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn one_flat_naming_scheme_with_a_schema_version() {
+    let dir = scratch("rel", "schema");
+    let out = dir.join("r");
+    let mut args = run_args("objectives/sft.obj", &out, "2");
+    let at = args.iter().position(|a| a == "--eval-prompts").expect("flag") + 1;
+    args[at] = "2".into();
+    args.extend(["--eval-every".into(), "1".into(), "--curve-prompts".into(), "1".into()]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let json = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(name)).expect(name)).expect("json")
+    };
+    let run_json = json("run.json");
+    assert_eq!(run_json["schema"], 1);
+    assert_eq!(run_json["settings"]["lr"].as_f64(), Some(2e-5), "lr stored as written: {}", run_json["settings"]);
+    assert!(run_json["plan"].is_array(), "the plan is a list of lines");
+    let report = json("report.json");
+    assert_eq!(report["schema"], 1);
+    for side in ["base", "trained"] {
+        for key in ["score", "quality", "colour_acc", "shape_acc", "position_acc", "all_correct"] {
+            assert!(report[side][key].is_number(), "{side}.{key} in {report}");
+        }
+        assert!(report[side].get("mean_score").is_none() && report[side].get("mean_quality").is_none());
+    }
+    let curve = std::fs::read_to_string(out.join("curve.jsonl")).expect("curve");
+    let first: serde_json::Value = serde_json::from_str(curve.lines().next().expect("a line")).expect("json");
+    assert!(first["score"].is_number() && first["colour_acc"].is_number(), "{first}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
+    assert!(!metrics.contains("0.0000199999"), "lr in metrics is rounded: {metrics}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

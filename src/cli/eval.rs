@@ -98,10 +98,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let per_prompt: Vec<_> = result.judged.verdicts.iter().map(|v| v.row.clone()).collect();
     let report = json!({
-        "command": command_line(), "model": path.display().to_string(), "model_step": opened.meta.step,
+        "schema": 1, "command": command_line(), "model": path.display().to_string(), "model_step": opened.meta.step,
         "model_seed": opened.meta.seed, "world": world.kind().name(), "prompts": settings.split.name(),
         "n_prompts": prompts.len() / settings.samples, "samples": settings.samples, "eval": settings,
-        "report": summary.json, "mean_score": summary.mean_score, "per_prompt": per_prompt,
+        "report": summary.json, "score": crate::engine::run::f32_value(summary.mean_score), "per_prompt": per_prompt,
     });
     let report_path = out.join("report.json");
     write_json(&report_path, &report)?;

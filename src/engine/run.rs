@@ -523,7 +523,7 @@ impl OnDevice for Training {
         write_json(
             &report_path,
             &json!({
-                "world": world.kind().name(), "prompts": settings.split.name(), "n_prompts": cmp.base.prompts.len(),
+                "schema": 1, "world": world.kind().name(), "prompts": settings.split.name(), "n_prompts": cmp.base.prompts.len(),
                 "eval": settings, "base": cmp.base.summary().json, "trained": cmp.trained.summary().json,
                 "win_rate": cmp.win_rate(), "train_seconds": train_s,
             }),

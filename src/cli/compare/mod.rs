@@ -204,7 +204,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     write_json(
         &out.join("compare.json"),
         &json!({
-            "command": command_line(), "settings": settings, "wall_seconds": wall, "base": baseline.metrics,
+            "schema": 1, "command": command_line(), "settings": settings, "wall_seconds": wall, "base": baseline.metrics,
             "rows": rows, "failed": failed, "plots": plots,
             "runs": records.iter().map(|r| json!({ "objective": r.objective, "seed": r.seed, "metrics": r.metrics,
                                                     "seconds": r.seconds })).collect::<Vec<_>>(),
