@@ -72,12 +72,18 @@ fn finish(child: Child) -> (Option<i32>, String, String) {
     (o.status.code(), text(&o.stdout), text(&o.stderr))
 }
 
-#[test]
-fn sigterm_saves_state_prints_the_resume_command_and_the_resume_works() {
-    let dir = scratch("rel", "sigterm");
+/// A SePPO run of a million steps in a fresh scratch folder, once it has written `lines` metrics lines.
+fn endless_run(name: &str, lines: usize) -> (PathBuf, PathBuf, Child) {
+    let dir = scratch("rel", name);
     let out = dir.join("r");
     let child = spawn(&run_args("objectives/seppo.obj", &out, "1000000"));
-    wait_lines(&out.join("metrics.jsonl"), 3);
+    wait_lines(&out.join("metrics.jsonl"), lines);
+    (dir, out, child)
+}
+
+#[test]
+fn sigterm_saves_state_prints_the_resume_command_and_the_resume_works() {
+    let (dir, out, child) = endless_run("sigterm", 3);
     sigterm(&child);
     let (code, _, stderr) = finish(child);
     assert_eq!(code, Some(130), "{stderr}");
@@ -149,10 +155,7 @@ fn another_runs_output_directory_is_refused_and_the_same_command_resumes() {
 
 #[test]
 fn a_second_writer_is_refused_naming_the_holder() {
-    let dir = scratch("rel", "lock");
-    let out = dir.join("r");
-    let child = spawn(&run_args("objectives/seppo.obj", &out, "1000000"));
-    wait_lines(&out.join("metrics.jsonl"), 2);
+    let (dir, out, child) = endless_run("lock", 2);
     let o = run(&run_args("objectives/seppo.obj", &out, "1000000"));
     sigterm(&child);
     let _ = finish(child);
