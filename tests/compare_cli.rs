@@ -71,7 +71,7 @@ fn compare_produces_a_complete_table_and_plots() {
     assert_eq!(rows[1]["objective"], "seppo");
     for row in rows {
         assert_eq!(row["seeds"], serde_json::json!([0, 1]));
-        for key in ["score", "quality", "colour", "shape", "position", "all_correct", "win_rate"] {
+        for key in ["score", "quality", "colour_acc", "shape_acc", "position_acc", "all_correct", "win_rate"] {
             let m = row[key]["mean"].as_f64().unwrap_or_else(|| panic!("{key} in {row}"));
             assert!((0.0..=1.0).contains(&m), "{key} = {m}");
             assert!(row[key]["sd"].as_f64().unwrap() >= 0.0);
@@ -102,14 +102,15 @@ fn compare_produces_a_complete_table_and_plots() {
     let report2: Value = serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     assert_eq!(report2["rows"], report["rows"]);
 
-    // `--report-only` with other settings finds no finished job and trains nothing.
+    // `--report-only` with other settings refuses (issue 16 item 6: it used to overwrite the table with a
+    // base-only one) and leaves the comparison as it was.
     let mut other = compare_args(&model, &out_s);
     other.extend(["--lr", "3e-4", "--report-only"]);
     let o = seppoc(&other);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let partial: Value = serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
-    assert_eq!(partial["rows"], serde_json::json!([]));
-    assert_eq!(partial["failed"].as_array().map(Vec::len), Some(4), "four runs listed as not run");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("other settings"), "{}", text(&o.stderr));
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(kept["rows"], report["rows"]);
     let mut same = compare_args(&model, &out_s);
     same.push("--report-only");
     let o = seppoc(&same);

@@ -104,8 +104,8 @@ fn eval_writes_report_json_with_every_field() {
         "position_acc",
         "all_correct",
         "mean_faithfulness",
-        "mean_quality",
-        "mean_score",
+        "quality",
+        "score",
     ];
     for key in fields {
         assert!(report["report"][key].is_number(), "report.{key} missing: {report}");

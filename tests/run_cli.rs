@@ -78,7 +78,7 @@ fn sft_dpo_seppo_run_end_to_end() {
         }
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report")).expect("json");
-        assert!(report["base"]["mean_score"].is_number() && report["trained"]["mean_score"].is_number());
+        assert!(report["base"]["score"].is_number() && report["trained"]["score"].is_number());
         let (_, meta) = load_checkpoint(&out.join("model.safetensors"), &cpu()).expect("final model loads");
         let objective = meta.objective.expect("checkpoint carries the objective");
         assert!(objective.text.contains(&format!("objective {name}")), "checkpoint carries the objective text");

@@ -175,7 +175,7 @@ fn compare_runs_on_the_video_world_with_a_curve_and_a_motion_column() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("cmp/compare.json")).expect("json")).expect("json");
     assert_eq!(json["rows"].as_array().map(Vec::len), Some(2));
-    assert!(json["rows"][0]["motion"]["mean"].is_number() && json["rows"][0].get("position").is_none());
+    assert!(json["rows"][0]["motion_acc"]["mean"].is_number() && json["rows"][0].get("position_acc").is_none());
     // The final evaluation judged 3 prompts × 2 samples; the curve has steps 0, 1 and 2, judged by the video judge.
     let report = std::fs::read_to_string(dir.join("cmp/sft/seed0/final/report.json")).expect("report.json");
     let report: serde_json::Value = serde_json::from_str(&report).expect("json");

@@ -71,7 +71,7 @@ fn the_judge_finds_clean_winners_faithful_and_checks_lengths() {
         let mean = judged.verdicts.iter().map(|v| v.score).sum::<f32>() / prompts.len() as f32;
         assert!((judged.summary.mean_score - mean).abs() < 1e-6);
         assert_eq!(judged.summary.metrics.last().map(|m| m.key), Some("score"));
-        assert_eq!(judged.summary.json["mean_score"].as_f64().map(|s| s as f32), Some(judged.summary.mean_score));
+        assert_eq!(judged.summary.json["score"].as_f64().map(|s| s as f32), Some(judged.summary.mean_score));
         assert!(w.judge(&prompts[..2], &winners[..3]).is_err(), "one sample per prompt");
     }
 }

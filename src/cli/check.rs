@@ -31,17 +31,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(checked) => {
                 print_diags(&checked.warnings, &file);
                 if args.dump {
-                    print!("{}", checked.dump());
+                    out!("{}", checked.dump());
                 }
                 let n = checked.warnings.len();
                 let warn =
                     if n == 0 { String::new() } else { format!(" ({n} warning{})", if n == 1 { "" } else { "s" }) };
-                println!("{path}: ok{warn}");
+                outln!("{path}: ok{warn}");
             }
             Err(diags) => {
                 print_diags(&diags, &file);
                 let n = diags.iter().filter(|d| d.is_error()).count();
-                println!("{path}: {n} error{}", if n == 1 { "" } else { "s" });
+                outln!("{path}: {n} error{}", if n == 1 { "" } else { "s" });
                 failed = true;
             }
         }

@@ -1,7 +1,9 @@
 //! Shared pieces of the engine commands (`pretrain`, `sample`, `eval`, `run`, `compare`): the sampler and
 //! device flags, a progress bar and the command line as recorded in outputs.
 
-use crate::engine::EvalSettings;
+use crate::engine::stop::shell_quote;
+use crate::engine::{EvalSettings, Progress};
+use std::time::Duration;
 use crate::device::DeviceKind;
 use crate::sampler::{SamplerConfig, SamplerKind};
 use anyhow::bail;
@@ -70,15 +72,18 @@ pub(crate) fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// Progress of a loop: the bar on a terminal; otherwise a plain line on stderr every `SEPPOC_PROGRESS_SECS`
+/// seconds (default 10), so CI logs, `nohup` and log files show step, loss, rate and ETA.
+pub(crate) fn progress(what: &str) -> Progress {
+    if std::io::stderr().is_terminal() {
+        return Progress::bar(progress_bar(0, what));
+    }
+    let secs = std::env::var("SEPPOC_PROGRESS_SECS").ok().and_then(|v| v.parse::<f64>().ok());
+    let every = Duration::from_secs_f64(secs.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(10.0));
+    Progress::lines(what, every, Box::new(|line| super::errln(format_args!("{line}"))))
+}
+
 /// The command line this process was started with, shell-quoted where needed.
 pub(crate) fn command_line() -> String {
-    let quote = |a: String| {
-        let plain = !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c));
-        if plain {
-            a
-        } else {
-            format!("'{}'", a.replace('\'', r"'\''"))
-        }
-    };
-    std::env::args().map(quote).collect::<Vec<_>>().join(" ")
+    std::env::args().map(|a| shell_quote(&a)).collect::<Vec<_>>().join(" ")
 }

@@ -80,6 +80,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         samples: args.samples,
         ..EvalSettings::standard()
     };
+    let out = PathBuf::from(&args.out);
+    crate::engine::ensure_writable(&out)?; // before hours of sampling, not after
     let path = model_path(args.model.as_deref(), args.world);
     let opened = open(&path, args.world)?;
     let world = opened.world.as_ref();
@@ -90,18 +92,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     let summary = result.summary();
-    println!("{} model `{}` on {}", world.kind().name(), path.display(), settings.describe(prompts.len()));
-    print!("{}", summary.table);
-    println!("mean score {:.4}", summary.mean_score);
+    outln!("{} model `{}` on {}", world.kind().name(), path.display(), settings.describe(prompts.len()));
+    out!("{}", summary.table);
+    outln!("mean score {:.4}", summary.mean_score);
 
-    let out = PathBuf::from(&args.out);
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let per_prompt: Vec<_> = result.judged.verdicts.iter().map(|v| v.row.clone()).collect();
     let report = json!({
-        "command": command_line(), "model": path.display().to_string(), "model_step": opened.meta.step,
+        "schema": 1, "command": command_line(), "model": path.display().to_string(), "model_step": opened.meta.step,
         "model_seed": opened.meta.seed, "world": world.kind().name(), "prompts": settings.split.name(),
         "n_prompts": prompts.len() / settings.samples, "samples": settings.samples, "eval": settings,
-        "report": summary.json, "mean_score": summary.mean_score, "per_prompt": per_prompt,
+        "report": summary.json, "score": crate::engine::run::f32_value(summary.mean_score), "per_prompt": per_prompt,
     });
     let report_path = out.join("report.json");
     write_json(&report_path, &report)?;
@@ -114,6 +114,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         world.write_samples(&result.samples, &layout, grid)?;
     }
     let names: Vec<String> = written.iter().map(|p| format!("`{}`", p.display())).collect();
-    println!("wrote {}", names.join(", "));
+    outln!("wrote {}", names.join(", "));
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(ok) => ok,
         Err(code) => return Ok(code),
     };
-    print!("{}", lower(&checked).explain());
+    out!("{}", lower(&checked).explain());
     Ok(ExitCode::SUCCESS)
 }

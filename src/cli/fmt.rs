@@ -11,8 +11,11 @@ pub struct Args {
     #[arg(required = true)]
     files: Vec<String>,
     /// Print nothing; exit 1 if any file differs from its canonical form.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "write")]
     check: bool,
+    /// Rewrite each file that differs in place (atomically: a temporary file renamed over it).
+    #[arg(long)]
+    write: bool,
 }
 
 /// Runs `seppoc fmt`.
@@ -35,11 +38,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let canonical = syntax::format(&ast);
         if args.check {
             if canonical != file.text {
-                println!("{path}: not in canonical form (run `seppoc fmt {path}`)");
+                outln!("{path}: not in canonical form (run `seppoc fmt --write {path}`)");
                 failed = true;
             }
+        } else if args.write {
+            if canonical != file.text {
+                crate::engine::write_atomic(std::path::Path::new(path), canonical.as_bytes())?;
+                outln!("formatted {path}");
+            }
         } else {
-            print!("{canonical}");
+            out!("{canonical}");
         }
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })

@@ -79,6 +79,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "oracle_f64": { "loss": oracle.loss, "per_sample": oracle.per_sample, "logs": logs, "grad": grad_map(&oracle.grads) },
         "dfdx_f32": { "loss": dfdx.loss, "grad": grad_map(&dfdx.grads) },
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,21 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// `println!` to stdout; a closed pipe (`seppoc fmt *.obj | head -1`) ends the process quietly.
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::out(format_args!("{}\n", format_args!($($t)*))) };
+}
+
+/// `print!` to stdout; a closed pipe ends the process quietly.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::out(format_args!($($t)*)) };
+}
+
+/// `eprintln!` that never panics: a closed stderr loses the message.
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::cli::errln(format_args!($($t)*)) };
+}
+
 mod check;
 mod collect;
 mod compare;
@@ -47,6 +62,24 @@ enum Command {
     Eval(eval::Args),
 }
 
+/// Writes to stdout. A reader that has gone away (`| head`) is not an error of ours: the process stops quietly
+/// with status 0, as it would have printed nothing more anyone reads.
+pub(crate) fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Writes a line to stderr, ignoring a closed stderr.
+pub(crate) fn errln(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
 /// Reads a file as bytes; invalid UTF-8 or an oversized file comes back as a diagnostic, a missing file as an error.
 fn load_source(path: &str) -> anyhow::Result<(crate::source::SourceFile, Option<crate::diag::Diagnostic>)> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read `{path}`: {e}"))?;
@@ -75,7 +108,7 @@ fn print_diags(diags: &[crate::diag::Diagnostic], file: &crate::source::SourceFi
         return;
     }
     let style = if std::io::stderr().is_terminal() { crate::diag::Style::Color } else { crate::diag::Style::Plain };
-    eprint!("{}", crate::diag::render(diags, file, style));
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), crate::diag::render(diags, file, style).as_bytes());
 }
 
 /// Parses `NAME=VALUE` for `--set`.
@@ -89,6 +122,9 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 /// Runs the command line and returns the process exit code: 0 success, 1 diagnostics with errors, 2 other errors.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = crate::engine::stop::install() {
+        errln!("warning: {e:#}; Ctrl-C will stop without saving");
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Compare(args) => compare::run(args),
@@ -103,9 +139,16 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
+        Err(err) => match err.downcast_ref::<crate::engine::Interrupted>() {
+            // Stopped on SIGINT/SIGTERM at a safe point: the message says what was kept and how to resume.
+            Some(stopped) => {
+                errln!("{stopped}");
+                ExitCode::from(130)
+            }
+            None => {
+                errln!("error: {err:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

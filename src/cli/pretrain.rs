@@ -1,7 +1,7 @@
 //! `seppoc pretrain`: trains the DiT from scratch on a world's noisy "web" distribution (see
 //! [`crate::engine::pretrain`]) and writes `model.safetensors`, `metrics.jsonl` and `recipe.json`.
 
-use super::engine::{command_line, progress_bar, DeviceArgs};
+use super::engine::{command_line, progress, DeviceArgs};
 use crate::engine::{PretrainSettings, Pretraining};
 use crate::device::with_device;
 use crate::world::{WorldKind, WorldOptions};
@@ -12,8 +12,8 @@ use std::process::ExitCode;
 /// Arguments of `seppoc pretrain`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Output directory (created if missing; default: the world's shipped base model directory, `assets/base`
-    /// or `assets/base_video`).
+    /// Output directory (created if missing; default `runs/pretrain-<world>-seed<S>`). The shipped base models
+    /// (`assets/base`, `assets/base_video`) are replaced only when named here.
     #[arg(long)]
     out: Option<String>,
     /// Which world to pretrain on: still images or short clips in motion.
@@ -45,10 +45,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = WorldOptions { image_size: Some(args.image_size), frames: args.frames, web_degrade: args.web_degrade };
     let world = args.world.build(&opts)?;
     args.settings.model_config(world.as_ref())?;
-    let out = PathBuf::from(args.out.as_deref().unwrap_or(args.world.base_dir()));
+    let default_out = format!("runs/pretrain-{}-seed{}", args.world.name(), args.settings.seed);
+    let out = PathBuf::from(args.out.as_deref().unwrap_or(&default_out));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let s = &args.settings;
-    eprintln!(
+    errln!(
         "pretraining a {} {} DiT for {} steps of {} web examples into `{}`",
         format!("{:?}", s.size).to_lowercase(),
         args.world.name(),
@@ -56,10 +57,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         s.batch,
         out.display()
     );
-    let bar = progress_bar(s.steps as u64, "pretrain");
-    let job = Pretraining { world: world.as_ref(), settings: args.settings.clone(), out, command: command_line(), bar };
+    let progress = progress("pretrain");
+    let job =
+        Pretraining { world: world.as_ref(), settings: args.settings.clone(), out, command: command_line(), progress };
     let done = with_device(args.device.kind(), job)??;
-    println!(
+    outln!(
         "wrote `{}` ({} parameters) after {} steps in {:.1} s; final loss {:.5}",
         done.checkpoint.display(),
         done.n_params,

@@ -1,8 +1,9 @@
 //! `seppoc run FILE`: train the base model with an objective, then judge base vs trained on held-out prompts
 //! (see [`crate::engine::run`]).
 
-use super::engine::{command_line, progress_bar, DeviceArgs};
+use super::engine::{command_line, progress, DeviceArgs};
 use super::{checked_or_exit, parse_set};
+use crate::engine::run::saved_objective;
 use crate::engine::{prepare, ObjectiveRun, RunSettings, Start};
 use crate::device::with_device;
 use std::path::PathBuf;
@@ -11,8 +12,10 @@ use std::process::ExitCode;
 /// Arguments of `seppoc run`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The objective file.
-    file: String,
+    /// The objective file (with `--resume`, optional: the run's own `DIR/objective.obj`; if given, it must be
+    /// the same objective).
+    #[arg(required_unless_present = "resume")]
+    file: Option<String>,
     /// Override a parameter (`--set beta=5000`).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
     sets: Vec<(String, String)>,
@@ -31,10 +34,35 @@ pub struct Args {
     settings: RunSettings,
 }
 
+/// The parameter names a file declares (none when it does not load or check; its diagnostics come later).
+fn declared_params(path: &str) -> Vec<String> {
+    let Ok((file, None)) = super::load_source(path) else { return Vec::new() };
+    match crate::frontend::frontend_with(&file, &[]) {
+        Ok((checked, _)) => checked.params.iter().map(|p| p.name.clone()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Runs `seppoc run`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::device::ensure_built(args.device.kind())?;
-    let (checked, params) = match checked_or_exit(&args.file, &args.sets)? {
+    // A resume takes the run's recorded parameter values unless `--set` gives them again (then they must match).
+    let (file, sets) = match (&args.resume, args.file) {
+        (Some(dir), file) => {
+            let (own, mut saved) = saved_objective(std::path::Path::new(dir))?;
+            saved.retain(|(k, _)| !args.sets.iter().any(|(name, _)| name == k));
+            if let Some(f) = &file {
+                // Another file may not declare the saved parameters: the engine then reports the mismatch.
+                let declared = declared_params(f);
+                saved.retain(|(k, _)| declared.contains(k));
+            }
+            saved.extend(args.sets.iter().cloned());
+            (file.unwrap_or_else(|| own.display().to_string()), saved)
+        }
+        (None, Some(file)) => (file, args.sets.clone()),
+        (None, None) => anyhow::bail!("an objective FILE is needed (or --resume DIR)"),
+    };
+    let (checked, params) = match checked_or_exit(&file, &sets)? {
         Ok(ok) => ok,
         Err(code) => return Ok(code),
     };
@@ -45,12 +73,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let objective = ObjectiveRun::new(&checked, &params)?;
     let name = objective.obj.name.clone();
     let mut training = prepare(objective, start, args.steps, args.device.kind(), command_line())?;
-    training.bar = progress_bar(0, &name);
+    training.progress = progress(&name);
     let done = with_device(args.device.kind(), training)??;
     if let Some(step) = done.resumed_at {
-        println!("resumed at step {step}");
+        outln!("resumed at step {step}");
     }
-    println!(
+    outln!(
         "trained `{}` for {} steps in {:.0} s -> {}",
         done.objective,
         done.steps,
@@ -58,13 +86,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         done.model_path.display()
     );
     if let (Some(cmp), Some((report, grid))) = (&done.comparison, &done.report) {
-        print!("{}", cmp.table("judge"));
+        out!("{}", cmp.table("judge"));
         let (better, equal, n) = cmp.wins();
         let (mean, lo, hi) = cmp.delta_interval(crate::engine::run::DELTA_RESAMPLES, 0);
-        println!("judge score delta {mean:+.4}, 95% bootstrap interval over prompts [{lo:+.4}, {hi:+.4}]");
-        println!("win rate vs base: {:.3} ({better} better, {equal} equal of {n} samples)", cmp.win_rate());
+        outln!("judge score delta {mean:+.4}, 95% bootstrap interval over prompts [{lo:+.4}, {hi:+.4}]");
+        outln!("win rate vs base: {:.3} ({better} better, {equal} equal of {n} samples)", cmp.win_rate());
         let k = done.grid_samples;
-        println!(
+        outln!(
             "report: {}  (grid: {k} base samples, then the same {k} prompts trained: {})",
             report.display(),
             grid.display()

@@ -76,6 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opened = open(&path, args.world)?;
     let world = opened.world.as_ref();
     let prompt = world.parse_prompt(&args.prompt)?;
+    let default_out = if world.animated() { "samples.gif" } else { "samples.png" };
+    let out = PathBuf::from(args.out.as_deref().unwrap_or(default_out));
+    crate::engine::ensure_writable(out.parent().unwrap_or(std::path::Path::new("")))?; // before sampling
     let tokens = vec![world.vocab().encode(&prompt); args.n];
     let job = SampleJob { opened: &opened, cfg: &cfg, tokens: &tokens, seed: args.seed };
     let drawn = with_device(args.device.kind(), job)?.with_context(|| format!("sampling from `{}`", path.display()))?;
@@ -84,18 +87,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let samples: Vec<Image> = drawn.into_iter().map(|data| Image { channels: c, height: s, width: s, data }).collect();
 
     match world.frames() {
-        1 => println!("prompt: {prompt}"),
-        f => println!("prompt: {prompt}  ({f} frames per {})", world.sample_noun()),
+        1 => outln!("prompt: {prompt}"),
+        f => outln!("prompt: {prompt}  ({f} frames per {})", world.sample_noun()),
     }
     let judged = world.judge(&vec![prompt; args.n], &samples)?;
     for (i, v) in judged.verdicts.iter().enumerate() {
-        println!("sample {i:>3}: {}", v.line);
+        outln!("sample {i:>3}: {}", v.line);
     }
-    println!("mean score {:.4} over {} samples", judged.summary.mean_score, args.n);
-    let default_out = if world.animated() { "samples.gif" } else { "samples.png" };
-    let out = PathBuf::from(args.out.as_deref().unwrap_or(default_out));
+    outln!("mean score {:.4} over {} samples", judged.summary.mean_score, args.n);
     let grid = GridConfig { cols: args.n.min(8), spacing: 2, scale: args.scale, background: [128, 128, 128] };
     world.write_samples(&samples, &grid, &out)?;
-    println!("wrote `{}`", out.display());
+    outln!("wrote `{}`", out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -20,8 +20,9 @@ fn read_eval(path: &Path) -> anyhow::Result<(Metrics, Vec<f64>)> {
     let v = read_json(path)?;
     let r = &v["report"];
     let metrics = Metrics {
-        score: number(r, "mean_score", path)?,
-        quality: number(r, "mean_quality", path)?,
+        // `score` and `quality` since schema 1; older reports said `mean_score` and `mean_quality`.
+        score: number(r, "score", path).or_else(|_| number(r, "mean_score", path))?,
+        quality: number(r, "quality", path).or_else(|_| number(r, "mean_quality", path))?,
         colour: number(r, "colour_acc", path)?,
         shape: number(r, "shape_acc", path)?,
         position: r["position_acc"].as_f64(),

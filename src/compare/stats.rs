@@ -10,14 +10,18 @@ pub struct Metrics {
     /// Mean image-quality term.
     pub quality: f64,
     /// Colour accuracy over prompt objects.
+    #[serde(rename = "colour_acc")]
     pub colour: f64,
     /// Shape accuracy over prompt objects.
+    #[serde(rename = "shape_acc")]
     pub shape: f64,
     /// Position accuracy over objects with a position (image world; `None` for clips).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "position_acc")]
     pub position: Option<f64>,
     /// Motion accuracy over clips whose prompt gives a motion (video world; `None` for images).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "motion_acc")]
     pub motion: Option<f64>,
     /// Fraction of images with every attribute right.
     pub all_correct: f64,
@@ -83,14 +87,18 @@ pub struct Row {
     /// Image-quality term.
     pub quality: Spread,
     /// Colour accuracy.
+    #[serde(rename = "colour_acc")]
     pub colour: Spread,
     /// Shape accuracy.
+    #[serde(rename = "shape_acc")]
     pub shape: Spread,
     /// Position accuracy (image world).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "position_acc")]
     pub position: Option<Spread>,
     /// Motion accuracy (video world).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "motion_acc")]
     pub motion: Option<Spread>,
     /// All attributes correct.
     pub all_correct: Spread,

@@ -71,10 +71,82 @@ impl JsonlWriter {
 
 /// Writes a JSON value pretty-printed, via a temporary file and a rename so readers never see half a file.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes a file via `PATH.tmp`, fsync and a rename, so readers never see half a file; on failure the
+/// temporary file is removed and the old file, if any, is left as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let text = serde_json::to_string_pretty(value)? + "\n";
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write `{}`", tmp.display()));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot write `{}`: {e}", path.display())
+    })
+}
+
+/// Fails early, before any work, when files cannot be created in `dir` (creating it if missing).
+pub fn ensure_writable(dir: &Path) -> anyhow::Result<()> {
+    let shown = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    std::fs::create_dir_all(shown).with_context(|| format!("cannot create `{}`", shown.display()))?;
+    let probe = shown.join(format!(".seppoc-write-test-{}", std::process::id()));
+    std::fs::File::create(&probe).with_context(|| format!("cannot write into `{}`", shown.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// An exclusive lock on an output directory while a process writes it: the file `DIR/.lock` holds the pid of
+/// its holder and is removed when the lock is dropped. A lock whose holder no longer runs is taken over.
+#[derive(Debug)]
+pub struct DirLock {
+    path: PathBuf,
+}
+
+impl DirLock {
+    /// Takes the lock on `dir` (which must exist), or says which process holds it.
+    pub fn acquire(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(".lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    write!(f, "{}", std::process::id()).with_context(|| format!("cannot write `{}`", path.display()))?;
+                    return Ok(DirLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let pid: Option<u32> = holder.trim().parse().ok();
+                    let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                    if alive && pid != Some(std::process::id()) {
+                        bail!(
+                            "`{}` is in use by another seppoc process (pid {}, lock file `{}`); wait for it to \
+                             finish or stop it",
+                            dir.display(),
+                            holder.trim(),
+                            path.display()
+                        );
+                    }
+                    // A stale lock: its holder has gone.
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot create `{}`", path.display())),
+            }
+        }
+        bail!("cannot take the lock `{}`", path.display())
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }

@@ -9,11 +9,15 @@ pub mod eval;
 pub mod files;
 pub mod open;
 pub mod pretrain;
+pub mod progress;
 pub mod run;
+pub mod stop;
 
 pub use eval::{evaluate, spread, Comparison, Curve, EvalSettings, Evaluation};
-pub use files::{write_json, JsonlWriter};
+pub use files::{ensure_writable, write_atomic, write_json, DirLock, JsonlWriter};
 pub use open::{default_model, model_path, open, Opened};
+pub use progress::Progress;
+pub use stop::Interrupted;
 pub use pretrain::{LrSchedule, ModelSize, PretrainSettings, Pretrained, Pretraining};
 pub use run::{prepare, ObjectiveRun, RunOutcome, RunSettings, Start, Training, DEFAULT_STEPS};
 pub use collect::{CollectReport, CollectSettings, Collecting, GeneratorSpec};

@@ -50,6 +50,13 @@ pub fn open(path: &Path, expect: Option<WorldKind>) -> anyhow::Result<Opened> {
         bail!("model file `{}` does not exist (train one with `seppoc pretrain`, or pass --model)", path.display());
     }
     let (model, meta) = load_checkpoint(path, &cpu())?;
+    if meta.world.is_empty() {
+        bail!(
+            "`{}` is not a seppoc model checkpoint but part of a run's saved training state (`state/`); pass a \
+             `model.safetensors` or `checkpoint.safetensors`",
+            path.display()
+        );
+    }
     let file = || format!("checkpoint `{}`", path.display());
     let kind = WorldKind::from_name(&meta.world)
         .ok_or_else(|| anyhow!("{}: unknown world `{}` in metadata `world`", file(), meta.world))?;

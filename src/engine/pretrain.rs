@@ -11,7 +11,6 @@ use crate::model::{
 use crate::device::OnDevice;
 use crate::world::Testbed;
 use anyhow::{bail, Context};
-use indicatif::ProgressBar;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -143,7 +142,7 @@ pub struct Pretraining<'a> {
     /// The command line recorded in the checkpoint and the recipe.
     pub command: String,
     /// Progress (hidden for a library caller that wants none).
-    pub bar: ProgressBar,
+    pub progress: super::Progress,
 }
 
 /// What a finished pretraining run wrote.
@@ -196,7 +195,7 @@ impl Pretraining<'_> {
 impl OnDevice for Pretraining<'_> {
     type Output = anyhow::Result<Pretrained>;
 
-    fn run<D: Backend>(self, dev: D) -> anyhow::Result<Pretrained> {
+    fn run<D: Backend>(mut self, dev: D) -> anyhow::Result<Pretrained> {
         let s = &self.settings;
         s.validate()?;
         let model_cfg = s.model_config(self.world)?;
@@ -213,16 +212,31 @@ impl OnDevice for Pretraining<'_> {
         let mut noise_rng = ChaCha8Rng::seed_from_u64(s.seed);
         noise_rng.set_stream(2);
         let train_json = json!({
-            "steps": s.steps, "batch": s.batch, "lr": s.lr, "warmup": s.warmup, "lr_schedule": s.lr_schedule,
+            "steps": s.steps, "batch": s.batch, "lr": super::run::f32_value(s.lr), "warmup": s.warmup, "lr_schedule": s.lr_schedule,
             "optimizer": opt_cfg, "caption_dropout": s.caption_dropout, "ema": s.ema,
             "max_grad_norm": s.max_grad_norm, "size": s.size, "schedule": schedule_spec,
         });
 
         let mut metrics = JsonlWriter::create(&self.out.join("metrics.jsonl"))?;
-        self.bar.set_length(s.steps as u64);
+        let mut progress = std::mem::replace(&mut self.progress, super::Progress::hidden());
+        progress.set_range(0, s.steps as u64);
+        let mut saved_step = None;
         let start = Instant::now();
         let mut losses = Vec::with_capacity(s.steps);
         for step_idx in 0..s.steps {
+            if super::stop::requested() {
+                progress.finish();
+                let kept = match saved_step {
+                    Some(k) => format!("`{}` holds the model after step {k} (`--save-every`)", ckpt.display()),
+                    None => "nothing was saved yet".to_string(),
+                };
+                let message = format!(
+                    "interrupted: pretraining stopped at step {step_idx} of {}; {kept}. Pretraining cannot be \
+                     resumed: run the same command again to start over",
+                    s.steps
+                );
+                return Err(super::Interrupted { message }.into());
+            }
             opt.cfg.lr = s.lr_at(step_idx);
             let lr = opt.current_lr();
             let batch = web_batch(self.world, s.batch, s.caption_dropout, &mut data_rng);
@@ -236,17 +250,17 @@ impl OnDevice for Pretraining<'_> {
             losses.push(stats.loss);
             let elapsed = start.elapsed().as_secs_f64();
             metrics.write(&json!({
-                "step": step_idx + 1, "loss": stats.loss, "grad_norm": stats.grad_norm, "lr": lr, "elapsed_s": elapsed,
+                "step": step_idx + 1, "loss": stats.loss, "grad_norm": stats.grad_norm, "lr": super::run::f32_value(lr), "elapsed_s": elapsed,
             }))?;
-            self.bar.set_message(format!("loss {:.4}", stats.loss));
-            self.bar.inc(1);
+            progress.step(f64::from(stats.loss));
             let step = step_idx + 1;
             if s.save_every > 0 && step % s.save_every == 0 && step < s.steps {
                 let saved = ema.as_ref().map_or(&model, Ema::model);
                 self.save(&ckpt, saved, self.meta(schedule_spec, &train_json, step))?;
+                saved_step = Some(step);
             }
         }
-        self.bar.finish_and_clear();
+        progress.finish();
         let wall_s = start.elapsed().as_secs_f64();
         self.save(&ckpt, ema.as_ref().map_or(&model, Ema::model), self.meta(schedule_spec, &train_json, s.steps))?;
 

@@ -6,7 +6,9 @@
 //! `checkpoint_every` updates, `model.safetensors`, `report.json` and `grid.png` at the end.
 
 use super::eval::{Comparison, Curve, EvalSettings};
-use super::files::{write_json, JsonlWriter};
+use super::files::{write_atomic, write_json, DirLock, JsonlWriter};
+use super::progress::Progress;
+use super::stop::{self, shell_quote, Interrupted};
 use super::open::{model_path, open, Opened};
 use crate::check::Checked;
 use crate::data::{load_imagefolder, PreferenceSet};
@@ -19,7 +21,6 @@ use crate::syntax;
 use crate::trainer::{StepReport, TrainConfig, Trainer, TrainerParts};
 use crate::world::WorldKind;
 use anyhow::{bail, Context};
-use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
@@ -54,15 +55,18 @@ pub struct RunSettings {
     pub batch: usize,
     /// Peak learning rate (AdamW).
     #[arg(long, default_value_t = 2e-5)]
+    #[serde(serialize_with = "short_f32")]
     pub lr: f32,
     /// Linear warmup steps.
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
     /// Global gradient-norm clip.
     #[arg(long, default_value_t = 1.0)]
+    #[serde(serialize_with = "short_f32")]
     pub max_grad_norm: f32,
     /// Keep an EMA of the policy with this decay and evaluate/save it.
     #[arg(long)]
+    #[serde(serialize_with = "short_f32_opt")]
     pub ema: Option<f32>,
     /// Save `checkpoint.safetensors` and the resumable state every N updates (atomically).
     #[arg(long, default_value_t = 50)]
@@ -94,6 +98,84 @@ fn default_curve_prompts() -> usize {
 fn one() -> usize {
     1
 }
+
+/// An f32 as the f64 of its shortest decimal form: `2e-5`, not `0.000019999999494757503`.
+pub fn f32_value(x: f32) -> f64 {
+    format!("{x}").parse().unwrap_or(f64::from(x))
+}
+
+fn short_f32<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(f32_value(*x))
+}
+
+fn short_f32_opt<S: serde::Serializer>(x: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
+    match x {
+        Some(x) => s.serialize_some(&f32_value(*x)),
+        None => s.serialize_none(),
+    }
+}
+
+impl RunSettings {
+    /// Rejects values no run can use (`--lr nan`, a zero batch, ...) before anything is loaded or written.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("--lr must be a finite number > 0, found {}", self.lr);
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm > 0.0) {
+            bail!("--max-grad-norm must be a finite number > 0, found {}", self.max_grad_norm);
+        }
+        if let Some(d) = self.ema.filter(|d| !(*d > 0.0 && *d < 1.0)) {
+            bail!("--ema must be in (0, 1), found {d}");
+        }
+        if self.batch == 0 || self.data_size == 0 || self.curve_prompts == 0 {
+            bail!("--batch, --data-size and --curve-prompts must each be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The objective file and the `--set` values of the run in `dir`, for a resume given no objective file:
+/// `DIR/objective.obj` and the parameters recorded in `DIR/run.json`.
+pub fn saved_objective(dir: &Path) -> anyhow::Result<(PathBuf, Vec<(String, String)>)> {
+    let saved = read_run_json(dir)?;
+    let file = dir.join("objective.obj");
+    if !file.exists() {
+        bail!("cannot resume `{}`: `{}` is missing", dir.display(), file.display());
+    }
+    Ok((file, saved_params(&saved)))
+}
+
+/// The parameter values of a `run.json` as `--set` pairs (shortest decimal form, which parses back exactly).
+pub fn saved_params(saved: &Value) -> Vec<(String, String)> {
+    let params = saved["params"].as_object().cloned().unwrap_or_default();
+    params.into_iter().map(|(k, v)| (k, v.as_f64().map_or_else(|| v.to_string(), |x| format!("{x}")))).collect()
+}
+
+/// Reads `DIR/run.json`.
+fn read_run_json(dir: &Path) -> anyhow::Result<Value> {
+    let path = dir.join("run.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("cannot resume `{}`: no `run.json` there (is it a `seppoc run` output directory?)", dir.display())
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))
+}
+
+/// Whether `dir` holds a saved training state to resume from.
+fn has_state(dir: &Path) -> bool {
+    dir.join("state/state.json").exists() || dir.join("state.old/state.json").exists()
+}
+
+/// The files a run writes; a directory holding any of them without a matching `run.json` is another run's.
+const RUN_OUTPUTS: [&str; 8] = [
+    "run.json",
+    "objective.obj",
+    "metrics.jsonl",
+    "curve.jsonl",
+    "checkpoint.safetensors",
+    "model.safetensors",
+    "report.json",
+    "state",
+];
 
 /// Default number of updates of a fresh run.
 pub const DEFAULT_STEPS: usize = 200;
@@ -151,7 +233,10 @@ pub struct Training {
     device: DeviceKind,
     command: String,
     /// Progress of the training loop (hidden for a library caller that wants none).
-    pub bar: ProgressBar,
+    pub progress: Progress,
+    /// Held while the run writes its directory.
+    #[allow(dead_code)]
+    lock: DirLock,
 }
 
 /// What a finished run reports.
@@ -183,38 +268,91 @@ pub fn prepare(
     device: DeviceKind,
     command: String,
 ) -> anyhow::Result<Training> {
+    let same_objective = |saved: &Value| {
+        saved["objective_sha256"].as_str() == Some(objective.sha256.as_str())
+            && saved["params"] == Value::Object(objective.params_json())
+    };
     let (out, settings, steps, resume) = match start {
         Start::Resume(out) => {
-            let path = out.join("run.json");
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot resume: cannot read `{}`", path.display()))?;
-            let saved: Value =
-                serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))?;
-            if saved["objective_sha256"].as_str() != Some(objective.sha256.as_str())
-                || saved["params"] != Value::Object(objective.params_json())
-            {
+            let saved = read_run_json(&out)?;
+            if !same_objective(&saved) {
                 bail!(
                     "cannot resume `{}`: it was started with a different objective or parameters (see `{}`)",
                     out.display(),
-                    path.display()
+                    out.join("run.json").display()
                 );
             }
             let settings: RunSettings = serde_json::from_value(saved["settings"].clone())
-                .with_context(|| format!("`{}`: bad `settings`", path.display()))?;
+                .with_context(|| format!("`{}`: bad `settings`", out.join("run.json").display()))?;
+            if !has_state(&out) {
+                bail!(
+                    "cannot resume `{}`: the run stopped before it saved any training state (the first is saved \
+                     at step {} or when the run ends); start it again without --resume",
+                    out.display(),
+                    settings.checkpoint_every
+                );
+            }
             let steps = steps.or(saved["steps"].as_u64().map(|s| s as usize)).unwrap_or(DEFAULT_STEPS);
             (out, settings, steps, true)
         }
         Start::Fresh { out, settings } => {
+            settings.validate()?;
             let out = out.unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", objective.obj.name, settings.seed)));
-            (out, settings, steps.unwrap_or(DEFAULT_STEPS), false)
+            let steps = steps.unwrap_or(DEFAULT_STEPS);
+            match read_run_json(&out).ok() {
+                // The same command again: continue the run (or start it over when it saved nothing yet).
+                Some(saved)
+                    if same_objective(&saved)
+                        && serde_json::to_value(&settings).ok().as_ref() == Some(&saved["settings"]) =>
+                {
+                    let resume = has_state(&out);
+                    (out, settings, steps, resume)
+                }
+                Some(saved) => bail!(
+                    "`{}` holds another run (objective `{}`, with other parameters or settings; see `{}`): pass \
+                     another --out, or continue that run with `seppoc run --resume {}`",
+                    out.display(),
+                    saved["objective"].as_str().unwrap_or("?"),
+                    out.join("run.json").display(),
+                    shell_quote(&out.display().to_string())
+                ),
+                None => {
+                    if let Some(f) = RUN_OUTPUTS.iter().find(|f| out.join(f).exists()) {
+                        bail!(
+                            "`{}` already holds `{f}` of a run that cannot be identified (no readable `run.json`); \
+                             pass another --out or remove it",
+                            out.display()
+                        );
+                    }
+                    (out, settings, steps, false)
+                }
+            }
         }
     };
+    if steps == 0 {
+        bail!("--steps must be at least 1");
+    }
     let base_path = model_path(settings.model.as_deref(), settings.world);
     let base = open(&base_path, settings.world)?;
     let (data, data_source) = load_data(&settings, &base)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
-    let bar = ProgressBar::hidden();
-    Ok(Training { objective, out, settings, steps, resume, base_path, base, data, data_source, device, command, bar })
+    let lock = DirLock::acquire(&out)?;
+    let progress = Progress::hidden();
+    Ok(Training {
+        objective,
+        out,
+        settings,
+        steps,
+        resume,
+        base_path,
+        base,
+        data,
+        data_source,
+        device,
+        command,
+        progress,
+        lock,
+    })
 }
 
 /// The file of preference data that belongs to a base model, if any: `preferences.parquet` beside it.
@@ -268,16 +406,28 @@ impl Training {
     /// Writes `objective.obj` and `run.json` of a fresh run.
     fn write_run_files(&self, plan: String) -> anyhow::Result<()> {
         let o = &self.objective;
-        std::fs::write(self.out.join("objective.obj"), &o.canonical)
-            .with_context(|| format!("cannot write into `{}`", self.out.display()))?;
+        write_atomic(&self.out.join("objective.obj"), o.canonical.as_bytes())?;
         write_json(
             &self.out.join("run.json"),
             &json!({
                 "command": self.command, "objective": o.obj.name, "objective_sha256": o.sha256,
                 "params": o.params_json(), "base_model": self.base_path.display().to_string(), "data": self.data_source,
                 "settings": self.settings, "device": self.device, "steps": self.steps, "plan": plan,
+                "schema": 1, "command": self.command, "objective": o.obj.name, "objective_sha256": o.sha256,
+                "params": o.params_json(), "base_model": self.base_path.display().to_string(),
+                "settings": self.settings, "device": self.device, "steps": self.steps,
+                "plan": plan.trim().lines().collect::<Vec<_>>(),
             }),
         )
+    }
+
+    /// The command that resumes this run.
+    fn resume_command(&self) -> String {
+        let mut c = format!("seppoc run --resume {} --steps {}", shell_quote(&self.out.display().to_string()), self.steps);
+        if self.device != DeviceKind::Cpu {
+            c.push_str(&format!(" --device {}", format!("{:?}", self.device).to_lowercase()));
+        }
+        c
     }
 }
 
@@ -305,9 +455,18 @@ impl OnDevice for Training {
             vocab: world.vocab().clone(),
         };
         let mut trainer = Trainer::new(parts, cfg)?;
-        let out = &self.out;
+        let out = &self.out.clone();
         let resumed_at = if self.resume {
             trainer.restore_state(out)?;
+            if trainer.step > self.steps {
+                bail!(
+                    "--steps {} is below the saved state's step {} in `{}`; pass --steps {} or more",
+                    self.steps,
+                    trainer.step,
+                    out.display(),
+                    trainer.step
+                );
+            }
             Some(trainer.step)
         } else {
             self.write_run_files(trainer.obj.plan_text())?;
@@ -327,20 +486,45 @@ impl OnDevice for Training {
         if trainer.step == 0 {
             curve.point(0, trainer.output_model())?;
         }
-        let bar = &self.bar;
-        bar.set_length(self.steps.saturating_sub(trainer.step) as u64);
+        let mut progress = std::mem::replace(&mut self.progress, Progress::hidden());
+        progress.set_range(trainer.step as u64, self.steps as u64);
         let started = Instant::now();
         let checkpoint = out.join("checkpoint.safetensors");
+        let mut saved_at = resumed_at;
+        // Saves the resumable state first, then the checkpoint, both atomically.
+        let save = |trainer: &Trainer<D>, step: usize| -> anyhow::Result<()> {
+            trainer.save_state(out, &self.objective.sha256)?;
+            save_checkpoint(&checkpoint, trainer.output_model(), &self.meta(step))?;
+            Ok(())
+        };
         while trainer.step < self.steps {
+            if stop::requested() {
+                progress.finish();
+                let kept = if trainer.step == 0 {
+                    "before its first update; nothing to resume: run the same command again".to_string()
+                } else {
+                    if saved_at != Some(trainer.step) {
+                        save(&trainer, trainer.step)?;
+                    }
+                    format!(
+                        "at step {} of {}; its state is saved in `{}`. Resume with:\n  {}",
+                        trainer.step,
+                        self.steps,
+                        out.join("state").display(),
+                        self.resume_command()
+                    )
+                };
+                return Err(Interrupted { message: format!("interrupted: run `{}` stopped {kept}", out.display()) }.into());
+            }
             let report = match trainer.step() {
                 Ok(r) => r,
                 Err(e) => {
-                    bar.abandon();
-                    let kept = if checkpoint.exists() {
+                    progress.finish();
+                    let kept = if saved_at.is_some() {
                         format!(
-                            "the last good checkpoint is `{}` (resume with `--resume {}`)",
+                            "the last good checkpoint is `{}` (resume with `{}`)",
                             checkpoint.display(),
-                            out.display()
+                            self.resume_command()
                         )
                     } else {
                         "no checkpoint had been written yet".to_string()
@@ -349,18 +533,21 @@ impl OnDevice for Training {
                 }
             };
             metrics.write(&step_json(&report))?;
-            bar.set_message(format!("loss {:.4}", report.loss));
-            bar.inc(1);
+            progress.step(report.loss);
             if s.checkpoint_every > 0 && report.step % s.checkpoint_every == 0 {
-                save_checkpoint(&checkpoint, trainer.output_model(), &self.meta(report.step))?;
-                trainer.save_state(out, &self.objective.sha256)?;
+                save(&trainer, report.step)?;
+                saved_at = Some(report.step);
             }
             if curve.due(report.step) {
-                bar.suspend(|| curve.point(report.step, trainer.output_model()))?;
+                progress.suspend(|| curve.point(report.step, trainer.output_model()))?;
             }
         }
         curve.finish(trainer.step, trainer.output_model())?;
-        bar.finish_and_clear();
+        progress.finish();
+        // A finished run keeps its final state, so `--resume DIR --steps MORE` can continue it.
+        if saved_at != Some(trainer.step) {
+            save(&trainer, trainer.step)?;
+        }
         let train_s = started.elapsed().as_secs_f64();
         let model_path = out.join("model.safetensors");
         save_checkpoint(&model_path, trainer.output_model(), &self.meta(trainer.step))?;
@@ -384,7 +571,7 @@ impl OnDevice for Training {
         write_json(
             &report_path,
             &json!({
-                "world": world.kind().name(), "prompts": settings.split.name(), "n_prompts": cmp.base.prompts.len(),
+                "schema": 1, "world": world.kind().name(), "prompts": settings.split.name(), "n_prompts": cmp.base.prompts.len(),
                 "eval": settings, "base": cmp.base.summary().json, "trained": cmp.trained.summary().json,
                 "win_rate": cmp.win_rate(), "train_seconds": train_s, "delta": delta_json(&cmp),
             }),
@@ -414,6 +601,6 @@ fn step_json(r: &StepReport) -> Value {
     let logs: Map<String, Value> = r.logs.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
     let leaves: Map<String, Value> = r.leaf_means.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
     let refs: Map<String, Value> = r.references.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
-    json!({ "step": r.step, "loss": r.loss, "logs": logs, "e": leaves, "grad_norm": r.grad_norm, "lr": r.lr,
+    json!({ "step": r.step, "loss": r.loss, "logs": logs, "e": leaves, "grad_norm": r.grad_norm, "lr": f32_value(r.lr),
             "nfe": r.nfe, "ref": refs, "snapshot": r.snapshot })
 }

@@ -200,9 +200,7 @@ impl fmt::Display for CheckpointError {
         use CheckpointError::*;
         match self {
             Io { path, message } => write!(f, "checkpoint `{}`: {message}", path.display()),
-            Format { path, message } => {
-                write!(f, "checkpoint `{}` is not a valid safetensors file: {message}", path.display())
-            }
+            Format { path, message } => write!(f, "`{}`: {message}", path.display()),
             Metadata { path, key, message } => {
                 write!(f, "checkpoint `{}`: metadata `{key}`: {message}", path.display())
             }
@@ -223,6 +221,25 @@ impl fmt::Display for CheckpointError {
 }
 
 impl std::error::Error for CheckpointError {}
+
+/// A safetensors parse error in the user's words: the file is truncated, or it is not a checkpoint at all.
+fn read_error(path: &Path, buf: &[u8], e: safetensors::SafeTensorError) -> CheckpointError {
+    use safetensors::SafeTensorError as E;
+    let declared = buf.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
+    let looks_like_header = buf.get(8) == Some(&b'{');
+    let message = match e {
+        E::HeaderTooSmall => format!("truncated: {} bytes, too short to be a seppoc model checkpoint", buf.len()),
+        E::InvalidHeaderLength | E::MetadataIncompleteBuffer if looks_like_header => format!(
+            "truncated: the file has {} bytes but its header describes more (copy it again, or use another checkpoint)",
+            buf.len()
+        ),
+        E::InvalidHeaderLength | E::HeaderTooLarge if declared.is_some_and(|n| n > 100_000_000) || !looks_like_header => {
+            "not a seppoc model checkpoint (not a safetensors file)".to_string()
+        }
+        other => format!("not a seppoc model checkpoint (corrupt safetensors header: {other})"),
+    };
+    CheckpointError::Format { path: path.to_path_buf(), message }
+}
 
 fn io_err(path: &Path, e: impl fmt::Display) -> CheckpointError {
     CheckpointError::Io { path: path.to_path_buf(), message: e.to_string() }
@@ -270,11 +287,15 @@ pub fn save_tensors(
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    file.write_all(&buf).map_err(|e| io_err(&tmp, e))?;
-    file.sync_all().map_err(|e| io_err(&tmp, e))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(&buf)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        // Never leave a half-written file behind (a full disk, a size limit): the old checkpoint stays.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(path, e));
+    }
     // Syncing the directory makes the rename durable; not every platform allows opening a directory.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(d) = std::fs::File::open(dir) {
@@ -295,7 +316,10 @@ fn meta_value<'a>(path: &Path, header: &'a HashMap<String, String>, key: &str) -
 fn parse_meta(path: &Path, header: &HashMap<String, String>) -> Result<(DitConfig, CheckpointMeta), CheckpointError> {
     let bad =
         |key: &str, message: String| CheckpointError::Metadata { path: path.to_path_buf(), key: key.into(), message };
-    let cfg_text = meta_value(path, header, "dit_config")?;
+    let Some(cfg_text) = header.get("dit_config") else {
+        let message = "not a seppoc model checkpoint (a safetensors file without seppoc's `dit_config` metadata)";
+        return Err(CheckpointError::Format { path: path.to_path_buf(), message: message.into() });
+    };
     let cfg: DitConfig = serde_json::from_str(cfg_text).map_err(|e| bad("dit_config", e.to_string()))?;
     cfg.validate().map_err(|e| bad("dit_config", e))?;
     Ok((cfg, CheckpointMeta::from_header(path, header)?))
@@ -308,8 +332,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
 /// Reads only the header: the model config and the run metadata.
 pub fn read_checkpoint_meta(path: &Path) -> Result<(DitConfig, CheckpointMeta), CheckpointError> {
     let buf = read_file(path)?;
-    let (_, md) = SafeTensors::read_metadata(&buf)
-        .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    let (_, md) = SafeTensors::read_metadata(&buf).map_err(|e| read_error(path, &buf, e))?;
     let empty = HashMap::new();
     parse_meta(path, md.metadata().as_ref().unwrap_or(&empty))
 }
@@ -326,8 +349,7 @@ pub fn load_checkpoint<D: Backend>(path: &Path, dev: &D) -> Result<(Dit<D>, Chec
 /// parameter of that config (in [`Dit::specs`] order, each checked for name, dtype and shape) and the metadata.
 pub fn load_tensors(path: &Path) -> Result<(DitConfig, Vec<Vec<f32>>, CheckpointMeta), CheckpointError> {
     let buf = read_file(path)?;
-    let fmt_err =
-        |e: safetensors::SafeTensorError| CheckpointError::Format { path: path.to_path_buf(), message: e.to_string() };
+    let fmt_err = |e: safetensors::SafeTensorError| read_error(path, &buf, e);
     let (_, md) = SafeTensors::read_metadata(&buf).map_err(fmt_err)?;
     let empty = HashMap::new();
     let (cfg, meta) = parse_meta(path, md.metadata().as_ref().unwrap_or(&empty))?;

@@ -33,8 +33,17 @@ fn meta(step: usize) -> CheckpointMeta {
 }
 
 impl<D: Backend> Trainer<D> {
-    /// Saves the complete state into `dir/state/` (atomically, see the module docs).
+    /// Saves the complete state into `dir/state/` (atomically, see the module docs); on failure (a full disk)
+    /// nothing is left of the attempt and the previous state stays.
     pub fn save_state(&self, dir: &Path, tag: &str) -> Result<(), StateError> {
+        let result = self.write_state(dir, tag);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(dir.join("state.tmp"));
+        }
+        result
+    }
+
+    fn write_state(&self, dir: &Path, tag: &str) -> Result<(), StateError> {
         let tmp = dir.join("state.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;

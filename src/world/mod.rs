@@ -136,7 +136,17 @@ impl Summary {
         let metrics: Vec<Metric> = metrics.iter().map(|&(key, label, value)| Metric { key, label, value }).collect();
         let mean_score = metrics.last().filter(|m| m.key == "score").map(|m| m.value);
         let mean_score = mean_score.ok_or_else(|| anyhow::anyhow!("a summary ends with the mean judge score"))?;
-        Ok(Summary { metrics, mean_score, table: report.to_string(), json: serde_json::to_value(report)? })
+        // One name per quantity in every JSON file: the metric keys (`score`, `quality`, `colour_acc`, ...), each
+        // value the f64 of its f32's shortest decimal form.
+        let mut json = serde_json::to_value(report)?;
+        if let Some(obj) = json.as_object_mut() {
+            for m in &metrics {
+                obj.remove(&format!("mean_{}", m.key));
+                let short: f64 = format!("{}", m.value).parse().unwrap_or(f64::from(m.value));
+                obj.insert(m.key.to_string(), serde_json::json!(short));
+            }
+        }
+        Ok(Summary { metrics, mean_score, table: report.to_string(), json })
     }
 }
 

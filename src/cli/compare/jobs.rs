@@ -2,7 +2,9 @@
 //! `job.json` records the job's signature and whether it finished, so a repeated comparison reuses finished
 //! jobs and resumes interrupted ones; `--jobs` workers run them in parallel.
 
+use crate::engine::stop::{self, Interrupted};
 use crate::engine::write_json;
+use std::os::unix::process::CommandExt;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -47,8 +49,8 @@ pub(super) fn run_jobs(jobs: &[Job], parallel: usize) -> Vec<anyhow::Result<f64>
                 let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
                 *d += 1;
                 match &result {
-                    Ok(s) => println!("[{}/{}] {}: done ({s:.0} s)", *d, jobs.len(), job.label),
-                    Err(e) => println!("[{}/{}] {}: FAILED: {e:#}", *d, jobs.len(), job.label),
+                    Ok(s) => outln!("[{}/{}] {}: done ({s:.0} s)", *d, jobs.len(), job.label),
+                    Err(e) => outln!("[{}/{}] {}: FAILED: {e:#}", *d, jobs.len(), job.label),
                 }
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
             });
@@ -75,7 +77,7 @@ fn run_job_once(job: &Job) -> anyhow::Result<f64> {
         return Ok(seconds);
     }
     std::fs::create_dir_all(&job.dir).with_context(|| format!("cannot create `{}`", job.dir.display()))?;
-    let resumed = job.commands[0].get(1).map(String::as_str) == Some("--resume");
+    let resumed = job.commands[0].iter().any(|a| a == "--resume");
     let earlier = if resumed { read_seconds(&record) } else { 0.0 };
     write_json(&record, &json!({ "signature": job.signature, "done": false, "seconds": earlier }))?;
     let exe = std::env::current_exe().context("cannot find the seppoc executable to start runs")?;
@@ -87,13 +89,35 @@ fn run_job_once(job: &Job) -> anyhow::Result<f64> {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("cannot write `{}`", log_path.display()))?;
-        let status = Command::new(&exe)
+        if stop::requested() {
+            return Err(Interrupted { message: format!("{}: interrupted", job.label) }.into());
+        }
+        // Its own process group, so a Ctrl-C on the terminal reaches only this process, which stops the child
+        // once (SIGTERM); the child also stops by itself if this process dies.
+        let mut child = Command::new(&exe)
             .args(argv)
+            .env(stop::WITH_PARENT_ENV, "1")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .status()
+            .spawn()
             .with_context(|| format!("cannot start `{}`", exe.display()))?;
+        let mut forwarded = false;
+        let status = loop {
+            if let Some(status) = child.try_wait().context("cannot wait for a child process")? {
+                break status;
+            }
+            if stop::requested() && !forwarded {
+                forwarded = true;
+                let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        if forwarded || status.code() == Some(130) {
+            return Err(Interrupted { message: format!("{}: interrupted (state saved; see `{}`)", job.label, log_path.display()) }.into());
+        }
         if !status.success() {
             bail!("`seppoc {}` failed ({status}); see `{}`", argv.join(" "), log_path.display());
         }

@@ -139,8 +139,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
+    // Never mix two comparisons in one folder: a job folder written with other settings stops everything.
+    if let Some(job) = jobs.iter().find(|j| read_signature(&j.dir).is_some_and(|s| s != j.signature)) {
+        bail!(
+            "`{}` holds a comparison made with other settings (`{}` differs: files, --steps, --seeds, --set or \
+             run flags); pass another --out, or repeat the earlier command to resume or report it",
+            out.display(),
+            job.dir.join("job.json").display()
+        );
+    }
+
     let started = Instant::now();
-    println!(
+    outln!(
         "comparing {} objectives × {} seeds, {} updates each ({} jobs, {} at a time) -> {}",
         entries.len(),
         args.seeds,
@@ -152,6 +162,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let outcomes =
         if args.report_only { jobs.iter().map(finished_seconds).collect() } else { run_jobs(&jobs, args.jobs) };
     let wall = started.elapsed().as_secs_f64();
+    if crate::engine::stop::requested() {
+        let kept = outcomes.iter().filter(|o| o.is_ok()).count();
+        return Err(crate::engine::Interrupted {
+            message: format!(
+                "interrupted: {kept} of {} jobs had finished; unfinished runs saved their state. Resume with the \
+                 same command:\n  {}",
+                jobs.len(),
+                command_line()
+            ),
+        }
+        .into());
+    }
 
     let mut failed = Vec::new();
     let mut records: Vec<RunRecord> = Vec::new();
@@ -171,7 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
     let rows = summarize(&names, &baseline, &records);
     let table = markdown_table(&baseline, &rows);
-    print!("\n{table}");
+    out!("\n{table}");
 
     let judged = jobs.iter().filter(|j| j.objective.is_some()).find_map(|j| curve_prompt_count(&j.dir));
     let plots = draw_plots(&out, &names, &records, judged.unwrap_or(args.curve_prompts))?;
@@ -186,7 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     write_json(
         &out.join("compare.json"),
         &json!({
-            "command": command_line(), "settings": settings, "wall_seconds": wall, "base": baseline.metrics,
+            "schema": 1, "command": command_line(), "settings": settings, "wall_seconds": wall, "base": baseline.metrics,
             "rows": rows, "failed": failed, "plots": plots,
             "runs": records.iter().map(|r| json!({ "objective": r.objective, "seed": r.seed, "metrics": r.metrics,
                                                     "seconds": r.seconds })).collect::<Vec<_>>(),
@@ -199,17 +221,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         format!("{wall:.0} s")
     };
     let md = markdown(&command_line(), &settings, &table, &wall_text, &plots, &failed);
-    std::fs::write(out.join("compare.md"), md)
-        .with_context(|| format!("cannot write `{}`", out.join("compare.md").display()))?;
-    println!("wrote {}/compare.md, compare.json and {} plot(s) in {wall:.0} s", out.display(), plots.len());
+    crate::engine::write_atomic(&out.join("compare.md"), md.as_bytes())?;
+    outln!("wrote {}/compare.md, compare.json and {} plot(s) in {wall:.0} s", out.display(), plots.len());
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else if args.report_only {
-        println!("{} of {} jobs have not finished; the table holds those that have", failed.len(), jobs.len());
+        outln!("{} of {} jobs have not finished; the table holds those that have", failed.len(), jobs.len());
         Ok(ExitCode::SUCCESS)
     } else {
         for f in &failed {
-            eprintln!("error: {f}");
+            errln!("error: {f}");
         }
         bail!("{} of {} jobs failed; the table holds the runs that finished", failed.len(), jobs.len())
     }
@@ -311,10 +332,14 @@ fn run_job(
     ]);
     let text = std::fs::read_to_string(&e.file).with_context(|| format!("cannot read `{}`", e.file))?;
     let signature = json!({ "objective": text, "args": common, "steps": args.steps, "eval": eval_args });
-    let resumable = read_signature(&dir).as_ref() == Some(&signature) && dir.join("checkpoint.safetensors").exists();
+    let has_state = dir.join("state/state.json").exists() || dir.join("state.old/state.json").exists();
+    let resumable = read_signature(&dir).as_ref() == Some(&signature) && has_state;
     let steps = args.steps.to_string();
     let train = if resumable {
-        vec!["run".to_string(), "--resume".to_string(), dir.display().to_string(), "--steps".to_string(), steps]
+        let mut c = vec!["run".to_string(), e.file.clone(), "--resume".to_string(), dir.display().to_string()];
+        c.extend(["--steps".to_string(), steps]);
+        c.extend(device_flag(&args.device));
+        c
     } else {
         let mut c = vec!["run".to_string(), e.file.clone(), "--out".to_string(), dir.display().to_string()];
         c.extend(["--steps".to_string(), steps]);
