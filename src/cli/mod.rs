@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod check;
 mod compare;
+mod emit;
 mod engine;
 mod eval;
 mod explain;
@@ -30,6 +31,8 @@ enum Command {
     Compare(compare::Args),
     /// Print an objective's IR and its per-step execution plan.
     Explain(explain::Args),
+    /// Generate code from an objective: `--target torch` writes a PyTorch module (loss function and plan).
+    Emit(emit::Args),
     /// Evaluate an objective on given leaf values (f64 oracle and dfdx), with gradients, as JSON.
     Loss(loss::Args),
     /// Check objective files and print their diagnostics; exits non-zero on errors.
@@ -92,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Loss(args) => loss::run(args),
+        Command::Emit(args) => emit::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Pretrain(args) => pretrain::run(args),
         Command::Sample(args) => sample::run(args),

@@ -11,7 +11,7 @@ pub mod pretrain;
 pub mod run;
 
 pub use eval::{evaluate, spread, Comparison, Curve, EvalSettings, Evaluation};
-pub use files::{write_json, JsonlWriter};
+pub use files::{write_atomic, write_json, JsonlWriter};
 pub use open::{default_model, model_path, open, Opened};
 pub use pretrain::{LrSchedule, ModelSize, PretrainSettings, Pretrained, Pretraining};
 pub use run::{prepare, ObjectiveRun, RunOutcome, RunSettings, Start, Training, DEFAULT_STEPS};
