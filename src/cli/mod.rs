@@ -8,6 +8,7 @@ mod compare;
 mod emit;
 mod engine;
 mod eval;
+mod export;
 mod explain;
 mod fmt;
 mod loss;
@@ -33,6 +34,8 @@ enum Command {
     Explain(explain::Args),
     /// Generate code from an objective: `--target torch` writes a PyTorch module (loss function and plan).
     Emit(emit::Args),
+    /// Write a run's preference data and the native trainer's first step for the PyTorch trainer (`python/`).
+    ExportTorch(export::Args),
     /// Evaluate an objective on given leaf values (f64 oracle and dfdx), with gradients, as JSON.
     Loss(loss::Args),
     /// Check objective files and print their diagnostics; exits non-zero on errors.
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Loss(args) => loss::run(args),
         Command::Emit(args) => emit::run(args),
+        Command::ExportTorch(args) => export::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Pretrain(args) => pretrain::run(args),
         Command::Sample(args) => sample::run(args),

@@ -71,14 +71,14 @@ impl JsonlWriter {
 
 /// Writes a JSON value pretty-printed, via a temporary file and a rename so readers never see half a file.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    write_atomic(path, &(serde_json::to_string_pretty(value)? + "\n"))
+    write_atomic(path, serde_json::to_string_pretty(value)? + "\n")
 }
 
-/// Writes text via `PATH.tmp` and a rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Writes text or bytes via `PATH.tmp` and a rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, text: impl AsRef<[u8]>) -> anyhow::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::write(&tmp, text.as_ref()).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))
 }

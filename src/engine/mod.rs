@@ -5,6 +5,7 @@
 //! Errors are `anyhow` errors whose messages name the file, the flag or the quantity at fault.
 
 pub mod eval;
+pub mod export;
 pub mod files;
 pub mod open;
 pub mod pretrain;

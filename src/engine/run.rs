@@ -124,7 +124,7 @@ pub enum Start {
 
 /// A run resolved and ready to train: run it on a device with [`crate::model::with_device`].
 pub struct Training {
-    objective: ObjectiveRun,
+    pub(super) objective: ObjectiveRun,
     /// The output directory.
     pub out: PathBuf,
     /// The run's settings (a resumed run's come from its `run.json`).
@@ -133,8 +133,8 @@ pub struct Training {
     pub steps: usize,
     resume: bool,
     base_path: PathBuf,
-    base: Opened,
-    data: PreferenceSet,
+    pub(super) base: Opened,
+    pub(super) data: PreferenceSet,
     device: DeviceKind,
     command: String,
     /// Progress of the training loop (hidden for a library caller that wants none).

@@ -96,6 +96,11 @@ pub fn noise(
 }
 
 impl Noised {
+    /// Every image kind's `(x_t, t, eps)`.
+    pub fn kinds(&self) -> &BTreeMap<ImageRef, NoisedKind> {
+        &self.kinds
+    }
+
     /// Stacks the given kinds (optionally only samples `idxs`) into one batch: `(x_t, t, eps, tokens)`.
     pub fn stack(
         &self,
