@@ -49,7 +49,7 @@ fn write(path: &Path, entries: &[Entry], meta: HashMap<String, String>) -> anyho
 
 /// Writes `out/data.safetensors` (the run's preference set: `winner`, `loser` when the set has pairs, `tokens`;
 /// metadata: `dit_config`, `alphas_cumprod`) and `out/first_step.safetensors` (the native trainer's first step
-/// on CPU with the run's settings and seed; metadata: `loss`, `logs`, `references`, the objective's hash).
+/// on CPU with the run's settings and seed; metadata: `loss`, `logs`, `leaf_means`, `references`, the objective's hash).
 pub fn export(training: Training, out: &Path) -> anyhow::Result<Exported> {
     let Training { objective, settings, base, data, .. } = training;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create `{}`", out.display()))?;
@@ -119,6 +119,9 @@ pub fn export(training: Training, out: &Path) -> anyhow::Result<Exported> {
     let mut meta = HashMap::new();
     meta.insert("loss".to_string(), json!(report.loss).to_string());
     meta.insert("logs".to_string(), serde_json::Value::Object(logs).to_string());
+    let leaves: serde_json::Map<String, serde_json::Value> =
+        report.leaf_means.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    meta.insert("leaf_means".to_string(), serde_json::Value::Object(leaves).to_string());
     meta.insert("references".to_string(), serde_json::Value::Object(references).to_string());
     meta.insert("objective_sha256".to_string(), objective.sha256.clone());
     write(&out.join("first_step.safetensors"), &entries, meta)?;
