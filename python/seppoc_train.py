@@ -31,6 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 PAD = 0
+DTYPE = torch.get_default_dtype  # float32 unless --dtype float64
 
 
 # ---------------------------------------------------------------- the DiT (src/model/dit.rs, image world)
@@ -39,7 +40,7 @@ def timestep_embedding(t, dim):
     j = torch.arange(half, dtype=torch.float64)
     freq = torch.exp(-math.log(10000.0) * j / half)
     arg = t.double()[:, None] * freq[None, :]
-    return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1).float()
+    return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1).to(DTYPE())
 
 
 def text_pool(tokens, vocab, max_tokens):
@@ -49,7 +50,7 @@ def text_pool(tokens, vocab, max_tokens):
     real = tokens != PAD
     n = real.sum(1)
     pool[n == 0, 0] = 1.0
-    w = torch.where(n > 0, 1.0 / n.clamp(min=1).float(), torch.zeros(()))
+    w = torch.where(n > 0, 1.0 / n.clamp(min=1).to(DTYPE()), torch.zeros(()))
     rows, pos = real.nonzero(as_tuple=True)
     ids = tokens[rows, pos]
     pool.index_put_((rows, ids), w[rows], accumulate=True)
@@ -152,13 +153,13 @@ def sample(P, cfg, ac, spec, tokens, x, seed, rows, b_global):
             sigma = spec["eta"] * math.sqrt(max((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev), 0.0))
             direction = math.sqrt(max(1 - ab_prev - sigma * sigma, 0.0))
             e = (xd - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
-            x = (math.sqrt(ab_prev) * x0 + direction * e + sigma * noise).float()
+            x = (math.sqrt(ab_prev) * x0 + direction * e + sigma * noise).to(DTYPE())
         else:
             beta = 1 - ab / ab_prev
             c0 = math.sqrt(ab_prev) * beta / (1 - ab)
             ct = math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)
             std = math.sqrt(max(beta * (1 - ab_prev) / (1 - ab), 0.0))
-            x = (c0 * x0 + ct * xd + std * noise).float()
+            x = (c0 * x0 + ct * xd + std * noise).to(DTYPE())
     return x.clamp(-1, 1)
 
 
@@ -179,17 +180,17 @@ def load_model(path):
 def save_model(path, tensors, meta, step):
     meta = dict(meta, step=str(step), kind="run", command="python/seppoc_train.py")
     tmp = path + ".tmp"
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+    save_file({k: v.detach().cpu().float().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
     os.replace(tmp, path)
 
 
 def clip_grad_norm(params, max_norm):
     grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads)).float()
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads)).item()
     if max_norm > 0 and norm > max_norm:
         for g in grads:
             g.mul_(max_norm / norm)
-    return norm.item()
+    return norm
 
 
 class Trainer:
@@ -202,9 +203,10 @@ class Trainer:
         self.obj = load_objective(args.objective)
         self.plan = self.obj.PLAN
         tensors, self.cfg, self.meta = load_model(args.model)
+        tensors = {k: v.to(DTYPE()) for k, v in tensors.items()}
         with safe_open(args.data, framework="pt") as f:
             dmeta = f.metadata()
-        self.data = load_file(args.data)
+        self.data = {k: v.to(DTYPE()) if v.is_floating_point() else v for k, v in load_file(args.data).items()}
         self.ac = json.loads(dmeta["alphas_cumprod"])
         if self.plan["data"] == "pairs" and "loser" not in self.data:
             sys.exit(f"objective {self.obj.NAME!r} reads losers but {args.data} has no pairs")
@@ -285,7 +287,7 @@ class Trainer:
         for kind in kinds:
             t, eps = noise[kind]
             ab = torch.tensor(self.ac, dtype=torch.float64)[t]
-            x_t = ab.sqrt().float()[:, None, None, None] * images[kind] + (1 - ab).sqrt().float()[:, None, None, None] * eps
+            x_t = ab.sqrt().to(DTYPE())[:, None, None, None] * images[kind] + (1 - ab).sqrt().to(DTYPE())[:, None, None, None] * eps
             batch[kind] = (self.shard(x_t), self.shard(t), self.shard(eps))
         return self.shard(tokens), batch, {k: [v[i] for i in mine.tolist()] for k, v in refs.items()}
 
@@ -351,7 +353,7 @@ def replay_batch(path):
         meta = f.metadata()
     t = load_file(path)
     kinds = sorted({k.split(".", 1)[1] for k in t if k.startswith("x_t.")})
-    batch = {k: (t[f"x_t.{k}"], t[f"t.{k}"], t[f"eps.{k}"]) for k in kinds}
+    batch = {k: (t[f"x_t.{k}"].to(DTYPE()), t[f"t.{k}"], t[f"eps.{k}"].to(DTYPE())) for k in kinds}
     refs = {k: v for k, v in json.loads(meta["references"]).items()}
     return (t["tokens"], batch, refs), meta
 
@@ -373,10 +375,13 @@ def main():
     ap.add_argument("--replay-first-step", default=None,
                     help="first_step.safetensors: train step 1 on the native trainer's recorded inputs and print "
                          "its loss beside seppoc's")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                    help="float64 makes runs comparable across process counts to ~1e-12 (tests)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_default_dtype(getattr(torch, args.dtype))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         cuda = args.device.startswith("cuda")
         dist.init_process_group("nccl" if cuda else "gloo")

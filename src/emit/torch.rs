@@ -80,7 +80,7 @@ objective(inputs, params=None) -> (loss, per_sample, logs)
   Returns the scalar loss, the per-sample losses (None unless the loss is a batch mean/sum of per-sample
   values) and a dict of logged scalars (detached).
 PLAN says which (model, images) errors and reference samples a training step needs, the reference pool and
-the noise coupling; see `python/seppoc_torch/train.py` for a trainer that follows it.
+the noise coupling; `python/seppoc_train.py` in the seppoc repository is a trainer that follows it.
 """
 
 "#,
