@@ -34,7 +34,8 @@ pub fn emit(obj: &Bound, canonical: &str) -> String {
     }
     let _ = writeln!(w, ")\nSOURCE_SHA256 = {}", py_str(&sha256));
     let params: Vec<(String, Py)> = obj.named_values().map(|(n, v)| (n.to_string(), Py::Float(v))).collect();
-    let _ = writeln!(w, "# Parameter values bound at emit time (`--set` applied); `objective(params=...)` overrides them.");
+    let _ =
+        writeln!(w, "# Parameter values bound at emit time (`--set` applied); `objective(params=...)` overrides them.");
     let _ = writeln!(w, "PARAMS = {}", Py::Dict(params).render(0));
     let domains = obj
         .params

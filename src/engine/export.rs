@@ -43,7 +43,8 @@ fn write(path: &Path, entries: &[Entry], meta: HashMap<String, String>) -> anyho
         .map(|e| Ok((e.name.clone(), TensorView::new(e.dtype, e.shape.clone(), &e.bytes)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .with_context(|| format!("cannot build `{}`", path.display()))?;
-    let bytes = safetensors::serialize(views, &Some(meta)).with_context(|| format!("cannot build `{}`", path.display()))?;
+    let bytes =
+        safetensors::serialize(views, &Some(meta)).with_context(|| format!("cannot build `{}`", path.display()))?;
     write_atomic(path, bytes)
 }
 
@@ -63,8 +64,11 @@ pub fn export(training: Training, out: &Path) -> anyhow::Result<Exported> {
         &data.items.iter().flat_map(|it| it.winner.data.iter().copied()).collect::<Vec<_>>(),
     )];
     if data.has_pairs() {
-        let losers: Vec<f32> =
-            data.items.iter().flat_map(|it| it.loser.as_ref().map_or(&[][..], |l| &l.data[..]).iter().copied()).collect();
+        let losers: Vec<f32> = data
+            .items
+            .iter()
+            .flat_map(|it| it.loser.as_ref().map_or(&[][..], |l| &l.data[..]).iter().copied())
+            .collect();
         entries.push(f32s("loser", vec![n, c, s, s], &losers));
     }
     let tokens: Vec<Vec<usize>> = data.items.iter().map(|it| vocab.encode(&it.prompt)).collect();
@@ -115,7 +119,8 @@ pub fn export(training: Training, out: &Path) -> anyhow::Result<Exported> {
             (name.clone(), json!(idx))
         })
         .collect();
-    let logs: serde_json::Map<String, serde_json::Value> = report.logs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let logs: serde_json::Map<String, serde_json::Value> =
+        report.logs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let mut meta = HashMap::new();
     meta.insert("loss".to_string(), json!(report.loss).to_string());
     meta.insert("logs".to_string(), serde_json::Value::Object(logs).to_string());

@@ -339,7 +339,7 @@ pub struct StepRecord {
     /// Token ids per prompt.
     pub tokens: Vec<Vec<usize>>,
     /// Per image kind (`winner`, `loser`, `sample0`, ...): flattened `x_t`, `t` per image, flattened `eps`.
-    pub kinds: Vec<(String, (Vec<f32>, Vec<usize>, Vec<f32>))>,
+    pub kinds: Vec<(String, batch::NoisedKind)>,
     /// Per reference: the pool slot drawn for each prompt.
     pub references: Vec<(String, Vec<Slot>)>,
 }

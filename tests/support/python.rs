@@ -15,10 +15,7 @@ pub fn python_with_torch(test: &str) -> Option<PathBuf> {
         None => vec![venv, PathBuf::from("python3")],
     };
     for py in &candidates {
-        let ok = Command::new(py)
-            .args(["-c", "import torch, safetensors"])
-            .output()
-            .is_ok_and(|o| o.status.success());
+        let ok = Command::new(py).args(["-c", "import torch, safetensors"]).output().is_ok_and(|o| o.status.success());
         if ok {
             return Some(py.clone());
         }
