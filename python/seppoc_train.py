@@ -59,11 +59,17 @@ def text_pool(tokens, vocab, max_tokens):
 
 
 def dit_forward(P, cfg, x, t, tokens):
+    """The DiT's noise prediction for images `x` at timesteps `t` with captions `tokens` (weights `P`)."""
+    temb = timestep_embedding(t.cpu(), cfg["width"]).to(x.device)
+    pool = text_pool(tokens.cpu(), cfg["vocab_size"], cfg["max_tokens"]).to(x.device)
+    return dit_core(P, cfg, x, temb, pool)
+
+
+def dit_core(P, cfg, x, temb, pool):
+    """The DiT on a precomputed timestep embedding and caption pool (bench/dit_torch.py times this)."""
     B, C, S, _ = x.shape
     p, W, H = cfg["patch_size"], cfg["width"], cfg["heads"]
     n = (S // p) ** 2
-    temb = timestep_embedding(t.cpu(), W).to(x.device)
-    pool = text_pool(tokens.cpu(), cfg["vocab_size"], cfg["max_tokens"]).to(x.device)
 
     def lin(name, h):
         return h @ P[name + ".weight"] + P[name + ".bias"]
