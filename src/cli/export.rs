@@ -1,20 +1,17 @@
 //! `seppoc export-torch FILE --out DIR [run settings]`: the run's preference data and the native trainer's first
 //! step, for the PyTorch trainer in `python/` (see [`crate::engine::export`]).
 
-use super::{checked_or_exit, parse_set};
+use super::ObjectiveArgs;
 use crate::device::DeviceKind;
-use crate::engine::{export::export, prepare, ObjectiveRun, RunSettings, Start};
+use crate::engine::{export::export, prepare, RunSettings, Start};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `seppoc export-torch`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The objective file.
-    file: String,
-    /// Override a parameter (`--set beta=5000`).
-    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
-    sets: Vec<(String, String)>,
+    #[command(flatten)]
+    objective: ObjectiveArgs,
     /// Directory for `data.safetensors` and `first_step.safetensors`.
     #[arg(long)]
     out: String,
@@ -24,11 +21,10 @@ pub struct Args {
 
 /// Runs `seppoc export-torch`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (checked, params) = match checked_or_exit(&args.file, &args.sets)? {
-        Ok(ok) => ok,
+    let objective = match args.objective.load()? {
+        Ok(obj) => obj,
         Err(code) => return Ok(code),
     };
-    let objective = ObjectiveRun::new(&checked, &params)?;
     let out = PathBuf::from(&args.out);
     let start = Start::Fresh { out: Some(out.clone()), settings: args.settings };
     let training = prepare(objective, start, Some(1), DeviceKind::Cpu, String::new())?;

@@ -81,6 +81,26 @@ fn print_diags(diags: &[crate::diag::Diagnostic], file: &crate::source::SourceFi
     eprint!("{}", crate::diag::render(diags, file, style));
 }
 
+/// An objective file with `--set` overrides, as `emit` and `export-torch` take it.
+#[derive(clap::Args, Debug)]
+struct ObjectiveArgs {
+    /// The objective file.
+    file: String,
+    /// Override a parameter (`--set beta=5000`).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    sets: Vec<(String, String)>,
+}
+
+impl ObjectiveArgs {
+    /// The checked objective with its bound parameters, canonical text and hash; diagnostics yield exit code 1.
+    fn load(&self) -> anyhow::Result<Result<crate::engine::ObjectiveRun, ExitCode>> {
+        Ok(match checked_or_exit(&self.file, &self.sets)? {
+            Ok((checked, params)) => Ok(crate::engine::ObjectiveRun::new(&checked, &params)?),
+            Err(code) => Err(code),
+        })
+    }
+}
+
 /// Parses `NAME=VALUE` for `--set`.
 fn parse_set(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
