@@ -5,84 +5,21 @@ Usage: python bench/dit_torch.py OUT_DIR [cpu|cuda]   (OUT_DIR holds init.safete
 every timed region ends with torch.cuda.synchronize() and the memory column is the peak allocated GPU memory.
 """
 import json
-import math
+import os
 import resource
 import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 WARMUP, TIMED = 3, 15
 
 
-def sincos(t, dim):
-    half = dim // 2
-    j = torch.arange(half, dtype=torch.float64)
-    freq = torch.exp(-math.log(10000.0) * j / half)
-    arg = t.double()[:, None] * freq[None, :]
-    return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1).float()
-
-
-def text_pool(tokens, vocab, max_tokens):
-    b = tokens.shape[0]
-    rows = vocab * (max_tokens + 1)
-    pool = torch.zeros(b, rows)
-    for i in range(b):
-        real = [(p, int(k)) for p, k in enumerate(tokens[i].tolist()) if int(k) != 0]
-        if not real:
-            pool[i, 0] = 1.0
-            continue
-        w = 1.0 / len(real)
-        for p, k in real:
-            pool[i, k] += w
-            pool[i, vocab * (p + 1) + k] += w
-    return pool
-
-
-def act(name, x):
-    if name == "relu":
-        return F.relu(x)
-    if name == "sigmoid_gelu":
-        return x * torch.sigmoid(1.702 * x)
-    return F.silu(x)
-
-
-def forward(P, cfg, x, temb, pool):
-    B, C, S, _ = x.shape
-    p, W, H = cfg["patch_size"], cfg["width"], cfg["heads"]
-    n = (S // p) ** 2
-    lin = lambda name, h: h @ P[name + ".weight"] + P[name + ".bias"]
-    xp = x.reshape(B, C, S // p, p, S // p, p).permute(0, 2, 4, 3, 5, 1).reshape(B * n, p * p * C)
-    cond = lin("t_embed.fc2", F.silu(lin("t_embed.fc1", temb))) + pool @ P["text_embed"]
-    cs = F.silu(cond)
-    h = (lin("patch_embed", xp).reshape(B, n, W) + P["pos_embed"][None]).reshape(B * n, W)
-
-    def mod(hn, shift, scale):
-        return (hn.reshape(B, n, W) * (1 + scale[:, None]) + shift[:, None]).reshape(B * n, W)
-
-    def gate(a, g):
-        return (a.reshape(B, n, W) * g[:, None]).reshape(B * n, W)
-
-    dh = W // H
-    for d in range(cfg["depth"]):
-        pre = f"blocks.{d}."
-        m = [lin(pre + "ada." + k, cs) for k in ["shift_attn", "scale_attn", "gate_attn", "shift_mlp", "scale_mlp", "gate_mlp"]]
-        hn = mod(F.layer_norm(h, (W,), eps=1e-5), m[0], m[1])
-        q = lin(pre + "attn.q", hn).reshape(B, n, H, dh).permute(0, 2, 1, 3)
-        k = lin(pre + "attn.k", hn).reshape(B, n, H, dh).permute(0, 2, 3, 1)
-        v = lin(pre + "attn.v", hn).reshape(B, n, H, dh).permute(0, 2, 1, 3)
-        a = torch.softmax((q @ k) * (1.0 / math.sqrt(dh)), dim=3) @ v
-        a = lin(pre + "attn.o", a.permute(0, 2, 1, 3).reshape(B * n, W))
-        h = gate(a, m[2]) + h
-        hn = mod(F.layer_norm(h, (W,), eps=1e-5), m[3], m[4])
-        mm = lin(pre + "mlp.fc2", act(cfg["activation"], lin(pre + "mlp.fc1", hn)))
-        h = gate(mm, m[5]) + h
-    hn = mod(F.layer_norm(h, (W,), eps=1e-5), lin("final.ada.shift", cs), lin("final.ada.scale", cs))
-    out = lin("final.out", hn)
-    return out.reshape(B, S // p, S // p, p, p, C).permute(0, 5, 1, 3, 2, 4).reshape(B, C, S, S)
+# The model itself is the PyTorch trainer's (python/seppoc_train.py), so the benchmark times the same code.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from seppoc_train import dit_core as forward, text_pool, timestep_embedding as sincos  # noqa: E402
 
 
 def main():

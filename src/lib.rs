@@ -16,6 +16,7 @@ pub mod compile;
 pub mod data;
 pub mod device;
 pub mod diag;
+pub mod emit;
 pub mod engine;
 pub mod eval;
 pub mod frontend;

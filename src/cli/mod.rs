@@ -21,8 +21,10 @@ macro_rules! errln {
 mod check;
 mod collect;
 mod compare;
+mod emit;
 mod engine;
 mod eval;
+mod export;
 mod explain;
 mod fmt;
 mod loss;
@@ -46,6 +48,10 @@ enum Command {
     Compare(compare::Args),
     /// Print an objective's IR and its per-step execution plan.
     Explain(explain::Args),
+    /// Generate code from an objective: `--target torch` writes a PyTorch module (loss function and plan).
+    Emit(emit::Args),
+    /// Write a run's preference data and the native trainer's first step for the PyTorch trainer (`python/`).
+    ExportTorch(export::Args),
     /// Evaluate an objective on given leaf values (f64 oracle and dfdx), with gradients, as JSON.
     Loss(loss::Args),
     /// Check objective files and print their diagnostics; exits non-zero on errors.
@@ -111,6 +117,26 @@ fn print_diags(diags: &[crate::diag::Diagnostic], file: &crate::source::SourceFi
     let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), crate::diag::render(diags, file, style).as_bytes());
 }
 
+/// An objective file with `--set` overrides, as `emit` and `export-torch` take it.
+#[derive(clap::Args, Debug)]
+struct ObjectiveArgs {
+    /// The objective file.
+    file: String,
+    /// Override a parameter (`--set beta=5000`).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    sets: Vec<(String, String)>,
+}
+
+impl ObjectiveArgs {
+    /// The checked objective with its bound parameters, canonical text and hash; diagnostics yield exit code 1.
+    fn load(&self) -> anyhow::Result<Result<crate::engine::ObjectiveRun, ExitCode>> {
+        Ok(match checked_or_exit(&self.file, &self.sets)? {
+            Ok((checked, params)) => Ok(crate::engine::ObjectiveRun::new(&checked, &params)?),
+            Err(code) => Err(code),
+        })
+    }
+}
+
 /// Parses `NAME=VALUE` for `--set`.
 fn parse_set(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -131,6 +157,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Loss(args) => loss::run(args),
+        Command::Emit(args) => emit::run(args),
+        Command::ExportTorch(args) => export::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Pretrain(args) => pretrain::run(args),
         Command::Collect(args) => collect::run(args),

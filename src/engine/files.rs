@@ -77,7 +77,8 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> 
 
 /// Writes a file via `PATH.tmp`, fsync and a rename, so readers never see half a file; on failure the
 /// temporary file is removed and the old file, if any, is left as it was.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    let bytes = bytes.as_ref();
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

@@ -6,6 +6,7 @@
 
 pub mod collect;
 pub mod eval;
+pub mod export;
 pub mod files;
 pub mod open;
 pub mod pretrain;

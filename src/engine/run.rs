@@ -218,7 +218,7 @@ pub enum Start {
 
 /// A run resolved and ready to train: run it on a device with [`crate::model::with_device`].
 pub struct Training {
-    objective: ObjectiveRun,
+    pub(super) objective: ObjectiveRun,
     /// The output directory.
     pub out: PathBuf,
     /// The run's settings (a resumed run's come from its `run.json`).
@@ -227,8 +227,8 @@ pub struct Training {
     pub steps: usize,
     resume: bool,
     base_path: PathBuf,
-    base: Opened,
-    data: PreferenceSet,
+    pub(super) base: Opened,
+    pub(super) data: PreferenceSet,
     data_source: String,
     device: DeviceKind,
     command: String,

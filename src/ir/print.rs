@@ -145,7 +145,8 @@ fn model_name(m: &ModelRef) -> String {
     }
 }
 
-fn image_name(i: ImageRef) -> String {
+/// The name of an image kind: `winner`, `loser`, `sample0`, ...
+pub fn image_name(i: ImageRef) -> String {
     match i {
         ImageRef::Winner => "winner".to_string(),
         ImageRef::Loser => "loser".to_string(),

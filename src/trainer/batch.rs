@@ -61,7 +61,7 @@ pub fn images<D: Backend>(
 }
 
 /// One image kind's noised batch: `x_t` (flattened), `t` per image, and `eps` (flattened).
-type NoisedKind = (Vec<f32>, Vec<usize>, Vec<f32>);
+pub type NoisedKind = (Vec<f32>, Vec<usize>, Vec<f32>);
 
 /// Noised images of a step: `x_t`, `t` and `eps` per image kind.
 pub struct Noised {
@@ -96,6 +96,11 @@ pub fn noise(
 }
 
 impl Noised {
+    /// Every image kind's `(x_t, t, eps)`.
+    pub fn kinds(&self) -> &BTreeMap<ImageRef, NoisedKind> {
+        &self.kinds
+    }
+
     /// Stacks the given kinds (optionally only samples `idxs`) into one batch: `(x_t, t, eps, tokens)`.
     pub fn stack(
         &self,

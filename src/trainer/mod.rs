@@ -16,7 +16,8 @@ use crate::ir::{Bound, ImageRef, LeafValues, ModelRef, Objective};
 use crate::model::{per_sample_error, AdamW, AdamWConfig, Dit, Ema, ModelError, NoiseSchedule, ParamGrads};
 use batch::Noised;
 use dfdx::prelude::*;
-use pool::{CheckpointPool, Slot};
+pub use pool::Slot;
+use pool::CheckpointPool;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
@@ -179,6 +180,18 @@ impl<D: Backend> Trainer<D> {
 
     /// Runs one update.
     pub fn step(&mut self) -> Result<StepReport, TrainError> {
+        self.step_inner(None)
+    }
+
+    /// Runs one update and records its inputs (the batch's tokens, every image kind's `x_t`, `t` and `eps`, the
+    /// drawn references), so another implementation can recompute the same step's loss.
+    pub fn step_recorded(&mut self) -> Result<(StepReport, StepRecord), TrainError> {
+        let mut record = StepRecord::default();
+        let report = self.step_inner(Some(&mut record))?;
+        Ok((report, record))
+    }
+
+    fn step_inner(&mut self, record: Option<&mut StepRecord>) -> Result<StepReport, TrainError> {
         let b = self.cfg.batch;
         let step = self.step + 1;
         let items: Vec<_> = self.data.sample_winners(b, &mut self.rng).into_iter().cloned().collect();
@@ -200,6 +213,11 @@ impl<D: Backend> Trainer<D> {
             self.policy.config().image_len(),
             &mut self.rng,
         );
+        if let Some(rec) = record {
+            rec.tokens = tokens.clone();
+            rec.kinds = noised.kinds().iter().map(|(k, v)| (crate::ir::print::image_name(*k), v.clone())).collect();
+            rec.references = self.obj.references.iter().map(|r| r.name.clone()).zip(slots.clone()).collect();
+        }
 
         // One taped policy pass over every image kind the policy is evaluated on.
         let policy_kinds = kinds_of(&self.obj, &ModelRef::Policy);
@@ -313,6 +331,17 @@ impl<D: Backend> Trainer<D> {
         }
         Ok(nfe)
     }
+}
+
+/// The inputs of one step, as [`Trainer::step_recorded`] saw them.
+#[derive(Clone, Debug, Default)]
+pub struct StepRecord {
+    /// Token ids per prompt.
+    pub tokens: Vec<Vec<usize>>,
+    /// Per image kind (`winner`, `loser`, `sample0`, ...): flattened `x_t`, `t` per image, flattened `eps`.
+    pub kinds: Vec<(String, batch::NoisedKind)>,
+    /// Per reference: the pool slot drawn for each prompt.
+    pub references: Vec<(String, Vec<Slot>)>,
 }
 
 /// Image kinds a model is evaluated on, in first-use order.
