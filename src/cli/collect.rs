@@ -22,7 +22,9 @@ pub struct Args {
     /// winners is compared with its error on its own samples (default: the shipped base model).
     #[arg(long)]
     model: Option<String>,
-    /// A generator of the pool, `NAME=PATH[:cfg=W][:steps=N]` (repeat the flag; at least one).
+    /// A generator of the pool, `NAME=PATH[:cfg=W][:steps=N]` (repeat the flag; default: the weaker first base
+    /// model, the shipped base model and the cleaner generator in `assets/`, each at several guidance scales and
+    /// step counts).
     #[arg(long = "generator", value_name = "NAME=PATH[:cfg=W][:steps=N]", value_parser = GeneratorSpec::parse)]
     generators: Vec<GeneratorSpec>,
     /// Prompts (comparison chains).
@@ -59,7 +61,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tie_share: args.ties,
     };
     let base = model_path(args.model.as_deref(), None);
-    let mut job = prepare(&base, args.generators, settings, out.clone())?;
+    let pool = if args.generators.is_empty() { crate::engine::collect::default_pool() } else { args.generators };
+    let mut job = prepare(&base, pool, settings, out.clone())?;
     job.bar = progress_bar(0, "collect");
     let r = with_device(args.device.kind(), job)??;
     let c = &r.calibration;

@@ -80,6 +80,30 @@ impl GeneratorSpec {
     }
 }
 
+/// The default generator pool, relative to the repository: the weaker first base model (`assets/base_v1`), the
+/// shipped base model (`assets/base`) and the cleaner, independently pretrained generator (`assets/gen_clean`),
+/// each at several guidance scales and step counts. A relative path that does not exist from the working
+/// directory falls back to the source tree this binary was built from, as the default model does.
+pub fn default_pool() -> Vec<GeneratorSpec> {
+    let at = |name: &str, dir: &str, cfg: f32, steps: usize| {
+        let rel = PathBuf::from(format!("{dir}/model.safetensors"));
+        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel);
+        let model = if rel.exists() || !built.exists() { rel } else { built };
+        let sampler = SamplerConfig { cfg_scale: cfg, steps, ..EvalSettings::standard().sampler };
+        GeneratorSpec { name: name.to_string(), model, sampler }
+    };
+    vec![
+        at("weak_cfg1.5", "assets/base_v1", 1.5, 20),
+        at("weak_cfg3_s10", "assets/base_v1", 3.0, 10),
+        at("base_cfg1.5", "assets/base", 1.5, 20),
+        at("base_cfg3", "assets/base", 3.0, 20),
+        at("base_cfg5", "assets/base", 5.0, 20),
+        at("clean_cfg1.5", "assets/gen_clean", 1.5, 20),
+        at("clean_cfg3", "assets/gen_clean", 3.0, 20),
+        at("clean_cfg5_s50", "assets/gen_clean", 5.0, 50),
+    ]
+}
+
 /// How a set is collected.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CollectSettings {
