@@ -102,7 +102,7 @@ fn compare_produces_a_complete_table_and_plots() {
     let report2: Value = serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     assert_eq!(report2["rows"], report["rows"]);
 
-    // `--report-only` with other settings refuses (issue 16 item 6: it used to overwrite the table with a
+    // `--report-only` with other settings refuses (rather than overwriting the table with a
     // base-only one) and leaves the comparison as it was.
     let mut other = compare_args(&model, &out_s);
     other.extend(["--lr", "3e-4", "--report-only"]);
