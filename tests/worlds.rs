@@ -4,8 +4,8 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use seppoc::engine::{open, spread, EvalSettings};
 use seppoc::device::cpu;
+use seppoc::engine::{open, spread, EvalSettings};
 use seppoc::model::{save_checkpoint, CheckpointMeta, Dit, DitConfig, ScheduleSpec};
 use seppoc::world::{Split, Testbed, WorldKind, WorldOptions};
 use std::path::Path;
@@ -130,4 +130,39 @@ fn a_checkpoint_of_an_unknown_or_mismatched_world_is_an_error_naming_the_file() 
         assert!(text.contains(&path.display().to_string()) && text.contains(want), "{text}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_delta_interval_averages_samples_per_prompt_and_brackets_the_mean() {
+    use seppoc::engine::{Comparison, Evaluation};
+    use seppoc::world::{Judged, Summary, Verdict};
+    let eval = |scores: &[f32]| Evaluation {
+        prompts: vec![String::new(); scores.len()],
+        samples: Vec::new(),
+        judged: Judged {
+            verdicts: scores
+                .iter()
+                .map(|&score| Verdict { score, row: serde_json::Value::Null, line: String::new() })
+                .collect(),
+            summary: Summary {
+                metrics: Vec::new(),
+                mean_score: 0.0,
+                table: String::new(),
+                json: serde_json::Value::Null,
+            },
+        },
+    };
+    // Two samples of three prompts: sample k of every prompt after sample k − 1 of all.
+    let settings = EvalSettings { samples: 2, ..EvalSettings::standard_on(3) };
+    let cmp = Comparison {
+        base: eval(&[0.1, 0.2, 0.3, 0.1, 0.2, 0.3]),
+        trained: eval(&[0.2, 0.2, 0.3, 0.2, 0.4, 0.3]),
+        settings,
+    };
+    let (mean, lo, hi) = cmp.delta_interval(2000, 0);
+    // Per prompt: +0.1, +0.1, 0 → mean 0.2 / 3.
+    assert!((mean - 0.2 / 3.0).abs() < 1e-6, "{mean}");
+    assert!(lo <= mean && mean <= hi && lo >= 0.0 - 1e-9 && hi <= 0.1 + 1e-6, "[{lo}, {hi}]");
+    assert_eq!(cmp.wins(), (3, 3, 6));
+    assert_eq!(cmp.delta_interval(2000, 0), (mean, lo, hi), "seeded");
 }
