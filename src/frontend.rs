@@ -20,10 +20,7 @@ pub type WithParams = (Checked, Vec<(String, f64)>);
 
 /// [`frontend`] followed by `--set` overrides (validated against each parameter's type and domain); returns
 /// the program and the final parameter values.
-pub fn frontend_with(
-    file: &SourceFile,
-    sets: &[(String, String)],
-) -> Result<WithParams, Vec<Diagnostic>> {
+pub fn frontend_with(file: &SourceFile, sets: &[(String, String)]) -> Result<WithParams, Vec<Diagnostic>> {
     let checked = frontend(file)?;
     let values = check::apply_overrides(&checked, sets)?;
     Ok((checked, values))

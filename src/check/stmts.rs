@@ -5,10 +5,10 @@ use super::types::{Axis, Model, Scalar, Ty};
 use super::*;
 use crate::syntax::ast::{Arg, Ident, Interval, Stmt, StmtKind};
 
-
 /// The reference strategies and the named arguments each takes: the one list that argument checking and the
 /// "unknown strategy" diagnostic read (the strategies themselves are built in `reference`).
-const STRATEGIES: [(&str, &[&str]); 4] = [("initial", &[]), ("latest", &[]), ("uniform", &["draw"]), ("ema", &["decay"])];
+const STRATEGIES: [(&str, &[&str]); 4] =
+    [("initial", &[]), ("latest", &[]), ("uniform", &["draw"]), ("ema", &["decay"])];
 impl Checker {
     pub(crate) fn stmt(&mut self, stmt: &Stmt) {
         match &stmt.kind {

@@ -79,7 +79,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
          (target {:.2}), tie share {:.3} (target {:.2})",
         c.temperature, c.tie_band, c.agreement, r.settings.agreement, c.tie_share, r.settings.tie_share
     );
-    println!("{:<16} {:>7} {:>6} {:>6} {:>9} {:>11}", "generator", "images", "wins", "losses", "win rate", "mean judge");
+    println!(
+        "{:<16} {:>7} {:>6} {:>6} {:>9} {:>11}",
+        "generator", "images", "wins", "losses", "win rate", "mean judge"
+    );
     for g in &r.per_generator {
         println!(
             "{:<16} {:>7} {:>6} {:>6} {:>9.3} {:>11.4}",

@@ -1,14 +1,14 @@
 //! Shared pieces of the engine commands (`pretrain`, `sample`, `eval`, `run`, `compare`): the sampler and
 //! device flags, a progress bar and the command line as recorded in outputs.
 
+use crate::device::DeviceKind;
 use crate::engine::stop::shell_quote;
 use crate::engine::{EvalSettings, Progress};
-use std::time::Duration;
-use crate::device::DeviceKind;
 use crate::sampler::{SamplerConfig, SamplerKind};
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::time::Duration;
 
 /// `--device`, shared by `run`, `sample`, `eval`, `pretrain` and `compare`.
 #[derive(clap::Args, Debug, Clone, Copy)]

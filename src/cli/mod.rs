@@ -24,8 +24,8 @@ mod compare;
 mod emit;
 mod engine;
 mod eval;
-mod export;
 mod explain;
+mod export;
 mod fmt;
 mod loss;
 mod pretrain;
@@ -114,7 +114,8 @@ fn print_diags(diags: &[crate::diag::Diagnostic], file: &crate::source::SourceFi
         return;
     }
     let style = if std::io::stderr().is_terminal() { crate::diag::Style::Color } else { crate::diag::Style::Plain };
-    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), crate::diag::render(diags, file, style).as_bytes());
+    let _ =
+        std::io::Write::write_all(&mut std::io::stderr().lock(), crate::diag::render(diags, file, style).as_bytes());
 }
 
 /// An objective file with `--set` overrides, as `emit` and `export-torch` take it.

@@ -2,8 +2,8 @@
 //! [`crate::engine::pretrain`]) and writes `model.safetensors`, `metrics.jsonl` and `recipe.json`.
 
 use super::engine::{command_line, progress, DeviceArgs};
-use crate::engine::{PretrainSettings, Pretraining};
 use crate::device::with_device;
+use crate::engine::{PretrainSettings, Pretraining};
 use crate::world::{WorldKind, WorldOptions};
 use anyhow::{bail, Context};
 use std::path::PathBuf;

@@ -3,9 +3,9 @@
 
 use super::engine::{command_line, progress, DeviceArgs};
 use super::{checked_or_exit, parse_set};
+use crate::device::with_device;
 use crate::engine::run::saved_objective;
 use crate::engine::{prepare, ObjectiveRun, RunSettings, Start};
-use crate::device::with_device;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

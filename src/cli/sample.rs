@@ -3,10 +3,10 @@
 
 use super::engine::{DeviceArgs, SamplerArgs};
 use crate::data::Image;
-use crate::engine::{model_path, open, Opened};
-use crate::eval::GridConfig;
 use crate::device::Backend;
 use crate::device::{with_device, OnDevice};
+use crate::engine::{model_path, open, Opened};
+use crate::eval::GridConfig;
 use crate::model::ModelError;
 use crate::sampler::{sample, SamplerConfig};
 use crate::world::WorldKind;

@@ -196,9 +196,13 @@ pub fn write(path: &Path, rows: &[Comparison], metadata: Option<&str>) -> Result
     let texts = |f: &dyn Fn(usize) -> String| -> ArrayRef {
         Arc::new(StringArray::from((0..rows.len()).map(f).collect::<Vec<_>>()))
     };
-    let floats = |f: &dyn Fn(&Comparison) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) };
-    let ints = |f: &dyn Fn(&Comparison) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(rows.iter().map(f))) };
-    let bools = |f: &dyn Fn(&Comparison) -> bool| -> ArrayRef { Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(f(r))))) };
+    let floats =
+        |f: &dyn Fn(&Comparison) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) };
+    let ints =
+        |f: &dyn Fn(&Comparison) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(rows.iter().map(f))) };
+    let bools = |f: &dyn Fn(&Comparison) -> bool| -> ArrayRef {
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(f(r)))))
+    };
     let binary = |col: &[Vec<u8>]| -> ArrayRef { Arc::new(BinaryArray::from_iter_values(col.iter())) };
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("caption", texts(&|r| rows[r].caption.clone())),
@@ -376,7 +380,8 @@ impl<'a> Columns<'a> {
 /// pairs, ties are kept apart, rows with `has_label` false are skipped.
 pub fn read(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
     let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
-    let not_parquet = |e: &dyn fmt::Display| ParquetError::NotParquet { path: path.to_path_buf(), message: e.to_string() };
+    let not_parquet =
+        |e: &dyn fmt::Display| ParquetError::NotParquet { path: path.to_path_buf(), message: e.to_string() };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| not_parquet(&e))?;
     let metadata = builder
         .metadata()

@@ -64,14 +64,18 @@ impl GeneratorSpec {
         for part in parts {
             match part.split_once('=') {
                 Some(("cfg", v)) => {
-                    sampler.cfg_scale = v.parse().ok().filter(|w: &f32| w.is_finite()).with_context(|| {
-                        format!("generator `{text}`: cfg `{v}` is not a finite number")
-                    })?;
+                    sampler.cfg_scale = v
+                        .parse()
+                        .ok()
+                        .filter(|w: &f32| w.is_finite())
+                        .with_context(|| format!("generator `{text}`: cfg `{v}` is not a finite number"))?;
                 }
                 Some(("steps", v)) => {
-                    sampler.steps = v.parse().ok().filter(|s| *s > 0).with_context(|| {
-                        format!("generator `{text}`: steps `{v}` is not a positive integer")
-                    })?;
+                    sampler.steps = v
+                        .parse()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .with_context(|| format!("generator `{text}`: steps `{v}` is not a positive integer"))?;
                 }
                 _ => bail!("generator `{text}`: unknown setting `{part}`; {usage}"),
             }

@@ -175,9 +175,8 @@ impl Comparison {
         let mean = |xs: &mut dyn Iterator<Item = f64>| xs.sum::<f64>() / n.max(1) as f64;
         let point = mean(&mut per_prompt.iter().copied());
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut means: Vec<f64> = (0..resamples)
-            .map(|_| mean(&mut (0..n).map(|_| per_prompt[rng.gen_range(0..n.max(1))])))
-            .collect();
+        let mut means: Vec<f64> =
+            (0..resamples).map(|_| mean(&mut (0..n).map(|_| per_prompt[rng.gen_range(0..n.max(1))]))).collect();
         means.sort_by(f64::total_cmp);
         let at = |q: f64| means.get(((q * resamples as f64) as usize).min(resamples.saturating_sub(1))).copied();
         (point, at(0.025).unwrap_or(point), at(0.975).unwrap_or(point))

@@ -120,7 +120,8 @@ impl DirLock {
         for _ in 0..2 {
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut f) => {
-                    write!(f, "{}", std::process::id()).with_context(|| format!("cannot write `{}`", path.display()))?;
+                    write!(f, "{}", std::process::id())
+                        .with_context(|| format!("cannot write `{}`", path.display()))?;
                     return Ok(DirLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

@@ -14,11 +14,11 @@ pub mod progress;
 pub mod run;
 pub mod stop;
 
+pub use collect::{CollectReport, CollectSettings, Collecting, GeneratorSpec};
 pub use eval::{evaluate, spread, Comparison, Curve, EvalSettings, Evaluation};
 pub use files::{ensure_writable, write_atomic, write_json, DirLock, JsonlWriter};
 pub use open::{default_model, model_path, open, Opened};
-pub use progress::Progress;
-pub use stop::Interrupted;
 pub use pretrain::{LrSchedule, ModelSize, PretrainSettings, Pretrained, Pretraining};
+pub use progress::Progress;
 pub use run::{prepare, ObjectiveRun, RunOutcome, RunSettings, Start, Training, DEFAULT_STEPS};
-pub use collect::{CollectReport, CollectSettings, Collecting, GeneratorSpec};
+pub use stop::Interrupted;

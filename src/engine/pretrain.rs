@@ -4,11 +4,11 @@
 use super::files::{write_json, JsonlWriter};
 use crate::data::MAX_TOKENS;
 use crate::device::Backend;
+use crate::device::OnDevice;
 use crate::model::{
     blank_caption, save_checkpoint, train_step_mse, AdamW, AdamWConfig, CheckpointMeta, Dit, DitConfig, Ema, MseBatch,
     ScheduleKind, ScheduleSpec,
 };
-use crate::device::OnDevice;
 use crate::world::Testbed;
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};

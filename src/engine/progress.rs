@@ -70,13 +70,8 @@ impl Progress {
         let secs = now.duration_since(p.started).as_secs_f64().max(1e-9);
         let rate = (p.pos - p.first_pos) as f64 / secs;
         let eta = if rate > 0.0 { p.len.saturating_sub(p.pos) as f64 / rate } else { 0.0 };
-        let line = format!(
-            "{} step {}/{}  loss {loss:.4}  {rate:.2} steps/s  ETA {}",
-            p.what,
-            p.pos,
-            p.len,
-            clock(eta)
-        );
+        let line =
+            format!("{} step {}/{}  loss {loss:.4}  {rate:.2} steps/s  ETA {}", p.what, p.pos, p.len, clock(eta));
         (p.sink)(&line);
     }
 

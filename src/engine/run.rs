@@ -7,15 +7,15 @@
 
 use super::eval::{Comparison, Curve, EvalSettings};
 use super::files::{write_atomic, write_json, DirLock, JsonlWriter};
+use super::open::{model_path, open, Opened};
 use super::progress::Progress;
 use super::stop::{self, shell_quote, Interrupted};
-use super::open::{model_path, open, Opened};
 use crate::check::Checked;
 use crate::data::{load_imagefolder, PreferenceSet};
-use crate::eval::GridConfig;
-use crate::ir::{lower, Bound};
 use crate::device::Backend;
 use crate::device::{DeviceKind, OnDevice};
+use crate::eval::GridConfig;
+use crate::ir::{lower, Bound};
 use crate::model::{save_checkpoint, CheckpointMeta, ObjectiveMeta};
 use crate::syntax;
 use crate::trainer::{StepReport, TrainConfig, Trainer, TrainerParts};
@@ -297,7 +297,8 @@ pub fn prepare(
         }
         Start::Fresh { out, settings } => {
             settings.validate()?;
-            let out = out.unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", objective.obj.name, settings.seed)));
+            let out =
+                out.unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", objective.obj.name, settings.seed)));
             let steps = steps.unwrap_or(DEFAULT_STEPS);
             match read_run_json(&out).ok() {
                 // The same command again: continue the run (or start it over when it saved nothing yet).
@@ -423,7 +424,8 @@ impl Training {
 
     /// The command that resumes this run.
     fn resume_command(&self) -> String {
-        let mut c = format!("seppoc run --resume {} --steps {}", shell_quote(&self.out.display().to_string()), self.steps);
+        let mut c =
+            format!("seppoc run --resume {} --steps {}", shell_quote(&self.out.display().to_string()), self.steps);
         if self.device != DeviceKind::Cpu {
             c.push_str(&format!(" --device {}", format!("{:?}", self.device).to_lowercase()));
         }
@@ -514,7 +516,9 @@ impl OnDevice for Training {
                         self.resume_command()
                     )
                 };
-                return Err(Interrupted { message: format!("interrupted: run `{}` stopped {kept}", out.display()) }.into());
+                return Err(
+                    Interrupted { message: format!("interrupted: run `{}` stopped {kept}", out.display()) }.into()
+                );
             }
             let report = match trainer.step() {
                 Ok(r) => r,
@@ -565,7 +569,8 @@ impl OnDevice for Training {
         if s.eval_prompts == Some(0) {
             return Ok(outcome);
         }
-        let settings = EvalSettings { n_prompts: s.eval_prompts, samples: s.eval_samples.max(1), ..EvalSettings::standard() };
+        let settings =
+            EvalSettings { n_prompts: s.eval_prompts, samples: s.eval_samples.max(1), ..EvalSettings::standard() };
         let cmp = Comparison::new(&initial, trainer.output_model(), schedule, world, &settings)?;
         let (report_path, grid_path) = (out.join("report.json"), out.join("grid.png"));
         write_json(

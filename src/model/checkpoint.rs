@@ -96,8 +96,11 @@ impl CheckpointMeta {
 
     /// Reads the header entries; a missing required key or one that does not parse is an error naming it.
     fn from_header(path: &Path, header: &HashMap<String, String>) -> Result<Self, CheckpointError> {
-        let bad =
-            |key: &str, message: String| CheckpointError::Metadata { path: path.to_path_buf(), key: key.into(), message };
+        let bad = |key: &str, message: String| CheckpointError::Metadata {
+            path: path.to_path_buf(),
+            key: key.into(),
+            message,
+        };
         let get = |key: &str| header.get(key).cloned();
         let json = |key: &str| -> Result<Option<serde_json::Value>, CheckpointError> {
             get(key).map(|t| serde_json::from_str(&t).map_err(|e| bad(key, e.to_string()))).transpose()
@@ -233,7 +236,9 @@ fn read_error(path: &Path, buf: &[u8], e: safetensors::SafeTensorError) -> Check
             "truncated: the file has {} bytes but its header describes more (copy it again, or use another checkpoint)",
             buf.len()
         ),
-        E::InvalidHeaderLength | E::HeaderTooLarge if declared.is_some_and(|n| n > 100_000_000) || !looks_like_header => {
+        E::InvalidHeaderLength | E::HeaderTooLarge
+            if declared.is_some_and(|n| n > 100_000_000) || !looks_like_header =>
+        {
             "not a seppoc model checkpoint (not a safetensors file)".to_string()
         }
         other => format!("not a seppoc model checkpoint (corrupt safetensors header: {other})"),

@@ -4,9 +4,9 @@
 
 use crate::engine::stop::{self, Interrupted};
 use crate::engine::write_json;
-use std::os::unix::process::CommandExt;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -116,7 +116,10 @@ fn run_job_once(job: &Job) -> anyhow::Result<f64> {
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
         if forwarded || status.code() == Some(130) {
-            return Err(Interrupted { message: format!("{}: interrupted (state saved; see `{}`)", job.label, log_path.display()) }.into());
+            return Err(Interrupted {
+                message: format!("{}: interrupted (state saved; see `{}`)", job.label, log_path.display()),
+            }
+            .into());
         }
         if !status.success() {
             bail!("`seppoc {}` failed ({status}); see `{}`", argv.join(" "), log_path.display());

@@ -10,15 +10,15 @@
 mod jobs;
 
 use super::engine::{command_line, DeviceArgs};
+use super::{load_source, parse_set, print_diags};
+use crate::compare::output::{draw_plots, markdown};
+use crate::compare::read::{curve_prompt_count, read_baseline, read_run};
+use crate::compare::{markdown_table, summarize, Baseline, RunRecord};
 use crate::device::DeviceKind;
 use crate::engine::{model_path, write_json};
 use crate::world::WorldKind;
-use super::{load_source, parse_set, print_diags};
-use crate::compare::{markdown_table, summarize, Baseline, RunRecord};
 use anyhow::{bail, Context};
 use jobs::{finished_seconds, read_signature, run_jobs, Job};
-use crate::compare::output::{draw_plots, markdown};
-use crate::compare::read::{curve_prompt_count, read_baseline, read_run};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
