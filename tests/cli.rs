@@ -135,3 +135,19 @@ fn loss_rounds_policy_and_reference_leaves_alike() {
     assert!((oracle - want).abs() < 1e-12 && (dfdx - want).abs() < 1e-6, "oracle {oracle} dfdx {dfdx} vs {want}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A value that is not finite at run time is an error naming the quantity, not `"loss": null` with exit 0.
+#[test]
+fn loss_with_a_nonfinite_value_fails_naming_it() {
+    let dir = cli_support::scratch("cli", "loss-nonfinite");
+    let obj = dir.join("t.obj");
+    std::fs::write(&obj, "objective t\nloss mean(log(err(policy, winner) - 0.25))\n").expect("written");
+    let inputs = dir.join("inputs.json");
+    std::fs::write(&inputs, r#"{"inputs": {"e_policy_winner": [0.5, 0.2]}}"#).expect("written");
+    let out = seppoc(&["loss", obj.to_str().expect("utf-8"), "--inputs", inputs.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("the loss is NaN (first at sample 1"), "{err}");
+    assert!(!text(&out.stdout).contains("null"), "{}", text(&out.stdout));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,7 +6,8 @@ use super::*;
 use crate::syntax::ast::{Arg, Expr, ExprKind, Ident};
 
 /// Elementwise nonlinear functions of one number.
-const UNARY: &[&str] = &["logsigmoid", "sigmoid", "softplus", "relu", "exp", "log", "log1p", "square", "abs"];
+const UNARY: &[&str] =
+    &["logsigmoid", "sigmoid", "softplus", "relu", "exp", "expm1", "log", "log1p", "sqrt", "tanh", "square", "abs"];
 
 /// Every builtin function with the signature shown in arity errors.
 pub const FUNCTIONS: &[(&str, &str)] = &[
@@ -18,8 +19,12 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("softplus", "softplus(x)"),
     ("relu", "relu(x)"),
     ("exp", "exp(x)"),
+    ("expm1", "expm1(x)"),
     ("log", "log(x)"),
     ("log1p", "log1p(x)"),
+    ("sqrt", "sqrt(x)"),
+    ("tanh", "tanh(x)"),
+    ("pow", "pow(x, p)"),
     ("square", "square(x)"),
     ("abs", "abs(x)"),
     ("min", "min(a, b)"),
@@ -80,6 +85,7 @@ impl Checker {
             "err" | "logratio" => self.err_call(&f.name, &positional, tys),
             "sample" => self.sample_call(&positional, tys, &named),
             "min" | "max" | "clamp" => self.nonlinear_n(&f.name, &positional, tys),
+            "pow" => self.pow(&positional, tys),
             "sign" => self.sign(f, &positional, tys, &named),
             "indicator" | "where" => self.select(&f.name, &positional, tys),
             "stopgrad" => self
@@ -196,6 +202,23 @@ impl Checker {
             (true, Some(s)) => Ty::Scalar(s),
             _ => Ty::Error,
         }
+    }
+
+    /// `pow(x, p)`: the exponent is a constant (literals, parameters, constant bindings), so the power has one
+    /// derivative, `p x^(p-1)`, and `--set` can sweep it.
+    fn pow(&mut self, args: &[&Expr], tys: Vec<Ty>) -> Ty {
+        let exponent = tys.get(1).cloned();
+        let ty = self.nonlinear_n("pow", args, tys);
+        if let Some(Ty::Scalar(s)) = exponent {
+            if s.axis != Axis::Const {
+                self.report(
+                    Diagnostic::error(Code::E0208, Label::new(args[1].span, "varies with the batch"), "the exponent of `pow` must be a constant")
+                        .with_help("use a literal or a parameter, e.g. `pow(x, gamma)` with `param gamma: real = 2.0`; write `exp(p * log(x))` for a varying exponent"),
+                );
+                return Ty::Error;
+            }
+        }
+        ty
     }
 
     /// `sign(x, tie = t)`: a gate in {-1, t, +1}; the tie value matters at the first update (docs/method.md, tie rule).
