@@ -59,7 +59,8 @@ codes! {
     E0206 = Error,
     /// Unknown setting value: `data triples`, `noise maybe`, `reference r = newest`, `sampler = euler`.
     E0207 = Error,
-    /// Argument must be a constant: `sample(ref, prompt, steps = err(policy, winner))`.
+    /// Argument must be a constant: `sample(ref, prompt, steps = err(policy, winner))`,
+    /// `pow(err(policy, winner), err(ref, winner))`.
     E0208 = Error,
     /// Bad `--set` override: unknown parameter, or a value that does not parse as the declared type.
     E0209 = Error,
