@@ -32,8 +32,12 @@ fn constants_finite(checked: Checked, values: &[(String, f64)], context: &str) -
     for nf in found {
         let span = bound.spans[nf.node.0 as usize];
         let mut diag = if nf.divides_by_zero {
-            Diagnostic::error(Code::E0313, Label::new(span, "the denominator is a constant 0"), "division by a constant zero")
-                .with_note("the quotient is infinite or NaN for every sample")
+            Diagnostic::error(
+                Code::E0313,
+                Label::new(span, "the denominator is a constant 0"),
+                "division by a constant zero",
+            )
+            .with_note("the quotient is infinite or NaN for every sample")
         } else {
             Diagnostic::error(
                 Code::E0313,
@@ -45,11 +49,18 @@ fn constants_finite(checked: Checked, values: &[(String, f64)], context: &str) -
             diag = diag.with_note(domain);
         }
         if !nf.params.is_empty() {
-            let used: Vec<String> =
-                nf.params.iter().map(|p| format!("{} = {}", bound.params[p.0 as usize].name, bound.value(*p))).collect();
+            let used: Vec<String> = nf
+                .params
+                .iter()
+                .map(|p| format!("{} = {}", bound.params[p.0 as usize].name, bound.value(*p)))
+                .collect();
             diag = diag.with_note(format!("computed with {}{context}", used.join(", ")));
         }
-        diags.push(diag.with_help("a NaN or infinite value reaching the loss stops training at its first step: fix the constant"));
+        diags.push(
+            diag.with_help(
+                "a NaN or infinite value reaching the loss stops training at its first step: fix the constant",
+            ),
+        );
     }
     diags.sort_by_key(|d| (d.primary.span.start, d.code));
     Err(diags)
@@ -84,10 +95,7 @@ pub type WithParams = (Checked, Vec<(String, f64)>);
 
 /// [`frontend`] followed by `--set` overrides (validated against each parameter's type and domain); returns
 /// the program and the final parameter values.
-pub fn frontend_with(
-    file: &SourceFile,
-    sets: &[(String, String)],
-) -> Result<WithParams, Vec<Diagnostic>> {
+pub fn frontend_with(file: &SourceFile, sets: &[(String, String)]) -> Result<WithParams, Vec<Diagnostic>> {
     let checked = frontend(file)?;
     let values = check::apply_overrides(&checked, sets)?;
     let checked = if sets.is_empty() { checked } else { constants_finite(checked, &values, " (after `--set`)")? };

@@ -207,8 +207,12 @@ impl Checker {
         let (integer, lo, hi) = setting.range();
         if integer && !param.integer {
             self.report(
-                Diagnostic::error(Code::E0205, Label::new(e.span, "a real parameter"), format!("`sample` {} must be an integer, found the real parameter `{n}`", setting.name()))
-                    .with_help(format!("declare it `param {n}: int = ...`")),
+                Diagnostic::error(
+                    Code::E0205,
+                    Label::new(e.span, "a real parameter"),
+                    format!("`sample` {} must be an integer, found the real parameter `{n}`", setting.name()),
+                )
+                .with_help(format!("declare it `param {n}: int = ...`")),
             );
             return Some(None);
         }

@@ -140,7 +140,9 @@ impl SampleSetting {
     pub fn reject(self, v: f64) -> Option<String> {
         let (integer, lo, hi) = self.range();
         let ok = v.is_finite() && (lo..=hi).contains(&v) && (!integer || v.fract() == 0.0);
-        (!ok).then(|| format!("`sample` {} must be {}in [{lo}, {hi}]", self.name(), if integer { "an integer " } else { "" }))
+        (!ok).then(|| {
+            format!("`sample` {} must be {}in [{lo}, {hi}]", self.name(), if integer { "an integer " } else { "" })
+        })
     }
 }
 

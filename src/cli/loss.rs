@@ -92,7 +92,9 @@ fn first_nonfinite(names: &[String], oracle: &Evaluation, dfdx: &conformance::Df
     if let Some(b) = bad(oracle.loss) {
         let at = oracle.per_sample.as_ref().and_then(|p| p.iter().position(|v| !v.is_finite()));
         return Some(match at {
-            Some(i) => format!("the loss is {b} (first at sample {i}, whose loss is {})", oracle.per_sample.as_ref()?[i]),
+            Some(i) => {
+                format!("the loss is {b} (first at sample {i}, whose loss is {})", oracle.per_sample.as_ref()?[i])
+            }
             None => format!("the loss is {b}"),
         });
     }

@@ -123,7 +123,9 @@ fn binary_grad(op: BinOp, a: f64, b: f64) -> (f64, f64) {
             }
         }
         // d/db = a^b ln a is defined for a > 0 only; the exponent never carries gradient (checker).
-        BinOp::Pow => (if b == 0.0 { 0.0 } else { b * a.powf(b - 1.0) }, if a > 0.0 { a.powf(b) * a.ln() } else { 0.0 }),
+        BinOp::Pow => {
+            (if b == 0.0 { 0.0 } else { b * a.powf(b - 1.0) }, if a > 0.0 { a.powf(b) * a.ln() } else { 0.0 })
+        }
     }
 }
 
