@@ -1,7 +1,8 @@
 //! The front end as one call: source text to checked program, with every diagnostic on failure.
 
 use crate::check::{self, Checked};
-use crate::diag::Diagnostic;
+use crate::diag::{Code, Diagnostic, Label};
+use crate::ir;
 use crate::source::SourceFile;
 use crate::syntax;
 
@@ -12,7 +13,81 @@ pub fn frontend(file: &SourceFile) -> Result<Checked, Vec<Diagnostic>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    check::check(&ast)
+    let checked = check::check(&ast)?;
+    let defaults: Vec<(String, f64)> = checked.params.iter().map(|p| (p.name.clone(), p.default)).collect();
+    constants_finite(checked, &defaults, "")
+}
+
+/// E0313 for every constant term that is not finite with these parameter values (see
+/// [`ir::nonfinite_constants`]); on failure the program's warnings come along.
+fn constants_finite(checked: Checked, values: &[(String, f64)], context: &str) -> Result<Checked, Vec<Diagnostic>> {
+    let Ok(bound) = ir::lower(&checked).bind(values) else {
+        return Ok(checked);
+    };
+    let found = ir::nonfinite_constants(&bound);
+    if found.is_empty() {
+        return Ok(checked);
+    }
+    let mut diags = checked.warnings;
+    for nf in found {
+        let span = bound.spans[nf.node.0 as usize];
+        let mut diag = if nf.divides_by_zero {
+            Diagnostic::error(
+                Code::E0313,
+                Label::new(span, "the denominator is a constant 0"),
+                "division by a constant zero",
+            )
+            .with_note("the quotient is infinite or NaN for every sample")
+        } else {
+            Diagnostic::error(
+                Code::E0313,
+                Label::new(span, format!("evaluates to {}", show(nf.value))),
+                format!("constant term is {}", if nf.value.is_nan() { "NaN" } else { "infinite" }),
+            )
+        };
+        if let Some(domain) = domain_note(bound.node(nf.node)).filter(|_| !nf.divides_by_zero) {
+            diag = diag.with_note(domain);
+        }
+        if !nf.params.is_empty() {
+            let used: Vec<String> = nf
+                .params
+                .iter()
+                .map(|p| format!("{} = {}", bound.params[p.0 as usize].name, bound.value(*p)))
+                .collect();
+            diag = diag.with_note(format!("computed with {}{context}", used.join(", ")));
+        }
+        diags.push(
+            diag.with_help(
+                "a NaN or infinite value reaching the loss stops training at its first step: fix the constant",
+            ),
+        );
+    }
+    diags.sort_by_key(|d| (d.primary.span.start, d.code));
+    Err(diags)
+}
+
+fn show(v: f64) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "+inf"
+    } else {
+        "-inf"
+    }
+}
+
+/// Where a function is finite, for the functions that have a restricted domain.
+fn domain_note(node: &ir::Node) -> Option<&'static str> {
+    use ir::{BinOp, Node, UnOp};
+    Some(match node {
+        Node::Unary(UnOp::Log, _) => "`log(x)` is finite for x > 0",
+        Node::Unary(UnOp::Log1p, _) => "`log1p(x)` is finite for x > -1",
+        Node::Unary(UnOp::Sqrt, _) => "`sqrt(x)` is defined for x >= 0",
+        Node::Unary(UnOp::Exp | UnOp::Expm1, _) => "`exp(x)` overflows f64 above x = 709",
+        Node::Binary(BinOp::Pow, ..) => "`pow(a, b)` needs a > 0 for a non-integer b, and a != 0 for b < 0",
+        Node::Binary(BinOp::Div, ..) => "`a / b` needs b != 0",
+        _ => return None,
+    })
 }
 
 /// A checked program with its final parameter values (name, value), after `--set`.
@@ -23,6 +98,7 @@ pub type WithParams = (Checked, Vec<(String, f64)>);
 pub fn frontend_with(file: &SourceFile, sets: &[(String, String)]) -> Result<WithParams, Vec<Diagnostic>> {
     let checked = frontend(file)?;
     let values = check::apply_overrides(&checked, sets)?;
+    let checked = if sets.is_empty() { checked } else { constants_finite(checked, &values, " (after `--set`)")? };
     Ok((checked, values))
 }
 

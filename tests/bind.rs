@@ -67,7 +67,8 @@ fn bad_value_lists_are_errors_naming_the_parameter() {
             | BindError::Missing { name }
             | BindError::NonFinite { name, .. }
             | BindError::NotInteger { name, .. }
-            | BindError::OutOfDomain { name, .. } => name.clone(),
+            | BindError::OutOfDomain { name, .. }
+            | BindError::SampleSetting { name, .. } => name.clone(),
         };
         assert!(got.to_string().contains(&format!("`{name}`")), "{what}: {got}");
     }
@@ -132,4 +133,34 @@ fn checked_overrides_bind_for_every_shipped_objective() {
 
 fn text_has_beta(text: &str) -> bool {
     text.lines().any(|l| l.starts_with("param beta:"))
+}
+
+/// `sample(...)` settings given by parameters take the bound values (what the trainer, `plan` and `emit` read),
+/// and a value the setting does not accept is an error naming the parameter, even inside the declared domain.
+#[test]
+fn sample_settings_from_parameters_take_the_bound_values() {
+    let obj = lowered(
+        "objective t
+param n: int = 10 in [0, 5000]
+param guidance: real = 3.0 in [0, inf)
+param eta: real = 0.5 in [0, 1]
+reference ref = initial
+let x = sample(ref, prompt, steps = n, cfg = guidance, eta = eta)
+loss mean(err(policy, x) - err(ref, x))
+",
+    );
+    let defaults = obj.bind_defaults();
+    let s = &defaults.samples[0];
+    assert_eq!((s.steps, s.cfg, s.eta), (10, 3.0, 0.5));
+    let bound = obj.bind(&[("n", 40.0), ("guidance", 7.5), ("eta", 0.0)]).expect("valid");
+    let s = &bound.samples[0];
+    assert_eq!((s.steps, s.cfg, s.eta), (40, 7.5, 0.0));
+    assert_eq!(bound.plan().nfe_sampling, defaults.plan().nfe_sampling * 4, "sampling cost follows steps");
+    for (name, value) in [("n", 0.0), ("n", 2000.0), ("guidance", 101.0)] {
+        let mut values = vec![("n", 40.0), ("guidance", 7.5), ("eta", 0.0)];
+        values.iter_mut().filter(|(n, _)| *n == name).for_each(|v| v.1 = value);
+        let err = obj.bind(&values).expect_err("outside the setting's range");
+        assert!(matches!(&err, BindError::SampleSetting { name: n, .. } if n == name), "{err:?}");
+        assert!(err.to_string().contains(&format!("`{name}`")), "{err}");
+    }
 }

@@ -94,11 +94,11 @@ fn loss_computes_with_the_set_parameter_values() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         let got: serde_json::Value = serde_json::from_str(&text(&out.stdout)).expect("JSON");
         assert_eq!(got["params"], serde_json::json!({ "beta": beta }));
-        // The policy leaves reach both backends rounded to f32.
+        // Every leaf reaches both backends rounded to f32.
         let f32_ = |x: f64| x as f32 as f64;
         let want = (0..2)
             .map(|i| {
-                let margin = -0.5 * beta * ((f32_(pw[i]) - rw[i]) - (f32_(pl[i]) - rl[i]));
+                let margin = -0.5 * beta * ((f32_(pw[i]) - f32_(rw[i])) - (f32_(pl[i]) - f32_(rl[i])));
                 (-margin).exp().ln_1p()
             })
             .sum::<f64>()
@@ -108,5 +108,46 @@ fn loss_computes_with_the_set_parameter_values() {
         assert!((oracle - want).abs() < 1e-9, "beta {beta}: oracle {oracle} vs {want}");
         assert!((dfdx - want).abs() < 1e-4, "beta {beta}: dfdx {dfdx} vs {want}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Policy and reference leaves are rounded alike: an exact tie given in f64 (`e_policy_winner ==
+/// e_ref_winner`) stays a tie, so SePPO's gate `sign(.., tie = 1)` is +1 everywhere and nothing flips.
+#[test]
+fn loss_rounds_policy_and_reference_leaves_alike() {
+    let dir = cli_support::scratch("cli", "loss-tie");
+    let inputs = serde_json::json!({ "inputs": {
+        "e_policy_winner": [0.3, 0.45], "e_ref_winner": [0.3, 0.45],
+        "e_policy_sample0": [0.2, 0.2], "e_ref_sample0": [0.25, 0.25] } });
+    let path = dir.join("inputs.json");
+    std::fs::write(&path, inputs.to_string()).expect("written");
+    let out = seppoc(&["loss", "objectives/seppo.obj", "--set", "beta=4", "--inputs", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let got: serde_json::Value = serde_json::from_str(&text(&out.stdout)).expect("JSON");
+    assert_eq!(got["oracle_f64"]["logs"]["flip_rate"].as_f64(), Some(0.0), "{got}");
+    // s = +1: margin = -2 * (0 - (e_policy_sample0 - e_ref_sample0)) = -0.1 on f32-rounded values, and the
+    // loss is -logsigmoid(margin) = ln(1 + e^-margin).
+    let f32_ = |x: f64| x as f32 as f64;
+    let margin = 2.0 * (f32_(0.2) - f32_(0.25));
+    let want = (-margin).exp().ln_1p();
+    let (oracle, dfdx) =
+        (got["oracle_f64"]["loss"].as_f64().expect("loss"), got["dfdx_f32"]["loss"].as_f64().expect("loss"));
+    assert!((oracle - want).abs() < 1e-12 && (dfdx - want).abs() < 1e-6, "oracle {oracle} dfdx {dfdx} vs {want}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A value that is not finite at run time is an error naming the quantity, not `"loss": null` with exit 0.
+#[test]
+fn loss_with_a_nonfinite_value_fails_naming_it() {
+    let dir = cli_support::scratch("cli", "loss-nonfinite");
+    let obj = dir.join("t.obj");
+    std::fs::write(&obj, "objective t\nloss mean(log(err(policy, winner) - 0.25))\n").expect("written");
+    let inputs = dir.join("inputs.json");
+    std::fs::write(&inputs, r#"{"inputs": {"e_policy_winner": [0.5, 0.2]}}"#).expect("written");
+    let out = seppoc(&["loss", obj.to_str().expect("utf-8"), "--inputs", inputs.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("the loss is NaN (first at sample 1"), "{err}");
+    assert!(!text(&out.stdout).contains("null"), "{}", text(&out.stdout));
     let _ = std::fs::remove_dir_all(&dir);
 }

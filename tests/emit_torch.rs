@@ -77,7 +77,7 @@ fn emit_refuses_to_overwrite_a_foreign_file_and_replaces_its_own() {
 
 /// Leaf values for one case: `kind` 0 = errors a few 1e-3 apart (margins of order 1), 1 = widely spread (saturated
 /// sigmoids), 2 = exact ties between every pair of models (gates at their tie values). Values are f32-exact:
-/// `seppoc loss` gives its oracle the policy leaves rounded to f32, as its dfdx graph sees them.
+/// `seppoc loss` gives both backends every leaf rounded to f32.
 fn leaves(names: &[String], batch: usize, kind: u32, rng: &mut ChaCha8Rng) -> Value {
     let base: Vec<f64> = (0..batch).map(|_| rng.gen_range(0.05..0.5)).collect();
     let mut map = serde_json::Map::new();
@@ -126,6 +126,8 @@ fn emitted_modules_equal_the_f64_oracle() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     jobs.push((root.join("objectives/robust.obj"), vec!["eps=0.25", "beta=300"], None));
     jobs.push((root.join("objectives/kto.obj"), vec![], Some(json!({"beta": 50.0, "lambda_u": 2.0}))));
+    // Every math function (log, sqrt, tanh, expm1, pow) in one objective outside objectives/.
+    jobs.push((root.join("tests/ui/check/log_function.obj"), vec![], None));
     for (j, (path, sets, params)) in jobs.iter().enumerate() {
         let module = dir.join(format!("m{j}.py"));
         std::fs::write(&module, emit(path, sets)).expect("writes module");

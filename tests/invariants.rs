@@ -223,3 +223,72 @@ fn explain_snapshots() {
         insta::assert_snapshot!(format!("explain_{name}"), load(name).explain());
     }
 }
+
+/// The elementwise math functions, each in a loss of the policy's errors (`d` = policy minus reference error).
+const FUNCTIONS: &[(&str, &str)] = &[
+    ("log", "mean(log(err(policy, winner)) + 0.0 * d)"),
+    ("exp", "mean(exp(beta * d))"),
+    ("expm1", "mean(expm1(beta * d))"),
+    ("sqrt", "mean(sqrt(err(policy, winner)) + 0.0 * d)"),
+    ("pow", "mean(pow(err(policy, winner), gamma) + 0.0 * d)"),
+    ("tanh", "mean(tanh(beta * d))"),
+];
+
+/// `FUNCTIONS` entry `loss` as an objective, with `beta` and `gamma` bound.
+fn function_objective(loss: &str, beta: f64, gamma: f64) -> Bound {
+    let text = format!(
+        "objective f\nparam beta: real = 300.0 in (0, inf)\nparam gamma: real = 1.5 in (-inf, inf)\n\
+         reference ref = initial\nlet d = err(policy, winner) - err(ref, winner)\nloss {loss} + 0.0 * gamma * beta\n"
+    );
+    let parsed = Parsed::parse("function.obj", &text).unwrap_or_else(|(_, d)| panic!("{loss}: {d:?}"));
+    ir::lower(&parsed.checked).bind(&[("beta", beta), ("gamma", gamma)]).expect("in domain")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Each function's oracle gradient equals central finite differences, and the dfdx graph matches the oracle
+    /// (loss and gradient), at margins inside and outside expm1's small-argument branch.
+    #[test]
+    fn math_function_gradients((base, delta) in base_strategy(), beta in prop_oneof![Just(30.0), Just(300.0), Just(3000.0)], gamma in prop_oneof![Just(0.5), Just(1.5), Just(-2.0)]) {
+        for (name, loss) in FUNCTIONS {
+            let obj = function_objective(loss, beta, gamma);
+            let at = leaves(&obj, &base, &delta, 3);
+            let ev = evaluate(&obj, &at);
+            prop_assert!(ev.loss.is_finite(), "{name}: {}", ev.loss);
+            let g = ev.grads[0].as_ref().expect("the first leaf is the policy's");
+            for (s, &gs) in g.iter().enumerate() {
+                let h = 1e-7 * at.inputs[0][s].abs().max(1e-3);
+                let (mut plus, mut minus) = (at.clone(), at.clone());
+                plus.inputs[0][s] += h;
+                minus.inputs[0][s] -= h;
+                let fd = (evaluate(&obj, &plus).loss - evaluate(&obj, &minus).loss) / (2.0 * h);
+                prop_assert!((fd - gs).abs() <= 1e-5 * gs.abs().max(1.0), "{name} sample {s}: fd {fd} vs grad {gs}");
+            }
+            let (oracle, dfdx) = conformance::both(&obj, &at);
+            prop_assert!(close(dfdx.loss, oracle.loss, 1e-4), "{name}: dfdx {} vs oracle {}", dfdx.loss, oracle.loss);
+            let (gd, go) = (dfdx.grads[0].as_ref().expect("policy"), oracle.grads[0].as_ref().expect("policy"));
+            let scale = go.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            for (a, b) in gd.iter().zip(go) {
+                prop_assert!((a - b).abs() <= 1e-4 * scale, "{name}: dfdx grad {a} vs oracle {b}");
+            }
+        }
+    }
+}
+
+/// `expm1` keeps its relative precision in f32 near 0, where `exp(x) - 1` would lose it: at x = 1e-6 the f32
+/// `exp(x) - 1` is off by several percent.
+#[test]
+fn expm1_is_accurate_near_zero_in_f32() {
+    let obj = function_objective("mean(expm1(beta * d))", 1.0, 1.5);
+    for x in [1e-6, -3e-7, 2e-5, 0.5, -0.9, 1.5, -4.0] {
+        let r = 0.25f32 as f64;
+        let p = (r + x) as f32 as f64;
+        let (oracle, dfdx) = conformance::both(&obj, &LeafValues { inputs: vec![vec![p], vec![r]] });
+        let want = (p - r).exp_m1();
+        assert!((oracle.loss - want).abs() <= 1e-15 * want.abs(), "x {x}: oracle {} vs {want}", oracle.loss);
+        assert!((dfdx.loss - want).abs() <= 1e-6 * want.abs(), "x {x}: dfdx {} vs {want}", dfdx.loss);
+        let g = dfdx.grads[0].as_ref().expect("policy")[0];
+        assert!((g - (p - r).exp()).abs() <= 1e-6 * (p - r).exp().max(1.0), "x {x}: gradient {g}");
+    }
+}

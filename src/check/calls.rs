@@ -6,7 +6,8 @@ use super::*;
 use crate::syntax::ast::{Arg, Expr, ExprKind, Ident};
 
 /// Elementwise nonlinear functions of one number.
-const UNARY: &[&str] = &["logsigmoid", "sigmoid", "softplus", "relu", "exp", "log", "log1p", "square", "abs"];
+const UNARY: &[&str] =
+    &["logsigmoid", "sigmoid", "softplus", "relu", "exp", "expm1", "log", "log1p", "sqrt", "tanh", "square", "abs"];
 
 /// Every builtin function with the signature shown in arity errors.
 pub const FUNCTIONS: &[(&str, &str)] = &[
@@ -18,8 +19,12 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("softplus", "softplus(x)"),
     ("relu", "relu(x)"),
     ("exp", "exp(x)"),
+    ("expm1", "expm1(x)"),
     ("log", "log(x)"),
     ("log1p", "log1p(x)"),
+    ("sqrt", "sqrt(x)"),
+    ("tanh", "tanh(x)"),
+    ("pow", "pow(x, p)"),
     ("square", "square(x)"),
     ("abs", "abs(x)"),
     ("min", "min(a, b)"),
@@ -80,6 +85,7 @@ impl Checker {
             "err" | "logratio" => self.err_call(&f.name, &positional, tys),
             "sample" => self.sample_call(&positional, tys, &named),
             "min" | "max" | "clamp" => self.nonlinear_n(&f.name, &positional, tys),
+            "pow" => self.pow(&positional, tys),
             "sign" => self.sign(f, &positional, tys, &named),
             "indicator" | "where" => self.select(&f.name, &positional, tys),
             "stopgrad" => self
@@ -152,13 +158,25 @@ impl Checker {
                 )
             }
         };
-        let get = |cx: &mut Checker, key: &str, integer: bool, lo: f64, hi: f64, default: f64| match named.get(key) {
-            None => Some(default),
-            Some(a) => cx.bounded(&a.value, &format!("`sample` {key}"), integer, lo, hi),
+        let mut from_params = Vec::new();
+        let mut get = |cx: &mut Checker, setting: SampleSetting, default: f64| {
+            let key = setting.name();
+            let (integer, lo, hi) = setting.range();
+            match named.get(key) {
+                None => Some(default),
+                Some(a) => match cx.sample_param(&a.value, setting) {
+                    Some(Some((name, value))) => {
+                        from_params.push((setting, name));
+                        Some(value)
+                    }
+                    Some(None) => None,
+                    None => cx.bounded(&a.value, &format!("`sample` {key}"), integer, lo, hi),
+                },
+            }
         };
-        let steps = get(self, "steps", true, 1.0, 1000.0, 20.0);
-        let cfg = get(self, "cfg", false, 0.0, 100.0, 5.0);
-        let eta = get(self, "eta", false, 0.0, 1.0, 0.0);
+        let steps = get(self, SampleSetting::Steps, 20.0);
+        let cfg = get(self, SampleSetting::Cfg, 5.0);
+        let eta = get(self, SampleSetting::Eta, 0.0);
         match model {
             Some(Model::Policy) => {
                 self.report(
@@ -170,13 +188,43 @@ impl Checker {
             }
             Some(Model::Reference(name)) => match (sampler, steps, cfg, eta) {
                 (Some(sampler), Some(steps), Some(cfg), Some(eta)) => {
-                    self.samples.push(SampleSpec { model: name, sampler, steps: steps as u64, cfg, eta });
+                    self.samples.push(SampleSpec { model: name, sampler, steps: steps as u64, cfg, eta, from_params });
                     Ty::Images(Images::Sample(self.samples.len() - 1))
                 }
                 _ => Ty::Error,
             },
             None => Ty::Error,
         }
+    }
+
+    /// A `sample` setting given by a parameter: `None` if `e` is not a parameter's name, `Some(None)` after an
+    /// error (a real parameter for `steps`, E0205; a default outside the setting's range, E0308), else the
+    /// parameter's name and default. `--set` values are checked again (`apply_overrides`, `bind`).
+    fn sample_param(&mut self, e: &Expr, setting: SampleSetting) -> Option<Option<(String, f64)>> {
+        let ExprKind::Name(n) = &e.kind else { return None };
+        let param = self.params.iter().find(|p| &p.name == n)?.clone();
+        self.infer(e);
+        let (integer, lo, hi) = setting.range();
+        if integer && !param.integer {
+            self.report(
+                Diagnostic::error(
+                    Code::E0205,
+                    Label::new(e.span, "a real parameter"),
+                    format!("`sample` {} must be an integer, found the real parameter `{n}`", setting.name()),
+                )
+                .with_help(format!("declare it `param {n}: int = ...`")),
+            );
+            return Some(None);
+        }
+        if let Some(why) = setting.reject(param.default) {
+            self.report(Diagnostic::error(
+                Code::E0308,
+                Label::new(e.span, format!("must lie in [{lo}, {hi}]")),
+                format!("{why}; the default of `{n}` is {}", param.default),
+            ));
+            return Some(None);
+        }
+        Some(Some((param.name, param.default)))
     }
 
     /// Nonlinear functions of numbers; each argument must not be a batch-reduced value with gradient.
@@ -196,6 +244,23 @@ impl Checker {
             (true, Some(s)) => Ty::Scalar(s),
             _ => Ty::Error,
         }
+    }
+
+    /// `pow(x, p)`: the exponent is a constant (literals, parameters, constant bindings), so the power has one
+    /// derivative, `p x^(p-1)`, and `--set` can sweep it.
+    fn pow(&mut self, args: &[&Expr], tys: Vec<Ty>) -> Ty {
+        let exponent = tys.get(1).cloned();
+        let ty = self.nonlinear_n("pow", args, tys);
+        if let Some(Ty::Scalar(s)) = exponent {
+            if s.axis != Axis::Const {
+                self.report(
+                    Diagnostic::error(Code::E0208, Label::new(args[1].span, "varies with the batch"), "the exponent of `pow` must be a constant")
+                        .with_help("use a literal or a parameter, e.g. `pow(x, gamma)` with `param gamma: real = 2.0`; write `exp(p * log(x))` for a varying exponent"),
+                );
+                return Ty::Error;
+            }
+        }
+        ty
     }
 
     /// `sign(x, tie = t)`: a gate in {-1, t, +1}; the tie value matters at the first update (docs/method.md, tie rule).

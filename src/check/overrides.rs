@@ -47,6 +47,18 @@ pub fn apply_overrides(checked: &Checked, sets: &[(String, String)]) -> Result<V
             ),
         }
     }
+    for spec in &checked.samples {
+        for (setting, name) in &spec.from_params {
+            let Some((_, v)) = values.iter().find(|(n, _)| n == name) else { continue };
+            if let (Some(why), true) = (setting.reject(*v), sets.iter().any(|(n, _)| n == name)) {
+                diags.push(Diagnostic::error(
+                    Code::E0308,
+                    Label::new(decl_span(checked, name), format!("used as `sample` {}", setting.name())),
+                    format!("`--set {name}={v}`: {why}"),
+                ));
+            }
+        }
+    }
     if diags.is_empty() {
         Ok(values)
     } else {

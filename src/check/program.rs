@@ -101,6 +101,65 @@ pub struct SampleSpec {
     pub cfg: f64,
     /// DDIM stochasticity.
     pub eta: f64,
+    /// Settings given by a parameter (`steps = n`): the parameter's name per setting, whose bound value
+    /// replaces the default above when the objective is bound (`--set` sweeps it).
+    pub from_params: Vec<(SampleSetting, String)>,
+}
+
+/// A numeric setting of `sample(...)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleSetting {
+    /// Denoising steps: an integer in [1, 1000].
+    Steps,
+    /// Guidance scale in [0, 100].
+    Cfg,
+    /// DDIM eta in [0, 1].
+    Eta,
+}
+
+impl SampleSetting {
+    /// The argument name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleSetting::Steps => "steps",
+            SampleSetting::Cfg => "cfg",
+            SampleSetting::Eta => "eta",
+        }
+    }
+
+    /// `(integer, lo, hi)`: the values it accepts (closed range).
+    pub fn range(self) -> (bool, f64, f64) {
+        match self {
+            SampleSetting::Steps => (true, 1.0, 1000.0),
+            SampleSetting::Cfg => (false, 0.0, 100.0),
+            SampleSetting::Eta => (false, 0.0, 1.0),
+        }
+    }
+
+    /// Why `v` is not accepted, if it is not: "must be an integer in [1, 1000]".
+    pub fn reject(self, v: f64) -> Option<String> {
+        let (integer, lo, hi) = self.range();
+        let ok = v.is_finite() && (lo..=hi).contains(&v) && (!integer || v.fract() == 0.0);
+        (!ok).then(|| {
+            format!("`sample` {} must be {}in [{lo}, {hi}]", self.name(), if integer { "an integer " } else { "" })
+        })
+    }
+}
+
+impl SampleSpec {
+    /// The spec with its parameter-given settings replaced by `value(name)`.
+    pub fn with_params(&self, value: impl Fn(&str) -> Option<f64>) -> SampleSpec {
+        let mut spec = self.clone();
+        for (setting, name) in &self.from_params {
+            let Some(v) = value(name) else { continue };
+            match setting {
+                SampleSetting::Steps => spec.steps = v as u64,
+                SampleSetting::Cfg => spec.cfg = v,
+                SampleSetting::Eta => spec.eta = v,
+            }
+        }
+        spec
+    }
 }
 
 /// A program that passed the checker.
@@ -159,6 +218,9 @@ impl Checked {
                 "sample#{k} from {}: {:?}, {} steps, cfg {:?}, eta {:?}",
                 spec.model, spec.sampler, spec.steps, spec.cfg, spec.eta
             );
+            for (setting, name) in &spec.from_params {
+                let _ = writeln!(s, "  {} from param {name}", setting.name());
+            }
         }
         for (name, ty) in &self.bindings {
             let _ = writeln!(s, "let {name}: {}", ty.show());

@@ -3,7 +3,7 @@
 
 use super::{checked_or_exit, parse_set};
 use crate::compile::conformance;
-use crate::ir::{lower, LeafValues};
+use crate::ir::{lower, Evaluation, LeafValues};
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Map, Value};
 use std::process::ExitCode;
@@ -68,6 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let (oracle, dfdx) = conformance::both(&obj, &LeafValues { inputs });
+    if let Some(what) = first_nonfinite(&names, &oracle, &dfdx) {
+        bail!("`{}`: {what} on these inputs; a non-finite loss would stop training", args.inputs);
+    }
     let grad_map = |grads: &[Option<Vec<f64>>]| -> Map<String, Value> {
         names.iter().zip(grads).filter_map(|(n, g)| g.as_ref().map(|g| (n.clone(), json!(g)))).collect()
     };
@@ -81,4 +84,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first quantity that is NaN or infinite, named: the loss, a per-sample loss, a logged value, a gradient.
+fn first_nonfinite(names: &[String], oracle: &Evaluation, dfdx: &conformance::DfdxResult) -> Option<String> {
+    let bad = |v: f64| (!v.is_finite()).then(|| if v.is_nan() { "NaN" } else { "infinite" });
+    if let Some(b) = bad(oracle.loss) {
+        let at = oracle.per_sample.as_ref().and_then(|p| p.iter().position(|v| !v.is_finite()));
+        return Some(match at {
+            Some(i) => {
+                format!("the loss is {b} (first at sample {i}, whose loss is {})", oracle.per_sample.as_ref()?[i])
+            }
+            None => format!("the loss is {b}"),
+        });
+    }
+    if let Some((name, v)) = oracle.logs.iter().find(|(_, v)| !v.is_finite()) {
+        return Some(format!("logged quantity `{name}` is {}", bad(*v)?));
+    }
+    for (name, g) in names.iter().zip(&oracle.grads) {
+        if let Some(i) = g.as_ref().and_then(|g| g.iter().position(|v| !v.is_finite())) {
+            return Some(format!("the gradient with respect to `{name}` is {} at sample {i}", bad(g.as_ref()?[i])?));
+        }
+    }
+    bad(dfdx.loss).map(|b| format!("the dfdx (f32) loss is {b}"))
 }

@@ -19,19 +19,17 @@ pub struct DfdxResult {
 pub fn both(obj: &Bound, leaves: &LeafValues) -> (Evaluation, DfdxResult) {
     let batch = leaves.inputs.iter().map(Vec::len).max().unwrap_or(1).max(1);
     let dev = Cpu::default();
+    // Every leaf, policy and frozen alike, is rounded to f32 as in training (where all errors come from f32
+    // models): the oracle and the graph see the same values, and an exact policy/reference tie given in f64
+    // stays a tie instead of being decided by the rounding direction of one side.
+    let rounded =
+        LeafValues { inputs: leaves.inputs.iter().map(|l| l.iter().map(|&v| v as f32 as f64).collect()).collect() };
     let mut offsets = vec![None; obj.inputs.len()];
     let mut stacked: Vec<f32> = Vec::new();
     for (k, input) in obj.inputs.iter().enumerate() {
         if input.model == ModelRef::Policy {
             offsets[k] = Some(stacked.len());
-            stacked.extend(leaves.inputs[k].iter().map(|&v| v as f32));
-        }
-    }
-    // The oracle sees the f32-rounded policy values, exactly what the graph sees.
-    let mut rounded = leaves.clone();
-    for (k, input) in obj.inputs.iter().enumerate() {
-        if input.model == ModelRef::Policy {
-            rounded.inputs[k] = leaves.inputs[k].iter().map(|&v| v as f32 as f64).collect();
+            stacked.extend(rounded.inputs[k].iter().map(|&v| v as f32));
         }
     }
     let n = stacked.len();

@@ -62,6 +62,10 @@ pub fn loss_graph<D: Backend>(
                 let off = offsets[*i as usize].unwrap_or_else(|| panic!("internal error: policy leaf {i} has no rows"));
                 policy.retaped::<OwnedTape<f32, D>>().slice((off..off + batch,))
             }
+            Node::Unary(UnOp::Expm1, x) => {
+                let near = host_mask(&dev, &host.values[x.0 as usize], batch, |v| v.abs() < 1.0);
+                expm1(near, arg(*x))
+            }
             Node::Unary(op, x) => unary(*op, arg(*x)),
             Node::Binary(op, a, b) => {
                 let (av, bv) = (&host.values[a.0 as usize], &host.values[b.0 as usize]);
@@ -72,6 +76,8 @@ pub fn loss_graph<D: Backend>(
                     BinOp::Div => arg(*a) / arg(*b),
                     BinOp::Min => pick(&dev, av, bv, batch, |x, y| x <= y).choose(arg(*a), arg(*b)),
                     BinOp::Max => pick(&dev, av, bv, batch, |x, y| x >= y).choose(arg(*a), arg(*b)),
+                    // The exponent is a constant (checker), so it has one host value and no gradient.
+                    BinOp::Pow => arg(*a).powf(bv[0] as f32),
                 }
             }
             Node::Clamp(x, lo, hi) => {
@@ -160,7 +166,25 @@ fn unary<D: Backend>(op: UnOp, x: Vector<D>) -> Vector<D> {
         UnOp::Log1p => (x + 1.0).ln(),
         UnOp::Square => x.square(),
         UnOp::Abs => x.abs(),
+        UnOp::Sqrt => x.sqrt(),
+        UnOp::Tanh => x.tanh(),
+        UnOp::Expm1 => unreachable!("internal error: expm1 needs its host mask (see `expm1`)"),
     }
+}
+
+/// `e^x - 1` in f32 without the cancellation of `exp(x) - 1` near 0: where `near` (|x| < 1) it is
+/// `2t / (1 - t)` with `t = tanh(x / 2)` (exact algebra, every factor accurate), elsewhere `exp(x) - 1`. Each
+/// branch reads `x` only where it is chosen (0 elsewhere), so neither produces a non-finite value or gradient.
+fn expm1<D: Backend>(near: Tensor<(usize,), bool, D>, x: Vector<D>) -> Vector<D> {
+    let dev = x.device().clone();
+    let shape = *x.shape();
+    let zeros = || dev.zeros_like(&shape).retaped::<OwnedTape<f32, D>>();
+    let (xv, tape) = x.split_tape();
+    let small = near.clone().choose(xv.clone().put_tape(tape), zeros());
+    let large = near.clone().choose(zeros(), xv.retaped::<OwnedTape<f32, D>>());
+    let (t, tape) = (small * 0.5).tanh().split_tape();
+    let ratio = (t.clone().put_tape(tape) * 2.0) / (t.retaped::<OwnedTape<f32, D>>().negate() + 1.0);
+    near.choose(ratio, large.exp() - 1.0)
 }
 
 /// Nodes on the tape that the loss depends on (the only ones built as dfdx operations).

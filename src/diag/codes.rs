@@ -59,7 +59,8 @@ codes! {
     E0206 = Error,
     /// Unknown setting value: `data triples`, `noise maybe`, `reference r = newest`, `sampler = euler`.
     E0207 = Error,
-    /// Argument must be a constant: `sample(ref, prompt, steps = err(policy, winner))`.
+    /// Argument must be a constant: `sample(ref, prompt, steps = err(policy, winner))`,
+    /// `pow(err(policy, winner), err(ref, winner))`.
     E0208 = Error,
     /// Bad `--set` override: unknown parameter, or a value that does not parse as the declared type.
     E0209 = Error,
@@ -87,6 +88,9 @@ codes! {
     E0311 = Error,
     /// Reference strategy needs a checkpoint pool: `reference ref = uniform` with no `pool`.
     E0312 = Error,
+    /// Constant term that is not finite: `loss mean(err(policy, winner)) + log1p(-2.0)`, or a division by a
+    /// constant zero such as `err(policy, winner) / (beta - beta)`.
+    E0313 = Error,
     /// Unused binding: `let unused = err(policy, winner)`.
     W0301 = Warning,
     /// Gate without a tie rule: `sign(stopgrad(x))` (the value at 0 changes the first update's gradient).

@@ -138,6 +138,9 @@ fn function(obj: &Bound) -> String {
                     UnOp::Log1p => format!("torch.log1p({a})"),
                     UnOp::Square => format!("{a} * {a}"),
                     UnOp::Abs => format!("torch.abs({a})"),
+                    UnOp::Expm1 => format!("torch.expm1({a})"),
+                    UnOp::Sqrt => format!("torch.sqrt({a})"),
+                    UnOp::Tanh => format!("torch.tanh({a})"),
                 }
             }
             Node::Binary(op, a, b) => {
@@ -149,6 +152,7 @@ fn function(obj: &Bound) -> String {
                     BinOp::Div => format!("{a} / {b}"),
                     BinOp::Min => format!("torch.where({a} <= {b}, {a}, {b})"),
                     BinOp::Max => format!("torch.where({a} >= {b}, {a}, {b})"),
+                    BinOp::Pow => format!("torch.pow({a}, {b})"),
                 }
             }
             Node::Clamp(x, lo, hi) => {

@@ -58,6 +58,15 @@ pub enum BindError {
         /// The domain, e.g. `(0, inf)`.
         domain: String,
     },
+    /// A value that a `sample(...)` setting given by this parameter does not accept.
+    SampleSetting {
+        /// The parameter.
+        name: String,
+        /// The value given.
+        value: f64,
+        /// What the setting accepts.
+        why: String,
+    },
 }
 
 impl fmt::Display for BindError {
@@ -77,6 +86,7 @@ impl fmt::Display for BindError {
             BindError::OutOfDomain { name, value, domain } => {
                 write!(f, "parameter `{name}` = {value} is outside the domain {domain}")
             }
+            BindError::SampleSetting { name, value, why } => write!(f, "parameter `{name}` = {value}: {why}"),
         }
     }
 }
@@ -114,13 +124,29 @@ impl Objective {
             .into_iter()
             .zip(&self.params)
             .map(|(v, p)| v.ok_or_else(|| BindError::Missing { name: p.name.clone() }))
-            .collect::<Result<_, _>>()?;
-        Ok(Bound { obj: self.clone(), values })
+            .collect::<Result<Vec<f64>, _>>()?;
+        for spec in &self.samples {
+            for (setting, name) in &spec.from_params {
+                let Some(k) = self.params.iter().position(|p| &p.name == name) else { continue };
+                if let Some(why) = setting.reject(values[k]) {
+                    return Err(BindError::SampleSetting { name: name.clone(), value: values[k], why });
+                }
+            }
+        }
+        Ok(self.bound_to(values))
     }
 
     /// Binds every parameter to its declared default (which the checker has validated).
     pub fn bind_defaults(&self) -> Bound {
-        Bound { obj: self.clone(), values: self.params.iter().map(|p| p.default).collect() }
+        self.bound_to(self.params.iter().map(|p| p.default).collect())
+    }
+
+    /// The bound objective, with `sample(...)` settings given by parameters set to their values.
+    fn bound_to(&self, values: Vec<f64>) -> Bound {
+        let mut obj = self.clone();
+        let value = |name: &str| self.params.iter().position(|p| p.name == name).map(|k| values[k]);
+        obj.samples = self.samples.iter().map(|s| s.with_params(value)).collect();
+        Bound { obj, values }
     }
 }
 

@@ -56,6 +56,9 @@ fn unary(op: UnOp, x: f64) -> f64 {
         UnOp::Log1p => x.ln_1p(),
         UnOp::Square => x * x,
         UnOp::Abs => x.abs(),
+        UnOp::Expm1 => x.exp_m1(),
+        UnOp::Sqrt => x.sqrt(),
+        UnOp::Tanh => x.tanh(),
     }
 }
 
@@ -80,6 +83,9 @@ fn unary_grad(op: UnOp, x: f64) -> f64 {
                 0.0
             }
         }
+        UnOp::Expm1 => x.exp(),
+        UnOp::Sqrt => 0.5 / x.sqrt(),
+        UnOp::Tanh => 1.0 - x.tanh().powi(2),
     }
 }
 
@@ -91,6 +97,7 @@ fn binary(op: BinOp, a: f64, b: f64) -> f64 {
         BinOp::Div => a / b,
         BinOp::Min => a.min(b),
         BinOp::Max => a.max(b),
+        BinOp::Pow => a.powf(b),
     }
 }
 
@@ -114,6 +121,10 @@ fn binary_grad(op: BinOp, a: f64, b: f64) -> (f64, f64) {
             } else {
                 (0.0, 1.0)
             }
+        }
+        // d/db = a^b ln a is defined for a > 0 only; the exponent never carries gradient (checker).
+        BinOp::Pow => {
+            (if b == 0.0 { 0.0 } else { b * a.powf(b - 1.0) }, if a > 0.0 { a.powf(b) * a.ln() } else { 0.0 })
         }
     }
 }
@@ -268,4 +279,63 @@ fn backward(obj: &Objective, values: &[Vec<f64>], batch: usize) -> Vec<Option<Ve
         }
     }
     grads
+}
+
+/// A constant term that is not finite: `node` evaluates to `value` (NaN or infinite) whatever the leaves are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NonFinite {
+    /// The offending node: the first one on its path whose operands are not NaN themselves.
+    pub node: NodeId,
+    /// Its value (for a division by a constant zero, the denominator's 0).
+    pub value: f64,
+    /// Whether it divides by a constant that is zero (the quotient is then infinite or NaN per sample).
+    pub divides_by_zero: bool,
+    /// Parameters its value depends on.
+    pub params: Vec<ParamId>,
+}
+
+/// Folds every node that does not depend on the leaves (with the bound parameter values) and reports those
+/// whose value is NaN, or infinite although their operands are finite (`log1p(-2.0)`, `1 / 0`, `inf - inf`),
+/// and divisions by a constant zero (`x / (beta - beta)`). A NaN operand is not reported again downstream.
+pub fn nonfinite_constants(obj: &Bound) -> Vec<NonFinite> {
+    let mut folded: Vec<Option<f64>> = Vec::with_capacity(obj.nodes.len());
+    let mut params: Vec<Vec<ParamId>> = Vec::with_capacity(obj.nodes.len());
+    let mut out = Vec::new();
+    for (k, node) in obj.nodes.iter().enumerate() {
+        let ops = node.operands();
+        let f = |id: &NodeId| folded[id.0 as usize];
+        let value = match node {
+            Node::Input(_) | Node::Reduce(..) => None,
+            Node::Param(p) => Some(obj.value(*p)),
+            Node::Const(bits) => Some(f64::from_bits(*bits)),
+            _ if ops.iter().any(|o| f(o).is_none()) => None,
+            Node::Unary(op, x) => f(x).map(|x| unary(*op, x)),
+            Node::Binary(op, a, b) => Some(binary(*op, f(a).unwrap_or(0.0), f(b).unwrap_or(0.0))),
+            // Gates and selections are constants too, but never the first to produce a non-finite value.
+            _ => None,
+        };
+        let mut deps: Vec<ParamId> = ops.iter().flat_map(|o| params[o.0 as usize].clone()).collect();
+        if let Node::Param(p) = node {
+            deps.push(*p);
+        }
+        deps.sort();
+        deps.dedup();
+        let operand_nan = ops.iter().any(|o| f(o).is_some_and(f64::is_nan));
+        let operands_finite = ops.iter().all(|o| f(o).is_some_and(f64::is_finite));
+        match (node, value) {
+            (Node::Binary(BinOp::Div, _, b), None) if f(b) == Some(0.0) => {
+                out.push(NonFinite { node: NodeId(k as u32), value: 0.0, divides_by_zero: true, params: deps.clone() })
+            }
+            (Node::Unary(..) | Node::Binary(..), Some(v))
+                if !operand_nan && (v.is_nan() || (v.is_infinite() && operands_finite)) =>
+            {
+                let divides_by_zero = matches!(node, Node::Binary(BinOp::Div, _, b) if f(b) == Some(0.0));
+                out.push(NonFinite { node: NodeId(k as u32), value: v, divides_by_zero, params: deps.clone() })
+            }
+            _ => {}
+        }
+        folded.push(value);
+        params.push(deps);
+    }
+    out
 }

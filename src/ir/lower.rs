@@ -157,9 +157,14 @@ impl Lowerer<'_> {
                     .unwrap_or_else(|| panic!("internal error: sample #{k} unchecked"));
                 return Value::Images(ImageRef::Sample(k));
             }
-            "min" | "max" => {
+            "min" | "max" | "pow" => {
                 let (a, b) = (self.node(pos[0]), self.node(pos[1]));
-                self.intern(Node::Binary(if func == "min" { BinOp::Min } else { BinOp::Max }, a, b), span)
+                let op = match func {
+                    "min" => BinOp::Min,
+                    "max" => BinOp::Max,
+                    _ => BinOp::Pow,
+                };
+                self.intern(Node::Binary(op, a, b), span)
             }
             "clamp" => {
                 let (x, lo, hi) = (self.node(pos[0]), self.node(pos[1]), self.node(pos[2]));
@@ -190,8 +195,11 @@ impl Lowerer<'_> {
                     "softplus" => UnOp::Softplus,
                     "relu" => UnOp::Relu,
                     "exp" => UnOp::Exp,
+                    "expm1" => UnOp::Expm1,
                     "log" => UnOp::Log,
                     "log1p" => UnOp::Log1p,
+                    "sqrt" => UnOp::Sqrt,
+                    "tanh" => UnOp::Tanh,
                     "square" => UnOp::Square,
                     "abs" => UnOp::Abs,
                     other => panic!("internal error: unchecked function `{other}`"),

@@ -7,7 +7,7 @@ mod lower;
 pub mod print;
 
 pub use bind::{BindError, Bound};
-pub use eval::{evaluate, Evaluation, LeafValues};
+pub use eval::{evaluate, nonfinite_constants, Evaluation, LeafValues, NonFinite};
 pub use lower::lower;
 
 use crate::check::{DataKind, Noise, Pool, Reference, SampleSpec};
@@ -93,6 +93,12 @@ pub enum UnOp {
     Square,
     /// `|x|`
     Abs,
+    /// `e^x - 1`, accurate near 0
+    Expm1,
+    /// `sqrt(x)`
+    Sqrt,
+    /// `tanh(x)`
+    Tanh,
 }
 
 /// Elementwise functions of two values.
@@ -110,6 +116,8 @@ pub enum BinOp {
     Min,
     /// `max(a, b)`
     Max,
+    /// `a^b`; the checker keeps `b` free of the batch axis and of gradient.
+    Pow,
 }
 
 /// Comparisons (gates): 1.0 where true, 0.0 where false; never carry gradient.
@@ -168,6 +176,18 @@ pub enum Node {
     StopGrad(NodeId),
     /// Reduction over the batch.
     Reduce(ReduceOp, NodeId),
+}
+
+impl Node {
+    /// The nodes this one reads, in order.
+    pub fn operands(&self) -> Vec<NodeId> {
+        match self {
+            Node::Input(_) | Node::Param(_) | Node::Const(_) => Vec::new(),
+            Node::Unary(_, x) | Node::StopGrad(x) | Node::Reduce(_, x) | Node::Sign { arg: x, .. } => vec![*x],
+            Node::Binary(_, a, b) | Node::Compare(_, a, b) => vec![*a, *b],
+            Node::Clamp(x, y, z) | Node::Where(x, y, z) => vec![*x, *y, *z],
+        }
+    }
 }
 
 /// The lowered objective.

@@ -241,7 +241,11 @@ impl ExprParser {
         }
         let (rest, name) = match ident(i) {
             Ok(ok) => ok,
-            Err(_) => return fail(i, Expected::Expr),
+            // `log` is also a statement keyword; followed by `(` it is the function.
+            Err(_) => match word(i) {
+                Ok((rest, (w, span))) if w == "log" && sym("(")(rest).is_ok() => (rest, Ident { name: w, span }),
+                _ => return fail(i, Expected::Expr),
+            },
         };
         if let Ok((after, open)) = sym("(")(rest) {
             let (after, (args, d)) = self.args(after, open, ")")?;
