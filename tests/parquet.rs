@@ -131,7 +131,8 @@ fn bad_files_are_errors_naming_file_column_or_row() {
     let with = |n: usize, name: &'static str, col: ArrayRef| -> Vec<(&'static str, ArrayRef)> {
         good(n).into_iter().map(|(k, v)| if k == name { (k, col.clone()) } else { (k, v) }).collect()
     };
-    let cases: Vec<(&str, Vec<(&'static str, ArrayRef)>, &str)> = vec![
+    type Case = (&'static str, Vec<(&'static str, ArrayRef)>, &'static str);
+    let cases: Vec<Case> = vec![
         ("missing", good(2).into_iter().filter(|(k, _)| *k != "label_0").collect(), "no column `label_0`"),
         ("label", with(3, "label_0", Arc::new(Float64Array::from(vec![1.0, 0.7, 0.0]))), "row 1: label_0 is 0.7"),
         (

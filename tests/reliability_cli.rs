@@ -17,7 +17,8 @@ fn base() -> &'static str {
     BASE.get_or_init(|| {
         let dir = scratch("rel", "base");
         let out = dir.join("base");
-        let o = seppoc(&["pretrain", "--size", "tiny", "--steps", "10", "--batch", "8", "--seed", "3", "--out", &s(&out)]);
+        let o =
+            seppoc(&["pretrain", "--size", "tiny", "--steps", "10", "--batch", "8", "--seed", "3", "--out", &s(&out)]);
         assert!(o.status.success(), "{}", text(&o.stderr));
         s(&out.join("model.safetensors"))
     })
@@ -241,7 +242,8 @@ fn checkpoint_errors_name_the_file_in_plain_words() {
 #[test]
 fn bad_run_settings_are_refused_before_anything_is_written() {
     let dir = scratch("rel", "settings");
-    for (flag, value) in [("--lr", "nan"), ("--lr", "0"), ("--lr", "inf"), ("--max-grad-norm", "nan"), ("--ema", "1.5")] {
+    for (flag, value) in [("--lr", "nan"), ("--lr", "0"), ("--lr", "inf"), ("--max-grad-norm", "nan"), ("--ema", "1.5")]
+    {
         let out = dir.join(flag.trim_start_matches('-'));
         let mut args = run_args("objectives/sft.obj", &out, "2");
         args.extend([flag.to_string(), value.to_string()]);
@@ -323,8 +325,21 @@ fn fmt_write_rewrites_in_place_and_check_names_it() {
 
 fn compare_args(out: &Path, steps: &str) -> Vec<String> {
     let args = [
-        "compare", "objectives/sft.obj", "--seeds", "1", "--batch", "2", "--data-size", "8", "--eval-every", "100000",
-        "--curve-prompts", "1", "--eval-prompts", "2", "--model",
+        "compare",
+        "objectives/sft.obj",
+        "--seeds",
+        "1",
+        "--batch",
+        "2",
+        "--data-size",
+        "8",
+        "--eval-every",
+        "100000",
+        "--curve-prompts",
+        "1",
+        "--eval-prompts",
+        "2",
+        "--model",
     ];
     let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     v.extend([base().to_string(), "--steps".into(), steps.into(), "--out".into(), s(out)]);

@@ -104,7 +104,11 @@ fn clip_checkpoints_round_trip_and_sampling_gives_clips() {
     let dir = std::env::temp_dir().join(format!("seppoc-video-model-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("clip.safetensors");
-    let meta = CheckpointMeta { seed: 1, step: 2, ..CheckpointMeta::new("video", "{}".into(), ScheduleSpec::default_linear()) };
+    let meta = CheckpointMeta {
+        seed: 1,
+        step: 2,
+        ..CheckpointMeta::new("video", "{}".into(), ScheduleSpec::default_linear())
+    };
     save_checkpoint(&path, &model, &meta).unwrap();
     let (loaded, _) = load_checkpoint(&path, &dev).unwrap();
     assert_eq!(loaded.config(), &video());

@@ -214,10 +214,9 @@ pub fn write(path: &Path, rows: &[Comparison], metadata: Option<&str>) -> Result
         ("model_1", texts(&|r| rows[r].models[1].clone())),
         (
             "best_image_uid",
-            texts(&|r| match rows[r].label_0 {
-                l if l == 1.0 => uid(r, 0),
-                l if l == 0.0 => uid(r, 1),
-                _ => String::new(),
+            texts(&|r| match winner_of(rows[r].label_0) {
+                Some(k) => uid(r, k),
+                None => String::new(),
             }),
         ),
         ("image_0_uid", texts(&|r| uid(r, 0))),
@@ -422,10 +421,10 @@ pub fn read(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
             let (second, first) = (images.pop(), images.pop());
             let (Some(a), Some(b)) = (first, second) else { continue };
             let item = |winner, loser| PreferenceItem { prompt: caption.clone(), winner, loser: Some(loser) };
-            match label {
-                l if l == 1.0 => pairs.push(item(a, b)),
-                l if l == 0.0 => pairs.push(item(b, a)),
-                _ => ties.push(item(a, b)),
+            match winner_of(label) {
+                Some(0) => pairs.push(item(a, b)),
+                Some(_) => pairs.push(item(b, a)),
+                None => ties.push(item(a, b)),
             }
         }
         rows += batch.num_rows();
@@ -434,6 +433,17 @@ pub fn read(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
         return Err(ParquetError::Empty { path: path.to_path_buf(), rows });
     }
     Ok(PickapicData { pairs: PreferenceSet { items: pairs }, ties, rows, unlabelled, metadata })
+}
+
+/// Which image won a comparison with this `label_0`: 0 for 1, 1 for 0, none for a tie.
+fn winner_of(label_0: f64) -> Option<usize> {
+    if label_0 == 1.0 {
+        Some(0)
+    } else if label_0 == 0.0 {
+        Some(1)
+    } else {
+        None
+    }
 }
 
 /// `label_0` must be 0, 0.5 or 1; `label_1`, when present, its complement.
