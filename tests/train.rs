@@ -35,7 +35,8 @@ fn parts(name: &str, sets: &[(&str, &str)], data: PreferenceSet) -> TrainerParts
 fn setup(name: &str, sets: &[(&str, &str)], seed: u64) -> Trainer<CpuDevice> {
     let world = World::new(WorldConfig::default_16()).expect("default world");
     let data: PreferenceSet = world.preference_set(32, &mut ChaCha8Rng::seed_from_u64(7));
-    let cfg = TrainConfig { batch: 4, lr: 1e-3, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed };
+    let cfg =
+        TrainConfig { batch: 4, lr: 1e-3, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed, caption_dropout: 0.0 };
     Trainer::new(parts(name, sets, data), cfg).expect("trainer starts")
 }
 
@@ -103,7 +104,15 @@ fn nan_in_the_data_stops_with_a_clear_error() {
     for item in &mut data.items {
         item.winner.data[0] = f32::NAN;
     }
-    let cfg = TrainConfig { batch: 2, lr: 1e-3, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed: 0 };
+    let cfg = TrainConfig {
+        batch: 2,
+        lr: 1e-3,
+        warmup: 0,
+        max_grad_norm: 1.0,
+        ema_decay: None,
+        seed: 0,
+        caption_dropout: 0.0,
+    };
     let mut tr = Trainer::new(parts("sft", &[], data), cfg).expect("starts");
     let before = tr.policy.to_host();
     match tr.step() {
@@ -117,7 +126,15 @@ fn nan_in_the_data_stops_with_a_clear_error() {
 fn pairs_objective_rejects_winner_only_data() {
     let world = World::new(WorldConfig::default_16()).expect("default world");
     let data = world.preference_set(4, &mut ChaCha8Rng::seed_from_u64(1)).winners_only();
-    let cfg = TrainConfig { batch: 2, lr: 1e-3, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed: 0 };
+    let cfg = TrainConfig {
+        batch: 2,
+        lr: 1e-3,
+        warmup: 0,
+        max_grad_norm: 1.0,
+        ema_decay: None,
+        seed: 0,
+        caption_dropout: 0.0,
+    };
     let err = Trainer::new(parts("dpo", &[], data), cfg).err().expect("rejected");
     assert!(err.to_string().contains("no pairs"), "{err}");
 }
@@ -155,10 +172,48 @@ fn save_and_restore_continue_bitwise() {
 fn nonfinite_weights_stop_the_run_and_keep_good_weights() {
     let world = World::new(WorldConfig::default_16()).expect("default world");
     let data = world.preference_set(8, &mut ChaCha8Rng::seed_from_u64(1));
-    let cfg = TrainConfig { batch: 2, lr: f32::INFINITY, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed: 0 };
+    let cfg = TrainConfig {
+        batch: 2,
+        lr: f32::INFINITY,
+        warmup: 0,
+        max_grad_norm: 1.0,
+        ema_decay: None,
+        seed: 0,
+        caption_dropout: 0.0,
+    };
     let mut tr = Trainer::new(parts("sft", &[], data), cfg).expect("starts");
     let before = tr.policy.to_host();
     let err = tr.step().expect_err("stopped");
     assert!(err.to_string().contains("weight `") && err.to_string().contains("step 1"), "{err}");
     assert_eq!(tr.policy.to_host(), before);
+}
+
+#[test]
+fn caption_dropout_is_seeded_and_changes_no_other_draw() {
+    let with = |p: f64, seed: u64| {
+        let world = World::new(WorldConfig::default_16()).expect("default world");
+        let data: PreferenceSet = world.preference_set(32, &mut ChaCha8Rng::seed_from_u64(7));
+        let cfg = TrainConfig {
+            batch: 8,
+            lr: 1e-3,
+            warmup: 0,
+            max_grad_norm: 1.0,
+            ema_decay: None,
+            seed,
+            caption_dropout: p,
+        };
+        let mut tr = Trainer::new(parts("seppo", &[("beta", "2000")], data), cfg).expect("trainer starts");
+        (0..3).map(|_| tr.step_recorded().expect("step")).collect::<Vec<_>>()
+    };
+    let (none, half, again, all) = (with(0.0, 5), with(0.5, 5), with(0.5, 5), with(1.0, 5));
+    for k in 0..3 {
+        assert_eq!(half[k].0, again[k].0, "the same seed drops the same captions");
+        assert_eq!(none[k].1.references, half[k].1.references, "reference draws are unchanged");
+        assert_eq!(none[k].1.kinds.len(), half[k].1.kinds.len());
+        assert!(all[k].1.tokens.iter().all(|t| t.iter().all(|&id| id == seppoc::model::PAD)), "p = 1 blanks all");
+    }
+    assert_eq!(none[0].1.kinds, half[0].1.kinds, "the first step's noise and samples do not depend on dropout");
+    let dropped = half.iter().flat_map(|(_, r)| &r.tokens).filter(|t| t.iter().all(|&id| id == 0)).count();
+    assert!((4..=20).contains(&dropped), "about half of 24 captions dropped, found {dropped}");
+    assert_ne!(none[1].0.loss, half[1].0.loss, "dropping captions changes the loss");
 }

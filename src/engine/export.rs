@@ -6,7 +6,7 @@
 use super::files::write_atomic;
 use super::run::Training;
 use crate::device::cpu;
-use crate::trainer::{Slot, StepReport, TrainConfig, Trainer, TrainerParts};
+use crate::trainer::{Slot, StepReport, Trainer, TrainerParts};
 use anyhow::Context;
 use safetensors::{tensor::TensorView, Dtype};
 use serde_json::json;
@@ -88,14 +88,7 @@ pub fn export(training: Training, out: &Path) -> anyhow::Result<Exported> {
         data,
         vocab,
     };
-    let train = TrainConfig {
-        batch: settings.batch,
-        lr: settings.lr,
-        warmup: settings.warmup,
-        max_grad_norm: settings.max_grad_norm,
-        ema_decay: settings.ema,
-        seed: settings.seed,
-    };
+    let train = settings.train_config();
     let mut trainer = Trainer::new(parts, train)?;
     let (report, record) = trainer.step_recorded()?;
     let b = record.tokens.len();

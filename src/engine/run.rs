@@ -71,6 +71,11 @@ pub struct RunSettings {
     /// Save `checkpoint.safetensors` and the resumable state every N updates (atomically).
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
+    /// Probability that a caption is replaced by the null caption in the loss's forward passes (as pretraining
+    /// does for classifier-free guidance; 0 keeps every caption).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub caption_dropout: f64,
     /// Held-out prompts judged at the end, spread evenly over the held-out list (default: all of them; 0 skips
     /// the evaluation).
     #[arg(long)]
@@ -116,6 +121,19 @@ fn short_f32_opt<S: serde::Serializer>(x: &Option<f32>, s: S) -> Result<S::Ok, S
 }
 
 impl RunSettings {
+    /// The trainer's settings.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            batch: self.batch,
+            lr: self.lr,
+            warmup: self.warmup,
+            max_grad_norm: self.max_grad_norm,
+            ema_decay: self.ema,
+            seed: self.seed,
+            caption_dropout: self.caption_dropout,
+        }
+    }
+
     /// Rejects values no run can use (`--lr nan`, a zero batch, ...) before anything is loaded or written.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
@@ -126,6 +144,9 @@ impl RunSettings {
         }
         if let Some(d) = self.ema.filter(|d| !(*d > 0.0 && *d < 1.0)) {
             bail!("--ema must be in (0, 1), found {d}");
+        }
+        if !(0.0..=1.0).contains(&self.caption_dropout) {
+            bail!("--caption-dropout must be in [0, 1], found {}", self.caption_dropout);
         }
         if self.batch == 0 || self.data_size == 0 || self.curve_prompts == 0 {
             bail!("--batch, --data-size and --curve-prompts must each be at least 1");
@@ -439,14 +460,7 @@ impl OnDevice for Training {
     fn run<D: Backend>(mut self, dev: D) -> anyhow::Result<RunOutcome> {
         let data = std::mem::replace(&mut self.data, PreferenceSet { items: Vec::new() });
         let s = &self.settings;
-        let cfg = TrainConfig {
-            batch: s.batch,
-            lr: s.lr,
-            warmup: s.warmup,
-            max_grad_norm: s.max_grad_norm,
-            ema_decay: s.ema,
-            seed: s.seed,
-        };
+        let cfg = s.train_config();
         let initial = self.base.model.to_device(&dev)?;
         let (world, schedule) = (self.base.world.as_ref(), &self.base.schedule);
         let parts = TrainerParts {

@@ -18,7 +18,7 @@ use batch::Noised;
 use dfdx::prelude::*;
 use pool::CheckpointPool;
 pub use pool::Slot;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
 
@@ -37,6 +37,11 @@ pub struct TrainConfig {
     pub ema_decay: Option<f32>,
     /// Seed of every random draw (data order, t, eps, reference choice, sampler).
     pub seed: u64,
+    /// Probability that a sample's caption is replaced by the null caption in the loss's forward passes (policy
+    /// and references alike; reference samples are still drawn for the real prompt), as pretraining does for
+    /// classifier-free guidance. 0 keeps every caption and draws nothing. The draws come from their own stream
+    /// (seed, step), so they change no other draw and a resumed run repeats them.
+    pub caption_dropout: f64,
 }
 
 /// What a run trains and on what: everything [`Trainer::new`] needs besides the [`TrainConfig`].
@@ -191,6 +196,21 @@ impl<D: Backend> Trainer<D> {
         Ok((report, record))
     }
 
+    /// Blanks each caption with probability `caption_dropout`, from a stream of its own for `(seed, step)`.
+    fn drop_captions(&self, mut tokens: Vec<Vec<usize>>, step: usize) -> Vec<Vec<usize>> {
+        let p = self.cfg.caption_dropout;
+        if p > 0.0 {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0xc0ff_ee00_ca97_1011);
+            rng.set_stream(step as u64);
+            for t in &mut tokens {
+                if rng.gen_bool(p.min(1.0)) {
+                    crate::model::blank_caption(t);
+                }
+            }
+        }
+        tokens
+    }
+
     fn step_inner(&mut self, record: Option<&mut StepRecord>) -> Result<StepReport, TrainError> {
         let b = self.cfg.batch;
         let step = self.step + 1;
@@ -213,6 +233,7 @@ impl<D: Backend> Trainer<D> {
             self.policy.config().image_len(),
             &mut self.rng,
         );
+        let tokens = self.drop_captions(tokens, step);
         if let Some(rec) = record {
             rec.tokens = tokens.clone();
             rec.kinds = noised.kinds().iter().map(|(k, v)| (crate::ir::print::image_name(*k), v.clone())).collect();
