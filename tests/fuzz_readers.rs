@@ -19,3 +19,26 @@ fn reader_fuzz_slice_has_no_panics() {
         assert!(stats.accepted > 0, "{}: mutation never left a readable file", reader.name());
     }
 }
+
+/// Every input a campaign found crashing, kept in `tests/fuzz_crashes/`: each is now an error, not a panic.
+#[test]
+fn kept_crashers_are_errors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_crashes");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/fuzz_crashes exists") {
+        let path = entry.expect("readable").path();
+        let name = path.display().to_string();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("parquet") => {
+                let err = seppoc::data::parquet::read(&path, 8).expect_err(&name).to_string();
+                assert!(err.contains(&name), "{name}: the error names the file: {err}");
+            }
+            Some("safetensors") => {
+                assert!(seppoc::model::checkpoint::read_checkpoint_meta(&path).is_err(), "{name}");
+            }
+            _ => continue,
+        }
+        seen += 1;
+    }
+    assert!(seen > 0, "no kept crashers found");
+}

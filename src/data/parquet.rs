@@ -374,10 +374,68 @@ impl<'a> Columns<'a> {
 
 /// Reads a Pick-a-Pic-shaped file, resizing every image to `size`: decided comparisons become winner/loser
 /// pairs, ties are kept apart, rows with `has_label` false are skipped.
+///
+/// The Parquet library panics on some corrupt files (a negative column offset, a page that claims no values);
+/// column chunks are checked against the file first, and any remaining panic inside the decoder becomes
+/// [`ParquetError::NotParquet`] (found by `examples/fuzz_readers.rs`; the inputs are in `tests/fuzz_crashes/`).
 pub fn read(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
+    match quiet_catch(|| read_unguarded(path, size)) {
+        Ok(result) => result,
+        Err(panic) => Err(ParquetError::NotParquet {
+            path: path.to_path_buf(),
+            message: format!("the Parquet decoder failed on it ({panic})"),
+        }),
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs a guarded decoder: its panics are caught and reported as errors, not printed.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(its message)` without printing it; other threads' panics print as before.
+fn quiet_catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    outcome.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    })
+}
+
+fn read_unguarded(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
     let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    let file_len = file.metadata().map_err(|e| io(path, e))?.len();
     let not_parquet = |e: &dyn fmt::Display| ParquetError::NotParquet { path: path.to_path_buf(), message: e.to_string() };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| not_parquet(&e))?;
+    for (g, group) in builder.metadata().row_groups().iter().enumerate() {
+        for (c, chunk) in group.columns().iter().enumerate() {
+            let start = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset());
+            let len = chunk.compressed_size();
+            let inside = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(len).ok())
+                .and_then(|(s, l)| s.checked_add(l))
+                .is_some_and(|end| end <= file_len);
+            if !inside {
+                let message = format!("column {c} of row group {g} claims bytes {start}+{len}, outside the file");
+                return Err(not_parquet(&message));
+            }
+        }
+    }
     let metadata = builder
         .metadata()
         .file_metadata()
