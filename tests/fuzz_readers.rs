@@ -14,7 +14,8 @@ fn reader_fuzz_slice_has_no_panics() {
         let stats = campaign(&seeds, reader, n, 42);
         eprintln!("{}: {} inputs, {} accepted, slowest {} us", reader.name(), n, stats.accepted, stats.max_micros);
         assert_eq!(stats.inputs, n);
-        let crashes: Vec<String> = stats.crashes.iter().map(|c| format!("{} ({} bytes): {}", c.file, c.bytes.len(), c.message)).collect();
+        let crashes: Vec<String> =
+            stats.crashes.iter().map(|c| format!("{} ({} bytes): {}", c.file, c.bytes.len(), c.message)).collect();
         assert_eq!(stats.panics, 0, "{}: crashing inputs: {crashes:?}", reader.name());
         assert!(stats.accepted > 0, "{}: mutation never left a readable file", reader.name());
     }

@@ -38,8 +38,11 @@ pub fn apply_overrides(checked: &Checked, sets: &[(String, String)]) -> Result<V
                 )),
             },
             Err(why) => {
-                let diag =
-                    Diagnostic::error(Code::E0209, Label::new(span, "declared here"), format!("`--set {name}={text}`: {why}"));
+                let diag = Diagnostic::error(
+                    Code::E0209,
+                    Label::new(span, "declared here"),
+                    format!("`--set {name}={text}`: {why}"),
+                );
                 diags.push(if param.integer {
                     diag.with_note("integer parameters never truncate a real value; pass an integer")
                 } else {
