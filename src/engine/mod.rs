@@ -15,7 +15,7 @@ pub mod run;
 pub mod stop;
 
 pub use eval::{evaluate, spread, Comparison, Curve, EvalSettings, Evaluation};
-pub use files::{ensure_writable, write_atomic, write_json, DirLock, JsonlWriter};
+pub use files::{ensure_writable, write_atomic, write_grid_index, write_json, DirLock, JsonlWriter};
 pub use open::{default_model, model_path, open, Opened};
 pub use progress::Progress;
 pub use stop::Interrupted;
