@@ -9,7 +9,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use seppoc::data::parquet::{self, Comparison};
-use seppoc::data::Image;
+use seppoc::data::{World, WorldConfig};
 use seppoc::device::cpu;
 use seppoc::model::checkpoint::{load_checkpoint, read_checkpoint_meta, save_checkpoint, CheckpointMeta};
 use seppoc::model::{Dit, DitConfig, ScheduleSpec};
@@ -82,24 +82,26 @@ pub struct Seeds {
 /// The image side the readers are asked for (small, so a campaign is fast).
 const SIDE: usize = 8;
 
-fn image(seed: usize, side: usize) -> Image {
-    Image::from_fn01(side, side, |y, x| {
-        let v = ((x * 7 + y * 3 + seed * 11) % 17) as f32 / 16.0;
-        [v, 1.0 - v, (seed % 3) as f32 / 2.0]
-    })
+/// A row of two rendered web examples of the shapes world at `side` pixels; the caption is the first one's.
+fn comparison(world: &World, rng: &mut ChaCha8Rng, label_0: f64) -> Comparison {
+    let (first, caption) = world.web_example(rng);
+    let (second, _) = world.web_example(rng);
+    let strings = |a: &str, b: &str| [a.to_string(), b.to_string()];
+    Comparison {
+        caption,
+        images: [first, second],
+        label_0,
+        models: strings("base", "gen_clean"),
+        judge: [0.5, 0.25],
+        ranking_id: 7,
+        user_id: 1,
+        num_example_per_prompt: 1,
+    }
 }
 
-fn comparison(i: usize, label_0: f64, side: usize) -> Comparison {
-    Comparison {
-        caption: format!("a red circle on the left number {i}"),
-        images: [image(2 * i, side), image(2 * i + 1, side)],
-        label_0,
-        models: ["weak".into(), "strong".into()],
-        judge: [0.25, 0.5],
-        ranking_id: i as i64 / 2,
-        user_id: 0,
-        num_example_per_prompt: 2,
-    }
+/// The shapes world at `side` pixels.
+fn world(side: usize) -> World {
+    World::new(WorldConfig { image_size: side, ..WorldConfig::default_16() }).expect("a valid world")
 }
 
 impl Seeds {
@@ -109,12 +111,14 @@ impl Seeds {
         std::fs::create_dir_all(dir).expect("scratch folder is writable");
         let path = dir.join("seed.parquet");
         let mut parquet = Vec::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
         for (labels, side, meta) in [
             (&[1.0, 0.0][..], SIDE, None),
             (&[1.0, 0.5, 0.0, 1.0][..], SIDE, Some("{\"collect\": 1}")),
             (&[0.0][..], 12, None),
         ] {
-            let rows: Vec<Comparison> = labels.iter().enumerate().map(|(i, &l)| comparison(i, l, side)).collect();
+            let w = world(side);
+            let rows: Vec<Comparison> = labels.iter().map(|&l| comparison(&w, &mut rng, l)).collect();
             parquet::write(&path, &rows, meta).expect("seed parquet written");
             parquet.push(std::fs::read(&path).expect("seed parquet read"));
         }
@@ -129,7 +133,7 @@ impl Seeds {
             checkpoint.push(std::fs::read(&path).expect("seed checkpoint read"));
         }
         let png_path = dir.join("seed.png");
-        image(3, SIDE).save_png(&png_path).expect("seed png written");
+        world(SIDE).web_example(&mut rng).0.save_png(&png_path).expect("seed png written");
         let png = std::fs::read(&png_path).expect("seed png read");
         let metadata = vec![
             b"{\"file_name\": \"a.png\", \"text\": \"a red circle\", \"loser_file_name\": \"b.png\"}\n".to_vec(),
@@ -174,10 +178,9 @@ const INTERESTING: [u64; 14] = [
 
 /// Overwrites `width` bytes at `at` (clamped) with `value`, little-endian.
 fn put(data: &mut [u8], at: usize, width: usize, value: u64) {
-    let bytes = value.to_le_bytes();
-    for k in 0..width.min(8) {
+    for (k, byte) in value.to_le_bytes().into_iter().take(width).enumerate() {
         if let Some(b) = data.get_mut(at + k) {
-            *b = bytes[k];
+            *b = byte;
         }
     }
 }
