@@ -424,8 +424,19 @@ fn an_interrupted_pretraining_resumes_bitwise() {
     let o = seppoc(&["pretrain", "--resume", &s(&stopped), "--lr", "0.5"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("pretrain.json"), "{}", text(&o.stderr));
+    // The same command again resumes (the metrics lines before the state are kept as written, wall time and
+    // all); stopped again, the printed command resumes and finishes.
+    let first_line = || std::fs::read_to_string(stopped.join("metrics.jsonl")).expect("metrics").lines().next().map(str::to_string);
+    let before = first_line();
+    let child = spawn(&args(&stopped));
+    wait_lines(&stopped.join("metrics.jsonl"), lines(&stopped.join("metrics.jsonl")) + 10);
+    sigterm(&child);
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, Some(130), "the repeated command ended before the signal: {stderr}");
+    assert_eq!(first_line(), before, "the repeated command started over instead of resuming");
     let o = seppoc(&["pretrain", "--resume", &s(&stopped)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("resumed at step"), "{}", text(&o.stdout));
     assert!(!stopped.join("state").exists(), "a finished pretraining keeps no state");
     let weights = |d: &Path| seppoc::model::load_tensors(&d.join("model.safetensors")).expect("a checkpoint").1;
     assert!(weights(&full) == weights(&stopped), "resumed weights differ from the uninterrupted run's");

@@ -123,6 +123,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         resume: args.resume.is_some(),
     };
     let done = with_device(args.device.kind(), job)??;
+    if let Some(step) = done.resumed_at {
+        outln!("resumed at step {step}");
+    }
     outln!(
         "wrote `{}` ({} parameters) after {} steps in {:.1} s; final loss {:.5}",
         done.checkpoint.display(),

@@ -161,6 +161,8 @@ pub struct Pretrained {
     pub wall_s: f64,
     /// Mean loss over the last (up to) 50 steps.
     pub final_loss: f32,
+    /// The step a resumed pretraining continued from.
+    pub resumed_at: Option<usize>,
 }
 
 /// One batch of web examples; captions are blanked with probability `caption_dropout`.
@@ -312,9 +314,17 @@ impl OnDevice for Pretraining<'_> {
             "world_config": self.world.config_json(),
         });
         let mut now = Resumable { model, opt, ema, data_rng, noise_rng, step: 0, saved_step: None, losses: Vec::new() };
-        if self.resume {
+        // `--resume`, or the same command again over a stopped run of the same settings, continues it.
+        let same_settings = || {
+            let text = std::fs::read_to_string(state_source(&self.out).join("state.json")).unwrap_or_default();
+            serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v["settings"] == fingerprint)
+        };
+        let resumed_at = if self.resume || same_settings() {
             self.restore_state(&mut now, &fingerprint)?;
-        }
+            Some(now.step)
+        } else {
+            None
+        };
 
         let mut metrics = JsonlWriter::append_upto_step(&self.out.join("metrics.jsonl"), now.step)?;
         let mut progress = std::mem::replace(&mut self.progress, super::Progress::hidden());
@@ -391,6 +401,6 @@ impl OnDevice for Pretraining<'_> {
             "checkpoint": "model.safetensors", "checkpoint_sha256": sha, "checkpoint_bytes": bytes.len(),
         });
         write_json(&self.out.join("recipe.json"), &recipe)?;
-        Ok(Pretrained { checkpoint: ckpt, n_params: model.n_params(), wall_s, final_loss })
+        Ok(Pretrained { checkpoint: ckpt, n_params: model.n_params(), wall_s, final_loss, resumed_at })
     }
 }
