@@ -112,6 +112,17 @@ fn eval_writes_report_json_with_every_field() {
     }
     assert_eq!(report["per_prompt"].as_array().map(Vec::len), Some(4));
     assert!(dir.join("ev/grid.png").is_file());
+    // grid.txt: each cell's prompt, in grid order (4 prompts: one row of 4 cells).
+    let index = std::fs::read_to_string(dir.join("ev/grid.txt")).expect("grid.txt");
+    let lines: Vec<&str> = index.lines().collect();
+    assert_eq!(lines.len(), 5, "{index}");
+    assert_eq!(lines[0], "row\tcol\tmodel\tprompt");
+    for (k, line) in lines[1..].iter().enumerate() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 4, "{line}");
+        assert_eq!((fields[0], fields[1]), ("0", &*k.to_string()), "{line}");
+        assert!(!fields[3].is_empty(), "{line}");
+    }
 }
 
 #[test]

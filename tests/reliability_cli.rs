@@ -412,3 +412,55 @@ fn one_flat_naming_scheme_with_a_schema_version() {
     assert!(!metrics.contains("0.0000199999"), "lr in metrics is rounded: {metrics}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `pretrain` stopped by SIGTERM saves its state (weights, AdamW moments, EMA, both random streams, step) and
+/// prints the resume command; `pretrain --resume DIR` finishes bitwise as an uninterrupted run of the same
+/// settings (same weights, same losses), and refuses other settings.
+#[test]
+fn an_interrupted_pretraining_resumes_bitwise() {
+    let dir = scratch("rel", "pretrain-resume");
+    let args = |out: &Path| -> Vec<String> {
+        let a = ["pretrain", "--size", "tiny", "--steps", "300", "--batch", "2", "--seed", "5", "--save-every", "3"];
+        a.iter().map(|x| x.to_string()).chain(["--out".to_string(), s(out)]).collect()
+    };
+    let (full, stopped) = (dir.join("full"), dir.join("stopped"));
+    let o = run(&args(&full));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let child = spawn(&args(&stopped));
+    wait_lines(&stopped.join("metrics.jsonl"), 10);
+    sigterm(&child);
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, Some(130), "the run ended before the signal: {stderr}");
+    assert!(stderr.contains("Resume with:"), "{stderr}");
+    let resume = stderr.lines().find(|l| l.trim_start().starts_with("seppoc pretrain --resume")).expect("a resume line");
+    assert!(resume.trim_end().ends_with(&s(&stopped)), "{resume}");
+    assert!(stopped.join("state/state.json").exists());
+    // Other settings are refused, naming the stored ones.
+    let o = seppoc(&["pretrain", "--resume", &s(&stopped), "--lr", "0.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("pretrain.json"), "{}", text(&o.stderr));
+    // The same command again resumes (the metrics lines before the state are kept as written, wall time and
+    // all); stopped again, the printed command resumes and finishes.
+    let first_line = || std::fs::read_to_string(stopped.join("metrics.jsonl")).expect("metrics").lines().next().map(str::to_string);
+    let before = first_line();
+    let child = spawn(&args(&stopped));
+    wait_lines(&stopped.join("metrics.jsonl"), lines(&stopped.join("metrics.jsonl")) + 10);
+    sigterm(&child);
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, Some(130), "the repeated command ended before the signal: {stderr}");
+    assert_eq!(first_line(), before, "the repeated command started over instead of resuming");
+    let o = seppoc(&["pretrain", "--resume", &s(&stopped)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("resumed at step"), "{}", text(&o.stdout));
+    assert!(!stopped.join("state").exists(), "a finished pretraining keeps no state");
+    let weights = |d: &Path| seppoc::model::load_tensors(&d.join("model.safetensors")).expect("a checkpoint").1;
+    assert!(weights(&full) == weights(&stopped), "resumed weights differ from the uninterrupted run's");
+    let losses = |d: &Path| -> Vec<(u64, f64, f64)> {
+        let t = std::fs::read_to_string(d.join("metrics.jsonl")).expect("metrics");
+        t.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .map(|v| (v["step"].as_u64().unwrap_or(0), v["loss"].as_f64().unwrap_or(0.0), v["grad_norm"].as_f64().unwrap_or(0.0)))
+            .collect()
+    };
+    assert_eq!(losses(&full), losses(&stopped));
+}

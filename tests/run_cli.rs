@@ -61,6 +61,7 @@ fn sft_dpo_seppo_run_end_to_end() {
             "metrics.jsonl",
             "report.json",
             "grid.png",
+            "grid.txt",
             "run.json",
             "objective.obj",
             "state/state.json",

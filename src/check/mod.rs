@@ -37,6 +37,8 @@ pub(crate) struct Checker {
     diags: Vec<Diagnostic>,
     name: Option<(String, Span)>,
     data: Option<(DataKind, Span)>,
+    /// A `data` statement named no known data set (already reported).
+    data_invalid: bool,
     noise: Option<(Noise, Span)>,
     pool: Option<(Pool, Span)>,
     params: Vec<Param>,
@@ -55,6 +57,7 @@ impl Checker {
             diags: Vec::new(),
             name: None,
             data: None,
+            data_invalid: false,
             noise: None,
             pool: None,
             params: Vec::new(),
@@ -96,7 +99,9 @@ impl Checker {
             );
         }
         let data = self.data.map_or(DataKind::Winners, |(d, _)| d);
-        if data == DataKind::Winners {
+        // A `data` statement with an unknown kind (`data pair`) is already an error; which data set was meant
+        // is unknown, so `loser` is not reported against a default the user did not choose.
+        if data == DataKind::Winners && !self.data_invalid {
             for span in std::mem::take(&mut self.loser_uses) {
                 let mut diag = Diagnostic::error(
                     Code::E0310,

@@ -37,14 +37,18 @@ pub fn apply_overrides(checked: &Checked, sets: &[(String, String)]) -> Result<V
                     format!("`--set {name}={text}` is outside the domain {range}"),
                 )),
             },
-            Err(why) => diags.push(
-                Diagnostic::error(
+            Err(why) => {
+                let diag = Diagnostic::error(
                     Code::E0209,
                     Label::new(span, "declared here"),
                     format!("`--set {name}={text}`: {why}"),
-                )
-                .with_note("integer parameters never truncate a real value; pass an integer"),
-            ),
+                );
+                diags.push(if param.integer {
+                    diag.with_note("integer parameters never truncate a real value; pass an integer")
+                } else {
+                    diag.with_note("real parameters take a decimal number such as `0.5` or `2e-3`")
+                });
+            }
         }
     }
     for spec in &checked.samples {

@@ -21,7 +21,7 @@ impl Checker {
                 match (&self.data, kind) {
                     (Some((_, prev)), _) => self.duplicate("data", stmt.span, *prev),
                     (None, Some(k)) => self.data = Some((k, stmt.span)),
-                    (None, None) => {}
+                    (None, None) => self.data_invalid = true,
                 }
             }
             StmtKind::Noise(id) => {

@@ -1,11 +1,11 @@
 //! `seppoc eval`: samples held-out (or training) prompts, judges each sample, prints the report and writes
-//! `report.json` and `grid.png` (clips: a frame strip, plus `grid.gif`).
+//! `report.json`, `grid.png` (clips: a frame strip, plus `grid.gif`) and `grid.txt` (each cell's prompt).
 
 use super::engine::{command_line, progress_bar, DeviceArgs, SamplerArgs};
+use crate::engine::{evaluate, model_path, open, write_grid_index, write_json, EvalSettings, Evaluation, Opened};
+use crate::eval::GridConfig;
 use crate::device::Backend;
 use crate::device::{with_device, OnDevice};
-use crate::engine::{evaluate, model_path, open, write_json, EvalSettings, Evaluation, Opened};
-use crate::eval::GridConfig;
 use crate::world::{Split, WorldKind};
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -38,7 +38,7 @@ pub struct Args {
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = EvalSettings::standard().seed)]
     seed: u64,
-    /// Output directory for `report.json` and `grid.png` (created if missing).
+    /// Output directory for `report.json`, `grid.png` and `grid.txt` (created if missing).
     #[arg(long, default_value = "eval-out")]
     out: String,
 }
@@ -113,6 +113,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for grid in &written[1..] {
         world.write_samples(&result.samples, &layout, grid)?;
     }
+    // Each cell's prompt, in grid order (`grid.png`'s layout for images; `grid.gif`'s for clips, whose
+    // `grid.png` strip has one clip per row, in the same order).
+    let index = out.join("grid.txt");
+    let model = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let cells: Vec<(&str, &str)> = result.prompts.iter().map(|p| (model.as_str(), p.as_str())).collect();
+    write_grid_index(&index, layout.cols, &cells)?;
+    written.push(index);
     let names: Vec<String> = written.iter().map(|p| format!("`{}`", p.display())).collect();
     outln!("wrote {}", names.join(", "));
     Ok(ExitCode::SUCCESS)

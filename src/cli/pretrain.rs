@@ -1,9 +1,10 @@
 //! `seppoc pretrain`: trains the DiT from scratch on a world's noisy "web" distribution (see
-//! [`crate::engine::pretrain`]) and writes `model.safetensors`, `metrics.jsonl` and `recipe.json`.
+//! [`crate::engine::pretrain`]) and writes `model.safetensors`, `metrics.jsonl`,
+//! `recipe.json`, `pretrain.json` (its arguments, for `--resume`) and, while unfinished, `state/`.
 
 use super::engine::{command_line, progress, DeviceArgs};
+use crate::engine::{write_json, PretrainSettings, Pretraining};
 use crate::device::with_device;
-use crate::engine::{PretrainSettings, Pretraining};
 use crate::world::{WorldKind, WorldOptions};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -33,10 +34,59 @@ pub struct Args {
     settings: PretrainSettings,
     #[command(flatten)]
     device: DeviceArgs,
+    /// Continue the stopped pretraining in DIR bitwise from its saved state (`DIR/state/`, saved every
+    /// `--save-every` steps and when stopped), with the settings it was started with (`DIR/pretrain.json`).
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    resume: Option<String>,
+}
+
+/// Parses a stored `seppoc pretrain` argument list.
+#[derive(clap::Parser, Debug)]
+#[command(name = "pretrain")]
+struct Stored {
+    #[command(flatten)]
+    args: Args,
+}
+
+/// The settings that shape a pretraining run (all but the device, the output folder and `--resume`).
+fn settings_key(a: &Args) -> String {
+    format!("{:?}", (a.world, a.frames, a.image_size, a.web_degrade, &a.settings))
+}
+
+/// `--resume DIR`: the arguments DIR was started with, keeping this command's device; other settings given now
+/// must be the stored ones.
+fn resumed_args(args: Args, dir: &str) -> anyhow::Result<Args> {
+    let path = PathBuf::from(dir).join("pretrain.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("`{dir}` is not a pretraining folder to resume: cannot read `{}`", path.display()))?;
+    let stored: Vec<String> = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| serde_json::from_value(v["args"].clone()).ok())
+        .with_context(|| format!("`{}` holds no argument list `args`", path.display()))?;
+    let parse = |argv: Vec<String>| {
+        <Stored as clap::Parser>::try_parse_from(std::iter::once("pretrain".to_string()).chain(argv)).map(|s| s.args)
+    };
+    let mut resumed = parse(stored).with_context(|| format!("`{}`: the stored arguments no longer parse", path.display()))?;
+    let defaults = parse(Vec::new()).context("the default pretraining arguments")?;
+    let given = settings_key(&args);
+    if given != settings_key(&defaults) && given != settings_key(&resumed) {
+        bail!(
+            "--resume {dir} continues with the settings stored in `{}`; give no other settings (only --device)",
+            path.display()
+        );
+    }
+    resumed.device = args.device;
+    resumed.out = Some(dir.to_string());
+    resumed.resume = Some(dir.to_string());
+    Ok(resumed)
 }
 
 /// Runs `seppoc pretrain`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let args = match args.resume.clone() {
+        Some(dir) => resumed_args(args, &dir)?,
+        None => args,
+    };
     crate::device::ensure_built(args.device.kind())?;
     args.settings.validate()?;
     if let Some(p) = args.web_degrade.filter(|p| !(0.0..=1.0).contains(p)) {
@@ -48,9 +98,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let default_out = format!("runs/pretrain-{}-seed{}", args.world.name(), args.settings.seed);
     let out = PathBuf::from(args.out.as_deref().unwrap_or(&default_out));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
+    if args.resume.is_none() {
+        // The arguments, so that `--resume` can continue with the same settings.
+        let argv: Vec<String> = std::env::args().skip_while(|a| a != "pretrain").skip(1).collect();
+        write_json(&out.join("pretrain.json"), &serde_json::json!({ "schema": 1, "args": argv }))?;
+    }
     let s = &args.settings;
     errln!(
-        "pretraining a {} {} DiT for {} steps of {} web examples into `{}`",
+        "{} a {} {} DiT for {} steps of {} web examples into `{}`",
+        if args.resume.is_some() { "resuming pretraining of" } else { "pretraining" },
         format!("{:?}", s.size).to_lowercase(),
         args.world.name(),
         s.steps,
@@ -58,9 +114,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         out.display()
     );
     let progress = progress("pretrain");
-    let job =
-        Pretraining { world: world.as_ref(), settings: args.settings.clone(), out, command: command_line(), progress };
+    let job = Pretraining {
+        world: world.as_ref(),
+        settings: args.settings.clone(),
+        out,
+        command: command_line(),
+        progress,
+        resume: args.resume.is_some(),
+    };
     let done = with_device(args.device.kind(), job)??;
+    if let Some(step) = done.resumed_at {
+        outln!("resumed at step {step}");
+    }
     outln!(
         "wrote `{}` ({} parameters) after {} steps in {:.1} s; final loss {:.5}",
         done.checkpoint.display(),

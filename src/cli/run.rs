@@ -93,9 +93,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         outln!("win rate vs base: {:.3} ({better} better, {equal} equal of {n} samples)", cmp.win_rate());
         let k = done.grid_samples;
         outln!(
-            "report: {}  (grid: {k} base samples, then the same {k} prompts trained: {})",
+            "report: {}  (grid: {k} base samples, then the same {k} prompts trained: {}; prompts in {})",
             report.display(),
-            grid.display()
+            grid.display(),
+            grid.with_file_name("grid.txt").display()
         );
     }
     Ok(ExitCode::SUCCESS)

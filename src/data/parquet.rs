@@ -377,11 +377,114 @@ impl<'a> Columns<'a> {
 
 /// Reads a Pick-a-Pic-shaped file, resizing every image to `size`: decided comparisons become winner/loser
 /// pairs, ties are kept apart, rows with `has_label` false are skipped.
+///
+/// The Parquet library panics on some corrupt files (a negative column offset, a page that claims no values);
+/// column chunks are checked against the file first, and any remaining panic inside the decoder becomes
+/// [`ParquetError::NotParquet`] (found by `examples/fuzz_readers.rs`; the inputs are in `tests/fuzz_crashes/`).
 pub fn read(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
+    match quiet_catch(|| read_unguarded(path, size)) {
+        Ok(result) => result,
+        Err(panic) => Err(ParquetError::NotParquet {
+            path: path.to_path_buf(),
+            message: format!("the Parquet decoder failed on it ({panic})"),
+        }),
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs a guarded decoder: its panics are caught and reported as errors, not printed.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(its message)` without printing it; other threads' panics print as before.
+fn quiet_catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    outcome.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    })
+}
+
+/// A file for the Parquet decoder that ends the read with an error once the decoder has asked for bytes past the
+/// end of the file [`EOF_READS`] times: a corrupt page header can claim a list of billions of elements, each
+/// skipped by reading nothing at the end of the file, which would take hours (found by the reader fuzz campaign).
+struct GuardedFile {
+    file: std::fs::File,
+    eof_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Reads at the end of the file tolerated before a read fails; a sound file needs a handful.
+const EOF_READS: usize = 4096;
+
+/// A stream from [`GuardedFile`].
+struct GuardedRead {
+    inner: std::io::BufReader<std::fs::File>,
+    eof_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::io::Read for GuardedRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.eof_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= EOF_READS {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a page header runs past the end of the file"));
+        }
+        Ok(n)
+    }
+}
+
+impl parquet::file::reader::Length for GuardedFile {
+    fn len(&self) -> u64 {
+        parquet::file::reader::Length::len(&self.file)
+    }
+}
+
+impl parquet::file::reader::ChunkReader for GuardedFile {
+    type T = GuardedRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<GuardedRead> {
+        Ok(GuardedRead { inner: self.file.get_read(start)?, eof_reads: self.eof_reads.clone() })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.file.get_bytes(start, length)
+    }
+}
+
+fn read_unguarded(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
     let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
-    let not_parquet =
-        |e: &dyn fmt::Display| ParquetError::NotParquet { path: path.to_path_buf(), message: e.to_string() };
+    let file_len = file.metadata().map_err(|e| io(path, e))?.len();
+    let not_parquet = |e: &dyn fmt::Display| ParquetError::NotParquet { path: path.to_path_buf(), message: e.to_string() };
+    let file = GuardedFile { file, eof_reads: Default::default() };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| not_parquet(&e))?;
+    for (g, group) in builder.metadata().row_groups().iter().enumerate() {
+        for (c, chunk) in group.columns().iter().enumerate() {
+            let start = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset());
+            let len = chunk.compressed_size();
+            let inside = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(len).ok())
+                .and_then(|(s, l)| s.checked_add(l))
+                .is_some_and(|end| end <= file_len);
+            if !inside {
+                let message = format!("column {c} of row group {g} claims bytes {start}+{len}, outside the file");
+                return Err(not_parquet(&message));
+            }
+        }
+    }
     let metadata = builder
         .metadata()
         .file_metadata()

@@ -96,6 +96,19 @@ pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> 
     })
 }
 
+/// Writes `grid.txt` beside a sample grid, atomically: a header line, then one tab-separated line per cell in
+/// grid order (left to right, top to bottom) — `row`, `col` (from 0), `model` (which model drew it) and `prompt`
+/// — so a reader can match each cell of the picture to its prompt. `cols` is the grid's width in cells.
+pub fn write_grid_index(path: &Path, cols: usize, cells: &[(&str, &str)]) -> anyhow::Result<()> {
+    let cols = cols.max(1);
+    let mut text = String::from("row\tcol\tmodel\tprompt\n");
+    for (k, (model, prompt)) in cells.iter().enumerate() {
+        let clean = |t: &str| t.replace(['\t', '\n', '\r'], " ");
+        text.push_str(&format!("{}\t{}\t{}\t{}\n", k / cols, k % cols, clean(model), clean(prompt)));
+    }
+    write_atomic(path, text)
+}
+
 /// Fails early, before any work, when files cannot be created in `dir` (creating it if missing).
 pub fn ensure_writable(dir: &Path) -> anyhow::Result<()> {
     let shown = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };

@@ -16,7 +16,7 @@ pub mod stop;
 
 pub use collect::{CollectReport, CollectSettings, Collecting, GeneratorSpec};
 pub use eval::{evaluate, spread, Comparison, Curve, EvalSettings, Evaluation};
-pub use files::{ensure_writable, write_atomic, write_json, DirLock, JsonlWriter};
+pub use files::{ensure_writable, write_atomic, write_grid_index, write_json, DirLock, JsonlWriter};
 pub use open::{default_model, model_path, open, Opened};
 pub use pretrain::{LrSchedule, ModelSize, PretrainSettings, Pretrained, Pretraining};
 pub use progress::Progress;

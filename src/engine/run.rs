@@ -3,10 +3,11 @@
 //!
 //! Output directory: `objective.obj` (canonical text), `run.json` (objective hash, parameters, settings: what a
 //! resume reads back), `metrics.jsonl`, `curve.jsonl`, `checkpoint.safetensors` and the saved state every
-//! `checkpoint_every` updates, `model.safetensors`, `report.json` and `grid.png` at the end.
+//! `checkpoint_every` updates, `model.safetensors`, `report.json`, `grid.png` and `grid.txt` (each cell's prompt) at
+//! the end.
 
 use super::eval::{Comparison, Curve, EvalSettings};
-use super::files::{write_atomic, write_json, DirLock, JsonlWriter};
+use super::files::{write_atomic, write_grid_index, write_json, DirLock, JsonlWriter};
 use super::open::{model_path, open, Opened};
 use super::progress::Progress;
 use super::stop::{self, shell_quote, Interrupted};
@@ -599,6 +600,10 @@ impl OnDevice for Training {
         let grid: Vec<_> = cmp.base.samples[..n].iter().chain(&cmp.trained.samples[..n]).cloned().collect();
         let layout = GridConfig { cols: n.max(1), spacing: 2, scale: 4, background: [128, 128, 128] };
         world.write_samples(&grid, &layout, &grid_path)?;
+        let cells: Vec<(&str, &str)> = (cmp.base.prompts[..n].iter().map(|p| ("base", p.as_str())))
+            .chain(cmp.trained.prompts[..n].iter().map(|p| ("trained", p.as_str())))
+            .collect();
+        write_grid_index(&out.join("grid.txt"), layout.cols, &cells)?;
         outcome.comparison = Some(cmp);
         outcome.report = Some((report_path, grid_path));
         outcome.grid_samples = n;

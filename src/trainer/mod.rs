@@ -4,7 +4,7 @@
 
 mod batch;
 pub mod pool;
-mod state;
+pub(crate) mod state;
 
 pub use state::StateError;
 

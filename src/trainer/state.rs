@@ -36,17 +36,10 @@ impl<D: Backend> Trainer<D> {
     /// Saves the complete state into `dir/state/` (atomically, see the module docs); on failure (a full disk)
     /// nothing is left of the attempt and the previous state stays.
     pub fn save_state(&self, dir: &Path, tag: &str) -> Result<(), StateError> {
-        let result = self.write_state(dir, tag);
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(dir.join("state.tmp"));
-        }
-        result
+        write_state_dir(dir, |tmp| self.write_state(tmp, tag))
     }
 
-    fn write_state(&self, dir: &Path, tag: &str) -> Result<(), StateError> {
-        let tmp = dir.join("state.tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
+    fn write_state(&self, tmp: &Path, tag: &str) -> Result<(), StateError> {
         let save = |name: &str, model: &Dit<D>| {
             let path = tmp.join(name);
             save_checkpoint(&path, model, &meta(self.step)).map_err(|e| StateError(e.to_string()))
@@ -71,32 +64,18 @@ impl<D: Backend> Trainer<D> {
         for (k, entry) in self.pool.entries.iter().enumerate() {
             save(&format!("pool_{k}.safetensors"), entry)?;
         }
-        let state = json!({
-            "tag": tag,
-            "step": self.step,
-            "adam_step": adam_step,
-            "pool_steps": self.pool.steps,
-            "rng_seed": self.rng.get_seed().iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            "rng_stream": self.rng.get_stream(),
-            "rng_word_pos": self.rng.get_word_pos().to_string(),
-        });
-        let path = tmp.join("state.json");
-        std::fs::write(&path, state.to_string()).map_err(|e| err(&path, e))?;
-        let (live, old) = (dir.join("state"), dir.join("state.old"));
-        let _ = std::fs::remove_dir_all(&old);
-        if live.exists() {
-            std::fs::rename(&live, &old).map_err(|e| err(&live, e))?;
+        let mut state = json!({ "tag": tag, "step": self.step, "adam_step": adam_step, "pool_steps": self.pool.steps });
+        if let (Some(state), Value::Object(rng)) = (state.as_object_mut(), rng_json(&self.rng)) {
+            state.extend(rng);
         }
-        std::fs::rename(&tmp, &live).map_err(|e| err(&tmp, e))?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
+        let path = tmp.join("state.json");
+        std::fs::write(&path, state.to_string()).map_err(|e| err(&path, e))
     }
 
     /// Restores a state saved by [`Trainer::save_state`] into a trainer built with the same objective, data,
     /// base model and settings; returns the saved tag.
     pub fn restore_state(&mut self, dir: &Path) -> Result<String, StateError> {
-        let live = dir.join("state");
-        let src: PathBuf = if live.join("state.json").exists() { live } else { dir.join("state.old") };
+        let src = state_source(dir);
         let path = src.join("state.json");
         let text = std::fs::read_to_string(&path).map_err(|e| err(&path, format!("no saved training state ({e})")))?;
         let state: Value = serde_json::from_str(&text).map_err(|e| err(&path, e))?;
@@ -143,24 +122,78 @@ impl<D: Backend> Trainer<D> {
         }
         self.pool.entries = entries;
         self.pool.steps = steps;
-        let seed_hex = state["rng_seed"].as_str().unwrap_or("");
-        let mut seed = [0u8; 32];
-        for (k, byte) in seed.iter_mut().enumerate() {
-            *byte = seed_hex
-                .get(2 * k..2 * k + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| err(&path, "bad `rng_seed`"))?;
-        }
-        let word_pos: u128 = state["rng_word_pos"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| err(&path, "bad `rng_word_pos`"))?;
-        let mut rng = ChaCha8Rng::from_seed(seed);
-        rng.set_stream(get_u("rng_stream")?);
-        rng.set_word_pos(word_pos);
-        self.rng = rng;
+        self.rng = rng_from_json(&state, &path)?;
         self.policy = policy;
         self.step = get_u("step")? as usize;
         Ok(state["tag"].as_str().unwrap_or("").to_string())
     }
+}
+
+/// Writes a state into `dir/state.tmp/` with `write`, then swaps it in for `dir/state/` by renames (the previous
+/// state is `dir/state.old/` for that moment), so a crash at any point leaves a complete state behind; on failure
+/// (a full disk) nothing is left of the attempt and the previous state stays.
+pub(crate) fn write_state_dir(
+    dir: &Path,
+    write: impl FnOnce(&Path) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let tmp = dir.join("state.tmp");
+    let swap = || {
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
+        write(&tmp)?;
+        let (live, old) = (dir.join("state"), dir.join("state.old"));
+        let _ = std::fs::remove_dir_all(&old);
+        if live.exists() {
+            std::fs::rename(&live, &old).map_err(|e| err(&live, e))?;
+        }
+        std::fs::rename(&tmp, &live).map_err(|e| err(&tmp, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    };
+    let result = swap();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// The folder holding the last complete state written by [`write_state_dir`]: `dir/state/`, or `dir/state.old/`
+/// when a crash came between the two renames.
+pub(crate) fn state_source(dir: &Path) -> PathBuf {
+    let live = dir.join("state");
+    if live.join("state.json").exists() {
+        live
+    } else {
+        dir.join("state.old")
+    }
+}
+
+/// A random stream's exact position: `rng_seed` (hex), `rng_stream`, `rng_word_pos` (a decimal string).
+pub(crate) fn rng_json(rng: &ChaCha8Rng) -> Value {
+    json!({
+        "rng_seed": rng.get_seed().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "rng_stream": rng.get_stream(),
+        "rng_word_pos": rng.get_word_pos().to_string(),
+    })
+}
+
+/// The stream saved by [`rng_json`] in `state` (read from `path`, named in errors).
+pub(crate) fn rng_from_json(state: &Value, path: &Path) -> Result<ChaCha8Rng, StateError> {
+    let seed_hex = state["rng_seed"].as_str().unwrap_or("");
+    let mut seed = [0u8; 32];
+    for (k, byte) in seed.iter_mut().enumerate() {
+        *byte = seed_hex
+            .get(2 * k..2 * k + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or_else(|| err(path, "bad `rng_seed`"))?;
+    }
+    let word_pos: u128 = state["rng_word_pos"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| err(path, "bad `rng_word_pos`"))?;
+    let stream = state["rng_stream"].as_u64().ok_or_else(|| err(path, "missing `rng_stream`"))?;
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(stream);
+    rng.set_word_pos(word_pos);
+    Ok(rng)
 }
