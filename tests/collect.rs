@@ -110,3 +110,26 @@ fn generator_specs_parse_or_say_what_is_expected() {
         assert!(err.contains(bad) && (err.contains("expected") || err.contains("not a")), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_signal_stops_collect_before_anything_is_written() {
+    let d = dir("signal");
+    let out = d.join("set.parquet");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_seppoc"))
+        .args(["collect", "--out", &out.display().to_string(), "--prompts", "4000", "--model"])
+        .arg(root("assets/base/model.safetensors"))
+        .arg("--generator")
+        .arg(format!("base={}", root("assets/base/model.safetensors")))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("collect starts");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "SIGTERM sent");
+    let o = child.wait_with_output().expect("collect ends");
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("stopped by a signal"), "{}", text(&o.stderr));
+    assert!(!out.exists() && !d.join("set.parquet.tmp").exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&d);
+}

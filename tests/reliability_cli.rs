@@ -432,7 +432,8 @@ fn an_interrupted_pretraining_resumes_bitwise() {
     let (code, _, stderr) = finish(child);
     assert_eq!(code, Some(130), "the run ended before the signal: {stderr}");
     assert!(stderr.contains("Resume with:"), "{stderr}");
-    let resume = stderr.lines().find(|l| l.trim_start().starts_with("seppoc pretrain --resume")).expect("a resume line");
+    let resume =
+        stderr.lines().find(|l| l.trim_start().starts_with("seppoc pretrain --resume")).expect("a resume line");
     assert!(resume.trim_end().ends_with(&s(&stopped)), "{resume}");
     assert!(stopped.join("state/state.json").exists());
     // Other settings are refused, naming the stored ones.
@@ -441,7 +442,8 @@ fn an_interrupted_pretraining_resumes_bitwise() {
     assert!(text(&o.stderr).contains("pretrain.json"), "{}", text(&o.stderr));
     // The same command again resumes (the metrics lines before the state are kept as written, wall time and
     // all); stopped again, the printed command resumes and finishes.
-    let first_line = || std::fs::read_to_string(stopped.join("metrics.jsonl")).expect("metrics").lines().next().map(str::to_string);
+    let first_line =
+        || std::fs::read_to_string(stopped.join("metrics.jsonl")).expect("metrics").lines().next().map(str::to_string);
     let before = first_line();
     let child = spawn(&args(&stopped));
     wait_lines(&stopped.join("metrics.jsonl"), lines(&stopped.join("metrics.jsonl")) + 10);
@@ -459,7 +461,13 @@ fn an_interrupted_pretraining_resumes_bitwise() {
         let t = std::fs::read_to_string(d.join("metrics.jsonl")).expect("metrics");
         t.lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
-            .map(|v| (v["step"].as_u64().unwrap_or(0), v["loss"].as_f64().unwrap_or(0.0), v["grad_norm"].as_f64().unwrap_or(0.0)))
+            .map(|v| {
+                (
+                    v["step"].as_u64().unwrap_or(0),
+                    v["loss"].as_f64().unwrap_or(0.0),
+                    v["grad_norm"].as_f64().unwrap_or(0.0),
+                )
+            })
             .collect()
     };
     assert_eq!(losses(&full), losses(&stopped));

@@ -2,10 +2,10 @@
 //! `report.json`, `grid.png` (clips: a frame strip, plus `grid.gif`) and `grid.txt` (each cell's prompt).
 
 use super::engine::{command_line, progress_bar, DeviceArgs, SamplerArgs};
-use crate::engine::{evaluate, model_path, open, write_grid_index, write_json, EvalSettings, Evaluation, Opened};
-use crate::eval::GridConfig;
 use crate::device::Backend;
 use crate::device::{with_device, OnDevice};
+use crate::engine::{evaluate, model_path, open, write_grid_index, write_json, EvalSettings, Evaluation, Opened};
+use crate::eval::GridConfig;
 use crate::world::{Split, WorldKind};
 use anyhow::{bail, Context};
 use serde_json::json;

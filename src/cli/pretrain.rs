@@ -3,8 +3,8 @@
 //! `recipe.json`, `pretrain.json` (its arguments, for `--resume`) and, while unfinished, `state/`.
 
 use super::engine::{command_line, progress, DeviceArgs};
-use crate::engine::{write_json, PretrainSettings, Pretraining};
 use crate::device::with_device;
+use crate::engine::{write_json, PretrainSettings, Pretraining};
 use crate::world::{WorldKind, WorldOptions};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -66,7 +66,8 @@ fn resumed_args(args: Args, dir: &str) -> anyhow::Result<Args> {
     let parse = |argv: Vec<String>| {
         <Stored as clap::Parser>::try_parse_from(std::iter::once("pretrain".to_string()).chain(argv)).map(|s| s.args)
     };
-    let mut resumed = parse(stored).with_context(|| format!("`{}`: the stored arguments no longer parse", path.display()))?;
+    let mut resumed =
+        parse(stored).with_context(|| format!("`{}`: the stored arguments no longer parse", path.display()))?;
     let defaults = parse(Vec::new()).context("the default pretraining arguments")?;
     let given = settings_key(&args);
     if given != settings_key(&defaults) && given != settings_key(&resumed) {

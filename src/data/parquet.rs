@@ -440,7 +440,10 @@ impl std::io::Read for GuardedRead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() && self.eof_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= EOF_READS {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a page header runs past the end of the file"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "a page header runs past the end of the file",
+            ));
         }
         Ok(n)
     }
@@ -467,7 +470,8 @@ impl parquet::file::reader::ChunkReader for GuardedFile {
 fn read_unguarded(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
     let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
     let file_len = file.metadata().map_err(|e| io(path, e))?.len();
-    let not_parquet = |e: &dyn fmt::Display| ParquetError::NotParquet { path: path.to_path_buf(), message: e.to_string() };
+    let not_parquet =
+        |e: &dyn fmt::Display| ParquetError::NotParquet { path: path.to_path_buf(), message: e.to_string() };
     let file = GuardedFile { file, eof_reads: Default::default() };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| not_parquet(&e))?;
     for (g, group) in builder.metadata().row_groups().iter().enumerate() {

@@ -415,6 +415,16 @@ impl OnDevice for Collecting {
                 .filter(|&(p, k)| assigned[p][k] == g)
                 .collect();
             for (chunk_idx, chunk) in jobs.chunks(64).enumerate() {
+                if super::stop::requested() {
+                    return Err(super::stop::Interrupted {
+                        message: format!(
+                            "stopped by a signal while sampling candidates; `{}` was not written (the same command \
+                             starts the collection again; it is deterministic for its seed)",
+                            self.out.display()
+                        ),
+                    }
+                    .into());
+                }
                 let tokens: Vec<Vec<usize>> = chunk.iter().map(|&(p, _)| world.vocab().encode(&prompts[p])).collect();
                 let seed = s.seed.wrapping_mul(1_000_003).wrapping_add((g as u64) << 32).wrapping_add(chunk_idx as u64);
                 let drawn = sample(&model, &opened.schedule, &spec.sampler, &tokens, seed)?;

@@ -111,6 +111,14 @@ pub fn evaluate<D: Backend>(
     let (c, s) = (mc.sample_channels(), mc.image_size);
     let mut samples = Vec::with_capacity(prompts.len());
     for (k, chunk) in prompts.chunks(settings.chunk.max(1)).enumerate() {
+        if super::stop::requested() {
+            return Err(super::stop::Interrupted {
+                message: "stopped by a signal while sampling for the judge; nothing of this evaluation was written \
+                          (run the same command again)"
+                    .into(),
+            }
+            .into());
+        }
         let tokens: Vec<Vec<usize>> = chunk.iter().map(|t| world.vocab().encode(t)).collect();
         let drawn = sample(model, schedule, &settings.sampler, &tokens, settings.seed.wrapping_add(k as u64))?;
         samples.extend(drawn.into_iter().map(|data| Image { channels: c, height: s, width: s, data }));

@@ -200,7 +200,10 @@ impl Pretraining<'_> {
 
     /// Saves the resumable state into `out/state/` (atomically, see [`write_state_dir`]).
     fn save_state<D: Backend>(&self, now: &Resumable<D>, fingerprint: &serde_json::Value) -> anyhow::Result<()> {
-        let meta = CheckpointMeta { step: now.step as u64, ..self.meta(ScheduleSpec::default_linear(), &json!(null), now.step) };
+        let meta = CheckpointMeta {
+            step: now.step as u64,
+            ..self.meta(ScheduleSpec::default_linear(), &json!(null), now.step)
+        };
         let fail = |e: &dyn std::fmt::Display| StateError(e.to_string());
         write_state_dir(&self.out, |tmp| {
             save_checkpoint(&tmp.join("model.safetensors"), &now.model, &meta).map_err(|e| fail(&e))?;
@@ -242,7 +245,8 @@ impl Pretraining<'_> {
                 state["settings"]
             );
         }
-        let get = |k: &str| state[k].as_u64().map(|v| v as usize).with_context(|| format!("`{}`: bad `{k}`", path.display()));
+        let get =
+            |k: &str| state[k].as_u64().map(|v| v as usize).with_context(|| format!("`{}`: bad `{k}`", path.display()));
         let dev = now.model.device().clone();
         let load = |name: &str| -> anyhow::Result<Dit<D>> {
             let (model, _) = load_checkpoint(&src.join(name), &dev)?;
@@ -338,7 +342,8 @@ impl OnDevice for Pretraining<'_> {
                     Some(k) => format!("; `{}` holds the model after step {k} (`--save-every`)", ckpt.display()),
                     None => String::new(),
                 };
-                let resume = format!("seppoc pretrain --resume {}", super::stop::shell_quote(&self.out.to_string_lossy()));
+                let resume =
+                    format!("seppoc pretrain --resume {}", super::stop::shell_quote(&self.out.to_string_lossy()));
                 let message = match saved {
                     Ok(()) => format!(
                         "interrupted: pretraining stopped at step {step_idx} of {}; its state is saved in `{}`{kept}. \

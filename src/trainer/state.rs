@@ -187,10 +187,8 @@ pub(crate) fn rng_from_json(state: &Value, path: &Path) -> Result<ChaCha8Rng, St
             .and_then(|h| u8::from_str_radix(h, 16).ok())
             .ok_or_else(|| err(path, "bad `rng_seed`"))?;
     }
-    let word_pos: u128 = state["rng_word_pos"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| err(path, "bad `rng_word_pos`"))?;
+    let word_pos: u128 =
+        state["rng_word_pos"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| err(path, "bad `rng_word_pos`"))?;
     let stream = state["rng_stream"].as_u64().ok_or_else(|| err(path, "missing `rng_stream`"))?;
     let mut rng = ChaCha8Rng::from_seed(seed);
     rng.set_stream(stream);
