@@ -32,11 +32,15 @@ fn parts(name: &str, sets: &[(&str, &str)], data: PreferenceSet) -> TrainerParts
     TrainerParts { objective: objective(name, sets), initial, schedule: NoiseSchedule::default_linear(), data, vocab }
 }
 
+/// The tests' optimisation settings: no warmup, clipping at 1, no EMA, no caption dropout.
+fn config(batch: usize, lr: f32, seed: u64) -> TrainConfig {
+    TrainConfig { batch, lr, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed, caption_dropout: 0.0 }
+}
+
 fn setup(name: &str, sets: &[(&str, &str)], seed: u64) -> Trainer<CpuDevice> {
     let world = World::new(WorldConfig::default_16()).expect("default world");
     let data: PreferenceSet = world.preference_set(32, &mut ChaCha8Rng::seed_from_u64(7));
-    let cfg =
-        TrainConfig { batch: 4, lr: 1e-3, warmup: 0, max_grad_norm: 1.0, ema_decay: None, seed, caption_dropout: 0.0 };
+    let cfg = config(4, 1e-3, seed);
     Trainer::new(parts(name, sets, data), cfg).expect("trainer starts")
 }
 
@@ -104,15 +108,7 @@ fn nan_in_the_data_stops_with_a_clear_error() {
     for item in &mut data.items {
         item.winner.data[0] = f32::NAN;
     }
-    let cfg = TrainConfig {
-        batch: 2,
-        lr: 1e-3,
-        warmup: 0,
-        max_grad_norm: 1.0,
-        ema_decay: None,
-        seed: 0,
-        caption_dropout: 0.0,
-    };
+    let cfg = config(2, 1e-3, 0);
     let mut tr = Trainer::new(parts("sft", &[], data), cfg).expect("starts");
     let before = tr.policy.to_host();
     match tr.step() {
@@ -126,15 +122,7 @@ fn nan_in_the_data_stops_with_a_clear_error() {
 fn pairs_objective_rejects_winner_only_data() {
     let world = World::new(WorldConfig::default_16()).expect("default world");
     let data = world.preference_set(4, &mut ChaCha8Rng::seed_from_u64(1)).winners_only();
-    let cfg = TrainConfig {
-        batch: 2,
-        lr: 1e-3,
-        warmup: 0,
-        max_grad_norm: 1.0,
-        ema_decay: None,
-        seed: 0,
-        caption_dropout: 0.0,
-    };
+    let cfg = config(2, 1e-3, 0);
     let err = Trainer::new(parts("dpo", &[], data), cfg).err().expect("rejected");
     assert!(err.to_string().contains("no pairs"), "{err}");
 }
@@ -172,15 +160,7 @@ fn save_and_restore_continue_bitwise() {
 fn nonfinite_weights_stop_the_run_and_keep_good_weights() {
     let world = World::new(WorldConfig::default_16()).expect("default world");
     let data = world.preference_set(8, &mut ChaCha8Rng::seed_from_u64(1));
-    let cfg = TrainConfig {
-        batch: 2,
-        lr: f32::INFINITY,
-        warmup: 0,
-        max_grad_norm: 1.0,
-        ema_decay: None,
-        seed: 0,
-        caption_dropout: 0.0,
-    };
+    let cfg = config(2, f32::INFINITY, 0);
     let mut tr = Trainer::new(parts("sft", &[], data), cfg).expect("starts");
     let before = tr.policy.to_host();
     let err = tr.step().expect_err("stopped");
@@ -193,15 +173,7 @@ fn caption_dropout_is_seeded_and_changes_no_other_draw() {
     let with = |p: f64, seed: u64| {
         let world = World::new(WorldConfig::default_16()).expect("default world");
         let data: PreferenceSet = world.preference_set(32, &mut ChaCha8Rng::seed_from_u64(7));
-        let cfg = TrainConfig {
-            batch: 8,
-            lr: 1e-3,
-            warmup: 0,
-            max_grad_norm: 1.0,
-            ema_decay: None,
-            seed,
-            caption_dropout: p,
-        };
+        let cfg = TrainConfig { caption_dropout: p, ..config(8, 1e-3, seed) };
         let mut tr = Trainer::new(parts("seppo", &[("beta", "2000")], data), cfg).expect("trainer starts");
         (0..3).map(|_| tr.step_recorded().expect("step")).collect::<Vec<_>>()
     };
