@@ -6,224 +6,35 @@
 //! `checkpoint_every` updates, `model.safetensors`, `report.json`, `grid.png` and `grid.txt` (each cell's prompt) at
 //! the end.
 
-use super::eval::{Comparison, Curve, EvalSettings};
-use super::files::{write_atomic, write_grid_index, write_json, DirLock, JsonlWriter};
-use super::open::{model_path, open, Opened};
-use super::progress::Progress;
-use super::stop::{self, shell_quote, Interrupted};
-use crate::check::Checked;
-use crate::data::{load_imagefolder, PreferenceSet};
+mod inputs;
+mod records;
+mod settings;
+
+pub use inputs::ObjectiveRun;
+pub use inputs::{default_data, load_data, saved_objective, saved_params};
+use inputs::{has_state, read_run_json, RUN_OUTPUTS};
+pub use records::DELTA_RESAMPLES;
+use records::{delta_json, step_json};
+pub use settings::{f32_value, RunSettings};
+
+use crate::data::PreferenceSet;
 use crate::device::Backend;
 use crate::device::{DeviceKind, OnDevice};
+use crate::engine::eval::{Comparison, Curve, EvalSettings};
+use crate::engine::files::{write_atomic, write_grid_index, write_json, DirLock, JsonlWriter};
+use crate::engine::open::{model_path, open, Opened};
+use crate::engine::progress::Progress;
+use crate::engine::stop::{self, shell_quote, Interrupted};
 use crate::eval::GridConfig;
-use crate::ir::{lower, Bound};
 use crate::model::{save_checkpoint, CheckpointMeta, ObjectiveMeta};
-use crate::syntax;
-use crate::trainer::{StepReport, TrainConfig, Trainer, TrainerParts};
-use crate::world::WorldKind;
+use crate::trainer::{Trainer, TrainerParts};
 use anyhow::{bail, Context};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::Instant;
-
-/// Everything that determines a run besides the objective: saved in `run.json`, reused by a resume.
-#[derive(clap::Args, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RunSettings {
-    /// Seed of every random draw (data order, t, eps, reference choice, sampler).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Base model (default: the shipped `assets/base/model.safetensors`, or `assets/base_video/...` for video).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// The base model's world: `video` trains a clip model on the video world's preference clips (default: what
-    /// the checkpoint says; picks the default base model).
-    #[arg(long, value_enum)]
-    #[serde(default)]
-    pub world: Option<WorldKind>,
-    /// Preference data: a Parquet file in the Pick-a-Pic schema (ties dropped), a folder in the imagefolder
-    /// convention, or `synthetic` for the world's clean-render pairs (default: `preferences.parquet` beside the
-    /// base model when it exists, else `synthetic`).
-    #[arg(long)]
-    pub data: Option<String>,
-    /// Size of the synthetic preference set.
-    #[arg(long, default_value_t = 2048)]
-    pub data_size: usize,
-    /// Prompts per batch.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    /// Peak learning rate (AdamW).
-    #[arg(long, default_value_t = 2e-5)]
-    #[serde(serialize_with = "short_f32")]
-    pub lr: f32,
-    /// Linear warmup steps.
-    #[arg(long, default_value_t = 10)]
-    pub warmup: usize,
-    /// Global gradient-norm clip.
-    #[arg(long, default_value_t = 1.0)]
-    #[serde(serialize_with = "short_f32")]
-    pub max_grad_norm: f32,
-    /// Keep an EMA of the policy with this decay and evaluate/save it.
-    #[arg(long)]
-    #[serde(serialize_with = "short_f32_opt")]
-    pub ema: Option<f32>,
-    /// Save `checkpoint.safetensors` and the resumable state every N updates (atomically).
-    #[arg(long, default_value_t = 50)]
-    pub checkpoint_every: usize,
-    /// Probability that a caption is replaced by the null caption in the loss's forward passes (as pretraining
-    /// does for classifier-free guidance; 0 keeps every caption).
-    #[arg(long, default_value_t = 0.0)]
-    #[serde(default)]
-    pub caption_dropout: f64,
-    /// Held-out prompts judged at the end, spread evenly over the held-out list (default: all of them; 0 skips
-    /// the evaluation).
-    #[arg(long)]
-    pub eval_prompts: Option<usize>,
-    /// Samples of each held-out prompt judged at the end, each with its own noise.
-    #[arg(long, default_value_t = 2)]
-    #[serde(default = "one")]
-    pub eval_samples: usize,
-    /// Judge the policy every N updates (and at steps 0 and last) on `--curve-prompts` held-out prompts,
-    /// appending to `curve.jsonl` (0 = never).
-    #[arg(long, default_value_t = 0)]
-    #[serde(default)]
-    pub eval_every: usize,
-    /// Held-out prompts (spread evenly over the list) judged for each `--eval-every` point.
-    #[arg(long, default_value_t = 32)]
-    #[serde(default = "default_curve_prompts")]
-    pub curve_prompts: usize,
-}
-
-fn default_curve_prompts() -> usize {
-    32
-}
-
-/// Runs saved before `eval_samples` existed judged one sample per prompt.
-fn one() -> usize {
-    1
-}
-
-/// An f32 as the f64 of its shortest decimal form: `2e-5`, not `0.000019999999494757503`.
-pub fn f32_value(x: f32) -> f64 {
-    format!("{x}").parse().unwrap_or(f64::from(x))
-}
-
-fn short_f32<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(f32_value(*x))
-}
-
-fn short_f32_opt<S: serde::Serializer>(x: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
-    match x {
-        Some(x) => s.serialize_some(&f32_value(*x)),
-        None => s.serialize_none(),
-    }
-}
-
-impl RunSettings {
-    /// The trainer's settings.
-    pub fn train_config(&self) -> TrainConfig {
-        TrainConfig {
-            batch: self.batch,
-            lr: self.lr,
-            warmup: self.warmup,
-            max_grad_norm: self.max_grad_norm,
-            ema_decay: self.ema,
-            seed: self.seed,
-            caption_dropout: self.caption_dropout,
-        }
-    }
-
-    /// Rejects values no run can use (`--lr nan`, a zero batch, ...) before anything is loaded or written.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            bail!("--lr must be a finite number > 0, found {}", self.lr);
-        }
-        if !(self.max_grad_norm.is_finite() && self.max_grad_norm > 0.0) {
-            bail!("--max-grad-norm must be a finite number > 0, found {}", self.max_grad_norm);
-        }
-        if let Some(d) = self.ema.filter(|d| !(*d > 0.0 && *d < 1.0)) {
-            bail!("--ema must be in (0, 1), found {d}");
-        }
-        if !(0.0..=1.0).contains(&self.caption_dropout) {
-            bail!("--caption-dropout must be in [0, 1], found {}", self.caption_dropout);
-        }
-        if self.batch == 0 || self.data_size == 0 || self.curve_prompts == 0 {
-            bail!("--batch, --data-size and --curve-prompts must each be at least 1");
-        }
-        Ok(())
-    }
-}
-
-/// The objective file and the `--set` values of the run in `dir`, for a resume given no objective file:
-/// `DIR/objective.obj` and the parameters recorded in `DIR/run.json`.
-pub fn saved_objective(dir: &Path) -> anyhow::Result<(PathBuf, Vec<(String, String)>)> {
-    let saved = read_run_json(dir)?;
-    let file = dir.join("objective.obj");
-    if !file.exists() {
-        bail!("cannot resume `{}`: `{}` is missing", dir.display(), file.display());
-    }
-    Ok((file, saved_params(&saved)))
-}
-
-/// The parameter values of a `run.json` as `--set` pairs (shortest decimal form, which parses back exactly).
-pub fn saved_params(saved: &Value) -> Vec<(String, String)> {
-    let params = saved["params"].as_object().cloned().unwrap_or_default();
-    params.into_iter().map(|(k, v)| (k, v.as_f64().map_or_else(|| v.to_string(), |x| format!("{x}")))).collect()
-}
-
-/// Reads `DIR/run.json`.
-fn read_run_json(dir: &Path) -> anyhow::Result<Value> {
-    let path = dir.join("run.json");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("cannot resume `{}`: no `run.json` there (is it a `seppoc run` output directory?)", dir.display())
-    })?;
-    serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))
-}
-
-/// Whether `dir` holds a saved training state to resume from.
-fn has_state(dir: &Path) -> bool {
-    dir.join("state/state.json").exists() || dir.join("state.old/state.json").exists()
-}
-
-/// The files a run writes; a directory holding any of them without a matching `run.json` is another run's.
-const RUN_OUTPUTS: [&str; 8] = [
-    "run.json",
-    "objective.obj",
-    "metrics.jsonl",
-    "curve.jsonl",
-    "checkpoint.safetensors",
-    "model.safetensors",
-    "report.json",
-    "state",
-];
 
 /// Default number of updates of a fresh run.
 pub const DEFAULT_STEPS: usize = 200;
-
-/// A checked objective with its bound parameters, its canonical text and that text's SHA-256.
-pub struct ObjectiveRun {
-    /// The lowered objective with its parameter values.
-    pub obj: Bound,
-    /// The canonical text (`seppoc fmt`).
-    pub canonical: String,
-    /// Hex SHA-256 of `canonical`.
-    pub sha256: String,
-}
-
-impl ObjectiveRun {
-    /// Lowers a checked objective, binds its parameter values by name and records its text and hash.
-    pub fn new(checked: &Checked, params: &[(String, f64)]) -> anyhow::Result<Self> {
-        let canonical = syntax::format(&checked.file);
-        let sha256 = format!("{:x}", Sha256::digest(canonical.as_bytes()));
-        Ok(ObjectiveRun { obj: lower(checked).bind(params)?, canonical, sha256 })
-    }
-
-    fn params_json(&self) -> Map<String, Value> {
-        self.obj.named_values().map(|(n, v)| (n.to_string(), json!(v))).collect()
-    }
-}
 
 /// How a run starts.
 pub enum Start {
@@ -376,35 +187,6 @@ pub fn prepare(
         progress,
         lock,
     })
-}
-
-/// The file of preference data that belongs to a base model, if any: `preferences.parquet` beside it.
-pub fn default_data(base_model: &Path) -> Option<PathBuf> {
-    let p = base_model.parent()?.join("preferences.parquet");
-    p.exists().then_some(p)
-}
-
-/// The preference data a run trains on (see [`RunSettings::data`]) and where it came from (`synthetic` or the
-/// path).
-pub fn load_data(settings: &RunSettings, base: &Opened) -> anyhow::Result<(PreferenceSet, String)> {
-    let chosen = settings.data.clone().map(PathBuf::from).or_else(|| default_data(&base.path));
-    let side = base.model.config().image_size;
-    let file = match chosen {
-        Some(p) if p.as_os_str() != "synthetic" => p,
-        _ => {
-            let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0x5eed_da7a);
-            return Ok((base.world.preference_set(settings.data_size, &mut rng), "synthetic".into()));
-        }
-    };
-    if base.world.frames() != 1 {
-        bail!("--data files are for image models only");
-    }
-    let set = if file.is_dir() {
-        load_imagefolder(&file, side).map_err(|e| anyhow::anyhow!("{e}"))?
-    } else {
-        crate::data::parquet::read(&file, side)?.pairs
-    };
-    Ok((set, file.display().to_string()))
 }
 
 impl Training {
@@ -609,22 +391,4 @@ impl OnDevice for Training {
         outcome.grid_samples = n;
         Ok(outcome)
     }
-}
-
-/// The judge-score difference with its bootstrap interval, as stored in `report.json`.
-fn delta_json(cmp: &Comparison) -> Value {
-    let (mean, lo, hi) = cmp.delta_interval(DELTA_RESAMPLES, 0);
-    json!({ "mean": mean, "ci95": [lo, hi], "resamples": DELTA_RESAMPLES, "over": "prompts" })
-}
-
-/// Bootstrap resamples of the final table's interval.
-pub const DELTA_RESAMPLES: usize = 2000;
-
-/// One metrics line. Wall time is left out on purpose: the same seed must give bitwise the same file.
-fn step_json(r: &StepReport) -> Value {
-    let logs: Map<String, Value> = r.logs.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
-    let leaves: Map<String, Value> = r.leaf_means.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
-    let refs: Map<String, Value> = r.references.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
-    json!({ "step": r.step, "loss": r.loss, "logs": logs, "e": leaves, "grad_norm": r.grad_norm, "lr": f32_value(r.lr),
-            "nfe": r.nfe, "ref": refs, "snapshot": r.snapshot })
 }

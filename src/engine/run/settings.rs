@@ -1,0 +1,132 @@
+//! A run's settings: what `run.json` stores and a resume reads back.
+
+use crate::trainer::TrainConfig;
+use crate::world::WorldKind;
+use anyhow::bail;
+
+/// Everything that determines a run besides the objective: saved in `run.json`, reused by a resume.
+#[derive(clap::Args, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunSettings {
+    /// Seed of every random draw (data order, t, eps, reference choice, sampler).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Base model (default: the shipped `assets/base/model.safetensors`, or `assets/base_video/...` for video).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The base model's world: `video` trains a clip model on the video world's preference clips (default: what
+    /// the checkpoint says; picks the default base model).
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub world: Option<WorldKind>,
+    /// Preference data: a Parquet file in the Pick-a-Pic schema (ties dropped), a folder in the imagefolder
+    /// convention, or `synthetic` for the world's clean-render pairs (default: `preferences.parquet` beside the
+    /// base model when it exists, else `synthetic`).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Size of the synthetic preference set.
+    #[arg(long, default_value_t = 2048)]
+    pub data_size: usize,
+    /// Prompts per batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, default_value_t = 2e-5)]
+    #[serde(serialize_with = "short_f32")]
+    pub lr: f32,
+    /// Linear warmup steps.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: usize,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 1.0)]
+    #[serde(serialize_with = "short_f32")]
+    pub max_grad_norm: f32,
+    /// Keep an EMA of the policy with this decay and evaluate/save it.
+    #[arg(long)]
+    #[serde(serialize_with = "short_f32_opt")]
+    pub ema: Option<f32>,
+    /// Save `checkpoint.safetensors` and the resumable state every N updates (atomically).
+    #[arg(long, default_value_t = 50)]
+    pub checkpoint_every: usize,
+    /// Probability that a caption is replaced by the null caption in the loss's forward passes (as pretraining
+    /// does for classifier-free guidance; 0 keeps every caption).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub caption_dropout: f64,
+    /// Held-out prompts judged at the end, spread evenly over the held-out list (default: all of them; 0 skips
+    /// the evaluation).
+    #[arg(long)]
+    pub eval_prompts: Option<usize>,
+    /// Samples of each held-out prompt judged at the end, each with its own noise.
+    #[arg(long, default_value_t = 2)]
+    #[serde(default = "one")]
+    pub eval_samples: usize,
+    /// Judge the policy every N updates (and at steps 0 and last) on `--curve-prompts` held-out prompts,
+    /// appending to `curve.jsonl` (0 = never).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub eval_every: usize,
+    /// Held-out prompts (spread evenly over the list) judged for each `--eval-every` point.
+    #[arg(long, default_value_t = 32)]
+    #[serde(default = "default_curve_prompts")]
+    pub curve_prompts: usize,
+}
+
+fn default_curve_prompts() -> usize {
+    32
+}
+
+/// Runs saved before `eval_samples` existed judged one sample per prompt.
+fn one() -> usize {
+    1
+}
+
+/// An f32 as the f64 of its shortest decimal form: `2e-5`, not `0.000019999999494757503`.
+pub fn f32_value(x: f32) -> f64 {
+    format!("{x}").parse().unwrap_or(f64::from(x))
+}
+
+fn short_f32<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(f32_value(*x))
+}
+
+fn short_f32_opt<S: serde::Serializer>(x: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
+    match x {
+        Some(x) => s.serialize_some(&f32_value(*x)),
+        None => s.serialize_none(),
+    }
+}
+
+impl RunSettings {
+    /// The trainer's settings.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            batch: self.batch,
+            lr: self.lr,
+            warmup: self.warmup,
+            max_grad_norm: self.max_grad_norm,
+            ema_decay: self.ema,
+            seed: self.seed,
+            caption_dropout: self.caption_dropout,
+        }
+    }
+
+    /// Rejects values no run can use (`--lr nan`, a zero batch, ...) before anything is loaded or written.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("--lr must be a finite number > 0, found {}", self.lr);
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm > 0.0) {
+            bail!("--max-grad-norm must be a finite number > 0, found {}", self.max_grad_norm);
+        }
+        if let Some(d) = self.ema.filter(|d| !(*d > 0.0 && *d < 1.0)) {
+            bail!("--ema must be in (0, 1), found {d}");
+        }
+        if !(0.0..=1.0).contains(&self.caption_dropout) {
+            bail!("--caption-dropout must be in [0, 1], found {}", self.caption_dropout);
+        }
+        if self.batch == 0 || self.data_size == 0 || self.curve_prompts == 0 {
+            bail!("--batch, --data-size and --curve-prompts must each be at least 1");
+        }
+        Ok(())
+    }
+}
