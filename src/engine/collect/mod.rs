@@ -20,13 +20,19 @@
 //!   same prompts (same timesteps and noise): in Pick-a-Pic the winners are model samples, so the ratio should
 //!   be near 1, unlike clean renders, which have 3–5× lower error than the base model's samples.
 
+mod annotator;
+mod spec;
+
+use annotator::{calibrate, simulate, Chain, Draw};
+pub use spec::{default_pool, GeneratorSpec};
+
 use super::eval::EvalSettings;
 use super::open::{open, Opened};
 use crate::data::parquet::{self, Comparison};
 use crate::data::Image;
 use crate::device::{Backend, OnDevice};
 use crate::model::{per_sample_error, Dit, NoiseSchedule};
-use crate::sampler::{sample, SamplerConfig};
+use crate::sampler::sample;
 use crate::world::Split;
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
@@ -36,77 +42,6 @@ use rand_distr::StandardNormal;
 use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-
-/// One generator of the pool: a checkpoint and how it samples.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct GeneratorSpec {
-    /// Its name, written to `model_0` / `model_1`.
-    pub name: String,
-    /// Its checkpoint.
-    pub model: PathBuf,
-    /// How it samples.
-    pub sampler: SamplerConfig,
-}
-
-impl GeneratorSpec {
-    /// Parses `NAME=PATH[:cfg=W][:steps=N]` (DDIM, deterministic; defaults: the standard evaluation's guidance
-    /// and steps).
-    pub fn parse(text: &str) -> anyhow::Result<GeneratorSpec> {
-        let usage = "expected NAME=PATH[:cfg=W][:steps=N], e.g. `base=assets/base/model.safetensors:cfg=5`";
-        let Some((name, rest)) = text.split_once('=') else { bail!("generator `{text}`: {usage}") };
-        let mut parts = rest.split(':');
-        let path = parts.next().filter(|p| !p.is_empty());
-        let (name, Some(path)) = (name.trim(), path) else { bail!("generator `{text}`: {usage}") };
-        if name.is_empty() {
-            bail!("generator `{text}`: {usage}");
-        }
-        let mut sampler = EvalSettings::standard().sampler;
-        for part in parts {
-            match part.split_once('=') {
-                Some(("cfg", v)) => {
-                    sampler.cfg_scale = v
-                        .parse()
-                        .ok()
-                        .filter(|w: &f32| w.is_finite())
-                        .with_context(|| format!("generator `{text}`: cfg `{v}` is not a finite number"))?;
-                }
-                Some(("steps", v)) => {
-                    sampler.steps = v
-                        .parse()
-                        .ok()
-                        .filter(|s| *s > 0)
-                        .with_context(|| format!("generator `{text}`: steps `{v}` is not a positive integer"))?;
-                }
-                _ => bail!("generator `{text}`: unknown setting `{part}`; {usage}"),
-            }
-        }
-        Ok(GeneratorSpec { name: name.to_string(), model: PathBuf::from(path), sampler })
-    }
-}
-
-/// The default generator pool, relative to the repository: the weaker first base model (`assets/base_v1`), the
-/// shipped base model (`assets/base`) and the cleaner, independently pretrained generator (`assets/gen_clean`),
-/// each at several guidance scales and step counts. A relative path that does not exist from the working
-/// directory falls back to the source tree this binary was built from, as the default model does.
-pub fn default_pool() -> Vec<GeneratorSpec> {
-    let at = |name: &str, dir: &str, cfg: f32, steps: usize| {
-        let rel = PathBuf::from(format!("{dir}/model.safetensors"));
-        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel);
-        let model = if rel.exists() || !built.exists() { rel } else { built };
-        let sampler = SamplerConfig { cfg_scale: cfg, steps, ..EvalSettings::standard().sampler };
-        GeneratorSpec { name: name.to_string(), model, sampler }
-    };
-    vec![
-        at("weak_cfg1.5", "assets/base_v1", 1.5, 20),
-        at("weak_cfg3_s10", "assets/base_v1", 3.0, 10),
-        at("base_cfg1.5", "assets/base", 1.5, 20),
-        at("base_cfg3", "assets/base", 3.0, 20),
-        at("base_cfg5", "assets/base", 5.0, 20),
-        at("clean_cfg1.5", "assets/gen_clean", 1.5, 20),
-        at("clean_cfg3", "assets/gen_clean", 3.0, 20),
-        at("clean_cfg5_s50", "assets/gen_clean", 5.0, 50),
-    ]
-}
 
 /// How a set is collected.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -257,111 +192,6 @@ pub fn prepare(
         opened.push((g, o));
     }
     Ok(Collecting { base, generators: opened, settings, out, bar: ProgressBar::hidden() })
-}
-
-/// One chain's candidates: `(generator index, image, judge score)` per slot.
-type Chain = Vec<(usize, Image, f64)>;
-
-/// The annotator's fixed random draws for one comparison: the pick and the order of the two images.
-#[derive(Clone, Copy)]
-struct Draw {
-    pick: f64,
-    swap: bool,
-}
-
-/// One simulated comparison: indices into the chain, the first image's label.
-struct Row {
-    slots: [usize; 2],
-    label_0: f64,
-}
-
-/// Runs the chains with temperature `t` and band `b`.
-fn simulate(chains: &[Chain], draws: &[Vec<Draw>], t: f64, b: f64) -> Vec<Vec<Row>> {
-    chains
-        .iter()
-        .zip(draws)
-        .map(|(chain, draws)| {
-            let mut rows = Vec::with_capacity(draws.len());
-            let mut incumbent = 0;
-            for (k, d) in draws.iter().enumerate() {
-                let challenger = k + 1;
-                let pick = d.pick.clamp(1e-12, 1.0 - 1e-12);
-                let perceived = chain[incumbent].2 - chain[challenger].2 - t * (pick / (1.0 - pick)).ln();
-                let winner = if perceived.abs() < b {
-                    None
-                } else if perceived > 0.0 {
-                    Some(incumbent)
-                } else {
-                    Some(challenger)
-                };
-                let slots = if d.swap { [challenger, incumbent] } else { [incumbent, challenger] };
-                let label_0 = match winner {
-                    None => 0.5,
-                    Some(w) if w == slots[0] => 1.0,
-                    Some(_) => 0.0,
-                };
-                rows.push(Row { slots, label_0 });
-                incumbent = winner.unwrap_or(incumbent);
-            }
-            rows
-        })
-        .collect()
-}
-
-/// `(agreement, tie share, decided, ties)` of simulated chains.
-fn shares(chains: &[Chain], rows: &[Vec<Row>]) -> (f64, f64, usize, usize) {
-    let (mut agree, mut scored, mut ties, mut all) = (0usize, 0usize, 0usize, 0usize);
-    for (chain, rows) in chains.iter().zip(rows) {
-        for r in rows {
-            all += 1;
-            if r.label_0 == 0.5 {
-                ties += 1;
-                continue;
-            }
-            let (s0, s1) = (chain[r.slots[0]].2, chain[r.slots[1]].2);
-            if s0 != s1 {
-                scored += 1;
-                agree += usize::from((r.label_0 == 1.0) == (s0 > s1));
-            }
-        }
-    }
-    (agree as f64 / scored.max(1) as f64, ties as f64 / all.max(1) as f64, all - ties, ties)
-}
-
-/// Solves the tie band and the temperature by bisection (alternating, three rounds).
-fn calibrate(chains: &[Chain], draws: &[Vec<Draw>], s: &CollectSettings) -> Calibration {
-    let max_diff = chains
-        .iter()
-        .flat_map(|c| c.iter().map(|x| x.2))
-        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let span = (max_diff.1 - max_diff.0).max(1e-9);
-    let (mut t, mut b) = (span / 10.0, 0.0);
-    for _ in 0..3 {
-        let (mut lo, mut hi) = (0.0, span);
-        for _ in 0..50 {
-            let mid = 0.5 * (lo + hi);
-            let (_, tie, _, _) = shares(chains, &simulate(chains, draws, t, mid));
-            if tie < s.tie_share {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        b = if s.tie_share == 0.0 { 0.0 } else { 0.5 * (lo + hi) };
-        let (mut lo, mut hi) = (1e-6 * span, 100.0 * span);
-        for _ in 0..60 {
-            let mid = (lo * hi).sqrt();
-            let (agree, _, _, _) = shares(chains, &simulate(chains, draws, mid, b));
-            if agree > s.agreement {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        t = (lo * hi).sqrt();
-    }
-    let (agreement, tie_share, decided, ties) = shares(chains, &simulate(chains, draws, t, b));
-    Calibration { temperature: t, tie_band: b, agreement, tie_share, decided, ties }
 }
 
 /// Mean ε-MSE of `model` on `images` over `draws` (t, ε) draws from `rng` (the same draws for every call with

@@ -1,0 +1,78 @@
+//! The generator pool: a generator's spec and the default pool.
+
+use crate::engine::eval::EvalSettings;
+use crate::sampler::SamplerConfig;
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// One generator of the pool: a checkpoint and how it samples.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GeneratorSpec {
+    /// Its name, written to `model_0` / `model_1`.
+    pub name: String,
+    /// Its checkpoint.
+    pub model: PathBuf,
+    /// How it samples.
+    pub sampler: SamplerConfig,
+}
+
+impl GeneratorSpec {
+    /// Parses `NAME=PATH[:cfg=W][:steps=N]` (DDIM, deterministic; defaults: the standard evaluation's guidance
+    /// and steps).
+    pub fn parse(text: &str) -> anyhow::Result<GeneratorSpec> {
+        let usage = "expected NAME=PATH[:cfg=W][:steps=N], e.g. `base=assets/base/model.safetensors:cfg=5`";
+        let Some((name, rest)) = text.split_once('=') else { bail!("generator `{text}`: {usage}") };
+        let mut parts = rest.split(':');
+        let path = parts.next().filter(|p| !p.is_empty());
+        let (name, Some(path)) = (name.trim(), path) else { bail!("generator `{text}`: {usage}") };
+        if name.is_empty() {
+            bail!("generator `{text}`: {usage}");
+        }
+        let mut sampler = EvalSettings::standard().sampler;
+        for part in parts {
+            match part.split_once('=') {
+                Some(("cfg", v)) => {
+                    sampler.cfg_scale = v
+                        .parse()
+                        .ok()
+                        .filter(|w: &f32| w.is_finite())
+                        .with_context(|| format!("generator `{text}`: cfg `{v}` is not a finite number"))?;
+                }
+                Some(("steps", v)) => {
+                    sampler.steps = v
+                        .parse()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .with_context(|| format!("generator `{text}`: steps `{v}` is not a positive integer"))?;
+                }
+                _ => bail!("generator `{text}`: unknown setting `{part}`; {usage}"),
+            }
+        }
+        Ok(GeneratorSpec { name: name.to_string(), model: PathBuf::from(path), sampler })
+    }
+}
+
+/// The default generator pool, relative to the repository: the weaker first base model (`assets/base_v1`), the
+/// shipped base model (`assets/base`) and the cleaner, independently pretrained generator (`assets/gen_clean`),
+/// each at several guidance scales and step counts. A relative path that does not exist from the working
+/// directory falls back to the source tree this binary was built from, as the default model does.
+pub fn default_pool() -> Vec<GeneratorSpec> {
+    let at = |name: &str, dir: &str, cfg: f32, steps: usize| {
+        let rel = PathBuf::from(format!("{dir}/model.safetensors"));
+        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel);
+        let model = if rel.exists() || !built.exists() { rel } else { built };
+        let sampler = SamplerConfig { cfg_scale: cfg, steps, ..EvalSettings::standard().sampler };
+        GeneratorSpec { name: name.to_string(), model, sampler }
+    };
+    vec![
+        at("weak_cfg1.5", "assets/base_v1", 1.5, 20),
+        at("weak_cfg3_s10", "assets/base_v1", 3.0, 10),
+        at("base_cfg1.5", "assets/base", 1.5, 20),
+        at("base_cfg3", "assets/base", 3.0, 20),
+        at("base_cfg5", "assets/base", 5.0, 20),
+        at("clean_cfg1.5", "assets/gen_clean", 1.5, 20),
+        at("clean_cfg3", "assets/gen_clean", 3.0, 20),
+        at("clean_cfg5_s50", "assets/gen_clean", 5.0, 50),
+    ]
+}
