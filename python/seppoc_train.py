@@ -180,6 +180,12 @@ def load_objective(path):
 def load_model(path):
     with safe_open(path, framework="pt") as f:
         meta = f.metadata()
+    # The noising, the error and the sampler below are epsilon-prediction's; a checkpoint that records another
+    # parametrisation (v, flow) would train on the wrong target.
+    param = json.loads(meta.get("schedule", "{}")).get("param", "epsilon")
+    if param != "epsilon":
+        sys.exit(f"{path}: a {param} model; this trainer trains epsilon-prediction models only "
+                 "(train it with `seppoc run`)")
     return load_file(path), json.loads(meta["dit_config"]), meta
 
 

@@ -168,7 +168,7 @@ fn meta() -> CheckpointMeta {
     let mut params = BTreeMap::new();
     params.insert("beta".to_string(), 5000.0);
     let objective = ObjectiveMeta { text: "loss = sft".into(), sha256: "abc123".into(), params };
-    let schedule = ScheduleSpec { kind: ScheduleKind::Cosine, n_steps: 1000 };
+    let schedule = ScheduleSpec::epsilon(ScheduleKind::Cosine, 1000);
     CheckpointMeta {
         seed: 42,
         step: 1234,

@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use seppoc::device::{cpu, CpuDevice};
 use seppoc::model::{Dit, DitConfig, NoiseSchedule, ScheduleKind, PAD};
-use seppoc::sampler::{guided_eps, sample, timesteps, SamplerConfig, SamplerKind};
+use seppoc::sampler::{guided_prediction, sample, timesteps, SamplerConfig, SamplerKind};
 
 const S: usize = 8;
 
@@ -104,11 +104,11 @@ fn guidance_combines_conditional_and_null_predictions() {
     let cond = direct(&caps());
     let null = direct(&[vec![PAD; 4], vec![PAD; 4]]);
     let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-4);
-    assert!(close(&guided_eps(&m, &x, 400, &caps(), 1.0).unwrap(), &cond));
+    assert!(close(&guided_prediction(&m, &x, 400, &caps(), 1.0).unwrap(), &cond));
     // Scales 0 and 2 go through the stacked [cond; null] batch.
-    assert!(close(&guided_eps(&m, &x, 400, &caps(), 0.0).unwrap(), &null));
+    assert!(close(&guided_prediction(&m, &x, 400, &caps(), 0.0).unwrap(), &null));
     let two: Vec<f32> = cond.iter().zip(&null).map(|(c, u)| u + 2.0 * (c - u)).collect();
-    assert!(close(&guided_eps(&m, &x, 400, &caps(), 2.0).unwrap(), &two));
+    assert!(close(&guided_prediction(&m, &x, 400, &caps(), 2.0).unwrap(), &two));
 }
 
 #[test]

@@ -84,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::engine::ensure_writable(&out)?; // before hours of sampling, not after
     let path = model_path(args.model.as_deref(), args.world);
     let opened = open(&path, args.world)?;
+    let settings = settings.for_model(&opened.schedule).with_context(|| format!("sampling `{}`", path.display()))?;
     let world = opened.world.as_ref();
     let prompts = settings.prompts(world);
     let bar = progress_bar(prompts.len() as u64, "eval");

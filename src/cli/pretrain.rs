@@ -105,11 +105,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_json(&out.join("pretrain.json"), &serde_json::json!({ "schema": 1, "args": argv }))?;
     }
     let s = &args.settings;
+    let spec = s.schedule_spec();
     errln!(
-        "{} a {} {} DiT for {} steps of {} web examples into `{}`",
+        "{} a {} {} DiT ({}, {:?} timesteps) for {} steps of {} web examples into `{}`",
         if args.resume.is_some() { "resuming pretraining of" } else { "pretraining" },
         format!("{:?}", s.size).to_lowercase(),
         args.world.name(),
+        spec.param.describe(),
+        spec.time,
         s.steps,
         s.batch,
         out.display()

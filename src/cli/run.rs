@@ -73,6 +73,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let objective = ObjectiveRun::new(&checked, &params)?;
     let name = objective.obj.name.clone();
     let mut training = prepare(objective, start, args.steps, args.device.kind(), command_line())?;
+    if let Some(note) = crate::model::err_weighting_note(training.parametrisation()) {
+        errln!("note: {note}");
+    }
     training.progress = progress(&name);
     let done = with_device(args.device.kind(), training)??;
     if let Some(step) = done.resumed_at {

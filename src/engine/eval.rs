@@ -45,6 +45,14 @@ impl EvalSettings {
         }
     }
 
+    /// These settings with the sampler that runs on a model trained with `schedule`
+    /// ([`SamplerConfig::for_param`]): on a rectified flow the standard deterministic DDIM becomes Euler, the
+    /// same update; a sampler the model cannot take is an error saying which it takes.
+    pub fn for_model(mut self, schedule: &NoiseSchedule) -> anyhow::Result<Self> {
+        self.sampler = self.sampler.for_param(schedule.param).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(self)
+    }
+
     /// The standard evaluation on `n` prompts spread evenly over the held-out list.
     pub fn standard_on(n: usize) -> Self {
         EvalSettings { n_prompts: Some(n), ..Self::standard() }

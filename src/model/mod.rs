@@ -1,4 +1,5 @@
-//! The DiT ε-prediction denoiser on dfdx, its noise schedules, optimizer, EMA and checkpoints.
+//! The DiT denoiser on dfdx (ε-, v- or flow-velocity prediction), its noise schedules and parametrisations,
+//! optimizer, EMA and checkpoints.
 //!
 //! Sizes come from [`DitConfig`] at run time; parameters are flat runtime-shaped tensors generic over the
 //! device ([`crate::device::Backend`]).
@@ -8,6 +9,7 @@ pub mod config;
 mod dit;
 mod layers;
 pub mod optim;
+pub mod param;
 pub mod schedule;
 pub mod train;
 
@@ -20,6 +22,7 @@ pub use checkpoint::{
 pub use config::{Activation, DitConfig};
 pub use dit::{param_specs, timestep_embedding, Dit, Images, ParamSpec};
 pub use optim::{AdamW, AdamWConfig, Ema, ParamGrads};
+pub use param::{err_weighting_note, Parametrisation, TimeSampling};
 pub use schedule::{NoiseSchedule, ScheduleKind, ScheduleSpec};
 pub use train::{blank_caption, per_sample_error, train_step_mse, MseBatch, StepStats, PAD};
 

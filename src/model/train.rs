@@ -1,4 +1,5 @@
-//! Loss pieces for trainers: per-sample denoising error, caption blanking, and a complete ε-MSE step.
+//! Loss pieces for trainers: per-sample denoising error, caption blanking, and a complete denoising-MSE step
+//! in the schedule's parametrisation.
 
 use dfdx::prelude::*;
 use rand::Rng;
@@ -18,12 +19,13 @@ pub fn blank_caption(tokens: &mut [usize]) {
     tokens.iter_mut().for_each(|t| *t = PAD);
 }
 
-/// Computes `e(x) = mean_{C,H,W} (eps_pred − eps)²`, one value per sample; keeps `pred`'s tape.
+/// Computes `e(x) = mean_{C,H,W} (pred − target)²`, one value per sample; keeps `pred`'s tape. The target is
+/// the parametrisation's ([`NoiseSchedule::target`]): `ε`, `v` or the flow velocity `ε − x_0`.
 pub fn per_sample_error<D: Backend, T: Tape<f32, D>>(
     pred: Images<D, T>,
-    eps: &Images<D>,
+    target: &Images<D>,
 ) -> Tensor<(usize,), f32, D, T> {
-    (pred - eps.clone()).square().mean::<(usize,), Axes3<1, 2, 3>>()
+    (pred - target.clone()).square().mean::<(usize,), Axes3<1, 2, 3>>()
 }
 
 /// Clean images for one ε-MSE step.
@@ -38,14 +40,14 @@ pub struct MseBatch {
 /// What one training step reports.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepStats {
-    /// Mean ε-MSE over the batch, before the update.
+    /// Mean denoising MSE (against the parametrisation's target) over the batch, before the update.
     pub loss: f32,
     /// Global gradient norm before clipping.
     pub grad_norm: f32,
 }
 
-/// One pretraining step: draws `t ~ U{0..T}` and `eps ~ N(0, I)` from `rng`, minimises the mean of
-/// `e(x_t)`, clips the global gradient norm to `max_grad_norm` and applies AdamW.
+/// One pretraining step: draws `t` with the schedule's sampler and `eps ~ N(0, I)` from `rng`, minimises the
+/// mean of `e(x_t)` against the schedule's target, clips the global gradient norm to `max_grad_norm` and applies AdamW.
 pub fn train_step_mse<D: Backend, R: Rng>(
     model: &mut Dit<D>,
     opt: &mut AdamW<D>,
@@ -63,13 +65,13 @@ pub fn train_step_mse<D: Backend, R: Rng>(
             batch.x0.len()
         )));
     }
-    let t: Vec<usize> = (0..b).map(|_| rng.gen_range(0..schedule.n_steps())).collect();
+    let t: Vec<usize> = (0..b).map(|_| schedule.draw_t(rng)).collect();
     let eps: Vec<f32> = (0..b * per).map(|_| rng.sample(StandardNormal)).collect();
     let x_t = schedule.q_sample_batch(&batch.x0, &t, &eps, per);
+    let target = model.images(schedule.target_batch(&batch.x0, &t, &eps, per))?;
     let x_t = model.images(x_t)?;
-    let eps = model.images(eps)?;
     let pred = model.forward(x_t.traced(model.alloc_grads()), &t, &batch.tokens)?;
-    let loss = per_sample_error(pred, &eps).mean();
+    let loss = per_sample_error(pred, &target).mean();
     let loss_value = loss.array();
     let mut grads = ParamGrads::backward(model, loss);
     let grad_norm = grads.clip_global_norm(max_grad_norm);

@@ -1,6 +1,11 @@
-//! DDPM ancestral and DDIM sampling with classifier-free guidance, seeded for bitwise-reproducible output on CPU.
+//! Seeded samplers with classifier-free guidance, bitwise reproducible on CPU: DDPM ancestral and DDIM for ε-
+//! and v-prediction models, Euler and Heun for rectified flows. The checkpoint's parametrisation decides
+//! which may run ([`SamplerConfig::for_param`]).
 //!
-//! The model runs once per step on the stacked `[conditional; null]` batch; the update is host math.
+//! The model runs once per step (Heun: twice) on the stacked `[conditional; null]` batch; the update is host
+//! math (`steps`).
+
+mod steps;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -8,28 +13,35 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::device::Backend;
-use crate::model::{Dit, ModelError, NoiseSchedule, PAD};
+use crate::model::{Dit, ModelError, NoiseSchedule, Parametrisation, PAD};
 
 /// Which reverse process to run.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
-    /// Ancestral sampling from the DDPM posterior `q(x_{t'} | x_t, x̂_0)` (Ho et al., arXiv:2006.11239).
+    /// Ancestral sampling from the DDPM posterior `q(x_{t'} | x_t, x̂_0)` (Ho et al., arXiv:2006.11239); ε and v.
     Ddpm,
-    /// DDIM (Song et al., arXiv:2010.02502) with stochasticity `eta` (0 = deterministic).
+    /// DDIM (Song et al., arXiv:2010.02502) with stochasticity `eta` (0 = deterministic); ε and v. On a
+    /// rectified flow, deterministic DDIM is the Euler step, and runs as [`SamplerKind::Euler`].
     Ddim,
+    /// Euler integration of a rectified flow's ODE `dx/dt = v(x, t)` from `t = 1` to 0 (flow only).
+    Euler,
+    /// Heun's second-order method on the same ODE (Karras et al., arXiv:2206.00364; flow only): two model calls
+    /// per step, one on the last.
+    Heun,
 }
 
 /// Sampler settings.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct SamplerConfig {
-    /// DDPM or DDIM.
+    /// The reverse process.
     pub kind: SamplerKind,
     /// Number of denoising steps (strided over the training timesteps).
     pub steps: usize,
-    /// Guidance weight `w` in `eps = eps_uncond + w · (eps_cond − eps_uncond)`; 1 = no guidance.
+    /// Guidance weight `w` in `out = out_uncond + w · (out_cond − out_uncond)` (on ε, v or the velocity);
+    /// 1 = no guidance.
     pub cfg_scale: f32,
-    /// DDIM noise level (ignored by DDPM).
+    /// DDIM noise level (ignored by the other samplers).
     pub eta: f32,
 }
 
@@ -39,17 +51,44 @@ impl SamplerConfig {
         SamplerConfig { kind: SamplerKind::Ddim, steps, cfg_scale, eta: 0.0 }
     }
 
-    /// A short description, e.g. `DDIM 20 steps, cfg 5` (`, eta 0.5` when DDIM is not deterministic).
-    pub fn describe(&self) -> String {
-        let kind = match self.kind {
+    /// The sampler that runs on a model of parametrisation `param`: DDPM and DDIM on ε and v; Euler and Heun
+    /// on a flow, where deterministic DDIM (`eta = 0`, the default everywhere) becomes Euler, the same update.
+    /// Any other pairing is an error saying which samplers the model takes.
+    pub fn for_param(&self, param: Parametrisation) -> Result<SamplerConfig, ModelError> {
+        let flow = param == Parametrisation::Flow;
+        match self.kind {
+            SamplerKind::Ddim if flow && self.eta == 0.0 => Ok(SamplerConfig { kind: SamplerKind::Euler, ..*self }),
+            SamplerKind::Ddim | SamplerKind::Ddpm if flow => Err(ModelError::Config(format!(
+                "the {} sampler{} needs an ε- or v-prediction model; this one is a rectified flow (samplers: euler, \
+                 heun, or ddim with eta 0)",
+                self.name(),
+                if self.kind == SamplerKind::Ddim { format!(" with eta {}", self.eta) } else { String::new() }
+            ))),
+            SamplerKind::Euler | SamplerKind::Heun if !flow => Err(ModelError::Config(format!(
+                "the {} sampler needs a rectified-flow model; this one is {} (samplers: ddim, ddpm)",
+                self.name(),
+                param.describe()
+            ))),
+            _ => Ok(*self),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self.kind {
             SamplerKind::Ddim => "DDIM",
             SamplerKind::Ddpm => "DDPM",
-        };
+            SamplerKind::Euler => "Euler",
+            SamplerKind::Heun => "Heun",
+        }
+    }
+
+    /// A short description, e.g. `DDIM 20 steps, cfg 5` (`, eta 0.5` when DDIM is not deterministic).
+    pub fn describe(&self) -> String {
         let eta = match self.kind {
             SamplerKind::Ddim if self.eta != 0.0 => format!(", eta {}", self.eta),
             _ => String::new(),
         };
-        format!("{kind} {} steps, cfg {}{eta}", self.steps, self.cfg_scale)
+        format!("{} {} steps, cfg {}{eta}", self.name(), self.steps, self.cfg_scale)
     }
 }
 
@@ -61,31 +100,25 @@ pub fn timesteps(n_train: usize, steps: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Computes the guided ε for images `x` (flattened CHW) at timestep `t`, one forward on `[cond; null]`.
-///
-/// With `cfg_scale == 1` only the conditional half is run.
-pub fn guided_eps<D: Backend>(
+/// Computes the guided prediction (ε, v or velocity) for images `x` (flattened CHW) at timestep `t`, one forward
+/// on `[cond; null]`. With `cfg_scale == 1` only the conditional half is run.
+pub fn guided_prediction<D: Backend>(
     model: &Dit<D>,
     x: &[f32],
     t: usize,
     tokens: &[Vec<usize>],
     cfg_scale: f32,
 ) -> Result<Vec<f32>, ModelError> {
-    let (cond, uncond) = cond_uncond_eps(model, x, t, tokens, cfg_scale)?;
-    Ok(guide(&cond, uncond.as_deref(), cfg_scale))
+    let (cond, uncond) = cond_uncond(model, x, t, tokens, cfg_scale)?;
+    Ok(match uncond {
+        Some(uncond) => uncond.iter().zip(&cond).map(|(u, c)| u + cfg_scale * (c - u)).collect(),
+        None => cond,
+    })
 }
 
-/// Computes `eps_uncond + w · (eps_cond − eps_uncond)` (just `eps_cond` when there is no unconditional half).
-fn guide(cond: &[f32], uncond: Option<&[f32]>, w: f32) -> Vec<f32> {
-    match uncond {
-        Some(uncond) => uncond.iter().zip(cond).map(|(u, c)| u + w * (c - u)).collect(),
-        None => cond.to_vec(),
-    }
-}
-
-/// Computes the conditional and the unconditional (null-caption) ε in one forward on `[cond; null]`; with
-/// `cfg_scale == 1` only the conditional half is run and the unconditional one is `None`.
-pub fn cond_uncond_eps<D: Backend>(
+/// Computes the conditional and the unconditional (null-caption) prediction in one forward on `[cond; null]`;
+/// with `cfg_scale == 1` only the conditional half is run and the unconditional one is `None`.
+pub fn cond_uncond<D: Backend>(
     model: &Dit<D>,
     x: &[f32],
     t: usize,
@@ -102,9 +135,9 @@ pub fn cond_uncond_eps<D: Backend>(
     both.extend_from_slice(x);
     let mut caps = tokens.to_vec();
     caps.extend(tokens.iter().map(|c| vec![PAD; c.len()]));
-    let mut eps = model.forward(model.images(both)?, &vec![t; 2 * b], &caps)?.as_vec();
-    let uncond = eps.split_off(x.len());
-    Ok((eps, Some(uncond)))
+    let mut out = model.forward(model.images(both)?, &vec![t; 2 * b], &caps)?.as_vec();
+    let uncond = out.split_off(x.len());
+    Ok((out, Some(uncond)))
 }
 
 /// Draws one image per caption with a `ChaCha8Rng` seeded by `seed`; returns CHW images clamped to [-1, 1].
@@ -126,36 +159,23 @@ pub fn sample_with_rng<D: Backend, R: Rng>(
     tokens: &[Vec<usize>],
     rng: &mut R,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
-    denoise(model, schedule, cfg, tokens, rng, |step, rng| {
-        let eps = guide(step.cond, step.uncond, cfg.cfg_scale);
-        Ok(match cfg.kind {
-            SamplerKind::Ddpm => ddpm_step(step.x, &eps, step.ab, step.ab_prev, step.last, rng),
-            SamplerKind::Ddim => ddim_step(step.x, &eps, step.ab, step.ab_prev, cfg.eta as f64, step.last, rng),
-        })
-    })
+    let per = model.config().image_len();
+    denoise(schedule, cfg, tokens.len(), per, rng, |x, t| guided_prediction(model, x, t, tokens, cfg.cfg_scale))
 }
 
-/// What one reverse step sees: the current images, the model's ε and the schedule positions.
-struct Step<'a> {
-    x: &'a [f32],
-    cond: &'a [f32],
-    uncond: Option<&'a [f32]>,
-    ab: f64,
-    ab_prev: f64,
-    last: bool,
-}
-
-/// The sampling loop shared by every update rule: initial noise, then one model call and one `update` per step.
-fn denoise<D: Backend, R: Rng>(
-    model: &Dit<D>,
+/// The sampling loop for any denoiser: `predict(x, t)` is the guided network output (in the schedule's
+/// parametrisation) for the `n` images `x` (`image_len` values each) at timestep index `t`. Starts from
+/// `N(0, I)` noise drawn from `rng`, runs `cfg`'s update rule (checked against the parametrisation with
+/// [`SamplerConfig::for_param`]) over the strided timesteps, and returns the images clamped to [-1, 1].
+pub fn denoise<R: Rng>(
     schedule: &NoiseSchedule,
     cfg: &SamplerConfig,
-    tokens: &[Vec<usize>],
+    n: usize,
+    image_len: usize,
     rng: &mut R,
-    mut update: impl FnMut(Step<'_>, &mut R) -> Result<Vec<f32>, ModelError>,
+    mut predict: impl FnMut(&[f32], usize) -> Result<Vec<f32>, ModelError>,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
-    let per = model.config().image_len();
-    if tokens.is_empty() {
+    if n == 0 {
         return Ok(Vec::new());
     }
     if !(cfg.cfg_scale.is_finite() && cfg.eta.is_finite() && cfg.eta >= 0.0) {
@@ -164,56 +184,28 @@ fn denoise<D: Backend, R: Rng>(
             cfg.cfg_scale, cfg.eta
         )));
     }
-    let mut x: Vec<f32> = (0..tokens.len() * per).map(|_| rng.sample(StandardNormal)).collect();
+    let cfg = cfg.for_param(schedule.param)?;
+    let param = schedule.param;
+    let mut x: Vec<f32> = (0..n * image_len).map(|_| rng.sample(StandardNormal)).collect();
     let ts = timesteps(schedule.n_steps(), cfg.steps);
     for (i, &t) in ts.iter().enumerate() {
-        let (cond, uncond) = cond_uncond_eps(model, &x, t, tokens, cfg.cfg_scale)?;
-        let step = Step {
-            x: &x,
-            cond: &cond,
-            uncond: uncond.as_deref(),
-            ab: schedule.alphas_cumprod[t],
-            ab_prev: ts.get(i + 1).map_or(1.0, |&tp| schedule.alphas_cumprod[tp]),
-            last: i + 1 == ts.len(),
+        let next = ts.get(i + 1).copied();
+        let last = next.is_none();
+        let out = predict(&x, t)?;
+        let ab = (schedule.alphas_cumprod[t], next.map_or(1.0, |tp| schedule.alphas_cumprod[tp]));
+        let time = (schedule.flow_time(t), next.map_or(0.0, |tp| schedule.flow_time(tp)));
+        x = match cfg.kind {
+            SamplerKind::Ddpm => steps::ddpm(param, &x, &out, ab, last, rng),
+            SamplerKind::Ddim => steps::ddim(param, &x, &out, ab, cfg.eta as f64, last, rng),
+            SamplerKind::Euler => steps::euler(&x, &out, time.0, time.1),
+            SamplerKind::Heun => match next {
+                Some(tp) => {
+                    let guess = steps::euler(&x, &out, time.0, time.1);
+                    steps::heun(&x, &out, &predict(&guess, tp)?, time.0, time.1)
+                }
+                None => steps::euler(&x, &out, time.0, time.1),
+            },
         };
-        x = update(step, rng)?;
     }
-    Ok(x.chunks(per).map(|c| c.iter().map(|v| v.clamp(-1.0, 1.0)).collect()).collect())
-}
-
-/// `x̂_0 = (x_t − sqrt(1−ᾱ_t)·eps) / sqrt(ᾱ_t)`, clamped to [-1, 1].
-fn predict_x0(x: f64, eps: f64, ab: f64) -> f64 {
-    ((x - (1.0 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1.0, 1.0)
-}
-
-/// One step of the DDPM posterior between strided timesteps: mean `μ̃(x_t, x̂_0)`, variance `β̃`.
-fn ddpm_step<R: Rng>(x: &[f32], eps: &[f32], ab: f64, ab_prev: f64, last: bool, rng: &mut R) -> Vec<f32> {
-    let beta = 1.0 - ab / ab_prev;
-    let c0 = ab_prev.sqrt() * beta / (1.0 - ab);
-    let ct = (1.0 - beta).sqrt() * (1.0 - ab_prev) / (1.0 - ab);
-    let std = (beta * (1.0 - ab_prev) / (1.0 - ab)).max(0.0).sqrt();
-    x.iter()
-        .zip(eps)
-        .map(|(&xt, &e)| {
-            let x0 = predict_x0(xt as f64, e as f64, ab);
-            let noise: f64 = if last { 0.0 } else { rng.sample::<f64, _>(StandardNormal) };
-            (c0 * x0 + ct * xt as f64 + std * noise) as f32
-        })
-        .collect()
-}
-
-/// One DDIM step: `x_{t'} = sqrt(ᾱ')·x̂_0 + sqrt(1−ᾱ'−σ²)·ε̂ + σ·z`, `σ = η·sqrt((1−ᾱ')/(1−ᾱ)·(1−ᾱ/ᾱ'))`.
-fn ddim_step<R: Rng>(x: &[f32], eps: &[f32], ab: f64, ab_prev: f64, eta: f64, last: bool, rng: &mut R) -> Vec<f32> {
-    let sigma = eta * ((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev)).max(0.0).sqrt();
-    let dir = (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt();
-    x.iter()
-        .zip(eps)
-        .map(|(&xt, &eps_t)| {
-            let x0 = predict_x0(xt as f64, eps_t as f64, ab);
-            // Recomputing ε from the clamped x̂_0 keeps the step consistent with the clamp.
-            let e = (xt as f64 - ab.sqrt() * x0) / (1.0 - ab).sqrt();
-            let noise: f64 = if last || sigma == 0.0 { 0.0 } else { rng.sample::<f64, _>(StandardNormal) };
-            (ab_prev.sqrt() * x0 + dir * e + sigma * noise) as f32
-        })
-        .collect()
+    Ok(x.chunks(image_len).map(|c| c.iter().map(|v| v.clamp(-1.0, 1.0)).collect()).collect())
 }

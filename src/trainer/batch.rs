@@ -60,16 +60,18 @@ pub fn images<D: Backend>(
     Ok(out)
 }
 
-/// One image kind's noised batch: `x_t` (flattened), `t` per image, and `eps` (flattened).
+/// One image kind's noised batch: `x_t` (flattened), `t` per image, and the training target (flattened): `eps`
+/// for an ε-prediction model, `v` or the flow velocity `eps − x_0` otherwise (the schedule's parametrisation).
 pub type NoisedKind = (Vec<f32>, Vec<usize>, Vec<f32>);
 
-/// Noised images of a step: `x_t`, `t` and `eps` per image kind.
+/// Noised images of a step: `x_t`, `t` and the target per image kind.
 pub struct Noised {
     per: usize,
     kinds: BTreeMap<ImageRef, NoisedKind>,
 }
 
-/// Draws `(t, eps)` (once per prompt when `shared`, else per image) and forms `x_t = q_sample(x_0, t, eps)`.
+/// Draws `(t, eps)` (once per prompt when `shared`, else per image) and forms `x_t = q_sample(x_0, t, eps)` and
+/// the schedule's target.
 pub fn noise(
     schedule: &NoiseSchedule,
     images: &Images,
@@ -79,7 +81,7 @@ pub fn noise(
     rng: &mut impl Rng,
 ) -> Noised {
     let draw = |rng: &mut dyn rand::RngCore| -> (Vec<usize>, Vec<f32>) {
-        let t = (0..b).map(|_| rng.gen_range(0..schedule.n_steps())).collect();
+        let t = (0..b).map(|_| schedule.draw_t(rng)).collect();
         let eps = (0..b * per).map(|_| rng.sample(StandardNormal)).collect();
         (t, eps)
     };
@@ -89,19 +91,20 @@ pub fn noise(
         .map(|(kind, x0)| {
             let (t, eps) = common.clone().unwrap_or_else(|| draw(rng));
             let xt = schedule.q_sample_batch(x0, &t, &eps, per);
-            (*kind, (xt, t, eps))
+            let target = schedule.target_batch(x0, &t, &eps, per);
+            (*kind, (xt, t, target))
         })
         .collect();
     Noised { per, kinds }
 }
 
 impl Noised {
-    /// Every image kind's `(x_t, t, eps)`.
+    /// Every image kind's `(x_t, t, target)`.
     pub fn kinds(&self) -> &BTreeMap<ImageRef, NoisedKind> {
         &self.kinds
     }
 
-    /// Stacks the given kinds (optionally only samples `idxs`) into one batch: `(x_t, t, eps, tokens)`.
+    /// Stacks the given kinds (optionally only samples `idxs`) into one batch: `(x_t, t, target, tokens)`.
     pub fn stack(
         &self,
         kinds: &[ImageRef],

@@ -194,7 +194,7 @@ pub fn prepare(
     Ok(Collecting { base, generators: opened, settings, out, bar: ProgressBar::hidden() })
 }
 
-/// Mean ε-MSE of `model` on `images` over `draws` (t, ε) draws from `rng` (the same draws for every call with
+/// Mean denoising error of `model` (against its parametrisation's target) on `images` over `draws` (t, ε) draws from `rng` (the same draws for every call with
 /// the same seed).
 fn mean_error<D: Backend>(
     model: &Dit<D>,
@@ -209,11 +209,12 @@ fn mean_error<D: Backend>(
     let x0: Vec<f32> = images.iter().flat_map(|i| i.data.iter().copied()).collect();
     let mut total = 0.0;
     for _ in 0..draws {
-        let t: Vec<usize> = (0..images.len()).map(|_| rng.gen_range(0..schedule.n_steps())).collect();
+        let t: Vec<usize> = (0..images.len()).map(|_| schedule.draw_t(&mut rng)).collect();
         let eps: Vec<f32> = (0..x0.len()).map(|_| rng.sample(StandardNormal)).collect();
         let xt = schedule.q_sample_batch(&x0, &t, &eps, per);
+        let target = schedule.target_batch(&x0, &t, &eps, per);
         let pred = model.forward(model.images(xt)?, &t, tokens)?;
-        let err = per_sample_error(pred, &model.images(eps)?).as_vec();
+        let err = per_sample_error(pred, &model.images(target)?).as_vec();
         total += err.iter().map(|e| f64::from(*e)).sum::<f64>();
     }
     Ok(total / (draws * images.len()).max(1) as f64)

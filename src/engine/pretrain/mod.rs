@@ -1,4 +1,4 @@
-//! Pretraining a base denoiser from scratch with ε-MSE on a world's noisy "web" distribution: the loop, its
+//! Pretraining a base denoiser from scratch (ε-, v- or flow-velocity MSE, as `--param` says) on a world's noisy "web" distribution: the loop, its
 //! learning-rate schedule, EMA warm-up, periodic checkpoints, `metrics.jsonl` and `recipe.json`.
 
 mod settings;
@@ -190,7 +190,7 @@ impl OnDevice for Pretraining<'_> {
         let opt_cfg = AdamWConfig { warmup_steps: s.warmup, ..AdamWConfig::with_lr(s.lr) };
         let opt = AdamW::new(&model, opt_cfg.clone());
         let ema = (s.ema > 0.0).then(|| Ema::new(&model));
-        let schedule_spec = ScheduleSpec { kind: s.schedule, n_steps: 1000 };
+        let schedule_spec = s.schedule_spec();
         let schedule = schedule_spec.build();
         // Separate streams of one seed: the data does not shift when the noise draws change, and vice versa.
         let mut data_rng = ChaCha8Rng::seed_from_u64(s.seed);
@@ -289,7 +289,8 @@ impl OnDevice for Pretraining<'_> {
         let world_config: serde_json::Value = serde_json::from_str(&self.world.config_json())?;
         let recipe = json!({
             "command": self.command, "seed": s.seed, "steps": s.steps, "wall_time_s": wall_s,
-            "final_loss": final_loss, "final_loss_note": format!("mean ε-MSE over the last {tail} steps"),
+            "final_loss": final_loss,
+            "final_loss_note": format!("mean {} MSE over the last {tail} steps", schedule_spec.param.describe()),
             "last_loss": losses.last(), "n_params": model.n_params(), "model_config": model_cfg,
             "world": self.world.kind().name(), "world_config": world_config, "train": train_json,
             "saved_weights": if ema.is_some() { "ema" } else { "raw" },

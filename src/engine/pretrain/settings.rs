@@ -1,7 +1,7 @@
 //! Pretraining settings: model size, learning-rate and EMA schedules, validation.
 
 use crate::data::MAX_TOKENS;
-use crate::model::{DitConfig, ScheduleKind};
+use crate::model::{DitConfig, Parametrisation, ScheduleKind, ScheduleSpec, TimeSampling};
 use crate::world::Testbed;
 use anyhow::bail;
 use serde::Serialize;
@@ -44,9 +44,16 @@ pub struct PretrainSettings {
     /// Learning-rate schedule after warmup.
     #[arg(long, value_enum, default_value_t = LrSchedule::Cosine)]
     pub lr_schedule: LrSchedule,
-    /// Noise schedule (1000 training timesteps).
+    /// Noise schedule (1000 training timesteps; a `flow` model ignores the betas).
     #[arg(long, value_enum, default_value_t = ScheduleKind::Cosine)]
     pub schedule: ScheduleKind,
+    /// What the model predicts: `eps` (ε-prediction), `v` (v-prediction) or `flow` (rectified-flow velocity,
+    /// `x_t = (1 − t)·x_0 + t·ε`, target `ε − x_0`). Recorded in the checkpoint; sampling follows it.
+    #[arg(long, value_enum, default_value_t = Parametrisation::Epsilon)]
+    pub param: Parametrisation,
+    /// Training timestep sampler (default: `logit-normal` for `flow`, as SD3 trains; `uniform` otherwise).
+    #[arg(long, value_enum)]
+    pub time_sampling: Option<TimeSampling>,
     /// Seed of the weights, the data stream and the noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -98,6 +105,18 @@ impl PretrainSettings {
         .with_frames(world.frames());
         cfg.validate().map_err(|e| anyhow::anyhow!("--image-size {s} does not fit the model: {e}"))?;
         Ok(cfg)
+    }
+
+    /// The schedule the model is trained with and its checkpoint records: `T` = 1000.
+    pub fn schedule_spec(&self) -> ScheduleSpec {
+        let default_time =
+            if self.param == Parametrisation::Flow { TimeSampling::LogitNormal } else { TimeSampling::Uniform };
+        ScheduleSpec {
+            kind: self.schedule,
+            n_steps: 1000,
+            param: self.param,
+            time: self.time_sampling.unwrap_or(default_time),
+        }
     }
 
     /// Learning rate before warmup scaling at `step_idx` (0-based).

@@ -190,6 +190,11 @@ pub fn prepare(
 }
 
 impl Training {
+    /// What the base model predicts: it decides what `err(M, x)` measures and how samples are drawn.
+    pub fn parametrisation(&self) -> crate::model::Parametrisation {
+        self.base.schedule.param
+    }
+
     /// The checkpoint metadata at `step`.
     fn meta(&self, step: usize) -> CheckpointMeta {
         let o = &self.objective;
@@ -272,7 +277,7 @@ impl OnDevice for Training {
             None
         };
         let mut metrics = JsonlWriter::append(&out.join("metrics.jsonl"), trainer.step)?;
-        let curve_settings = EvalSettings::standard_on(s.curve_prompts.max(1));
+        let curve_settings = EvalSettings::standard_on(s.curve_prompts.max(1)).for_model(schedule)?;
         let mut curve = Curve {
             every: s.eval_every,
             world,
@@ -367,7 +372,8 @@ impl OnDevice for Training {
             return Ok(outcome);
         }
         let settings =
-            EvalSettings { n_prompts: s.eval_prompts, samples: s.eval_samples.max(1), ..EvalSettings::standard() };
+            EvalSettings { n_prompts: s.eval_prompts, samples: s.eval_samples.max(1), ..EvalSettings::standard() }
+                .for_model(schedule)?;
         let cmp = Comparison::new(&initial, trainer.output_model(), schedule, world, &settings)?;
         let (report_path, grid_path) = (out.join("report.json"), out.join("grid.png"));
         write_json(
