@@ -53,23 +53,25 @@ pub fn draw_plots(
 }
 
 /// The Markdown page of a comparison: the command, its settings, the table, the plots and the runs that failed.
+/// `sampler` describes how the judged samples were drawn (`DDIM 20 steps, cfg 5`).
 pub fn markdown(
     command: &str,
     settings: &Value,
+    sampler: &str,
     table: &str,
     wall: &str,
     plots: &[String],
     failed: &[String],
 ) -> String {
     let samples = match settings["eval_samples"].as_u64().unwrap_or(1) {
-        1 => "one DDIM sample each".to_string(),
-        k => format!("{k} DDIM samples each, with their own noise"),
+        1 => "one sample each".to_string(),
+        k => format!("{k} samples each, with their own noise"),
     };
     let per = if samples.starts_with("one") { "per prompt" } else { "per sample" };
     let mut md = format!(
         "# seppoc compare\n\nCommand: `{command}`\n\nSettings: `{settings}`\n\nWall time: {wall}.\n\n{table}\n\
          Each cell is the mean ± sample standard deviation over seeds of the trained model's judge numbers on the \
-         same held-out prompts ({samples}, 20 steps, guidance 5, seed 0). Win rate: {per}, 1 if the trained model \
+         same held-out prompts ({samples}, {sampler}, seed 0). Win rate: {per}, 1 if the trained model \
          scores higher than the base model, ½ if equal. Flip rate: the fraction of samples whose anchor gate chose \
          s = −1, averaged over the last quarter of the updates.\n"
     );

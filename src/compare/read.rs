@@ -65,6 +65,13 @@ pub fn read_baseline(report: &Path) -> anyhow::Result<Baseline> {
     Ok(Baseline { metrics, per_prompt })
 }
 
+/// The sampler an evaluation report was drawn with (its `eval.sampler`), described, e.g. `Euler 20 steps, cfg 5`.
+pub fn report_sampler(report: &Path) -> Option<String> {
+    let v = read_json(report).ok()?;
+    let cfg: crate::sampler::SamplerConfig = serde_json::from_value(v["eval"]["sampler"].clone()).ok()?;
+    Some(cfg.describe())
+}
+
 /// One finished run: `dir/final/report.json`, `dir/curve.jsonl` and the `flip_rate` log in `dir/metrics.jsonl`.
 pub fn read_run(dir: &Path, objective: &str, seed: u64, seconds: f64) -> anyhow::Result<RunRecord> {
     let (metrics, per_prompt) = read_eval(&dir.join("final").join("report.json"))?;

@@ -97,9 +97,9 @@ pub fn err_weighting_note(param: Parametrisation) -> Option<String> {
         Parametrisation::Flow => "1/(1 − t)²",
     };
     Some(format!(
-        "the base model is a {} model, so `err(M, x)` is its own training error: the ε error of the same prediction \
-         × {factor}, which is the timestep weighting Diffusion-DPO's ω(λ_t) takes; β and the other constants keep \
-         their meaning as multipliers of `err`, at that error's scale",
+        "the base model is a {} model, so `err(M, x)` is its own training error: the ε error of the same \
+         prediction × {factor}, the timestep weight that Diffusion-DPO's ω(λ_t) becomes; β and the other constants \
+         multiply that error",
         param.describe()
     ))
 }

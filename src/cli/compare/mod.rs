@@ -12,7 +12,7 @@ mod jobs;
 use super::engine::{command_line, DeviceArgs};
 use super::{load_source, parse_set, print_diags};
 use crate::compare::output::{draw_plots, markdown};
-use crate::compare::read::{curve_prompt_count, read_baseline, read_run};
+use crate::compare::read::{curve_prompt_count, read_baseline, read_run, report_sampler};
 use crate::compare::{markdown_table, summarize, Baseline, RunRecord};
 use crate::device::DeviceKind;
 use crate::engine::{model_path, write_json};
@@ -220,7 +220,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         format!("{wall:.0} s")
     };
-    let md = markdown(&command_line(), &settings, &table, &wall_text, &plots, &failed);
+    let sampler = jobs
+        .iter()
+        .find(|j| j.objective.is_none())
+        .and_then(|j| report_sampler(&j.dir.join("report.json")))
+        .unwrap_or_else(|| crate::engine::EvalSettings::standard().sampler.describe());
+    let md = markdown(&command_line(), &settings, &sampler, &table, &wall_text, &plots, &failed);
     crate::engine::write_atomic(&out.join("compare.md"), md.as_bytes())?;
     outln!("wrote {}/compare.md, compare.json and {} plot(s) in {wall:.0} s", out.display(), plots.len());
     if failed.is_empty() {
