@@ -19,22 +19,8 @@ fn a_flow_model_pretrains_trains_with_an_unchanged_objective_and_evaluates() {
     assert_eq!(recipe["train"]["schedule"]["time"], "logit_normal", "{recipe}");
 
     let objective = format!("{}/objectives/seppo.obj", env!("CARGO_MANIFEST_DIR"));
-    let run = [
-        "run",
-        &objective,
-        "--model",
-        "base/model.safetensors",
-        "--steps",
-        "2",
-        "--batch",
-        "2",
-        "--data-size",
-        "8",
-        "--eval-prompts",
-        "2",
-        "--out",
-        "seppo",
-    ];
+    let settings = "--model base/model.safetensors --steps 2 --batch 2 --data-size 8 --eval-prompts 2 --out seppo";
+    let run: Vec<&str> = ["run", objective.as_str()].into_iter().chain(settings.split(' ')).collect();
     let out = seppoc_in(&dir, &run);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
