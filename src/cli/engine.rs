@@ -35,7 +35,8 @@ pub(crate) struct SamplerArgs {
     /// Classifier-free guidance weight (1 = no guidance).
     #[arg(long = "cfg", default_value_t = EvalSettings::standard().sampler.cfg_scale)]
     pub cfg_scale: f32,
-    /// Reverse process.
+    /// Reverse process: `ddim` or `ddpm` for ε- and v-prediction models, `euler` or `heun` for rectified flows
+    /// (on which `ddim`, the default, runs as `euler`).
     #[arg(long, value_enum, default_value_t = EvalSettings::standard().sampler.kind)]
     pub sampler: SamplerKind,
     /// DDIM noise level (0 = deterministic; ignored by DDPM).
