@@ -9,6 +9,7 @@ mod dit;
 mod layers;
 pub mod optim;
 pub mod schedule;
+mod time_values;
 pub mod train;
 
 use std::fmt;
@@ -21,6 +22,7 @@ pub use config::{Activation, DitConfig};
 pub use dit::{param_specs, timestep_embedding, Dit, Images, ParamSpec};
 pub use optim::{AdamW, AdamWConfig, Ema, ParamGrads};
 pub use schedule::{NoiseSchedule, ScheduleKind, ScheduleSpec};
+pub use time_values::TimeValues;
 pub use train::{blank_caption, per_sample_error, train_step_mse, MseBatch, StepStats, PAD};
 
 /// Errors from building or running the model on caller-supplied values.
