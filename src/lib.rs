@@ -23,6 +23,7 @@ pub mod frontend;
 pub mod ir;
 pub mod kernels;
 pub mod model;
+mod panics;
 pub mod sampler;
 pub mod source;
 pub mod syntax;

@@ -97,7 +97,7 @@ fn values_bind_by_name_in_any_order() {
 #[test]
 fn bound_values_reach_the_oracle_and_the_compiled_loss() {
     let obj = lowered(TEXT);
-    let leaves = LeafValues { inputs: vec![vec![0.1, 0.3]] };
+    let leaves = LeafValues::leaves(vec![vec![0.1, 0.3]]);
     for (beta, steps) in [(2.0, 2.0), (3.0, 4.0), (0.5, 100.0)] {
         let bound = obj.bind(&[("beta", beta), ("steps", steps)]).expect("valid");
         let want = beta * steps * 0.2;

@@ -36,3 +36,20 @@ fn device_cuda_without_the_feature_is_a_clear_error() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// A CUDA error that dfdx raises as a panic inside a job becomes a sentence that says what to change; any other
+/// panic is not mistaken for one.
+#[test]
+fn cuda_panics_become_clear_errors() {
+    use seppoc::device::cuda_failure;
+    let oom =
+        "called `Result::unwrap()` on an `Err` value: Driver(DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\"))";
+    let e = cuda_failure(oom).expect("an out-of-memory panic is a CUDA failure").to_string();
+    assert!(e.contains("ran out of memory") && e.contains("--batch") && e.contains("CUDA_ERROR_OUT_OF_MEMORY"), "{e}");
+    let big = "called `Result::unwrap()` on an `Err` value: Driver(DriverError(CUDA_ERROR_INVALID_VALUE, \"invalid argument\"))";
+    assert!(cuda_failure(big).unwrap().to_string().contains("2^31"));
+    let nvrtc =
+        "called `Result::unwrap()` on an `Err` value: CompileError { nvrtc: NvrtcError(NVRTC_ERROR_COMPILATION) }";
+    assert!(cuda_failure(nvrtc).unwrap().to_string().contains("NVRTC"));
+    assert!(cuda_failure("index out of bounds: the len is 3 but the index is 7").is_none());
+}

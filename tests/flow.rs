@@ -127,6 +127,10 @@ fn noising_and_targets_follow_the_parametrisation() {
     assert_eq!(flow.q_sample(&x0, 249, &eps), vec![0.75 * 0.5 + 0.25, 0.75 * -0.25 + 0.5]);
     assert_eq!(flow.target(&x0, 249, &eps), vec![0.5, 2.25]);
     assert_eq!(flow.coefficients(999), (0.0, 1.0));
+    // What `timestep`, `alpha`, `sigma` and `snr` read in an objective: the flow's own path.
+    let v = flow.time_values(249);
+    assert_eq!((v.timestep, v.alpha, v.sigma), (0.25, 0.75, 0.25));
+    assert!((v.snr - 9.0).abs() < 1e-12, "{}", v.snr);
     let (v, e) = (schedule(Parametrisation::V), schedule(Parametrisation::Epsilon));
     assert_eq!(v.q_sample(&x0, 400, &eps), e.q_sample(&x0, 400, &eps));
     assert_eq!(e.target(&x0, 400, &eps), eps);
@@ -247,7 +251,7 @@ fn a_flow_step_matches_the_oracle_on_its_recomputed_leaves() {
             }
         })
         .collect();
-    let (oracle, dfdx) = conformance::both(&obj, &LeafValues { inputs: inputs.clone() });
+    let (oracle, dfdx) = conformance::both(&obj, &LeafValues::leaves(inputs.clone()));
     assert!(
         (oracle.loss - report.loss).abs() < 1e-4 * report.loss.abs().max(1e-3),
         "{} vs {}",

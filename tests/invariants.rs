@@ -57,7 +57,7 @@ fn leaves(obj: &Objective, base: &[f64], delta: &[f64], batch: usize) -> LeafVal
                 .collect()
         })
         .collect();
-    LeafValues { inputs }
+    LeafValues::leaves(inputs)
 }
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -284,7 +284,7 @@ fn expm1_is_accurate_near_zero_in_f32() {
     for x in [1e-6, -3e-7, 2e-5, 0.5, -0.9, 1.5, -4.0] {
         let r = 0.25f32 as f64;
         let p = (r + x) as f32 as f64;
-        let (oracle, dfdx) = conformance::both(&obj, &LeafValues { inputs: vec![vec![p], vec![r]] });
+        let (oracle, dfdx) = conformance::both(&obj, &LeafValues::leaves(vec![vec![p], vec![r]]));
         let want = (p - r).exp_m1();
         assert!((oracle.loss - want).abs() <= 1e-15 * want.abs(), "x {x}: oracle {} vs {want}", oracle.loss);
         assert!((dfdx.loss - want).abs() <= 1e-6 * want.abs(), "x {x}: dfdx {} vs {want}", dfdx.loss);

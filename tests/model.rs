@@ -122,6 +122,33 @@ fn gradients_match_central_differences() {
     }
 }
 
+/// Per-sample errors are the f64 means rounded once to f32 (so devices that sum in other orders agree), and their
+/// gradient is the f32 mean's: d e_i / d pred = 2 (pred − eps) / n.
+#[test]
+fn per_sample_errors_are_correctly_rounded_means() {
+    let dev = cpu();
+    let (b, c, s) = (3, 3, 16);
+    let n = c * s * s;
+    let pred_v: Vec<f32> = randn(b * n, 5).iter().map(|v| v * 3.0).collect();
+    let eps_v = randn(b * n, 6);
+    let pred = dev.tensor_from_vec(pred_v.clone(), (b, c, s, s));
+    let eps = dev.tensor_from_vec(eps_v.clone(), (b, c, s, s));
+    let e = per_sample_error(pred.clone().leaky_traced(), &eps);
+    let values = e.retaped::<NoneTape>().as_vec();
+    for i in 0..b {
+        let exact: f64 =
+            (0..n).map(|j| ((pred_v[i * n + j] - eps_v[i * n + j]) as f64).powi(2)).sum::<f64>() / n as f64;
+        let ulp = (exact as f32).abs() * f32::EPSILON;
+        assert!((values[i] as f64 - exact).abs() <= ulp as f64, "sample {i}: {} vs {exact}", values[i]);
+    }
+    let grads = e.sum().backward();
+    let g = grads.get(&pred).as_vec();
+    for j in [0, 17, n + 5, 2 * n + n - 1] {
+        let want = 2.0 * (pred_v[j] - eps_v[j]) / n as f32;
+        assert!((g[j] - want).abs() <= 1e-6 * want.abs().max(1e-3), "gradient {j}: {} vs {want}", g[j]);
+    }
+}
+
 #[test]
 fn clipping_caps_the_global_norm() {
     let dev = cpu();

@@ -1,5 +1,6 @@
 //! Data-driven diagnostics: every `tests/ui/**/*.obj` is parsed and checked, and the rendered diagnostics are
-//! snapshotted. A first-line comment `args: --set NAME=VALUE` applies overrides. Bless with `cargo insta review`.
+//! snapshotted. A first-line comment `args: --set NAME=VALUE` applies overrides; `emit: torch` also reports what
+//! `seppoc emit --target torch` refuses. Bless with `cargo insta review`.
 
 use seppoc::diag::{render, Code, Style};
 use seppoc::frontend::frontend_with;
@@ -14,6 +15,10 @@ fn diagnose(path: &Path) -> String {
     let diags = match load_diag {
         Some(d) => vec![d],
         None => match frontend_with(&file, &sets) {
+            Ok((checked, params)) if file.text.lines().next().unwrap_or("").contains("emit: torch") => {
+                let bound = seppoc::ir::lower(&checked).bind(&params).expect("checked parameters bind");
+                checked.warnings.into_iter().chain(seppoc::emit::unsupported(&bound)).collect()
+            }
             Ok((checked, _)) => checked.warnings,
             Err(diags) => diags,
         },

@@ -11,8 +11,14 @@ const UNARY: &[&str] =
 
 /// Every builtin function with the signature shown in arity errors.
 pub const FUNCTIONS: &[(&str, &str)] = &[
-    ("err", "err(model, images)"),
-    ("logratio", "logratio(model, reference, images)"),
+    ("err", "err(model, images, draw = 0)"),
+    ("logratio", "logratio(model, reference, images, draw = 0)"),
+    ("dist", "dist(model, reference, images, draw = 0)"),
+    ("timestep", "timestep(images, draw = 0)"),
+    ("alpha", "alpha(images, draw = 0)"),
+    ("sigma", "sigma(images, draw = 0)"),
+    ("snr", "snr(images, draw = 0)"),
+    ("draws", "draws(K, x)"),
     ("sample", "sample(model, prompt, sampler = ddim, steps = 20, cfg = 5.0, eta = 0.0)"),
     ("logsigmoid", "logsigmoid(x)"),
     ("sigmoid", "sigmoid(x)"),
@@ -59,9 +65,17 @@ impl Checker {
         let allowed: &[&str] = match f.name.as_str() {
             "sample" => &["sampler", "steps", "cfg", "eta"],
             "sign" => &["tie"],
+            name if super::draws::DRAWN.contains(&name) => &["draw"],
             _ => &[],
         };
         let named = self.named_args(&f.name, args, allowed);
+        self.draw_arg(&f.name, &named);
+        if f.name == "draws" {
+            let positional: Vec<&Expr> = args.iter().filter(|a| a.name.is_none()).map(|a| &a.value).collect();
+            if positional.len() == 2 {
+                return self.draws_call(f.span, &positional);
+            }
+        }
         let positional: Vec<&Expr> = args.iter().filter(|a| a.name.is_none()).map(|a| &a.value).collect();
         let expected = signature.split(',').filter(|p| !p.contains('=')).count();
         let tys: Vec<Ty> = positional.iter().map(|e| self.infer(e)).collect();
@@ -83,6 +97,8 @@ impl Checker {
         }
         match f.name.as_str() {
             "err" | "logratio" => self.err_call(&f.name, &positional, tys),
+            "dist" => self.dist_call(&positional, tys),
+            "timestep" | "alpha" | "sigma" | "snr" => self.time_call(&f.name, &positional, tys),
             "sample" => self.sample_call(&positional, tys, &named),
             "min" | "max" | "clamp" => self.nonlinear_n(&f.name, &positional, tys),
             "pow" => self.pow(&positional, tys),
@@ -97,7 +113,7 @@ impl Checker {
         }
     }
 
-    fn model(&mut self, e: &Expr, ty: Ty, context: &str) -> Option<Model> {
+    pub(crate) fn model(&mut self, e: &Expr, ty: Ty, context: &str) -> Option<Model> {
         match ty {
             Ty::Model(m) => Some(m),
             Ty::Error => None,

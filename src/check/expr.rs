@@ -51,6 +51,7 @@ impl Checker {
             let taint = if joined.grad { Some(l.span.to(r.span)) } else { joined.gate_with_grad };
             return Ty::Bool(Scalar { axis: joined.axis, grad: false, gate_with_grad: taint });
         }
+        self.product_of_reductions(op, l, r, a, b);
         Ty::Scalar(joined)
     }
 
@@ -95,6 +96,25 @@ impl Checker {
                 Diagnostic::error(Code::E0303, Label::new(arg.span, format!("reduced over the batch before `{func}`")), format!("batch reduction inside the nonlinearity `{func}`"))
                     .with_note("by Jensen's inequality f(mean(x)) is a different, weaker loss than mean(f(x)) (diffusers issue #6702)")
                     .with_help(format!("reduce last: apply `{func}` per sample and wrap the result in `mean(...)`")),
+            );
+        }
+    }
+
+    /// W0304: `mean(a) * mean(b)` with gradient through both, or `x / mean(b)` with gradient through the
+    /// denominator: nonlinear in batch means, so the gradient is not the batch mean of per-sample gradients.
+    fn product_of_reductions(&mut self, op: BinOp, l: &Expr, r: &Expr, a: Scalar, b: Scalar) {
+        let nonlinear = match op {
+            BinOp::Mul => a.axis == Axis::Batch && b.axis == Axis::Batch && a.grad && b.grad,
+            BinOp::Div => a.axis == Axis::Batch && b.axis == Axis::Batch && b.grad,
+            _ => false,
+        };
+        if nonlinear {
+            let what = if op == BinOp::Mul { "product" } else { "quotient" };
+            self.report(
+                Diagnostic::error(Code::W0304, Label::new(l.span.to(r.span), format!("{what} of two batch reductions")), format!("{what} of batch reductions that carry gradient"))
+                    .with_label(r.span, "reduced over the batch, with gradient")
+                    .with_note("the loss is nonlinear in the batch means, so its gradient is not the mean of per-sample gradients and depends on the batch size")
+                    .with_help("combine per sample and reduce last, e.g. `mean(a * b)`, or wrap the factor that should not be trained in `stopgrad(...)`"),
             );
         }
     }

@@ -3,6 +3,7 @@
 
 mod calls;
 mod consts;
+mod draws;
 mod expr;
 mod overrides;
 pub mod program;
@@ -48,6 +49,8 @@ pub(crate) struct Checker {
     logs: Vec<(String, Ty)>,
     loss: Option<(Ty, Span)>,
     loser_uses: Vec<Span>,
+    /// Spans of the `draws(...)` calls enclosing the expression being checked.
+    draws_open: Vec<Span>,
 }
 
 impl Checker {
@@ -67,6 +70,7 @@ impl Checker {
             logs: Vec::new(),
             loss: None,
             loser_uses: Vec::new(),
+            draws_open: Vec::new(),
         }
     }
 

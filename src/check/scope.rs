@@ -1,11 +1,11 @@
 //! Names in scope: builtins, parameters, references and `let` bindings, with use tracking for W0301.
 
-use super::types::{Images, Model, Scalar, Ty};
+use super::types::{Axis, Images, Model, Scalar, Ty};
 use crate::source::Span;
 use std::collections::HashMap;
 
 /// Names every objective can use without declaring them.
-pub const BUILTINS: &[&str] = &["policy", "winner", "loser", "prompt", "inf"];
+pub const BUILTINS: &[&str] = &["policy", "winner", "loser", "prompt", "inf", "progress"];
 
 /// What declared a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +60,8 @@ impl Scope {
             "loser" => return Some(Ty::Images(Images::Loser)),
             "prompt" => return Some(Ty::Prompt),
             "inf" => return Some(Ty::Scalar(Scalar::CONST)),
+            // One value per step, in [0, 1): constant over the batch and without gradient.
+            "progress" => return Some(Ty::Scalar(Scalar { axis: Axis::Batch, grad: false, gate_with_grad: None })),
             _ => {}
         }
         let binding = self.bindings.get_mut(name)?;

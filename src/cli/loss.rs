@@ -13,8 +13,8 @@ use std::process::ExitCode;
 pub struct Args {
     /// The objective file.
     file: String,
-    /// JSON file: `{"inputs": {"e_policy_winner": [..], "e_ref_winner": [..], ...}}`, one list per leaf named by
-    /// `seppoc explain`, all of the same length (the batch).
+    /// JSON file: `{"inputs": {"e_policy_winner": [..], "e_ref_winner": [..], ...}}`, one list per leaf and
+    /// datum named by `seppoc explain`, all of the same length (the batch), but a one-value list for `progress`.
     #[arg(long)]
     inputs: String,
     /// Override a parameter (`--set beta=5000`).
@@ -36,11 +36,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .and_then(Value::as_object)
         .ok_or_else(|| anyhow!("`{}`: expected an object with an \"inputs\" object", args.inputs))?;
     let names: Vec<String> = obj.inputs.iter().map(|i| i.name()).collect();
+    let all: Vec<String> = names.iter().cloned().chain(obj.datums.iter().map(|d| d.name())).collect();
     let mut inputs = Vec::new();
     let mut batch = None;
-    for name in &names {
+    for (k, name) in all.iter().enumerate() {
+        let per_step = k >= names.len() && obj.datums[k - names.len()].per_step();
         let list = given.get(name).ok_or_else(|| {
-            anyhow!("`{}`: missing leaf `{name}` (this objective's leaves: {})", args.inputs, names.join(", "))
+            anyhow!("`{}`: missing leaf `{name}` (this objective's leaves: {})", args.inputs, all.join(", "))
         })?;
         let values: Vec<f64> = list
             .as_array()
@@ -49,6 +51,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|v| v.as_f64().filter(|x| x.is_finite()))
             .collect::<Option<_>>()
             .ok_or_else(|| anyhow!("`{}`: `{name}` must hold finite numbers only", args.inputs))?;
+        if per_step {
+            if values.len() != 1 {
+                bail!("`{}`: `{name}` is one value per step; give a list of one number", args.inputs);
+            }
+            inputs.push(values);
+            continue;
+        }
         match batch {
             None if values.is_empty() => bail!("`{}`: `{name}` is empty; give at least one sample", args.inputs),
             None => batch = Some(values.len()),
@@ -56,18 +65,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "`{}`: `{name}` has {} values but `{}` has {b}; every leaf needs one value per sample",
                 args.inputs,
                 values.len(),
-                names[0]
+                all[0]
             ),
             _ => {}
         }
         inputs.push(values);
     }
     for key in given.keys() {
-        if !names.contains(key) {
-            bail!("`{}`: unknown leaf `{key}` (this objective's leaves: {})", args.inputs, names.join(", "));
+        if !all.contains(key) {
+            bail!("`{}`: unknown leaf `{key}` (this objective's leaves: {})", args.inputs, all.join(", "));
         }
     }
-    let (oracle, dfdx) = conformance::both(&obj, &LeafValues { inputs });
+    let data = inputs.split_off(names.len());
+    let (oracle, dfdx) = conformance::both(&obj, &LeafValues { inputs, data });
     if let Some(what) = first_nonfinite(&names, &oracle, &dfdx) {
         bail!("`{}`: {what} on these inputs; a non-finite loss would stop training", args.inputs);
     }

@@ -131,10 +131,17 @@ struct ObjectiveArgs {
 impl ObjectiveArgs {
     /// The checked objective with its bound parameters, canonical text and hash; diagnostics yield exit code 1.
     fn load(&self) -> anyhow::Result<Result<crate::engine::ObjectiveRun, ExitCode>> {
-        Ok(match checked_or_exit(&self.file, &self.sets)? {
-            Ok((checked, params)) => Ok(crate::engine::ObjectiveRun::new(&checked, &params)?),
-            Err(code) => Err(code),
-        })
+        let run = match checked_or_exit(&self.file, &self.sets)? {
+            Ok((checked, params)) => crate::engine::ObjectiveRun::new(&checked, &params)?,
+            Err(code) => return Ok(Err(code)),
+        };
+        let diags = crate::emit::unsupported(&run.obj);
+        if !diags.is_empty() {
+            let (file, _) = load_source(&self.file)?;
+            print_diags(&diags, &file);
+            return Ok(Err(ExitCode::from(1)));
+        }
+        Ok(Ok(run))
     }
 }
 

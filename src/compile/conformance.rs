@@ -22,8 +22,10 @@ pub fn both(obj: &Bound, leaves: &LeafValues) -> (Evaluation, DfdxResult) {
     // Every leaf, policy and frozen alike, is rounded to f32 as in training (where all errors come from f32
     // models): the oracle and the graph see the same values, and an exact policy/reference tie given in f64
     // stays a tie instead of being decided by the rounding direction of one side.
-    let rounded =
-        LeafValues { inputs: leaves.inputs.iter().map(|l| l.iter().map(|&v| v as f32 as f64).collect()).collect() };
+    let rounded = LeafValues {
+        inputs: leaves.inputs.iter().map(|l| l.iter().map(|&v| v as f32 as f64).collect()).collect(),
+        data: leaves.data.clone(),
+    };
     let mut offsets = vec![None; obj.inputs.len()];
     let mut stacked: Vec<f32> = Vec::new();
     for (k, input) in obj.inputs.iter().enumerate() {

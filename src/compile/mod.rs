@@ -97,7 +97,12 @@ pub fn loss_graph<D: Backend>(
                 };
                 r.broadcast_like(&(batch,))
             }
-            Node::Param(_) | Node::Const(_) | Node::Compare(..) | Node::Sign { .. } | Node::StopGrad(_) => {
+            Node::Datum(_)
+            | Node::Param(_)
+            | Node::Const(_)
+            | Node::Compare(..)
+            | Node::Sign { .. }
+            | Node::StopGrad(_) => {
                 unreachable!("internal error: untaped node {k} marked live")
             }
         };

@@ -13,7 +13,11 @@ fn per_token<D: Device<f32>, T: Tape<f32, D>>(c: T2<D, T>, n: usize) -> T3<D, T>
     c.broadcast_like::<(usize, usize, usize), Axis<1>>(&(b, n, w))
 }
 
-/// See [`super::Backend::attention`]: 4-D batched matmuls over `(b, heads, n, d_h)` and dfdx's softmax.
+/// See [`super::Backend::attention`]: 3-D batched matmuls over `(b·heads, n, d_h)` and dfdx's softmax.
+///
+/// The heads are folded into the batch axis because dfdx runs a 4-D matmul on CUDA as one cuBLAS call per
+/// sample (and two per sample backward), a host-side loop that made a step's time grow with the batch; a 3-D
+/// matmul is one strided-batched call.
 pub fn attention<D: Device<f32>, T: Tape<f32, D>>(
     q: T2<D, T>,
     k: T2<D, T>,
@@ -21,13 +25,15 @@ pub fn attention<D: Device<f32>, T: Tape<f32, D>>(
     b: usize,
     heads: usize,
 ) -> T2<D, T> {
+    type S4 = (usize, usize, usize, usize);
     let (rows, w) = *q.shape();
     let (n, dh) = (rows / b, w / heads);
-    let q = q.reshape_like(&(b, n, heads, dh)).permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>();
-    let k = k.reshape_like(&(b, n, heads, dh)).permute::<(usize, usize, usize, usize), Axes4<0, 2, 3, 1>>();
-    let v = v.reshape_like(&(b, n, heads, dh)).permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>();
-    let scores = (q.matmul(k) * (1.0 / (dh as f32).sqrt())).softmax::<Axis<3>>();
-    let out = scores.matmul(v).permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>();
+    let split = (b, n, heads, dh);
+    let q = q.reshape_like(&split).permute::<S4, Axes4<0, 2, 1, 3>>().reshape_like(&(b * heads, n, dh));
+    let k = k.reshape_like(&split).permute::<S4, Axes4<0, 2, 3, 1>>().reshape_like(&(b * heads, dh, n));
+    let v = v.reshape_like(&split).permute::<S4, Axes4<0, 2, 1, 3>>().reshape_like(&(b * heads, n, dh));
+    let scores = (q.matmul(k) * (1.0 / (dh as f32).sqrt())).softmax::<Axis<2>>();
+    let out = scores.matmul(v).reshape_like(&(b, heads, n, dh)).permute::<S4, Axes4<0, 2, 1, 3>>();
     out.reshape_like(&(rows, w))
 }
 

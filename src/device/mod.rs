@@ -105,9 +105,40 @@ fn run_on_cuda<J: OnDevice>(_job: J) -> Result<J::Output, DeviceError> {
     Err(not_built())
 }
 
+/// Runs `job` on GPU 0. dfdx's infallible ops panic on a CUDA error (out of memory, a kernel that fails to
+/// compile or launch); such a panic ends the job with a [`DeviceError`] that says what happened, and any other
+/// panic (a bug) is raised again.
 #[cfg(feature = "cuda")]
 fn run_on_cuda<J: OnDevice>(job: J) -> Result<J::Output, DeviceError> {
-    Ok(job.run(cuda()?))
+    let dev = cuda()?;
+    match crate::panics::quiet_catch(|| job.run(dev)) {
+        Ok(out) => Ok(out),
+        Err(message) => match cuda_failure(&message) {
+            Some(error) => Err(error),
+            None => panic!("{message}"),
+        },
+    }
+}
+
+/// The [`DeviceError`] for a panic message that reports a CUDA, cuBLAS or NVRTC error, or `None` for any other.
+pub fn cuda_failure(message: &str) -> Option<DeviceError> {
+    const CUDA_ERRORS: [&str; 5] = ["CUDA_ERROR_", "CUBLAS_STATUS_", "CURAND_STATUS_", "NvrtcError", "CudaError"];
+    if !CUDA_ERRORS.iter().any(|m| message.contains(m)) {
+        return None;
+    }
+    let hint = if message.contains("OUT_OF_MEMORY") || message.contains("ALLOC_FAILED") {
+        "the GPU ran out of memory: lower `--batch` (or the model size), or free the GPU (`nvidia-smi` lists its users)"
+    } else if message.contains("CUDA_ERROR_INVALID_VALUE") {
+        "a kernel launch or copy was refused, which dfdx reports for tensors of 2^31 elements or more: lower \
+         `--batch` or the model size"
+    } else if message.contains("NvrtcError") {
+        "NVRTC could not compile one of dfdx's run-time kernels: the CUDA headers this binary was built against \
+         must exist at the same path here (scripts/gpu-build.sh, scripts/gpu-check.sh)"
+    } else {
+        "the GPU reported an error inside dfdx"
+    };
+    let first_line = message.lines().next().unwrap_or(message);
+    Some(DeviceError(format!("CUDA error during the run: {hint} ({first_line})")))
 }
 
 /// Opens GPU 0 and checks that it can run dfdx's kernels and cuBLAS, so a missing GPU or

@@ -91,12 +91,21 @@ codes! {
     /// Constant term that is not finite: `loss mean(err(policy, winner)) + log1p(-2.0)`, or a division by a
     /// constant zero such as `err(policy, winner) / (beta - beta)`.
     E0313 = Error,
+    /// A draw fixed inside an average over draws: `draws(4, err(policy, winner, draw = 1))`, or `draws(...)`
+    /// nested inside `draws(...)`.
+    E0314 = Error,
+    /// Construct the PyTorch target cannot train yet (`seppoc emit --target torch`, `export-torch`):
+    /// `dist(policy, ref, winner)`, `snr(winner)`, `progress`, `draws(2, err(policy, winner))`.
+    E0315 = Error,
     /// Unused binding: `let unused = err(policy, winner)`.
     W0301 = Warning,
     /// Gate without a tie rule: `sign(stopgrad(x))` (the value at 0 changes the first update's gradient).
     W0302 = Warning,
     /// Value reduced over the batch twice: `mean(mean(x))`.
     W0303 = Warning,
+    /// Product or quotient of batch reductions with gradient: `mean(a) * mean(b)`, `mean(a) / mean(b)` (like
+    /// `f(mean(x))`, its gradient is not the batch mean of per-sample gradients).
+    W0304 = Warning,
 }
 
 impl std::fmt::Display for Code {

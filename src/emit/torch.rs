@@ -96,6 +96,7 @@ fn per_sample(obj: &Bound) -> Vec<bool> {
         let at = |id: &NodeId| b[id.0 as usize];
         b[k] = match node {
             Node::Input(_) => true,
+            Node::Datum(d) => !obj.datums[d.0 as usize].per_step(),
             Node::Param(_) | Node::Const(_) | Node::Reduce(..) => false,
             Node::Unary(_, x) | Node::StopGrad(x) | Node::Sign { arg: x, .. } => at(x),
             Node::Binary(_, a, c) | Node::Compare(_, a, c) => at(a) || at(c),
@@ -123,6 +124,8 @@ fn function(obj: &Bound) -> String {
                     ModelRef::Reference(_) => format!("x[{}].detach()", py_str(&input.name())),
                 }
             }
+            // Data values are inputs without gradient; `unsupported` keeps them out of `seppoc emit` for now.
+            Node::Datum(d) => format!("x[{}].detach()", py_str(&obj.datums[d.0 as usize].name())),
             Node::Param(i) => format!("c(p[{}])", py_str(&obj.params[i.0 as usize].name)),
             Node::Const(bits) => format!("c({})", py_float(f64::from_bits(*bits))),
             Node::Unary(op, a) => {
@@ -265,7 +268,7 @@ fn plan(obj: &Bound) -> Py {
             Py::Dict(vec![
                 ("model".into(), model(&pass.model)),
                 ("taped".into(), Py::Bool(pass.model == ModelRef::Policy)),
-                ("images".into(), Py::List(pass.images.iter().map(|i| images(*i)).collect())),
+                ("images".into(), Py::List(pass.images.iter().map(|v| images(v.images)).collect())),
             ])
         })
         .collect();

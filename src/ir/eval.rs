@@ -3,11 +3,21 @@
 
 use super::*;
 
-/// Values of every leaf (one `Vec` per input, one entry per sample); parameters come from the [`Bound`] objective.
+/// Values of every leaf (one `Vec` per input, one entry per sample) and datum; parameters come from the
+/// [`Bound`] objective.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeafValues {
     /// `inputs[k][i]`: leaf k, sample i.
     pub inputs: Vec<Vec<f64>>,
+    /// `data[k]`: datum k ([`Objective::datums`]), one value per sample (or one for a per-step datum).
+    pub data: Vec<Vec<f64>>,
+}
+
+impl LeafValues {
+    /// Leaf values of an objective without data values (no `timestep`, `snr`, `progress`, ...).
+    pub fn leaves(inputs: Vec<Vec<f64>>) -> Self {
+        LeafValues { inputs, data: Vec::new() }
+    }
 }
 
 /// Everything an evaluation yields.
@@ -160,6 +170,8 @@ pub fn evaluate(obj: &Bound, leaves: &LeafValues) -> Evaluation {
         let len = |ids: &[&NodeId]| if ids.iter().any(|id| v(id).len() > 1) { batch } else { 1 };
         let out: Vec<f64> = match node {
             Node::Input(k) => leaves.inputs[k.0 as usize].clone(),
+            // A missing datum is NaN, which every caller reports as a non-finite value naming the quantity.
+            Node::Datum(k) => leaves.data.get(k.0 as usize).cloned().unwrap_or_else(|| vec![f64::NAN]),
             Node::Param(k) => vec![obj.value(*k)],
             Node::Const(bits) => vec![f64::from_bits(*bits)],
             Node::Unary(op, x) => v(x).iter().map(|&x| unary(*op, x)).collect(),
@@ -258,6 +270,7 @@ fn backward(obj: &Objective, values: &[Vec<f64>], batch: usize) -> Vec<Option<Ve
                     }
                 }
                 Node::Input(_)
+                | Node::Datum(_)
                 | Node::Param(_)
                 | Node::Const(_)
                 | Node::Compare(..)
@@ -305,7 +318,7 @@ pub fn nonfinite_constants(obj: &Bound) -> Vec<NonFinite> {
         let ops = node.operands();
         let f = |id: &NodeId| folded[id.0 as usize];
         let value = match node {
-            Node::Input(_) | Node::Reduce(..) => None,
+            Node::Input(_) | Node::Datum(_) | Node::Reduce(..) => None,
             Node::Param(p) => Some(obj.value(*p)),
             Node::Const(bits) => Some(f64::from_bits(*bits)),
             _ if ops.iter().any(|o| f(o).is_none()) => None,

@@ -14,14 +14,30 @@ enum Value {
     Prompt,
 }
 
+/// A name in scope: a value, or a numeric `let` binding, lowered again at each use so that inside
+/// `draws(K, ...)` its leaves follow the draw (common subexpressions still share one node).
+#[derive(Clone, Debug)]
+enum Binding<'a> {
+    Value(Value),
+    Expr(&'a Expr),
+}
+
 struct Lowerer<'a> {
     checked: &'a Checked,
     inputs: Vec<Input>,
+    datums: Vec<Datum>,
     nodes: Vec<Node>,
     spans: Vec<Span>,
     interned: HashMap<Node, NodeId>,
-    env: HashMap<String, Value>,
+    env: HashMap<String, Binding<'a>>,
+    /// `sample(...)` calls by their span, so lowering one again yields the same images.
+    sample_at: HashMap<Span, u32>,
     n_samples: u32,
+    /// The draw of the innermost enclosing `draws(K, ...)` iteration.
+    draw: Option<u32>,
+    /// Numeric bindings already lowered, by name and draw context (so chains of bindings inside `draws` cost
+    /// one lowering per draw, not one per path).
+    memo: HashMap<(String, Option<u32>), Value>,
 }
 
 /// Lowers a checked program to IR, sharing structurally equal subexpressions (CSE).
@@ -29,26 +45,33 @@ pub fn lower(checked: &Checked) -> Objective {
     let mut lw = Lowerer {
         checked,
         inputs: Vec::new(),
+        datums: Vec::new(),
         nodes: Vec::new(),
         spans: Vec::new(),
         interned: HashMap::new(),
         env: HashMap::new(),
+        sample_at: HashMap::new(),
         n_samples: 0,
+        draw: None,
+        memo: HashMap::new(),
     };
     for (k, p) in checked.params.iter().enumerate() {
         let id = lw.intern(Node::Param(ParamId(k as u32)), Span::default());
-        lw.env.insert(p.name.clone(), Value::Node(id));
+        lw.env.insert(p.name.clone(), Binding::Value(Value::Node(id)));
     }
     for r in &checked.references {
-        lw.env.insert(r.name.clone(), Value::Model(ModelRef::Reference(r.name.clone())));
+        lw.env.insert(r.name.clone(), Binding::Value(Value::Model(ModelRef::Reference(r.name.clone()))));
     }
     let mut loss = None;
     let mut logs = Vec::new();
     for stmt in &checked.file.stmts {
         match &stmt.kind {
             StmtKind::Let(name, e) => {
-                let v = lw.expr(e);
-                lw.env.insert(name.name.clone(), v);
+                let binding = match lw.expr(e) {
+                    Value::Node(_) => Binding::Expr(e),
+                    other => Binding::Value(other),
+                };
+                lw.env.insert(name.name.clone(), binding);
             }
             StmtKind::Log(name, e) => logs.push((name.name.clone(), lw.node(e))),
             StmtKind::Loss(e) => loss = Some(lw.node(e)),
@@ -65,6 +88,7 @@ pub fn lower(checked: &Checked) -> Objective {
         references: checked.references.clone(),
         samples: checked.samples.clone(),
         inputs: lw.inputs,
+        datums: lw.datums,
         nodes: lw.nodes,
         spans: lw.spans,
         loss,
@@ -72,7 +96,7 @@ pub fn lower(checked: &Checked) -> Objective {
     }
 }
 
-impl Lowerer<'_> {
+impl<'a> Lowerer<'a> {
     fn intern(&mut self, node: Node, span: Span) -> NodeId {
         if let Some(id) = self.interned.get(&node) {
             return *id;
@@ -88,14 +112,14 @@ impl Lowerer<'_> {
         self.intern(Node::Const(v.to_bits()), span)
     }
 
-    fn node(&mut self, e: &Expr) -> NodeId {
+    fn node(&mut self, e: &'a Expr) -> NodeId {
         match self.expr(e) {
             Value::Node(id) => id,
             other => panic!("internal error: checked expression {other:?} is not a number"),
         }
     }
 
-    fn expr(&mut self, e: &Expr) -> Value {
+    fn expr(&mut self, e: &'a Expr) -> Value {
         let span = e.span;
         let id = match &e.kind {
             ExprKind::Int(v) => self.constant(*v as f64, span),
@@ -133,23 +157,104 @@ impl Lowerer<'_> {
             "loser" => Value::Images(ImageRef::Loser),
             "prompt" => Value::Prompt,
             "inf" => Value::Node(self.constant(f64::INFINITY, span)),
-            _ => self.env.get(n).cloned().unwrap_or_else(|| panic!("internal error: unresolved name `{n}`")),
+            "progress" => Value::Node(self.datum(Datum::Progress, span)),
+            _ => match self.env.get(n).cloned() {
+                Some(Binding::Value(v)) => v,
+                Some(Binding::Expr(e)) => {
+                    let key = (n.to_string(), self.draw);
+                    if let Some(v) = self.memo.get(&key) {
+                        return v.clone();
+                    }
+                    let v = self.expr(e);
+                    self.memo.insert(key, v.clone());
+                    v
+                }
+                None => panic!("internal error: unresolved name `{n}`"),
+            },
         }
     }
 
-    fn call(&mut self, func: &str, args: &[ast::Arg], span: Span) -> Value {
+    fn datum(&mut self, d: Datum, span: Span) -> NodeId {
+        let k = match self.datums.iter().position(|x| *x == d) {
+            Some(k) => k,
+            None => {
+                self.datums.push(d);
+                self.datums.len() - 1
+            }
+        };
+        self.intern(Node::Datum(DatumId(k as u32)), span)
+    }
+
+    /// The draw of a leaf call: its `draw = k`, else the enclosing `draws(...)` iteration's, else 0.
+    fn draw_of(&self, args: &[ast::Arg]) -> u32 {
+        let named = args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == "draw"));
+        match named.and_then(|a| crate::check::const_value(&a.value)) {
+            Some(k) => k as u32,
+            None => self.draw.unwrap_or(0),
+        }
+    }
+
+    /// `draws(K, x)`: `x` lowered once per draw `0..K`, summed and divided by K.
+    fn draws(&mut self, k: &Expr, x: &'a Expr, span: Span) -> NodeId {
+        let n = crate::check::const_value(k).unwrap_or(1.0).max(1.0) as u32;
+        let outer = self.draw;
+        let mut acc = None;
+        for d in 0..n {
+            self.draw = Some(d);
+            let v = self.node(x);
+            acc = Some(match acc {
+                None => v,
+                Some(a) => self.intern(Node::Binary(BinOp::Add, a, v), span),
+            });
+        }
+        self.draw = outer;
+        let sum = acc.unwrap_or_else(|| panic!("internal error: draws(0, ...)"));
+        if n == 1 {
+            return sum;
+        }
+        let kn = self.constant(f64::from(n), span);
+        self.intern(Node::Binary(BinOp::Div, sum, kn), span)
+    }
+
+    fn call(&mut self, func: &str, args: &'a [ast::Arg], span: Span) -> Value {
         let pos: Vec<&Expr> = args.iter().filter(|a| a.name.is_none()).map(|a| &a.value).collect();
         let named = |key: &str| args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == key)).map(|a| &a.value);
+        let draw = self.draw_of(args);
         let id = match func {
-            "err" => self.err(pos[0], pos[1], span),
+            "err" => self.err(pos[0], pos[1], draw, None, span),
             "logratio" => {
-                let m = self.err(pos[0], pos[2], span);
-                let r = self.err(pos[1], pos[2], span);
+                let m = self.err(pos[0], pos[2], draw, None, span);
+                let r = self.err(pos[1], pos[2], draw, None, span);
                 self.intern(Node::Binary(BinOp::Sub, r, m), span)
             }
+            "dist" => {
+                let against = match self.expr(pos[1]) {
+                    Value::Model(ModelRef::Reference(r)) => r,
+                    other => panic!("internal error: {other:?} is not a reference"),
+                };
+                self.err(pos[0], pos[2], draw, Some(against), span)
+            }
+            "timestep" | "alpha" | "sigma" | "snr" => {
+                let images = match self.expr(pos[0]) {
+                    Value::Images(i) => i,
+                    other => panic!("internal error: {other:?} is not images"),
+                };
+                let q = match func {
+                    "timestep" => TimeQty::Timestep,
+                    "alpha" => TimeQty::Alpha,
+                    "sigma" => TimeQty::Sigma,
+                    _ => TimeQty::Snr,
+                };
+                self.datum(Datum::Time(q, View { draw, images }), span)
+            }
+            "draws" => self.draws(pos[0], pos[1], span),
             "sample" => {
+                if let Some(k) = self.sample_at.get(&span) {
+                    return Value::Images(ImageRef::Sample(*k));
+                }
                 let k = self.n_samples;
                 self.n_samples += 1;
+                self.sample_at.insert(span, k);
                 let _ = self
                     .checked
                     .samples
@@ -211,7 +316,7 @@ impl Lowerer<'_> {
         Value::Node(id)
     }
 
-    fn err(&mut self, model: &Expr, images: &Expr, span: Span) -> NodeId {
+    fn err(&mut self, model: &'a Expr, images: &'a Expr, draw: u32, against: Option<String>, span: Span) -> NodeId {
         let model = match self.expr(model) {
             Value::Model(m) => m,
             other => panic!("internal error: {other:?} is not a model"),
@@ -220,7 +325,7 @@ impl Lowerer<'_> {
             Value::Images(i) => i,
             other => panic!("internal error: {other:?} is not images"),
         };
-        let input = Input { model, images };
+        let input = Input { model, images, draw, against };
         let k = match self.inputs.iter().position(|i| *i == input) {
             Some(k) => k,
             None => {

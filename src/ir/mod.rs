@@ -3,11 +3,13 @@
 
 mod bind;
 mod eval;
+mod leaf;
 mod lower;
 pub mod print;
 
 pub use bind::{BindError, Bound};
 pub use eval::{evaluate, nonfinite_constants, Evaluation, LeafValues, NonFinite};
+pub use leaf::{Datum, DatumId, ImageRef, Input, ModelRef, TimeQty, View};
 pub use lower::lower;
 
 use crate::check::{DataKind, Noise, Pool, Reference, SampleSpec};
@@ -24,51 +26,6 @@ pub struct InputId(pub u32);
 /// Index of a parameter in [`Objective::params`] (its value lives in a [`Bound`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParamId(pub u32);
-
-/// Which model a leaf evaluates.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ModelRef {
-    /// The trained policy: its leaves carry gradient.
-    Policy,
-    /// A frozen reference, by name.
-    Reference(String),
-}
-
-/// Which images a leaf is evaluated on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ImageRef {
-    /// Data winners.
-    Winner,
-    /// Data losers.
-    Loser,
-    /// Reference samples of `sample(...)` number k.
-    Sample(u32),
-}
-
-/// A leaf: the per-sample denoising error of `model` on `images`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Input {
-    /// The model.
-    pub model: ModelRef,
-    /// The images.
-    pub images: ImageRef,
-}
-
-impl Input {
-    /// The name used by `seppoc explain` and `seppoc loss --inputs`, e.g. `e_policy_winner`, `e_ref_sample0`.
-    pub fn name(&self) -> String {
-        let m = match &self.model {
-            ModelRef::Policy => "policy".to_string(),
-            ModelRef::Reference(n) => n.clone(),
-        };
-        let x = match self.images {
-            ImageRef::Winner => "winner".to_string(),
-            ImageRef::Loser => "loser".to_string(),
-            ImageRef::Sample(k) => format!("sample{k}"),
-        };
-        format!("e_{m}_{x}")
-    }
-}
 
 /// Elementwise functions of one value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -151,6 +108,8 @@ pub enum ReduceOp {
 pub enum Node {
     /// A leaf value, per sample.
     Input(InputId),
+    /// A value of the step's data or noise draw (timestep quantities, training progress): never on the tape.
+    Datum(DatumId),
     /// A parameter's value, read from the [`Bound`] objective.
     Param(ParamId),
     /// A constant, stored as `f64::to_bits` so nodes hash.
@@ -182,7 +141,7 @@ impl Node {
     /// The nodes this one reads, in order.
     pub fn operands(&self) -> Vec<NodeId> {
         match self {
-            Node::Input(_) | Node::Param(_) | Node::Const(_) => Vec::new(),
+            Node::Input(_) | Node::Datum(_) | Node::Param(_) | Node::Const(_) => Vec::new(),
             Node::Unary(_, x) | Node::StopGrad(x) | Node::Reduce(_, x) | Node::Sign { arg: x, .. } => vec![*x],
             Node::Binary(_, a, b) | Node::Compare(_, a, b) => vec![*a, *b],
             Node::Clamp(x, y, z) | Node::Where(x, y, z) => vec![*x, *y, *z],
@@ -209,6 +168,8 @@ pub struct Objective {
     pub samples: Vec<SampleSpec>,
     /// Leaves in first-use order.
     pub inputs: Vec<Input>,
+    /// Data and noise-draw values (`Node::Datum` indexes here), in first-use order.
+    pub datums: Vec<Datum>,
     /// Operations in topological order.
     pub nodes: Vec<Node>,
     /// `spans[id]`: where the node came from (the first occurrence when shared).
@@ -233,7 +194,12 @@ impl Objective {
             let t = |id: &NodeId| taped[id.0 as usize];
             taped[k] = match node {
                 Node::Input(i) => self.inputs[i.0 as usize].model == ModelRef::Policy,
-                Node::Param(_) | Node::Const(_) | Node::Compare(..) | Node::Sign { .. } | Node::StopGrad(_) => false,
+                Node::Datum(_)
+                | Node::Param(_)
+                | Node::Const(_)
+                | Node::Compare(..)
+                | Node::Sign { .. }
+                | Node::StopGrad(_) => false,
                 Node::Unary(_, x) | Node::Reduce(_, x) => t(x),
                 Node::Binary(_, a, b) => t(a) || t(b),
                 Node::Clamp(x, lo, hi) => t(x) || t(lo) || t(hi),
@@ -241,5 +207,27 @@ impl Objective {
             };
         }
         taped
+    }
+
+    /// Every (images, draw) view a model, or any model when `None`, is evaluated on or a datum reads, in
+    /// first-use order.
+    pub fn views(&self, model: Option<&ModelRef>) -> Vec<View> {
+        let mut out = Vec::new();
+        for input in &self.inputs {
+            let against = input.against.as_ref().map(|r| ModelRef::Reference(r.clone()));
+            if model.is_none_or(|m| *m == input.model || against.as_ref() == Some(m)) && !out.contains(&input.view()) {
+                out.push(input.view());
+            }
+        }
+        if model.is_none() {
+            for d in &self.datums {
+                if let Datum::Time(_, v) = d {
+                    if !out.contains(v) {
+                        out.push(*v);
+                    }
+                }
+            }
+        }
+        out
     }
 }

@@ -9,16 +9,29 @@ impl Objective {
         let taped = self.taped();
         let mut s = String::new();
         let _ = writeln!(s, "objective {}", self.name);
-        let _ = writeln!(s, "\n# leaves (per-sample denoising errors; names used by `seppoc loss --inputs`)");
+        let _ = writeln!(s, "\n# leaves (per-sample model passes; names used by `seppoc loss --inputs`)");
         for (k, input) in self.inputs.iter().enumerate() {
             let grad = if input.model == ModelRef::Policy { "  (gradient)" } else { "" };
-            let _ = writeln!(
-                s,
-                "in{k} {} = err({}, {}){grad}",
-                input.name(),
-                model_name(&input.model),
-                image_name(input.images)
-            );
+            let draw = if input.draw == 0 { String::new() } else { format!(", draw = {}", input.draw) };
+            let (func, against) = match &input.against {
+                None => ("err", String::new()),
+                Some(r) => ("dist", format!("{r}, ")),
+            };
+            let (m, x) = (input.model.name(), image_name(input.images));
+            let _ = writeln!(s, "in{k} {} = {func}({m}, {against}{x}{draw}){grad}", input.name());
+        }
+        if !self.datums.is_empty() {
+            let _ = writeln!(s, "\n# data (per-sample or per-step values, no gradient; also `--inputs` names)");
+            for (k, d) in self.datums.iter().enumerate() {
+                let what = match d {
+                    Datum::Time(q, v) => {
+                        let draw = if v.draw == 0 { String::new() } else { format!(", draw = {}", v.draw) };
+                        format!("{}({}{draw})", q.name(), image_name(v.images))
+                    }
+                    Datum::Progress => "progress (updates applied / updates of the run)".to_string(),
+                };
+                let _ = writeln!(s, "d{k} {} = {what}", d.name());
+            }
         }
         let _ = writeln!(s, "\n# nodes (topological; * = on the tape)");
         for (k, node) in self.nodes.iter().enumerate() {
@@ -37,6 +50,7 @@ impl Objective {
         let n = |id: &NodeId| format!("n{}", id.0);
         match node {
             Node::Input(k) => format!("input in{} ({})", k.0, self.inputs[k.0 as usize].name()),
+            Node::Datum(k) => format!("datum {}", self.datums[k.0 as usize].name()),
             Node::Param(k) => {
                 let p = &self.params[k.0 as usize];
                 format!("param {} (default {:?})", p.name, p.default)
@@ -79,12 +93,12 @@ impl Objective {
             );
         }
         for pass in &plan.passes {
-            let imgs: Vec<String> = pass.images.iter().map(|i| image_name(*i)).collect();
+            let imgs: Vec<String> = pass.images.iter().map(View::name).collect();
             let tape = if pass.model == ModelRef::Policy { "taped" } else { "untaped" };
             let _ = writeln!(
                 s,
                 "pass {} ({tape}) on [{}] -> {} NFE per prompt",
-                model_name(&pass.model),
+                pass.model.name(),
                 imgs.join(", "),
                 pass.images.len()
             );
@@ -100,13 +114,13 @@ impl Objective {
     }
 }
 
-/// One batched model pass: every image kind the model must denoise in a step, in one forward.
+/// One batched model pass: every view (images under one draw) the model must denoise in a step, in one forward.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pass {
     /// The model.
     pub model: ModelRef,
-    /// The image kinds, in first-use order.
-    pub images: Vec<ImageRef>,
+    /// The views, in first-use order.
+    pub images: Vec<View>,
 }
 
 /// The minimum work of one training step, per prompt in the batch.
@@ -114,34 +128,30 @@ pub struct Pass {
 pub struct Plan {
     /// One pass per model (the policy's first, taped).
     pub passes: Vec<Pass>,
-    /// Network evaluations of the denoising passes, per prompt: each (model, image) leaf exactly once.
+    /// Network evaluations of the denoising passes, per prompt: each (model, view) exactly once.
     pub nfe_passes: u64,
     /// Network evaluations of reference sampling, per prompt (two per step under CFG).
     pub nfe_sampling: u64,
 }
 
 impl Objective {
-    /// Derives the plan: leaves grouped by model, so each (model, image, t, eps) is evaluated once.
+    /// Derives the plan: leaves grouped by model, so each (model, images, t, eps) is evaluated once; a
+    /// `dist(M, R, x)` needs the passes of both `M` and `R` on `x`.
     pub fn plan(&self) -> Plan {
-        let mut passes: Vec<Pass> = Vec::new();
-        let mut inputs: Vec<&Input> = self.inputs.iter().collect();
-        inputs.sort_by_key(|i| i.model != ModelRef::Policy);
-        for input in inputs {
-            match passes.iter_mut().find(|p| p.model == input.model) {
-                Some(p) => p.images.push(input.images),
-                None => passes.push(Pass { model: input.model.clone(), images: vec![input.images] }),
+        let mut models: Vec<ModelRef> = Vec::new();
+        for input in &self.inputs {
+            let against = input.against.iter().map(|r| ModelRef::Reference(r.clone()));
+            for m in std::iter::once(input.model.clone()).chain(against) {
+                if !models.contains(&m) {
+                    models.push(m);
+                }
             }
         }
-        let nfe_passes = self.inputs.len() as u64;
+        models.sort_by_key(|m| *m != ModelRef::Policy);
+        let passes: Vec<Pass> = models.into_iter().map(|m| Pass { images: self.views(Some(&m)), model: m }).collect();
+        let nfe_passes = passes.iter().map(|p| p.images.len() as u64).sum();
         let nfe_sampling = self.samples.iter().map(|s| s.steps * if s.cfg == 1.0 { 1 } else { 2 }).sum();
         Plan { passes, nfe_passes, nfe_sampling }
-    }
-}
-
-fn model_name(m: &ModelRef) -> String {
-    match m {
-        ModelRef::Policy => "policy".to_string(),
-        ModelRef::Reference(n) => n.clone(),
     }
 }
 

@@ -11,6 +11,7 @@ mod layers;
 pub mod optim;
 pub mod param;
 pub mod schedule;
+mod time_values;
 pub mod train;
 
 use std::fmt;
@@ -24,6 +25,7 @@ pub use dit::{param_specs, timestep_embedding, Dit, Images, ParamSpec};
 pub use optim::{AdamW, AdamWConfig, Ema, ParamGrads};
 pub use param::{err_weighting_note, Parametrisation, TimeSampling};
 pub use schedule::{NoiseSchedule, ScheduleKind, ScheduleSpec};
+pub use time_values::TimeValues;
 pub use train::{blank_caption, per_sample_error, train_step_mse, MseBatch, StepStats, PAD};
 
 /// Errors from building or running the model on caller-supplied values.

@@ -1,11 +1,12 @@
 //! Batch assembly: the images of one step (data winners/losers and reference samples) and their noising,
-//! with `(t, eps)` shared by all images of a prompt or drawn per image, as the objective declares.
+//! with `(t, eps)` shared by all images of a prompt or drawn per image, as the objective declares, once per
+//! draw (`draws(K, ...)`, `draw = k`).
 
 use super::pool::{self, Slot};
 use super::{TrainError, Trainer};
 use crate::data::PreferenceItem;
 use crate::device::Backend;
-use crate::ir::ImageRef;
+use crate::ir::{ImageRef, View};
 use crate::model::NoiseSchedule;
 use crate::sampler::{self, SamplerConfig, SamplerKind};
 use rand::Rng;
@@ -25,7 +26,8 @@ pub fn images<D: Backend>(
 ) -> Result<Images, TrainError> {
     let per = tr.policy.config().image_len();
     let mut out = Images::new();
-    let used = |kind: ImageRef| tr.obj.inputs.iter().any(|i| i.images == kind);
+    let views = tr.obj.views(None);
+    let used = |kind: ImageRef| views.iter().any(|v| v.images == kind);
     if used(ImageRef::Winner) {
         out.insert(ImageRef::Winner, items.iter().flat_map(|it| it.winner.data.iter().copied()).collect());
     }
@@ -64,50 +66,61 @@ pub fn images<D: Backend>(
 /// for an ε-prediction model, `v` or the flow velocity `eps − x_0` otherwise (the schedule's parametrisation).
 pub type NoisedKind = (Vec<f32>, Vec<usize>, Vec<f32>);
 
-/// Noised images of a step: `x_t`, `t` and the target per image kind.
+/// One draw's timesteps (per image) and noise (flattened).
+type TimesAndNoise = (Vec<usize>, Vec<f32>);
+
+/// Noised images of a step: `x_t`, `t` and the target per view (images under one draw).
 pub struct Noised {
     per: usize,
-    kinds: BTreeMap<ImageRef, NoisedKind>,
+    kinds: BTreeMap<View, NoisedKind>,
 }
 
-/// Draws `(t, eps)` (once per prompt when `shared`, else per image) and forms `x_t = q_sample(x_0, t, eps)` and
-/// the schedule's target.
+/// Draws `(t, eps)` for each draw of `views` in order (once per prompt and draw when `shared`, else per view)
+/// and forms `x_t = q_sample(x_0, t, eps)` and the schedule's target.
 pub fn noise(
     schedule: &NoiseSchedule,
     images: &Images,
+    views: &[View],
     shared: bool,
     b: usize,
     per: usize,
     rng: &mut impl Rng,
 ) -> Noised {
-    let draw = |rng: &mut dyn rand::RngCore| -> (Vec<usize>, Vec<f32>) {
+    let draw = |rng: &mut dyn rand::RngCore| -> TimesAndNoise {
         let t = (0..b).map(|_| schedule.draw_t(rng)).collect();
         let eps = (0..b * per).map(|_| rng.sample(StandardNormal)).collect();
         (t, eps)
     };
-    let common = shared.then(|| draw(rng));
-    let kinds = images
-        .iter()
-        .map(|(kind, x0)| {
-            let (t, eps) = common.clone().unwrap_or_else(|| draw(rng));
-            let xt = schedule.q_sample_batch(x0, &t, &eps, per);
-            let target = schedule.target_batch(x0, &t, &eps, per);
-            (*kind, (xt, t, target))
-        })
-        .collect();
+    let mut views = views.to_vec();
+    views.sort();
+    let mut kinds = BTreeMap::new();
+    let mut common: Option<(u32, TimesAndNoise)> = None;
+    for view in views {
+        let Some(x0) = images.get(&view.images) else { continue };
+        if shared && common.as_ref().is_none_or(|(d, _)| *d != view.draw) {
+            common = Some((view.draw, draw(rng)));
+        }
+        let (t, eps) = match (shared, &common) {
+            (true, Some((_, te))) => te.clone(),
+            _ => draw(rng),
+        };
+        let xt = schedule.q_sample_batch(x0, &t, &eps, per);
+        let target = schedule.target_batch(x0, &t, &eps, per);
+        kinds.insert(view, (xt, t, target));
+    }
     Noised { per, kinds }
 }
 
 impl Noised {
-    /// Every image kind's `(x_t, t, target)`.
-    pub fn kinds(&self) -> &BTreeMap<ImageRef, NoisedKind> {
+    /// Every view's `(x_t, t, target)`.
+    pub fn kinds(&self) -> &BTreeMap<View, NoisedKind> {
         &self.kinds
     }
 
     /// Stacks the given kinds (optionally only samples `idxs`) into one batch: `(x_t, t, target, tokens)`.
     pub fn stack(
         &self,
-        kinds: &[ImageRef],
+        kinds: &[View],
         tokens: &[Vec<usize>],
         idxs: Option<&[usize]>,
     ) -> (Vec<f32>, Vec<usize>, Vec<f32>, Vec<Vec<usize>>) {

@@ -3,6 +3,7 @@
 //! compiled loss, and applies a clipped AdamW update; the checkpoint pool grows as the objective declares.
 
 mod batch;
+mod leaves;
 pub mod pool;
 pub(crate) mod state;
 
@@ -12,9 +13,8 @@ use crate::check::Noise;
 use crate::compile::loss_graph;
 use crate::data::{PreferenceSet, Vocab};
 use crate::device::Backend;
-use crate::ir::{Bound, ImageRef, LeafValues, ModelRef, Objective};
-use crate::model::{per_sample_error, AdamW, AdamWConfig, Dit, Ema, ModelError, NoiseSchedule, ParamGrads};
-use batch::Noised;
+use crate::ir::{Bound, Datum, ImageRef, LeafValues};
+use crate::model::{AdamW, AdamWConfig, Dit, Ema, ModelError, NoiseSchedule, ParamGrads};
 use dfdx::prelude::*;
 use pool::CheckpointPool;
 pub use pool::Slot;
@@ -136,6 +136,7 @@ pub struct Trainer<D: Backend> {
     schedule: NoiseSchedule,
     rng: ChaCha8Rng,
     cfg: TrainConfig,
+    total_steps: usize,
 }
 
 impl<D: Backend> Trainer<D> {
@@ -175,7 +176,13 @@ impl<D: Backend> Trainer<D> {
             data,
             vocab,
             cfg,
+            total_steps: 0,
         })
+    }
+
+    /// Sets the number of updates the run will make, which `progress` divides by.
+    pub fn set_total_steps(&mut self, steps: usize) {
+        self.total_steps = steps;
     }
 
     /// The model to evaluate and save: the EMA if one is kept, else the policy.
@@ -228,6 +235,7 @@ impl<D: Backend> Trainer<D> {
         let noised = batch::noise(
             &self.schedule,
             &images,
+            &self.obj.views(None),
             self.obj.noise == Noise::Shared,
             b,
             self.policy.config().image_len(),
@@ -236,34 +244,24 @@ impl<D: Backend> Trainer<D> {
         let tokens = self.drop_captions(tokens, step);
         if let Some(rec) = record {
             rec.tokens = tokens.clone();
-            rec.kinds = noised.kinds().iter().map(|(k, v)| (crate::ir::print::image_name(*k), v.clone())).collect();
+            rec.kinds = noised.kinds().iter().map(|(k, v)| (k.name(), v.clone())).collect();
             rec.references = self.obj.references.iter().map(|r| r.name.clone()).zip(slots.clone()).collect();
         }
 
-        // One taped policy pass over every image kind the policy is evaluated on.
-        let policy_kinds = kinds_of(&self.obj, &ModelRef::Policy);
-        let (x, t, eps, toks) = noised.stack(&policy_kinds, &tokens, None);
-        let pred = self.policy.forward(self.policy.images(x)?.traced(self.policy.alloc_grads()), &t, &toks)?;
-        let errs = per_sample_error(pred, &self.policy.images(eps)?);
-        nfe += (policy_kinds.len() * b) as u64;
-        let policy_values = errs.retaped::<NoneTape>().as_vec();
-
         let mut leaves = vec![Vec::new(); self.obj.inputs.len()];
-        let mut offsets = vec![None; self.obj.inputs.len()];
-        for (k, input) in self.obj.inputs.iter().enumerate() {
-            if input.model == ModelRef::Policy {
-                let pos = policy_kinds.iter().position(|i| *i == input.images).unwrap_or(0);
-                offsets[k] = Some(pos * b);
-                leaves[k] = policy_values[pos * b..(pos + 1) * b].iter().map(|&v| v as f64).collect();
-            }
-        }
-        nfe += self.reference_passes(&noised, &tokens, &slots, &mut leaves)?;
-        for (k, values) in leaves.iter().enumerate() {
+        let (ref_nfe, preds) = self.reference_passes(&noised, &tokens, &slots, &mut leaves)?;
+        nfe += ref_nfe;
+        // One taped policy pass over every view the policy is evaluated on.
+        let (errs, offsets, policy_nfe) = self.policy_pass(&noised, &tokens, &preds, &mut leaves)?;
+        nfe += policy_nfe;
+        let data = self.data_values(&noised, step)?;
+        let named = self.obj.inputs.iter().map(|i| i.name()).chain(self.obj.datums.iter().map(Datum::name));
+        for (name, values) in named.zip(leaves.iter().chain(&data)) {
             if values.iter().any(|v| !v.is_finite()) {
-                return Err(TrainError::NonFinite { step, quantity: format!("leaf {}", self.obj.inputs[k].name()) });
+                return Err(TrainError::NonFinite { step, quantity: format!("leaf {name}") });
             }
         }
-        let leaves = LeafValues { inputs: leaves };
+        let leaves = LeafValues { inputs: leaves, data };
         let graph = loss_graph(&self.obj, errs, &offsets, &leaves, b);
         let loss = graph.loss.array() as f64;
         if !loss.is_finite() {
@@ -313,45 +311,6 @@ impl<D: Backend> Trainer<D> {
             .collect();
         Ok(StepReport { step, loss, logs: graph.host.logs, leaf_means, grad_norm, lr, nfe, references, snapshot })
     }
-
-    /// One untaped pass per (reference, drawn model) over that reference's image kinds; fills its leaves.
-    fn reference_passes(
-        &self,
-        noised: &Noised,
-        tokens: &[Vec<usize>],
-        slots: &[Vec<Slot>],
-        leaves: &mut [Vec<f64>],
-    ) -> Result<u64, TrainError> {
-        let b = self.cfg.batch;
-        let mut nfe = 0;
-        for (r, reference) in self.obj.references.iter().enumerate() {
-            let model_ref = ModelRef::Reference(reference.name.clone());
-            let kinds = kinds_of(&self.obj, &model_ref);
-            if kinds.is_empty() {
-                continue;
-            }
-            let mut values = vec![vec![0.0; b]; kinds.len()];
-            for (slot, idxs) in pool::groups(&slots[r]) {
-                let model = pool::model(slot, &self.pool, &self.ref_emas);
-                let (x, t, eps, toks) = noised.stack(&kinds, tokens, Some(&idxs));
-                let pred = model.forward(model.images(x)?, &t, &toks)?;
-                let e = per_sample_error(pred, &model.images(eps)?).as_vec();
-                nfe += e.len() as u64;
-                for (j, _) in kinds.iter().enumerate() {
-                    for (n, &i) in idxs.iter().enumerate() {
-                        values[j][i] = e[j * idxs.len() + n] as f64;
-                    }
-                }
-            }
-            for (k, input) in self.obj.inputs.iter().enumerate() {
-                if input.model == model_ref {
-                    let j = kinds.iter().position(|i| *i == input.images).unwrap_or(0);
-                    leaves[k] = values[j].clone();
-                }
-            }
-        }
-        Ok(nfe)
-    }
 }
 
 /// The inputs of one step, as [`Trainer::step_recorded`] saw them.
@@ -363,15 +322,4 @@ pub struct StepRecord {
     pub kinds: Vec<(String, batch::NoisedKind)>,
     /// Per reference: the pool slot drawn for each prompt.
     pub references: Vec<(String, Vec<Slot>)>,
-}
-
-/// Image kinds a model is evaluated on, in first-use order.
-fn kinds_of(obj: &Objective, model: &ModelRef) -> Vec<ImageRef> {
-    let mut kinds = Vec::new();
-    for input in obj.inputs.iter().filter(|i| &i.model == model) {
-        if !kinds.contains(&input.images) {
-            kinds.push(input.images);
-        }
-    }
-    kinds
 }

@@ -10,8 +10,8 @@ use seppoc::compile::loss_graph;
 use seppoc::device::cpu;
 use seppoc::device::Backend;
 use seppoc::frontend::Objective as Parsed;
-use seppoc::ir::{self, Bound, ImageRef, LeafValues, ModelRef, Objective};
-use seppoc::model::{per_sample_error, Dit, DitConfig, ParamGrads};
+use seppoc::ir::{self, Bound, Datum, ImageRef, LeafValues, ModelRef, TimeQty, View};
+use seppoc::model::{per_sample_error, Dit, DitConfig, NoiseSchedule, ParamGrads};
 
 /// Image side of the test models.
 pub const S: usize = 8;
@@ -39,17 +39,6 @@ pub fn shipped() -> Vec<String> {
 pub fn normals(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n).map(|_| rng.sample(StandardNormal)).collect()
-}
-
-/// Image kinds a model is evaluated on, in first-use order (as the trainer stacks them).
-pub fn kinds(obj: &Objective, model: &ModelRef) -> Vec<ImageRef> {
-    let mut out = Vec::new();
-    for input in obj.inputs.iter().filter(|i| &i.model == model) {
-        if !out.contains(&input.images) {
-            out.push(input.images);
-        }
-    }
-    out
 }
 
 /// The tiny test DiT and a reference 0.1% away from it (so margins are of order one at beta ~ 5000).
@@ -90,55 +79,93 @@ pub struct StepResult {
     pub leaves: LeafValues,
 }
 
-/// Runs `obj` once on a fixed batch of `batch` prompts: a taped policy pass over its image kinds, an untaped
-/// reference pass per reference, the compiled loss graph and backward, exactly as `Trainer::step` does.
+/// Runs `obj` once on a fixed batch of `batch` prompts: a taped policy pass over its views, an untaped reference
+/// pass per reference, the compiled loss graph and backward, exactly as `Trainer::step` does (`dist` leaves
+/// against the reference's prediction on the same input; timestep values from the default schedule).
 pub fn objective_step<D: Backend>(dev: &D, obj: &Bound, batch: usize) -> StepResult {
     let (policy, reference) = models(dev);
     let per = policy.config().image_len();
-    let all = kinds(obj, &ModelRef::Policy);
-    let noisy = |kind: ImageRef, seed: u64| {
-        let k = match kind {
+    let all = obj.views(Some(&ModelRef::Policy));
+    let noisy = |v: View, seed: u64| {
+        let k = match v.images {
             ImageRef::Winner => 0,
             ImageRef::Loser => 1,
             ImageRef::Sample(s) => 2 + s as u64,
-        };
+        } + 100 * u64::from(v.draw);
         (normals(batch * per, seed + 10 * k), normals(batch * per, seed + 10 * k + 1))
     };
-    let t: Vec<usize> = (0..batch).map(|i| 100 + 300 * i).collect();
+    let times = |v: View| -> Vec<usize> { (0..batch).map(|i| (100 + 300 * i + 37 * v.draw as usize) % 1000).collect() };
     let tokens: Vec<Vec<usize>> = (0..batch).map(|i| vec![1 + i % 9, 2, 0, 0]).collect();
-    let stack = |ks: &[ImageRef]| {
+    let stack = |vs: &[View]| {
         let (mut x, mut eps, mut ts, mut toks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for &k in ks {
-            let (xk, ek) = noisy(k, 100);
+        for &v in vs {
+            let (xk, ek) = noisy(v, 100);
             x.extend(xk);
             eps.extend(ek);
-            ts.extend(&t);
+            ts.extend(times(v));
             toks.extend(tokens.iter().cloned());
         }
         (x, eps, ts, toks)
     };
+    let ref_pred = |v: View| {
+        let (x, _, ts, toks) = stack(&[v]);
+        reference.forward(reference.images(x).unwrap(), &ts, &toks).unwrap()
+    };
     let (x, eps, ts, toks) = stack(&all);
     let pred = policy.forward(policy.images(x).unwrap().traced(policy.alloc_grads()), &ts, &toks).unwrap();
-    let errs = per_sample_error(pred, &policy.images(eps).unwrap());
+    let (pred, tape) = pred.split_tape();
+    let mut errs = per_sample_error(pred.clone().put_tape(tape), &policy.images(eps).unwrap());
+    let mut offsets = vec![None; obj.inputs.len()];
+    let mut rows = all.len() * batch;
+    for (k, input) in obj.inputs.iter().enumerate() {
+        if input.model != ModelRef::Policy {
+            continue;
+        }
+        let pos = all.iter().position(|v| *v == input.view()).unwrap();
+        if input.against.is_none() {
+            offsets[k] = Some(pos * batch);
+            continue;
+        }
+        let mine = pred.retaped::<OwnedTape<f32, D>>().slice((pos * batch..(pos + 1) * batch, .., .., ..));
+        errs = (errs, per_sample_error(mine, &ref_pred(input.view()))).concat_along(Axis::<0>);
+        offsets[k] = Some(rows);
+        rows += batch;
+    }
     let policy_values = errs.retaped::<NoneTape>().as_vec();
     let mut leaves = vec![Vec::new(); obj.inputs.len()];
-    let mut offsets = vec![None; obj.inputs.len()];
     for (k, input) in obj.inputs.iter().enumerate() {
-        let values = match &input.model {
-            ModelRef::Policy => {
-                let pos = all.iter().position(|i| *i == input.images).unwrap();
-                offsets[k] = Some(pos * batch);
-                policy_values[pos * batch..(pos + 1) * batch].to_vec()
-            }
-            ModelRef::Reference(_) => {
-                let (x, eps, ts, toks) = stack(&[input.images]);
-                let pred = reference.forward(reference.images(x).unwrap(), &ts, &toks).unwrap();
-                per_sample_error(pred, &reference.images(eps).unwrap()).as_vec()
+        let values = match (&input.model, offsets[k]) {
+            (ModelRef::Policy, Some(off)) => policy_values[off..off + batch].to_vec(),
+            _ => {
+                let (_, eps, _, _) = stack(&[input.view()]);
+                let target =
+                    if input.against.is_some() { ref_pred(input.view()) } else { reference.images(eps).unwrap() };
+                per_sample_error(ref_pred(input.view()), &target).as_vec()
             }
         };
         leaves[k] = values.iter().map(|&v| v as f64).collect();
     }
-    let leaves = LeafValues { inputs: leaves };
+    let schedule = NoiseSchedule::default_linear();
+    let data = obj
+        .datums
+        .iter()
+        .map(|d| match d {
+            Datum::Time(q, v) => times(*v)
+                .into_iter()
+                .map(|t| {
+                    let tv = schedule.time_values(t);
+                    match q {
+                        TimeQty::Timestep => tv.timestep,
+                        TimeQty::Alpha => tv.alpha,
+                        TimeQty::Sigma => tv.sigma,
+                        TimeQty::Snr => tv.snr,
+                    }
+                })
+                .collect(),
+            Datum::Progress => vec![0.5],
+        })
+        .collect();
+    let leaves = LeafValues { inputs: leaves, data };
     let graph = loss_graph(obj, errs, &offsets, &leaves, batch);
     let loss = graph.loss.array() as f64;
     let oracle = graph.host.loss;

@@ -121,6 +121,18 @@ const WORDS: &[&str] = &[
     "sampler",
     "ddim",
     "ddpm",
+    "expm1",
+    "sqrt",
+    "tanh",
+    "pow",
+    "dist",
+    "draws",
+    "draw",
+    "timestep",
+    "alpha",
+    "sigma",
+    "snr",
+    "progress",
 ];
 
 fn expr(rng: &mut ChaCha8Rng, depth: u32) -> String {

@@ -4,6 +4,7 @@ use super::columns::Columns;
 use super::{io, winner_of, ParquetError, PickapicData, METADATA_KEY};
 use crate::data::image::Image;
 use crate::data::preference::{PreferenceItem, PreferenceSet};
+use crate::panics::quiet_catch;
 use arrow_array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::fmt;
@@ -42,34 +43,6 @@ pub fn read(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
             message: format!("the Parquet decoder failed on it ({panic})"),
         }),
     }
-}
-
-thread_local! {
-    /// Set while this thread runs a guarded decoder: its panics are caught and reported as errors, not printed.
-    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f`, turning a panic into `Err(its message)` without printing it; other threads' panics print as before.
-fn quiet_catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(std::cell::Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-    let was = QUIET.with(|q| q.replace(true));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(was));
-    outcome.map_err(|payload| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into())
-    })
 }
 
 /// A file for the Parquet decoder that ends the read with an error once the decoder has asked for bytes past the

@@ -259,6 +259,7 @@ impl OnDevice for Training {
             vocab: world.vocab().clone(),
         };
         let mut trainer = Trainer::new(parts, cfg)?;
+        trainer.set_total_steps(self.steps);
         let out = &self.out.clone();
         let resumed_at = if self.resume {
             trainer.restore_state(out)?;
