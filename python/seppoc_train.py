@@ -23,6 +23,7 @@ import json
 import math
 import os
 import sys
+import time
 
 import torch
 import torch.distributed as dist
@@ -390,6 +391,8 @@ def main():
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                     help="float64 makes runs comparable across process counts to ~1e-12 (tests)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch's default)")
+    ap.add_argument("--time", action="store_true",
+                    help="add each step's wall time in ms (`step_ms`) to the printed records (bench/seppo_step.sh)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -411,7 +414,12 @@ def main():
             sys.exit("--replay-first-step runs in one process")
         replay, meta = replay_batch(args.replay_first_step)
     for _ in range(args.steps):
+        t0 = time.perf_counter()
         rec = tr.train_step(replay if tr.step == 0 else None)
+        if args.time:
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            rec["step_ms"] = (time.perf_counter() - t0) * 1e3
         if replay is not None and tr.step == 1:
             rec["native_loss"] = json.loads(meta["loss"])
             rec["native_leaf_means"] = json.loads(meta["leaf_means"])

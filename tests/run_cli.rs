@@ -36,25 +36,28 @@ fn sft_dpo_seppo_run_end_to_end() {
     let base = tiny_base(&dir);
     for name in ["sft", "dpo", "seppo"] {
         let out = dir.join(name);
-        let o = seppoc(&[
-            "run",
-            &format!("objectives/{name}.obj"),
-            "--model",
-            &base,
-            "--steps",
-            "3",
-            "--batch",
-            "4",
-            "--eval-prompts",
-            "3",
-            "--checkpoint-every",
-            "2",
-            "--out",
-            &out.to_string_lossy(),
-        ]);
+        let (file, out_s) = (format!("objectives/{name}.obj"), out.to_string_lossy().into_owned());
+        let mut args = vec!["run", &file, "--model", &base, "--steps", "3", "--batch", "4"];
+        args.extend(["--eval-prompts", "3", "--checkpoint-every", "2", "--out", &out_s]);
+        if name == "seppo" {
+            args.push("--profile");
+        }
+        let o = seppoc(&args);
         assert!(o.status.success(), "{name}: {}", text(&o.stderr));
         let stdout = text(&o.stdout);
         assert!(stdout.contains("mean judge score") && stdout.contains("win rate vs base"), "{name}: {stdout}");
+        // `--profile`: every phase of the steps, summing to the step; SePPO's own reference sampling takes time.
+        assert_eq!(out.join("profile.json").exists(), name == "seppo", "{name}");
+        if name == "seppo" {
+            let p: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("profile.json")).expect("profile")).unwrap();
+            let phases = p["phases"].as_array().expect("phases");
+            assert_eq!((phases.len(), p["steps"].as_u64()), (8, Some(3)), "{p}");
+            let sum: f64 = phases.iter().map(|x| x["ms_per_step"].as_f64().unwrap()).sum();
+            assert!((sum - p["step_ms"].as_f64().unwrap()).abs() < 1e-6 * sum.max(1.0), "{p}");
+            assert!(phases[1]["phase"] == "reference sampling" && phases[1]["ms_per_step"].as_f64() > Some(0.0));
+            assert!(stdout.contains("time per training step"), "{stdout}");
+        }
         for f in [
             "model.safetensors",
             "checkpoint.safetensors",

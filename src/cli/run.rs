@@ -28,6 +28,9 @@ pub struct Args {
     /// Optimizer updates (in total, counting those before a resume).
     #[arg(long)]
     steps: Option<usize>,
+    /// Print where the training steps spent their time, phase by phase, and write it to `DIR/profile.json`.
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -88,6 +91,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         done.train_s,
         done.model_path.display()
     );
+    if args.profile {
+        print_profile(&done.profile, &done.model_path.with_file_name("profile.json"))?;
+    }
     if let (Some(cmp), Some((report, grid))) = (&done.comparison, &done.report) {
         out!("{}", cmp.table("judge"));
         let (better, equal, n) = cmp.wins();
@@ -103,4 +109,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--profile` table: each phase's mean milliseconds per step and share; the same as JSON in `path`.
+fn print_profile(p: &crate::trainer::Profile, path: &std::path::Path) -> anyhow::Result<()> {
+    outln!("time per training step, mean of {} steps: {:.1} ms", p.steps, p.step_ms());
+    for (name, ms, share) in p.per_step() {
+        outln!("  {name:<28} {ms:>9.2} ms  {:>5.1}%", 100.0 * share);
+    }
+    let phases: Vec<_> = p
+        .per_step()
+        .into_iter()
+        .map(|(n, ms, f)| serde_json::json!({"phase": n, "ms_per_step": ms, "share": f}))
+        .collect();
+    crate::engine::files::write_json(
+        path,
+        &serde_json::json!({"steps": p.steps, "step_ms": p.step_ms(), "phases": phases}),
+    )?;
+    outln!("profile: {}", path.display());
+    Ok(())
 }

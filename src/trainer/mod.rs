@@ -5,6 +5,7 @@
 mod batch;
 mod leaves;
 pub mod pool;
+mod profile;
 pub(crate) mod state;
 
 pub use state::StateError;
@@ -18,6 +19,7 @@ use crate::model::{AdamW, AdamWConfig, Dit, Ema, ModelError, NoiseSchedule, Para
 use dfdx::prelude::*;
 use pool::CheckpointPool;
 pub use pool::Slot;
+pub use profile::{Profile, PHASES};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
@@ -137,6 +139,7 @@ pub struct Trainer<D: Backend> {
     rng: ChaCha8Rng,
     cfg: TrainConfig,
     total_steps: usize,
+    profile: Profile,
 }
 
 impl<D: Backend> Trainer<D> {
@@ -177,7 +180,13 @@ impl<D: Backend> Trainer<D> {
             vocab,
             cfg,
             total_steps: 0,
+            profile: Profile::default(),
         })
+    }
+
+    /// Wall time per phase of the steps this trainer has run (not saved with the state).
+    pub fn profile(&self) -> &Profile {
+        &self.profile
     }
 
     /// Sets the number of updates the run will make, which `progress` divides by.
@@ -219,6 +228,7 @@ impl<D: Backend> Trainer<D> {
     }
 
     fn step_inner(&mut self, record: Option<&mut StepRecord>) -> Result<StepReport, TrainError> {
+        let mut lap = profile::Lap::start();
         let b = self.cfg.batch;
         let step = self.step + 1;
         let items: Vec<_> = self.data.sample_winners(b, &mut self.rng).into_iter().cloned().collect();
@@ -231,7 +241,9 @@ impl<D: Backend> Trainer<D> {
             .map(|(r, reference)| pool::choose(reference.strategy, r, self.pool.len(), b, &mut self.rng))
             .collect();
         let mut nfe = 0;
+        lap.next();
         let images = batch::images(self, &items, &tokens, &slots, &mut nfe)?;
+        lap.next();
         let noised = batch::noise(
             &self.schedule,
             &images,
@@ -248,9 +260,11 @@ impl<D: Backend> Trainer<D> {
             rec.references = self.obj.references.iter().map(|r| r.name.clone()).zip(slots.clone()).collect();
         }
 
+        lap.next();
         let mut leaves = vec![Vec::new(); self.obj.inputs.len()];
         let (ref_nfe, preds) = self.reference_passes(&noised, &tokens, &slots, &mut leaves)?;
         nfe += ref_nfe;
+        lap.next();
         // One taped policy pass over every view the policy is evaluated on.
         let (errs, offsets, policy_nfe) = self.policy_pass(&noised, &tokens, &preds, &mut leaves)?;
         nfe += policy_nfe;
@@ -261,17 +275,20 @@ impl<D: Backend> Trainer<D> {
                 return Err(TrainError::NonFinite { step, quantity: format!("leaf {name}") });
             }
         }
+        lap.next();
         let leaves = LeafValues { inputs: leaves, data };
         let graph = loss_graph(&self.obj, errs, &offsets, &leaves, b);
         let loss = graph.loss.array() as f64;
         if !loss.is_finite() {
             return Err(TrainError::NonFinite { step, quantity: "loss".into() });
         }
+        lap.next();
         let mut grads = ParamGrads::backward(&self.policy, graph.loss);
         let grad_norm = grads.clip_global_norm(self.cfg.max_grad_norm);
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite { step, quantity: "gradient norm".into() });
         }
+        lap.next();
         let lr = self.opt.current_lr();
         let before = self.policy.clone();
         self.opt.update(&mut self.policy, &grads);
@@ -309,6 +326,7 @@ impl<D: Backend> Trainer<D> {
             .zip(&slots)
             .map(|(r, s)| (r.name.clone(), s.first().map_or(String::new(), |s| format!("{s:?}"))))
             .collect();
+        lap.finish(&mut self.profile);
         Ok(StepReport { step, loss, logs: graph.host.logs, leaf_means, grad_norm, lr, nfe, references, snapshot })
     }
 }

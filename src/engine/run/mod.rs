@@ -84,6 +84,8 @@ pub struct RunOutcome {
     pub train_s: f64,
     /// The trained model.
     pub model_path: PathBuf,
+    /// Wall time per phase of the training steps this process ran.
+    pub profile: crate::trainer::Profile,
     /// Base and trained model judged side by side (absent with `eval_prompts` 0).
     pub comparison: Option<Comparison>,
     /// `report.json` and `grid.png`, when judged.
@@ -365,6 +367,7 @@ impl OnDevice for Training {
             steps: trainer.step,
             train_s,
             model_path,
+            profile: trainer.profile().clone(),
             comparison: None,
             report: None,
             grid_samples: 0,
