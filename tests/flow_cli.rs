@@ -53,3 +53,23 @@ fn a_flow_model_pretrains_trains_with_an_unchanged_objective_and_evaluates() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("base/model.safetensors") && err.contains("ε-prediction"), "{err}");
 }
+
+/// `check --model` says what an objective's model-dependent terms mean on that model: the flow's own error and
+/// its noising path for timestep values; an ε model's error is the form the formulas are written in.
+#[test]
+fn check_with_a_model_states_what_the_terms_mean_for_its_parametrisation() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = cli_support::scratch("flow-cli", "check");
+    let file = format!("{root}/objectives/sft_minsnr.obj");
+    let flow = format!("{root}/assets/base_flow/model.safetensors");
+    let out = seppoc_in(&dir, &["check", &file, "--model", &flow]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(said.contains("rectified-flow velocity") && said.contains("alpha = 1 − t, sigma = t"), "{said}");
+    let eps = format!("{root}/assets/base/model.safetensors");
+    let said = text(&seppoc_in(&dir, &["check", &file, "--model", &eps]).stdout);
+    assert!(said.contains("ε-prediction model") && said.contains("snr = ᾱ_t/(1 − ᾱ_t)"), "{said}");
+    let out = seppoc_in(&dir, &["check", &file, "--model", "missing.safetensors"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--model `missing.safetensors`"), "{}", text(&out.stderr));
+}
