@@ -13,8 +13,8 @@ mod settings;
 pub use inputs::ObjectiveRun;
 pub use inputs::{default_data, load_data, saved_objective, saved_params};
 use inputs::{has_state, read_run_json, RUN_OUTPUTS};
-pub use records::DELTA_RESAMPLES;
 use records::{delta_json, step_json};
+pub use records::{RunOutcome, DELTA_RESAMPLES};
 pub use settings::{f32_value, RunSettings};
 
 use crate::data::PreferenceSet;
@@ -70,28 +70,6 @@ pub struct Training {
     /// Held while the run writes its directory.
     #[allow(dead_code)]
     lock: DirLock,
-}
-
-/// What a finished run reports.
-pub struct RunOutcome {
-    /// The objective's name.
-    pub objective: String,
-    /// The step a resumed run continued from.
-    pub resumed_at: Option<usize>,
-    /// Updates done in total.
-    pub steps: usize,
-    /// Wall time of the training loop in seconds.
-    pub train_s: f64,
-    /// The trained model.
-    pub model_path: PathBuf,
-    /// Wall time per phase of the training steps this process ran.
-    pub profile: crate::trainer::Profile,
-    /// Base and trained model judged side by side (absent with `eval_prompts` 0).
-    pub comparison: Option<Comparison>,
-    /// `report.json` and `grid.png`, when judged.
-    pub report: Option<(PathBuf, PathBuf)>,
-    /// Samples per side in the grid.
-    pub grid_samples: usize,
 }
 
 /// Resolves a run: its settings (from `run.json` when resuming: the objective and parameters must match), its

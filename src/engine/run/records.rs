@@ -1,4 +1,5 @@
-//! The lines a run writes: one per update in `metrics.jsonl`, and the final table's interval in `report.json`.
+//! What a run writes and reports: one line per update in `metrics.jsonl`, the final table's interval in
+//! `report.json`, and the [`RunOutcome`] a finished run returns.
 
 use super::settings::f32_value;
 use crate::engine::eval::Comparison;
@@ -21,4 +22,26 @@ pub(super) fn step_json(r: &StepReport) -> Value {
     let refs: Map<String, Value> = r.references.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
     json!({ "step": r.step, "loss": r.loss, "logs": logs, "e": leaves, "grad_norm": r.grad_norm, "lr": f32_value(r.lr),
             "nfe": r.nfe, "ref": refs, "snapshot": r.snapshot })
+}
+
+/// What a finished run reports.
+pub struct RunOutcome {
+    /// The objective's name.
+    pub objective: String,
+    /// The step a resumed run continued from.
+    pub resumed_at: Option<usize>,
+    /// Updates done in total.
+    pub steps: usize,
+    /// Wall time of the training loop in seconds.
+    pub train_s: f64,
+    /// The trained model.
+    pub model_path: std::path::PathBuf,
+    /// Wall time per phase of the training steps this process ran.
+    pub profile: crate::trainer::Profile,
+    /// Base and trained model judged side by side (absent with `eval_prompts` 0).
+    pub comparison: Option<crate::engine::eval::Comparison>,
+    /// `report.json` and `grid.png`, when judged.
+    pub report: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Samples per side in the grid.
+    pub grid_samples: usize,
 }
