@@ -102,7 +102,11 @@ impl Checker {
 
     /// W0304: `mean(a) * mean(b)` with gradient through both, or `x / mean(b)` with gradient through the
     /// denominator: nonlinear in batch means, so the gradient is not the batch mean of per-sample gradients.
+    /// Not in a `log` line, whose value is only printed.
     fn product_of_reductions(&mut self, op: BinOp, l: &Expr, r: &Expr, a: Scalar, b: Scalar) {
+        if self.in_log {
+            return;
+        }
         let nonlinear = match op {
             BinOp::Mul => a.axis == Axis::Batch && b.axis == Axis::Batch && a.grad && b.grad,
             BinOp::Div => a.axis == Axis::Batch && b.axis == Axis::Batch && b.grad,

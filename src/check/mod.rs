@@ -51,6 +51,8 @@ pub(crate) struct Checker {
     loser_uses: Vec<Span>,
     /// Spans of the `draws(...)` calls enclosing the expression being checked.
     draws_open: Vec<Span>,
+    /// The expression being checked is a `log` line's (no gradient flows from it).
+    in_log: bool,
 }
 
 impl Checker {
@@ -71,6 +73,7 @@ impl Checker {
             loss: None,
             loser_uses: Vec::new(),
             draws_open: Vec::new(),
+            in_log: false,
         }
     }
 

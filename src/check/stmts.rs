@@ -45,7 +45,9 @@ impl Checker {
                 self.bindings.push((name.name.clone(), ty));
             }
             StmtKind::Log(name, e) => {
+                self.in_log = true;
                 let ty = self.infer(e);
+                self.in_log = false;
                 if self.logs.iter().any(|(n, _)| n == &name.name) {
                     self.report(Diagnostic::error(
                         Code::E0206,
