@@ -156,15 +156,38 @@ fn bench<D: Backend>(dev: D, args: &[String], kind: DeviceKind, path: OpPath) {
         }
     }
     println!("losses (first 5 AdamW steps): {:?}", &losses[..5]);
+    let (step, fwd) = (median(step_ms), median(fwd_ms));
     println!(
         "RESULT dfdx step_ms {:.1} fwd {:.1} bwd {:.1} adamw {:.1} nograd_fwd_ms {:.1} peak_rss_mib {:.0}",
-        median(step_ms),
+        step,
         median(fw),
         median(bw),
         median(up),
-        median(fwd_ms),
+        fwd,
         peak_rss_mib()
     );
+    // Matmul throughput: the forward's matmul FLOPs over the no-grad forward's time, and three times them (forward,
+    // plus the two matmuls per matmul of backward) over the step's time. Elementwise ops are not counted.
+    let flops = forward_matmul_flops(&cfg, batch);
+    println!(
+        "GEMM matmul GFLOP/s: no-grad forward {:.1}, train step {:.1} ({:.2} GFLOP per forward)",
+        flops / fwd / 1e6,
+        3.0 * flops / step / 1e6,
+        flops / 1e9
+    );
+}
+
+/// Multiply-add FLOPs (2 per multiply-add) of every matmul in one forward pass of the DiT (`src/model/dit.rs`):
+/// per token the patch embedding, each block's q/k/v/o projections, attention scores and their weighted sum, the
+/// MLP and the output layer; per sample the timestep MLP, the text table and each block's six modulations and the
+/// final two.
+fn forward_matmul_flops(cfg: &DitConfig, batch: usize) -> f64 {
+    let (w, n, pd) = (cfg.width as f64, cfg.n_tokens() as f64, cfg.patch_dim() as f64);
+    let (depth, r) = (cfg.depth as f64, cfg.mlp_ratio as f64);
+    let rows = (cfg.vocab_size * (cfg.max_tokens + 1)) as f64;
+    let per_token = 2.0 * pd * w + depth * (8.0 * w * w + 4.0 * n * w + 4.0 * r * w * w) + 2.0 * w * pd;
+    let per_sample = 4.0 * w * w + 2.0 * rows * w + depth * 12.0 * w * w + 4.0 * w * w;
+    batch as f64 * (n * per_token + per_sample)
 }
 
 fn write_batch(path: &std::path::Path, x_t: &[f32], eps: &[f32], t: &[usize], tok: &[Vec<usize>], cfg: &DitConfig) {
