@@ -17,22 +17,10 @@ if [ -z "${BENCH_DIT:-}" ]; then
   BENCH_DIT=./target/release/examples/bench_dit
 fi
 # Rounds interleave seppoc and PyTorch (ROUNDS, default 3) and the ratios use the medians, so a burst of other work
-# hits both sides alike. The 1-minute load average is printed before the first round: numbers measured at a load
-# above 0.5 from other work are not to be recorded (PyTorch's threads lose far more to contention than rayon does,
-# so a contended ratio flatters seppoc).
+# hits both sides alike; bench/common.sh waits for an idle machine and prints its load.
 ROUNDS="${ROUNDS:-3}"
-# Wait (up to IDLE_WAIT seconds, default 180) for the 1-minute load to fall to 0.5, so a benchmark run right after
-# another (or after a build) does not start on the load the previous job left behind.
-for _ in $(seq 1 $(( ${IDLE_WAIT:-180} / 10 ))); do
-  awk -v l="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN{exit !(l > 0.5)}' || break
-  sleep 10
-done
-LOAD="$(cut -d' ' -f1 /proc/loadavg)"
-echo "load average (1 min) before the benchmark: $LOAD"
-if awk -v l="$LOAD" 'BEGIN{exit !(l > 0.5)}'; then
-  echo "WARNING: load $LOAD > 0.5 from other work: these numbers are contended; do not record them"
-fi
-median() { sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+. bench/common.sh
+wait_for_idle
 : > "$OUT.rounds" 2>/dev/null || { mkdir -p "$(dirname "$OUT")"; : > "$OUT.rounds"; }
 for round in $(seq 1 "$ROUNDS"); do
   echo "-- round $round/$ROUNDS"

@@ -18,18 +18,8 @@ cargo build --release --bin seppoc >/dev/null
 SEPPOC=./target/release/seppoc
 $SEPPOC emit --target torch objectives/seppo.obj -o "$OUT/seppo_loss.py" >/dev/null
 [ -f "$OUT/export/data.safetensors" ] || $SEPPOC export-torch objectives/seppo.obj --out "$OUT/export" >/dev/null
-# Wait (up to IDLE_WAIT seconds, default 180) for the 1-minute load to fall to 0.5, so a benchmark run right after
-# another (or after a build) does not start on the load the previous job left behind.
-for _ in $(seq 1 $(( ${IDLE_WAIT:-180} / 10 ))); do
-  awk -v l="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN{exit !(l > 0.5)}' || break
-  sleep 10
-done
-LOAD="$(cut -d' ' -f1 /proc/loadavg)"
-echo "load average (1 min) before the benchmark: $LOAD"
-if awk -v l="$LOAD" 'BEGIN{exit !(l > 0.5)}'; then
-  echo "WARNING: load $LOAD > 0.5 from other work: these numbers are contended; do not record them"
-fi
-median() { sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+. bench/common.sh
+wait_for_idle
 : > "$OUT/rounds.txt"
 for round in $(seq 1 "$ROUNDS"); do
   rm -rf "$OUT/run"

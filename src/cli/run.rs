@@ -113,15 +113,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The `--profile` table: each phase's mean milliseconds per step and share; the same as JSON in `path`.
 fn print_profile(p: &crate::trainer::Profile, path: &std::path::Path) -> anyhow::Result<()> {
+    let phases = p.per_step();
     outln!("time per training step, mean of {} steps: {:.1} ms", p.steps, p.step_ms());
-    for (name, ms, share) in p.per_step() {
+    for (name, ms, share) in &phases {
         outln!("  {name:<28} {ms:>9.2} ms  {:>5.1}%", 100.0 * share);
     }
-    let phases: Vec<_> = p
-        .per_step()
-        .into_iter()
-        .map(|(n, ms, f)| serde_json::json!({"phase": n, "ms_per_step": ms, "share": f}))
-        .collect();
+    let phases: Vec<_> =
+        phases.into_iter().map(|(n, ms, f)| serde_json::json!({"phase": n, "ms_per_step": ms, "share": f})).collect();
     crate::engine::files::write_json(
         path,
         &serde_json::json!({"steps": p.steps, "step_ms": p.step_ms(), "phases": phases}),
