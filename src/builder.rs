@@ -105,7 +105,7 @@ impl ObjectiveBuilder {
 
     /// `data winners` or `data pairs`.
     pub fn data(mut self, kind: DataKind) -> Self {
-        let word = if kind == DataKind::Pairs { "pairs" } else { "winners" };
+        let word = kind.word();
         self.stmts.push(StmtKind::Data(ident(word)));
         self
     }

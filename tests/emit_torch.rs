@@ -36,9 +36,14 @@ fn shipped() -> Vec<PathBuf> {
 #[test]
 fn emit_refuses_what_the_torch_trainer_cannot_feed() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (file, construct) in
-        [("sft_minsnr", "`snr_winner`"), ("sft_kl", "`dist(...)`"), ("seppo_draws", "a second `(t, eps)` draw")]
-    {
+    for (file, construct) in [
+        ("sft_minsnr", "`snr_winner`"),
+        ("sft_kl", "`dist(...)`"),
+        ("seppo_draws", "a second `(t, eps)` draw"),
+        ("dpo_label", "`label`"),
+        ("kto_unpaired", "`image` (unpaired labelled data)"),
+        ("dpo_elbo", "`num_timesteps`"),
+    ] {
         let out = Command::new(SEPPOC)
             .args(["emit", "--target", "torch"])
             .arg(root.join(format!("objectives/{file}.obj")))

@@ -37,7 +37,7 @@ const ALL: &[&str] = &[
 /// beta * delta is of order one, as in training).
 fn leaves(obj: &Objective, base: &[f64], delta: &[f64], batch: usize) -> LeafValues {
     let kind = |i: ImageRef| match i {
-        ImageRef::Winner => 0,
+        ImageRef::Winner | ImageRef::Image => 0,
         ImageRef::Loser => 1,
         ImageRef::Sample(k) => 2 + k as usize,
     };

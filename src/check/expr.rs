@@ -23,8 +23,8 @@ impl Checker {
 
     fn name(&mut self, n: &str, span: Span) -> Ty {
         if let Some(ty) = self.scope.lookup(n) {
-            if n == "loser" {
-                self.loser_uses.push(span);
+            if let Some(field) = data::FIELDS.iter().find(|f| **f == n) {
+                self.data_uses.push((field, span));
             }
             return ty;
         }
@@ -32,8 +32,8 @@ impl Checker {
         if let Some(s) = scope::suggest(n, &self.scope.candidates()) {
             diag = diag.with_help(format!("did you mean `{s}`?"));
         } else {
-            diag =
-                diag.with_note("names are builtins (policy, winner, loser, prompt, inf) or declared above their use");
+            diag = diag
+                .with_note(format!("names are builtins ({}) or declared above their use", scope::BUILTINS.join(", ")));
         }
         self.report(diag);
         Ty::Error
@@ -165,7 +165,7 @@ impl Checker {
                     &other,
                     context,
                     "images",
-                    "images are `winner`, `loser`, or a `sample(ref, prompt)` binding",
+                    "images are `winner`, `loser`, `image`, or a `sample(ref, prompt)` binding",
                 );
                 None
             }

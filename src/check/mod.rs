@@ -3,6 +3,7 @@
 
 mod calls;
 mod consts;
+mod data;
 mod draws;
 mod expr;
 mod overrides;
@@ -48,7 +49,9 @@ pub(crate) struct Checker {
     bindings: Vec<(String, Ty)>,
     logs: Vec<(String, Ty)>,
     loss: Option<(Ty, Span)>,
-    loser_uses: Vec<Span>,
+    /// Uses of the data's images and fields (`winner`, `loser`, `image`, `label`, ...), checked against the
+    /// data kind once the whole file is read.
+    data_uses: Vec<(&'static str, Span)>,
     /// Spans of the `draws(...)` calls enclosing the expression being checked.
     draws_open: Vec<Span>,
     /// The expression being checked is a `log` line's (no gradient flows from it).
@@ -71,7 +74,7 @@ impl Checker {
             bindings: Vec::new(),
             logs: Vec::new(),
             loss: None,
-            loser_uses: Vec::new(),
+            data_uses: Vec::new(),
             draws_open: Vec::new(),
             in_log: false,
         }
@@ -106,24 +109,7 @@ impl Checker {
             );
         }
         let data = self.data.map_or(DataKind::Winners, |(d, _)| d);
-        // A `data` statement with an unknown kind (`data pair`) is already an error; which data set was meant
-        // is unknown, so `loser` is not reported against a default the user did not choose.
-        if data == DataKind::Winners && !self.data_invalid {
-            for span in std::mem::take(&mut self.loser_uses) {
-                let mut diag = Diagnostic::error(
-                    Code::E0310,
-                    Label::new(span, "the loser image is only defined for paired data"),
-                    "`loser` used with an unpaired data set",
-                )
-                .with_help("declare `data pairs`, or generate the second image with `sample(ref, prompt)`");
-                if let Some((_, d)) = self.data {
-                    diag = diag.with_label(d, "data declared unpaired here");
-                } else {
-                    diag = diag.with_note("without a `data` statement the data set is `data winners`");
-                }
-                self.report(diag);
-            }
-        }
+        self.data_rules(data);
         self.pool_needed();
         if self.loss.is_none() {
             self.report(

@@ -9,8 +9,23 @@ use std::fmt::Write;
 pub enum DataKind {
     /// Prompt + preferred image only (SFT, SePPO, SPIN).
     Winners,
-    /// Prompt + preferred + dispreferred image (Diffusion-DPO).
+    /// Prompt + preferred + dispreferred image (Diffusion-DPO), with the winner's label (1, or 0.5 for a tie
+    /// when the objective reads `label`).
     Pairs,
+    /// Prompt + one image + its label, 1 (desirable) or 0 (undesirable): each image of a decided comparison is
+    /// a sample of its own (Diffusion-KTO's unpaired data).
+    Labelled,
+}
+
+impl DataKind {
+    /// The word after `data`.
+    pub fn word(self) -> &'static str {
+        match self {
+            DataKind::Winners => "winners",
+            DataKind::Pairs => "pairs",
+            DataKind::Labelled => "labelled",
+        }
+    }
 }
 
 /// Whether the images of one prompt share the diffusion timestep and noise.

@@ -5,7 +5,8 @@ use crate::source::Span;
 use std::collections::HashMap;
 
 /// Names every objective can use without declaring them.
-pub const BUILTINS: &[&str] = &["policy", "winner", "loser", "prompt", "inf", "progress"];
+pub const BUILTINS: &[&str] =
+    &["policy", "winner", "loser", "image", "prompt", "inf", "progress", "num_timesteps", "label", "weight"];
 
 /// What declared a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,10 +59,17 @@ impl Scope {
             "policy" => return Some(Ty::Model(Model::Policy)),
             "winner" => return Some(Ty::Images(Images::Winner)),
             "loser" => return Some(Ty::Images(Images::Loser)),
+            "image" => return Some(Ty::Images(Images::Image)),
             "prompt" => return Some(Ty::Prompt),
             "inf" => return Some(Ty::Scalar(Scalar::CONST)),
-            // One value per step, in [0, 1): constant over the batch and without gradient.
-            "progress" => return Some(Ty::Scalar(Scalar { axis: Axis::Batch, grad: false, gate_with_grad: None })),
+            // One value per step (or per run), constant over the batch and without gradient.
+            "progress" | "num_timesteps" => {
+                return Some(Ty::Scalar(Scalar { axis: Axis::Batch, grad: false, gate_with_grad: None }))
+            }
+            // Per-sample data fields: constant with respect to the policy.
+            "label" | "weight" => {
+                return Some(Ty::Scalar(Scalar { axis: Axis::Sample, grad: false, gate_with_grad: None }))
+            }
             _ => {}
         }
         let binding = self.bindings.get_mut(name)?;

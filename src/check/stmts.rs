@@ -17,7 +17,8 @@ impl Checker {
                 None => self.name = Some((id.name.clone(), stmt.span)),
             },
             StmtKind::Data(id) => {
-                let kind = self.choice(id, "data set", &[("winners", DataKind::Winners), ("pairs", DataKind::Pairs)]);
+                let kinds = [DataKind::Winners, DataKind::Pairs, DataKind::Labelled].map(|k| (k.word(), k));
+                let kind = self.choice(id, "data set", &kinds);
                 match (&self.data, kind) {
                     (Some((_, prev)), _) => self.duplicate("data", stmt.span, *prev),
                     (None, Some(k)) => self.data = Some((k, stmt.span)),

@@ -4,7 +4,7 @@
 //! Images are never resized: a size other than the configured one is an error. Nothing here panics on user data.
 
 use super::image::Image;
-use super::preference::{PreferenceItem, PreferenceSet};
+use super::preference::{Fields, PreferenceItem, PreferenceSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -135,7 +135,7 @@ pub fn load_imagefolder(dir: &Path, image_size: usize) -> Result<PreferenceSet, 
             Some(name) => Some(load_image(dir, name, line, image_size)?),
             None => None,
         };
-        items.push(PreferenceItem { prompt: record.text, winner, loser });
+        items.push(PreferenceItem { prompt: record.text, winner, loser, fields: Fields::DECIDED });
     }
     if items.is_empty() {
         return Err(LoadError::Empty { path: meta_path });

@@ -15,7 +15,7 @@ pub mod world;
 
 pub use self::image::Image;
 pub use self::load::{load_imagefolder, LoadError};
-pub use self::preference::{PairRef, PreferenceItem, PreferenceSet, SyntheticWorld};
+pub use self::preference::{FieldNeeds, Fields, PairRef, PreferenceItem, PreferenceSet, SyntheticWorld};
 pub use self::prompt::{Colour, ObjectSpec, Position, Prompt, PromptError, Shape};
 pub use self::video::{Motion, VideoPrompt, VideoWorld, VideoWorldConfig};
 pub use self::vocab::{Vocab, MAX_TOKENS};

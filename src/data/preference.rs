@@ -10,10 +10,38 @@ use rand::Rng;
 pub struct PreferenceItem {
     /// The caption.
     pub prompt: String,
-    /// The preferred image, `x_w`.
+    /// The preferred image, `x_w` (for a tie, image 0; for an unpaired labelled sample, its one image).
     pub winner: Image,
-    /// The rejected image, `x_l`, when the data set has pairs.
+    /// The rejected image, `x_l`, when the data set has pairs (for a tie, image 1).
     pub loser: Option<Image>,
+    /// Its label, rewards and weight.
+    pub fields: Fields,
+}
+
+/// A record's values besides its images, which objectives read as `label`, `reward(x)` and `weight`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fields {
+    /// The winner's label: 1 for a decided comparison, 0.5 for a tie (Pick-a-Pic's `label_k`); for an
+    /// unpaired labelled sample, its image's label, 1 (desirable) or 0 (undesirable).
+    pub label: f64,
+    /// The rewards of the winner (or the unpaired image) and of the loser, where the data has them.
+    pub reward: [Option<f64>; 2],
+    /// The record's weight, where the data has one.
+    pub weight: Option<f64>,
+}
+
+impl Fields {
+    /// A decided comparison (label 1) without rewards or weight.
+    pub const DECIDED: Fields = Fields { label: 1.0, reward: [None, None], weight: None };
+}
+
+/// Optional fields a reader must supply for every record (an objective reads them), rather than ignore.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldNeeds {
+    /// Per-image rewards (`reward(x)`).
+    pub reward: bool,
+    /// Per-record weights (`weight`).
+    pub weight: bool,
 }
 
 /// A borrowed preference pair.
@@ -57,7 +85,12 @@ pub trait SyntheticWorld {
                 let prompt = self.train_prompt(rng);
                 let winner = self.render_clean(&prompt, rng);
                 let loser = self.loser(&prompt, rng);
-                PreferenceItem { prompt: Self::prompt_text(&prompt), winner, loser: Some(loser) }
+                PreferenceItem {
+                    prompt: Self::prompt_text(&prompt),
+                    winner,
+                    loser: Some(loser),
+                    fields: Fields::DECIDED,
+                }
             })
             .collect();
         PreferenceSet { items }
@@ -108,11 +141,29 @@ impl PreferenceSet {
 
     /// The same records without losers (for SFT-style objectives that see only winners).
     pub fn winners_only(&self) -> PreferenceSet {
-        let items = self
-            .items
-            .iter()
-            .map(|i| PreferenceItem { prompt: i.prompt.clone(), winner: i.winner.clone(), loser: None })
-            .collect();
+        let items = self.items.iter().map(|i| PreferenceItem { loser: None, ..i.clone() }).collect();
+        PreferenceSet { items }
+    }
+
+    /// The unpaired labelled samples of the records (`data labelled`): each decided pair gives its winner with
+    /// label 1 and its loser with label 0, each with its own reward and the record's weight; a record without
+    /// a loser gives its winner with label 1. Ties (label 0.5) are left out: a tie makes neither image desirable
+    /// nor undesirable.
+    pub fn labelled(&self) -> PreferenceSet {
+        let mut items = Vec::with_capacity(2 * self.items.len());
+        for it in self.items.iter().filter(|it| it.fields.label == 1.0) {
+            let f = it.fields;
+            let one = |image: &Image, label: f64, reward: Option<f64>| PreferenceItem {
+                prompt: it.prompt.clone(),
+                winner: image.clone(),
+                loser: None,
+                fields: Fields { label, reward: [reward, None], weight: f.weight },
+            };
+            items.push(one(&it.winner, 1.0, f.reward[0]));
+            if let Some(loser) = &it.loser {
+                items.push(one(loser, 0.0, f.reward[1]));
+            }
+        }
         PreferenceSet { items }
     }
 

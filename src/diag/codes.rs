@@ -95,8 +95,11 @@ codes! {
     /// nested inside `draws(...)`.
     E0314 = Error,
     /// Construct the PyTorch target cannot train yet (`seppoc emit --target torch`, `export-torch`):
-    /// `dist(policy, ref, winner)`, `snr(winner)`, `progress`, `draws(2, err(policy, winner))`.
+    /// `dist(policy, ref, winner)`, `snr(winner)`, `progress`, `label`, `draws(2, err(policy, winner))`.
     E0315 = Error,
+    /// An image or data field the declared data kind does not define: `image` outside `data labelled`,
+    /// `winner` or `loser` with `data labelled`, `label` with `data winners`.
+    E0316 = Error,
     /// Unused binding: `let unused = err(policy, winner)`.
     W0301 = Warning,
     /// Gate without a tie rule: `sign(stopgrad(x))` (the value at 0 changes the first update's gradient).

@@ -6,12 +6,13 @@
 pub mod torch;
 
 use crate::diag::{Code, Diagnostic, Label};
-use crate::ir::{Node, Objective};
+use crate::ir::{ImageRef, Node, Objective};
 
 /// Constructs the PyTorch trainer (`python/seppoc_train.py`, which follows `PLAN`) cannot feed yet, one E0315
 /// per construct at its first use: `draws(...)` or `draw = k` with k > 0 (more than one `(t, eps)` draw),
-/// `dist(...)` (prediction-space distances), and the data values `timestep`, `alpha`, `sigma`, `snr` and
-/// `progress`. Empty when the objective can be emitted.
+/// `dist(...)` (prediction-space distances), the step's values `timestep`, `alpha`, `sigma`, `snr`, `progress`
+/// and `num_timesteps`, the data fields `label`, `weight` and `reward(x)`, and `image` (`data labelled`).
+/// Empty when the objective can be emitted.
 pub fn unsupported(obj: &Objective) -> Vec<Diagnostic> {
     let mut out: Vec<Diagnostic> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
@@ -19,6 +20,9 @@ pub fn unsupported(obj: &Objective) -> Vec<Diagnostic> {
         let what = match node {
             Node::Input(i) if obj.inputs[i.0 as usize].against.is_some() => "`dist(...)`".to_string(),
             Node::Input(i) if obj.inputs[i.0 as usize].draw > 0 => "a second `(t, eps)` draw".to_string(),
+            Node::Input(i) if obj.inputs[i.0 as usize].images == ImageRef::Image => {
+                "`image` (unpaired labelled data)".to_string()
+            }
             Node::Datum(d) => format!("`{}`", obj.datums[d.0 as usize].name()),
             _ => continue,
         };

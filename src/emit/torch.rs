@@ -8,7 +8,7 @@
 //! the f64 oracle does (to the first operand at ties), and the stable forms are the oracle's (`logsigmoid`,
 //! `log1p`, softplus as `-logsigmoid(-x)`). Output is deterministic: same objective and values, same bytes.
 
-use crate::check::{DataKind, Draw, Noise, SamplerKind, Strategy};
+use crate::check::{Draw, Noise, SamplerKind, Strategy};
 use crate::ir::{BinOp, Bound, CmpOp, ImageRef, ModelRef, Node, NodeId, ReduceOp, UnOp};
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
@@ -246,6 +246,7 @@ fn plan(obj: &Bound) -> Py {
     let images = |i: ImageRef| match i {
         ImageRef::Winner => s("winner"),
         ImageRef::Loser => s("loser"),
+        ImageRef::Image => s("image"),
         ImageRef::Sample(k) => Py::Str(format!("sample{k}")),
     };
     let p = obj.plan();
@@ -308,7 +309,7 @@ fn plan(obj: &Bound) -> Py {
         None => Py::None,
     };
     Py::Dict(vec![
-        ("data".into(), s(if obj.data == DataKind::Winners { "winners" } else { "pairs" })),
+        ("data".into(), s(obj.data.word())),
         ("noise".into(), s(if obj.noise == Noise::Shared { "shared" } else { "independent" })),
         ("pool".into(), pool),
         ("references".into(), Py::Dict(references)),

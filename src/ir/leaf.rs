@@ -27,6 +27,8 @@ pub enum ImageRef {
     Winner,
     /// Data losers.
     Loser,
+    /// The one image of an unpaired labelled sample (`data labelled`).
+    Image,
     /// Reference samples of `sample(...)` number k.
     Sample(u32),
 }
@@ -47,6 +49,7 @@ impl View {
         let x = match self.images {
             ImageRef::Winner => "winner".to_string(),
             ImageRef::Loser => "loser".to_string(),
+            ImageRef::Image => "image".to_string(),
             ImageRef::Sample(k) => format!("sample{k}"),
         };
         if self.draw == 0 {
@@ -124,20 +127,38 @@ pub enum Datum {
     Time(TimeQty, View),
     /// The training progress `s / S` (updates applied over the run's updates), one value per step.
     Progress,
+    /// `num_timesteps`: the number `T` of the noise schedule's training timesteps, one value per run.
+    Timesteps,
+    /// `label`: the sample's label from the data (the winner's for pairs: 1, or 0.5 for a tie; 1 or 0 for
+    /// `data labelled`), per sample.
+    Label,
+    /// `weight`: the sample's weight from the data (the comparison's `weight` column), per sample.
+    Weight,
+    /// `reward(x)`: the data's reward of the images `x` (`reward_0`/`reward_1` columns), per sample.
+    Reward(ImageRef),
 }
 
 impl Datum {
     /// The name used by `seppoc explain` and `seppoc loss --inputs`: `snr_winner`, `timestep_loser_d1`,
-    /// `progress`.
+    /// `progress`, `num_timesteps`, `label`, `weight`, `reward_winner`.
     pub fn name(&self) -> String {
         match self {
             Datum::Time(q, v) => format!("{}_{}", q.name(), v.name()),
             Datum::Progress => "progress".to_string(),
+            Datum::Timesteps => "num_timesteps".to_string(),
+            Datum::Label => "label".to_string(),
+            Datum::Weight => "weight".to_string(),
+            Datum::Reward(x) => format!("reward_{}", View { draw: 0, images: *x }.name()),
         }
     }
 
     /// Whether it has one value per step rather than per sample.
     pub fn per_step(&self) -> bool {
-        matches!(self, Datum::Progress)
+        matches!(self, Datum::Progress | Datum::Timesteps)
+    }
+
+    /// Whether it is read from the data set (a field of each sample) rather than from the step or the noise.
+    pub fn is_field(&self) -> bool {
+        matches!(self, Datum::Label | Datum::Weight | Datum::Reward(_))
     }
 }

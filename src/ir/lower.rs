@@ -155,9 +155,13 @@ impl<'a> Lowerer<'a> {
             "policy" => Value::Model(ModelRef::Policy),
             "winner" => Value::Images(ImageRef::Winner),
             "loser" => Value::Images(ImageRef::Loser),
+            "image" => Value::Images(ImageRef::Image),
             "prompt" => Value::Prompt,
             "inf" => Value::Node(self.constant(f64::INFINITY, span)),
             "progress" => Value::Node(self.datum(Datum::Progress, span)),
+            "num_timesteps" => Value::Node(self.datum(Datum::Timesteps, span)),
+            "label" => Value::Node(self.datum(Datum::Label, span)),
+            "weight" => Value::Node(self.datum(Datum::Weight, span)),
             _ => match self.env.get(n).cloned() {
                 Some(Binding::Value(v)) => v,
                 Some(Binding::Expr(e)) => {
@@ -248,6 +252,10 @@ impl<'a> Lowerer<'a> {
                 self.datum(Datum::Time(q, View { draw, images }), span)
             }
             "draws" => self.draws(pos[0], pos[1], span),
+            "reward" => match self.expr(pos[0]) {
+                Value::Images(i) => self.datum(Datum::Reward(i), span),
+                other => panic!("internal error: {other:?} is not images"),
+            },
             "sample" => {
                 if let Some(k) = self.sample_at.get(&span) {
                     return Value::Images(ImageRef::Sample(*k));

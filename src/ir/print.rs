@@ -29,6 +29,10 @@ impl Objective {
                         format!("{}({}{draw})", q.name(), image_name(v.images))
                     }
                     Datum::Progress => "progress (updates applied / updates of the run)".to_string(),
+                    Datum::Timesteps => "num_timesteps (the noise schedule's training timesteps T)".to_string(),
+                    Datum::Label => "label (the data's label of each sample)".to_string(),
+                    Datum::Weight => "weight (the data's weight of each sample)".to_string(),
+                    Datum::Reward(x) => format!("reward({}) (the data's reward of each image)", image_name(*x)),
                 };
                 let _ = writeln!(s, "d{k} {} = {what}", d.name());
             }
@@ -73,6 +77,19 @@ impl Objective {
         let mut s = String::new();
         let _ = writeln!(s, "\n# plan per training step (B = prompts per batch)");
         let _ = writeln!(s, "data: {:?}; noise: {:?} (t, eps) per prompt", self.data, self.noise);
+        match self.data {
+            DataKind::Labelled => {
+                let _ = writeln!(s, "samples: one image each, a decided comparison's winner (label 1) or loser (label 0); ties left out");
+            }
+            DataKind::Pairs if self.datums.contains(&Datum::Label) => {
+                let _ = writeln!(s, "samples: decided pairs (label 1) and ties (label 0.5, image 0 as winner)");
+            }
+            _ => {}
+        }
+        let fields: Vec<String> = self.datums.iter().filter(|d| d.is_field()).map(Datum::name).collect();
+        if !fields.is_empty() {
+            let _ = writeln!(s, "data fields read: {}", fields.join(", "));
+        }
         if let Some(p) = self.pool {
             let _ = writeln!(s, "pool: checkpoint every {} updates, keep {}", p.every, p.keep);
         }
@@ -160,6 +177,7 @@ pub fn image_name(i: ImageRef) -> String {
     match i {
         ImageRef::Winner => "winner".to_string(),
         ImageRef::Loser => "loser".to_string(),
+        ImageRef::Image => "image".to_string(),
         ImageRef::Sample(k) => format!("sample{k}"),
     }
 }

@@ -31,6 +31,10 @@ pub fn images<D: Backend>(
     if used(ImageRef::Winner) {
         out.insert(ImageRef::Winner, items.iter().flat_map(|it| it.winner.data.iter().copied()).collect());
     }
+    if used(ImageRef::Image) {
+        // An unpaired labelled sample keeps its one image where a pair keeps its winner.
+        out.insert(ImageRef::Image, items.iter().flat_map(|it| it.winner.data.iter().copied()).collect());
+    }
     if used(ImageRef::Loser) {
         out.insert(
             ImageRef::Loser,

@@ -6,8 +6,9 @@
 use super::batch::Noised;
 use super::pool::{self, Slot};
 use super::{TrainError, Trainer};
+use crate::data::PreferenceItem;
 use crate::device::Backend;
-use crate::ir::{Datum, ModelRef, TimeQty, View};
+use crate::ir::{Datum, ImageRef, ModelRef, TimeQty, View};
 use crate::model::per_sample_error;
 use dfdx::prelude::*;
 use std::collections::HashMap;
@@ -124,8 +125,14 @@ impl<D: Backend> Trainer<D> {
     }
 
     /// The values of every datum for this step: timestep quantities from the noise schedule, per sample of
-    /// their view; `progress`, the updates applied so far over the run's updates.
-    pub(super) fn data_values(&self, noised: &Noised, step: usize) -> Result<Vec<Vec<f64>>, TrainError> {
+    /// their view; `progress`, the updates applied so far over the run's updates; `num_timesteps`, the
+    /// schedule's T; the batch's data fields `label`, `weight`, `reward(x)`.
+    pub(super) fn data_values(
+        &self,
+        noised: &Noised,
+        step: usize,
+        items: &[PreferenceItem],
+    ) -> Result<Vec<Vec<f64>>, TrainError> {
         let mut out = Vec::with_capacity(self.obj.datums.len());
         for datum in &self.obj.datums {
             out.push(match datum {
@@ -151,8 +158,29 @@ impl<D: Backend> Trainer<D> {
                     }
                     vec![(step - 1) as f64 / self.total_steps as f64]
                 }
+                Datum::Timesteps => vec![self.schedule.n_steps() as f64],
+                Datum::Label => items.iter().map(|it| it.fields.label).collect(),
+                Datum::Weight | Datum::Reward(_) => field_values(*datum, items)?,
             });
         }
         Ok(out)
     }
+}
+
+/// The batch's `weight` or `reward(x)` values; a sample without one is an error naming the field (the data
+/// loader checks the file first, so this is for data sets built in code).
+pub(super) fn field_values(datum: Datum, items: &[PreferenceItem]) -> Result<Vec<f64>, TrainError> {
+    let pick = |it: &PreferenceItem| match datum {
+        Datum::Weight => it.fields.weight,
+        Datum::Reward(ImageRef::Winner | ImageRef::Image) => it.fields.reward[0],
+        Datum::Reward(ImageRef::Loser) => it.fields.reward[1],
+        _ => None,
+    };
+    items.iter().map(pick).collect::<Option<Vec<f64>>>().ok_or_else(|| {
+        TrainError::Data(format!(
+            "the objective reads `{}`, but a sample of the data set has none (the synthetic and imagefolder data \
+             have no rewards or weights; give a Parquet file with `reward_0`/`reward_1` or `weight` columns)",
+            datum.name()
+        ))
+    })
 }

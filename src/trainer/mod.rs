@@ -156,6 +156,9 @@ impl<D: Backend> Trainer<D> {
                 obj.name
             )));
         }
+        for datum in obj.datums.iter().filter(|d| matches!(d, Datum::Weight | Datum::Reward(_))) {
+            leaves::field_values(*datum, &data.items)?;
+        }
         if cfg.batch == 0 {
             return Err(TrainError::Data("batch size must be at least 1".into()));
         }
@@ -268,7 +271,7 @@ impl<D: Backend> Trainer<D> {
         // One taped policy pass over every view the policy is evaluated on.
         let (errs, offsets, policy_nfe) = self.policy_pass(&noised, &tokens, &preds, &mut leaves)?;
         nfe += policy_nfe;
-        let data = self.data_values(&noised, step)?;
+        let data = self.data_values(&noised, step, &items)?;
         let named = self.obj.inputs.iter().map(|i| i.name()).chain(self.obj.datums.iter().map(Datum::name));
         for (name, values) in named.zip(leaves.iter().chain(&data)) {
             if values.iter().any(|v| !v.is_finite()) {

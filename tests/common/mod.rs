@@ -91,6 +91,7 @@ pub fn objective_step<D: Backend>(dev: &D, obj: &Bound, batch: usize) -> StepRes
             ImageRef::Winner => 0,
             ImageRef::Loser => 1,
             ImageRef::Sample(s) => 2 + s as u64,
+            ImageRef::Image => 99,
         } + 100 * u64::from(v.draw);
         (normals(batch * per, seed + 10 * k), normals(batch * per, seed + 10 * k + 1))
     };
@@ -163,6 +164,10 @@ pub fn objective_step<D: Backend>(dev: &D, obj: &Bound, batch: usize) -> StepRes
                 })
                 .collect(),
             Datum::Progress => vec![0.5],
+            Datum::Timesteps => vec![schedule.n_steps() as f64],
+            // Data fields: label 1, 0, 0.5, ...; weights and rewards varying per sample.
+            Datum::Label => (0..batch).map(|i| [1.0, 0.0, 0.5][i % 3]).collect(),
+            Datum::Weight | Datum::Reward(_) => (0..batch).map(|i| 0.5 + 0.25 * i as f64).collect(),
         })
         .collect();
     let leaves = LeafValues { inputs: leaves, data };

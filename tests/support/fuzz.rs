@@ -133,6 +133,11 @@ const WORDS: &[&str] = &[
     "sigma",
     "snr",
     "progress",
+    "reward",
+    "label",
+    "weight",
+    "image",
+    "num_timesteps",
 ];
 
 fn expr(rng: &mut ChaCha8Rng, depth: u32) -> String {
@@ -171,7 +176,7 @@ pub fn generate(rng: &mut ChaCha8Rng) -> String {
     let mut out = String::from("objective fuzz\n");
     for _ in 0..rng.gen_range(0..8) {
         let line = match rng.gen_range(0..9) {
-            0 => format!("data {}", ["winners", "pairs", "triples"][rng.gen_range(0..3)]),
+            0 => format!("data {}", ["winners", "pairs", "labelled", "triples"][rng.gen_range(0..4)]),
             1 => format!("noise {}", ["shared", "independent"][rng.gen_range(0..2)]),
             2 => format!("pool every = {}, keep = {}", rng.gen_range(0..40), rng.gen_range(0..9)),
             3 => format!("param beta: {} = {} in (0, inf)", ["real", "int"][rng.gen_range(0..2)], expr(rng, 1)),

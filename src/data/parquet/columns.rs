@@ -48,6 +48,18 @@ pub(super) struct Columns<'a> {
     pub(super) label_0: Vec<Option<f64>>,
     pub(super) label_1: Option<Vec<Option<f64>>>,
     pub(super) has_label: Option<&'a BooleanArray>,
+    /// Each image's reward, from the columns named in [`Columns::of`]'s `reward`, when an objective reads it.
+    pub(super) reward: Option<[Vec<Option<f64>>; 2]>,
+    /// Each comparison's weight, when an objective reads it.
+    pub(super) weight: Option<Vec<Option<f64>>>,
+}
+
+/// The reward columns of a file with this schema: `reward_0`/`reward_1`, else the `judge_0`/`judge_1` that
+/// `seppoc collect` writes (the exact judge's score of each image); `None` if it has neither pair.
+pub(super) fn reward_columns(schema: &arrow_schema::Schema) -> Option<[&'static str; 2]> {
+    [["reward_0", "reward_1"], ["judge_0", "judge_1"]]
+        .into_iter()
+        .find(|pair| pair.iter().all(|c| schema.field_with_name(c).is_ok()))
 }
 
 fn strings<'a>(path: &Path, batch: &'a RecordBatch, column: &'static str) -> Result<Strings<'a>, ParquetError> {
@@ -99,7 +111,14 @@ fn wrong(path: &Path, column: &'static str, col: &ArrayRef, expected: &'static s
 }
 
 impl<'a> Columns<'a> {
-    pub(super) fn of(path: &Path, batch: &'a RecordBatch) -> Result<Self, ParquetError> {
+    /// The columns of `batch`; `reward` names the two reward columns to read, `weight` whether to read `weight`
+    /// (both absent from the file is an error the caller reports first).
+    pub(super) fn of(
+        path: &Path,
+        batch: &'a RecordBatch,
+        reward: Option<[&'static str; 2]>,
+        weight: bool,
+    ) -> Result<Self, ParquetError> {
         let missing = |column| ParquetError::MissingColumn { path: path.to_path_buf(), column };
         let has_label = match batch.column_by_name("has_label") {
             Some(c) => Some(c.as_boolean_opt().ok_or_else(|| wrong(path, "has_label", c, "booleans"))?),
@@ -111,6 +130,14 @@ impl<'a> Columns<'a> {
             label_0: numbers(path, batch, "label_0")?.ok_or_else(|| missing("label_0"))?,
             label_1: numbers(path, batch, "label_1")?,
             has_label,
+            reward: match reward {
+                Some([a, b]) => Some([
+                    numbers(path, batch, a)?.ok_or_else(|| missing(a))?,
+                    numbers(path, batch, b)?.ok_or_else(|| missing(b))?,
+                ]),
+                None => None,
+            },
+            weight: if weight { Some(numbers(path, batch, "weight")?.ok_or_else(|| missing("weight"))?) } else { None },
         })
     }
 }

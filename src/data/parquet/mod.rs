@@ -11,9 +11,13 @@
 //! | `has_label`, `are_different` | bool | a decision was recorded; the two images differ |
 //! | `ranking_id`, `user_id`, `num_example_per_prompt` | int64 | the comparison chain, the annotator, chain length |
 //!
-//! seppoc also writes `judge_0`, `judge_1` (float64): the exact judge's score of each image, never read back for
-//! training. The reader needs only `caption`, `jpg_0`, `jpg_1` and `label_0`, as the field's trainers do, and
-//! ignores any other column. Images of any size are centre-cropped to a square and resized to the model's side
+//! | `reward_0`, `reward_1` | float64 | optional: each image's reward (`reward(x)` in an objective) |
+//! | `weight` | float64 | optional: the comparison's weight, ≥ 0 (`weight` in an objective) |
+//!
+//! seppoc also writes `judge_0`, `judge_1` (float64): the exact judge's score of each image, which an objective
+//! reads as the reward where a file has no `reward_0`, `reward_1`. The reader needs only `caption`, `jpg_0`,
+//! `jpg_1` and `label_0`, as the field's trainers do, reads the reward and weight columns only for an objective
+//! that reads them ([`read_fields`]), and ignores any other column. Images of any size are centre-cropped to a square and resized to the model's side
 //! with a triangle (bilinear) filter, which at large reduction ratios averages over each output pixel's footprint.
 //! Rows are counted from 0 in messages, as pandas counts them. Nothing here panics on a file's contents.
 
@@ -21,7 +25,7 @@ mod columns;
 mod read;
 mod write;
 
-pub use read::{decode_image, read};
+pub use read::{decode_image, read, read_fields};
 pub use write::write;
 
 use super::image::Image;
@@ -87,6 +91,26 @@ pub enum ParquetError {
         /// What is wrong.
         message: String,
     },
+    /// An optional column an objective reads is absent (`reward_0`/`reward_1`, `weight`).
+    MissingField {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: &'static str,
+        /// The objective's name for it: `reward` or `weight`.
+        field: &'static str,
+    },
+    /// A reward or weight value is not a finite number (a weight also not negative).
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// The row, from 0.
+        row: usize,
+        /// The column.
+        column: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// An image's bytes do not decode.
     BadImage {
         /// The file.
@@ -122,6 +146,21 @@ impl fmt::Display for ParquetError {
             ),
             WrongType { path, column, found, expected } => {
                 write!(f, "`{}`: column `{column}` holds {found}, expected {expected}", path.display())
+            }
+            MissingField { path, column, field } => {
+                let columns = if *field == "reward" {
+                    "`reward_0` and `reward_1` (each image's reward), or `judge_0` and `judge_1` as `seppoc collect` writes"
+                } else {
+                    "`weight` (one finite weight >= 0 per comparison)"
+                };
+                write!(
+                    f,
+                    "`{}` has no column `{column}`: the objective reads `{field}`, which needs the columns {columns}",
+                    path.display()
+                )
+            }
+            BadValue { path, row, column, message } => {
+                write!(f, "`{}` row {row}: `{column}` {message}", path.display())
             }
             Null { path, row, column } => write!(f, "`{}` row {row}: `{column}` is null", path.display()),
             BadLabel { path, row, message } => write!(f, "`{}` row {row}: {message}", path.display()),
@@ -161,8 +200,8 @@ pub struct Comparison {
 pub struct PickapicData {
     /// Decided comparisons: winner and loser.
     pub pairs: PreferenceSet,
-    /// Ties (`label_0` 0.5), image 0 as `winner` and image 1 as `loser`: left out of `pairs`, as Diffusion-DPO
-    /// drops them, and kept for objectives that can use a label.
+    /// Ties (`label_0` 0.5), image 0 as `winner` and image 1 as `loser`, with label 0.5: left out of `pairs`,
+    /// as Diffusion-DPO drops them, and kept for objectives that read `label`.
     pub ties: Vec<PreferenceItem>,
     /// Rows in the file.
     pub rows: usize,

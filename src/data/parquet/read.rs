@@ -3,7 +3,7 @@
 use super::columns::Columns;
 use super::{io, winner_of, ParquetError, PickapicData, METADATA_KEY};
 use crate::data::image::Image;
-use crate::data::preference::{PreferenceItem, PreferenceSet};
+use crate::data::preference::{FieldNeeds, Fields, PreferenceItem, PreferenceSet};
 use crate::panics::quiet_catch;
 use arrow_array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -36,7 +36,15 @@ pub fn decode_image(bytes: &[u8], size: usize) -> Result<Image, String> {
 /// column chunks are checked against the file first, and any remaining panic inside the decoder becomes
 /// [`ParquetError::NotParquet`] (found by `examples/fuzz_readers.rs`; the inputs are in `tests/fuzz_crashes/`).
 pub fn read(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
-    match quiet_catch(|| read_unguarded(path, size)) {
+    read_fields(path, size, FieldNeeds::default())
+}
+
+/// [`read`], also reading the optional fields `needs` names for every row: each image's reward (`reward_0`,
+/// `reward_1`, or seppoc's `judge_0`, `judge_1`: finite numbers) and each comparison's `weight` (a finite
+/// number ≥ 0). A missing column is [`ParquetError::MissingField`], checked before any image is decoded; a
+/// null or invalid value names its row.
+pub fn read_fields(path: &Path, size: usize, needs: FieldNeeds) -> Result<PickapicData, ParquetError> {
+    match quiet_catch(|| read_unguarded(path, size, needs)) {
         Ok(result) => result,
         Err(panic) => Err(ParquetError::NotParquet {
             path: path.to_path_buf(),
@@ -93,7 +101,7 @@ impl parquet::file::reader::ChunkReader for GuardedFile {
     }
 }
 
-fn read_unguarded(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
+fn read_unguarded(path: &Path, size: usize, needs: FieldNeeds) -> Result<PickapicData, ParquetError> {
     let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
     let file_len = file.metadata().map_err(|e| io(path, e))?.len();
     let not_parquet =
@@ -125,11 +133,20 @@ fn read_unguarded(path: &Path, size: usize) -> Result<PickapicData, ParquetError
             return Err(ParquetError::MissingColumn { path: path.to_path_buf(), column });
         }
     }
+    let missing_field = |column, field| ParquetError::MissingField { path: path.to_path_buf(), column, field };
+    let reward = match (needs.reward, super::columns::reward_columns(builder.schema())) {
+        (false, _) => None,
+        (true, Some(names)) => Some(names),
+        (true, None) => return Err(missing_field("reward_0", "reward")),
+    };
+    if needs.weight && builder.schema().field_with_name("weight").is_err() {
+        return Err(missing_field("weight", "weight"));
+    }
     let reader = builder.build().map_err(|e| not_parquet(&e))?;
     let (mut pairs, mut ties, mut rows, mut unlabelled) = (Vec::new(), Vec::new(), 0usize, 0usize);
     for batch in reader {
         let batch = batch.map_err(|e| not_parquet(&e))?;
-        let cols = Columns::of(path, &batch)?;
+        let cols = Columns::of(path, &batch, reward, needs.weight)?;
         for i in 0..batch.num_rows() {
             let row = rows + i;
             if cols.has_label.is_some_and(|h| h.is_valid(i) && !h.value(i)) {
@@ -139,6 +156,7 @@ fn read_unguarded(path: &Path, size: usize) -> Result<PickapicData, ParquetError
             let null = |column| ParquetError::Null { path: path.to_path_buf(), row, column };
             let label = cols.label_0[i].ok_or_else(|| null("label_0"))?;
             check_label(path, row, label, cols.label_1.as_ref().and_then(|l| l[i]))?;
+            let fields = fields(path, row, &cols, reward, i)?;
             let caption = cols.caption.get(i).ok_or_else(|| null("caption"))?.to_string();
             let mut images = Vec::with_capacity(2);
             for (k, column) in ["jpg_0", "jpg_1"].into_iter().enumerate() {
@@ -153,11 +171,13 @@ fn read_unguarded(path: &Path, size: usize) -> Result<PickapicData, ParquetError
             }
             let (second, first) = (images.pop(), images.pop());
             let (Some(a), Some(b)) = (first, second) else { continue };
-            let item = |winner, loser| PreferenceItem { prompt: caption.clone(), winner, loser: Some(loser) };
+            let item =
+                |winner, loser, fields| PreferenceItem { prompt: caption.clone(), winner, loser: Some(loser), fields };
+            let swapped = Fields { reward: [fields.reward[1], fields.reward[0]], ..fields };
             match winner_of(label) {
-                Some(0) => pairs.push(item(a, b)),
-                Some(_) => pairs.push(item(b, a)),
-                None => ties.push(item(a, b)),
+                Some(0) => pairs.push(item(a, b, fields)),
+                Some(_) => pairs.push(item(b, a, swapped)),
+                None => ties.push(item(a, b, Fields { label: 0.5, ..fields })),
             }
         }
         rows += batch.num_rows();
@@ -178,4 +198,34 @@ fn check_label(path: &Path, row: usize, label_0: f64, label_1: Option<f64>) -> R
         Some(l1) if l1 != 1.0 - label_0 => Err(bad(format!("label_0 {label_0} and label_1 {l1} do not add up to 1"))),
         _ => Ok(()),
     }
+}
+
+/// Row `i`'s optional fields, image 0's reward first: each read value must be present and finite, a weight
+/// also ≥ 0.
+fn fields(
+    path: &Path,
+    row: usize,
+    cols: &Columns<'_>,
+    names: Option<[&'static str; 2]>,
+    i: usize,
+) -> Result<Fields, ParquetError> {
+    let value = |values: &[Option<f64>], column: &'static str, what: &str, ok: fn(f64) -> bool| {
+        let v = values[i].ok_or(ParquetError::Null { path: path.to_path_buf(), row, column })?;
+        if ok(v) {
+            Ok(v)
+        } else {
+            Err(ParquetError::BadValue { path: path.to_path_buf(), row, column, message: format!("{v} is not {what}") })
+        }
+    };
+    let mut reward = [None, None];
+    if let (Some(values), Some(names)) = (&cols.reward, names) {
+        for k in 0..2 {
+            reward[k] = Some(value(&values[k], names[k], "a finite reward", f64::is_finite)?);
+        }
+    }
+    let weight = match &cols.weight {
+        Some(w) => Some(value(w, "weight", "a finite weight >= 0", |v| v.is_finite() && v >= 0.0)?),
+        None => None,
+    };
+    Ok(Fields { label: 1.0, reward, weight })
 }

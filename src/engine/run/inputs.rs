@@ -1,15 +1,10 @@
 //! What a run reads besides its settings: a run directory's `run.json` and objective (for a resume), and the
 //! preference data.
 
-use super::settings::RunSettings;
 use crate::check::Checked;
-use crate::data::{load_imagefolder, PreferenceSet};
-use crate::engine::open::Opened;
 use crate::ir::{lower, Bound};
 use crate::syntax;
 use anyhow::{bail, Context};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use serde_json::{json, Map};
 use sha2::{Digest, Sha256};
@@ -62,29 +57,6 @@ pub(super) const RUN_OUTPUTS: [&str; 8] = [
 pub fn default_data(base_model: &Path) -> Option<PathBuf> {
     let p = base_model.parent()?.join("preferences.parquet");
     p.exists().then_some(p)
-}
-
-/// The preference data a run trains on (see [`RunSettings::data`]) and where it came from (`synthetic` or the
-/// path).
-pub fn load_data(settings: &RunSettings, base: &Opened) -> anyhow::Result<(PreferenceSet, String)> {
-    let chosen = settings.data.clone().map(PathBuf::from).or_else(|| default_data(&base.path));
-    let side = base.model.config().image_size;
-    let file = match chosen {
-        Some(p) if p.as_os_str() != "synthetic" => p,
-        _ => {
-            let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0x5eed_da7a);
-            return Ok((base.world.preference_set(settings.data_size, &mut rng), "synthetic".into()));
-        }
-    };
-    if base.world.frames() != 1 {
-        bail!("--data files are for image models only");
-    }
-    let set = if file.is_dir() {
-        load_imagefolder(&file, side).map_err(|e| anyhow::anyhow!("{e}"))?
-    } else {
-        crate::data::parquet::read(&file, side)?.pairs
-    };
-    Ok((set, file.display().to_string()))
 }
 
 /// A checked objective with its bound parameters, its canonical text and that text's SHA-256.

@@ -6,12 +6,14 @@
 //! `checkpoint_every` updates, `model.safetensors`, `report.json`, `grid.png` and `grid.txt` (each cell's prompt) at
 //! the end.
 
+mod data;
 mod inputs;
 mod records;
 mod settings;
 
+pub use data::{field_needs, keeps_ties, load_data, shape};
 pub use inputs::ObjectiveRun;
-pub use inputs::{default_data, load_data, saved_objective, saved_params};
+pub use inputs::{default_data, saved_objective, saved_params};
 use inputs::{has_state, read_run_json, RUN_OUTPUTS};
 use records::{delta_json, step_json};
 pub use records::{RunOutcome, DELTA_RESAMPLES};
@@ -148,7 +150,7 @@ pub fn prepare(
     }
     let base_path = model_path(settings.model.as_deref(), settings.world);
     let base = open(&base_path, settings.world)?;
-    let (data, data_source) = load_data(&settings, &base)?;
+    let (data, data_source) = load_data(&settings, &base, &objective.obj)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let lock = DirLock::acquire(&out)?;
     let progress = Progress::hidden();

@@ -18,7 +18,8 @@ pub struct RunSettings {
     #[arg(long, value_enum)]
     #[serde(default)]
     pub world: Option<WorldKind>,
-    /// Preference data: a Parquet file in the Pick-a-Pic schema (ties dropped), a folder in the imagefolder
+    /// Preference data: a Parquet file in the Pick-a-Pic schema (ties dropped, but kept with label 0.5 for a
+    /// `data pairs` objective that reads `label`; optional `reward_0`/`reward_1`/`weight`), a folder in the imagefolder
     /// convention, or `synthetic` for the world's clean-render pairs (default: `preferences.parquet` beside the
     /// base model when it exists, else `synthetic`).
     #[arg(long)]
