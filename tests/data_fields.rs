@@ -195,3 +195,42 @@ fn missing_or_bad_fields_are_errors_naming_the_file_and_the_column_or_row() {
     // A file the objective does not need the fields of reads whatever those columns hold.
     assert!(read_fields(&negative, 8, FieldNeeds::default()).is_ok());
 }
+
+mod shaping {
+    use super::image;
+    use proptest::prelude::*;
+    use seppoc::check::DataKind;
+    use seppoc::data::{Fields, PreferenceItem, PreferenceSet};
+    use seppoc::engine::run::shape;
+
+    fn item(k: usize, label: f64) -> PreferenceItem {
+        let fields = Fields { label, reward: [Some(k as f64), Some(-(k as f64))], weight: Some(0.5 * k as f64) };
+        PreferenceItem { prompt: format!("p{k}"), winner: image(2 * k), loser: Some(image(2 * k + 1)), fields }
+    }
+
+    proptest! {
+        /// For any mix of decided pairs and ties: winners and pairs drop the ties unless given them (an
+        /// objective that reads `label`), which keeps them after the pairs with label 0.5; labelled gives each
+        /// decided pair's winner (label 1, its reward) then its loser (label 0, its reward), both with the
+        /// pair's weight, and no tie.
+        #[test]
+        fn ties_dropped_kept_or_left_out(decided in 0usize..6, ties in 0usize..4) {
+            let pairs = PreferenceSet { items: (0..decided).map(|k| item(k, 1.0)).collect() };
+            let tie_items: Vec<PreferenceItem> = (decided..decided + ties).map(|k| item(k, 0.5)).collect();
+            prop_assert_eq!(&shape(DataKind::Winners, pairs.clone(), None), &pairs);
+            prop_assert_eq!(&shape(DataKind::Pairs, pairs.clone(), None), &pairs);
+            let kept = shape(DataKind::Pairs, pairs.clone(), Some(tie_items.clone()));
+            prop_assert_eq!(&kept.items[..decided], &pairs.items[..]);
+            prop_assert_eq!(&kept.items[decided..], &tie_items[..]);
+            let labelled = shape(DataKind::Labelled, pairs.clone(), Some(tie_items));
+            prop_assert_eq!(labelled.len(), 2 * decided);
+            for (k, two) in labelled.items.chunks(2).enumerate() {
+                let p = &pairs.items[k];
+                prop_assert_eq!((&two[0].winner, two[0].fields.label, two[0].fields.reward[0]), (&p.winner, 1.0, p.fields.reward[0]));
+                prop_assert_eq!((two[1].loser.as_ref(), two[1].fields.label, two[1].fields.reward[0]), (None, 0.0, p.fields.reward[1]));
+                prop_assert_eq!(Some(&two[1].winner), p.loser.as_ref());
+                prop_assert!(two.iter().all(|s| s.fields.weight == p.fields.weight && s.prompt == p.prompt));
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Short seeded training runs of the shipped objectives on a tiny model: they run end to end, the first
 //! SePPO/DPO step sits exactly at ln 2, the network evaluations per step equal the plan's minimum, runs are
-//! deterministic, and a NaN stops the run with a clear error.
+//! deterministic, a NaN stops the run with a clear error, and each batch's data fields reach the loss.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -188,4 +188,72 @@ fn caption_dropout_is_seeded_and_changes_no_other_draw() {
     let dropped = half.iter().flat_map(|(_, r)| &r.tokens).filter(|t| t.iter().all(|&id| id == 0)).count();
     assert!((4..=20).contains(&dropped), "about half of 24 captions dropped, found {dropped}");
     assert_ne!(none[1].0.loss, half[1].0.loss, "dropping captions changes the loss");
+}
+
+/// The trainer feeds each sample's data fields to the loss: a step's `label`, `weight` and `reward(x)` are the
+/// batch's own values (a constant weight c gives c times the loss of weight 1 on the same seed), `num_timesteps`
+/// is the schedule's T, and data that cannot feed the objective is an error when the trainer starts.
+mod fields {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use seppoc::data::{Fields, PreferenceSet, SyntheticWorld, Vocab, World, WorldConfig, MAX_TOKENS};
+    use seppoc::device::{cpu, CpuDevice};
+    use seppoc::frontend::Objective as Parsed;
+    use seppoc::ir::lower;
+    use seppoc::model::{Dit, DitConfig, NoiseSchedule, ScheduleKind};
+    use seppoc::trainer::{TrainError, Trainer, TrainerParts};
+
+    /// 16 synthetic pairs; pair k has weight `w(k)`, rewards `(k, -k)` and label 1.
+    fn pairs(weight: impl Fn(usize) -> f64) -> PreferenceSet {
+        let world = World::new(WorldConfig::default_16()).expect("default world");
+        let mut set = world.preference_set(16, &mut ChaCha8Rng::seed_from_u64(7));
+        for (k, it) in set.items.iter_mut().enumerate() {
+            it.fields = Fields { label: 1.0, reward: [Some(k as f64), Some(-(k as f64))], weight: Some(weight(k)) };
+        }
+        set
+    }
+
+    fn trainer(text: &str, data: PreferenceSet, schedule: NoiseSchedule) -> Result<Trainer<CpuDevice>, TrainError> {
+        let parsed = Parsed::parse("fields.obj", text).unwrap_or_else(|(_, d)| panic!("{d:?}"));
+        let vocab = Vocab::new();
+        let initial = Dit::new(&DitConfig::tiny(16, vocab.len(), MAX_TOKENS), &cpu(), 3).expect("tiny model");
+        let parts = TrainerParts { objective: lower(&parsed.checked).bind_defaults(), initial, schedule, data, vocab };
+        Trainer::new(parts, super::config(4, 1e-3, 5))
+    }
+
+    const WEIGHTED: &str = "objective w\ndata pairs\n\
+    log reward_gap = mean(reward(winner) - reward(loser))\n\
+    log label_mean = mean(label)\n\
+    log t = num_timesteps\n\
+    loss mean(weight * err(policy, winner))\n";
+
+    #[test]
+    fn the_batch_fields_reach_the_loss() {
+        let schedule = NoiseSchedule::new(ScheduleKind::Linear, 250);
+        let one = trainer(WEIGHTED, pairs(|_| 1.0), schedule.clone()).expect("starts").step().expect("step");
+        let three = trainer(WEIGHTED, pairs(|_| 3.0), schedule.clone()).expect("starts").step().expect("step");
+        assert!((three.loss - 3.0 * one.loss).abs() <= 1e-6 * three.loss, "{} vs 3 x {}", three.loss, one.loss);
+        let log =
+            |r: &seppoc::trainer::StepReport, name: &str| r.logs.iter().find(|(n, _)| n == name).expect("logged").1;
+        assert_eq!(log(&one, "label_mean"), 1.0);
+        assert_eq!(log(&one, "t"), 250.0);
+        // reward(winner) - reward(loser) = 2k for pair k: the mean over 4 drawn pairs is (k1 + .. + k4) / 2.
+        let gap = log(&one, "reward_gap");
+        assert!((0.0..=30.0).contains(&gap) && (2.0 * gap).fract() == 0.0, "{gap}");
+    }
+
+    #[test]
+    fn data_that_cannot_feed_the_objective_is_an_error_at_start() {
+        let world = World::new(WorldConfig::default_16()).expect("default world");
+        let plain = world.preference_set(8, &mut ChaCha8Rng::seed_from_u64(1));
+        let schedule = NoiseSchedule::default_linear();
+        let err = trainer(WEIGHTED, plain.clone(), schedule.clone()).err().expect("no weights").to_string();
+        assert!(err.contains("`weight`") || err.contains("`reward_winner`"), "{err}");
+        let kto =
+            "objective k\ndata labelled\nreference ref = initial\nloss mean(label * logratio(policy, ref, image))\n";
+        let err = trainer(kto, plain.clone(), schedule.clone()).err().expect("pairs, not labelled images").to_string();
+        assert!(err.contains("data labelled") && err.contains("PreferenceSet::labelled"), "{err}");
+        let mut tr = trainer(kto, plain.labelled(), schedule).expect("labelled images train");
+        assert!(tr.step().expect("a step").loss.is_finite());
+    }
 }

@@ -13,8 +13,9 @@ use std::process::ExitCode;
 pub struct Args {
     /// The objective file.
     file: String,
-    /// JSON file: `{"inputs": {"e_policy_winner": [..], "e_ref_winner": [..], ...}}`, one list per leaf and
-    /// datum named by `seppoc explain`, all of the same length (the batch), but a one-value list for `progress`.
+    /// JSON file: `{"inputs": {"e_policy_winner": [..], "e_ref_winner": [..], "label": [..], ...}}`, one list
+    /// per leaf and datum named by `seppoc explain` (data fields such as `label`, `weight`, `reward_winner`
+    /// included), all of the same length (the batch), but a one-value list for `progress` and `num_timesteps`.
     #[arg(long)]
     inputs: String,
     /// Override a parameter (`--set beta=5000`).

@@ -156,6 +156,13 @@ impl<D: Backend> Trainer<D> {
                 obj.name
             )));
         }
+        if obj.data == crate::check::DataKind::Labelled && data.n_pairs() > 0 {
+            return Err(TrainError::Data(format!(
+                "objective `{}` reads unpaired labelled images (`data labelled`) but the data set holds pairs; \
+                 split them with `PreferenceSet::labelled`",
+                obj.name
+            )));
+        }
         for datum in obj.datums.iter().filter(|d| matches!(d, Datum::Weight | Datum::Reward(_))) {
             leaves::field_values(*datum, &data.items)?;
         }

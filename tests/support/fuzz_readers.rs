@@ -1,5 +1,5 @@
 //! A self-contained fuzz driver for the file readers: the Parquet preference reader
-//! (`seppoc::data::parquet::read`), the checkpoint reader (`read_checkpoint_meta`, `load_checkpoint`) and the
+//! (`seppoc::data::parquet::read_fields`, with and without the optional reward columns), the checkpoint reader (`read_checkpoint_meta`, `load_checkpoint`) and the
 //! imagefolder loader (`load_imagefolder`, mutating its `metadata.jsonl` and sometimes an image). Valid seed files
 //! are made here, then mutated (bit flips, truncation, splices, byte insertions and deletions, interesting
 //! integers, header-length edits) and read under `catch_unwind`. `examples/fuzz_readers.rs` runs the full
@@ -297,7 +297,9 @@ pub fn run_one(seeds: &Seeds, reader: Reader, bytes: &[u8], image: Option<&[u8]>
         Reader::Parquet => {
             let path = dir.join("input.parquet");
             std::fs::write(&path, bytes).expect("scratch folder is writable");
-            catch_unwind(AssertUnwindSafe(|| parquet::read(&path, SIDE).is_ok()))
+            // Every other input also reads the optional reward column (the seed's `judge_0`, `judge_1`).
+            let needs = seppoc::data::FieldNeeds { reward: bytes.len().is_multiple_of(2), weight: false };
+            catch_unwind(AssertUnwindSafe(|| parquet::read_fields(&path, SIDE, needs).is_ok()))
         }
         Reader::Checkpoint => {
             let path = dir.join("model.safetensors");
