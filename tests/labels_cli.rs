@@ -6,7 +6,7 @@
 mod cli_support;
 
 use cli_support::{scratch, seppoc, text};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[test]
 fn new_objectives_check_explain_and_format() {
@@ -60,6 +60,40 @@ fn loss_takes_the_label_by_name() {
     let o = seppoc(&["loss", "objectives/dpo_label.obj", "--inputs", path.to_str().expect("utf-8")]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("missing leaf `label`"), "{}", text(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `seppoc loss` on `image` leaves with labels (Diffusion-KTO) and with `num_timesteps` as a one-value list.
+#[test]
+fn loss_takes_image_leaves_and_num_timesteps() {
+    let dir = scratch("labels", "loss_kto");
+    let path = dir.join("inputs.json");
+    let run = |file: &str, inputs: Value| -> Value {
+        std::fs::write(&path, json!({ "inputs": inputs }).to_string()).expect("written");
+        let o = seppoc(&["loss", file, "--inputs", path.to_str().expect("utf-8")]);
+        assert!(o.status.success(), "{file}: {}", text(&o.stderr));
+        serde_json::from_str(&text(&o.stdout)).expect("json")
+    };
+    // Leaves exact in f32 (seppoc loss rounds them as training does): r = e_ref - e_th = (1/512, -1/512),
+    // z0 = max(0, 0) = 0; labels 1 and 0 give both samples 1 - sigmoid(1000/512).
+    let kto = run(
+        "objectives/kto_unpaired.obj",
+        json!({"e_policy_image": [0.125, 0.126953125], "e_ref_image": [0.126953125, 0.125], "label": [1.0, 0.0]}),
+    );
+    let want = 1.0 - 1.0 / (1.0 + (-1000.0f64 / 512.0).exp());
+    let got = kto["oracle_f64"]["loss"].as_f64().expect("loss");
+    assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+    // dpo_elbo at T = 1000 (and omega = 1) equals dpo.obj at beta = 2 T beta = 5000.
+    let errors =
+        json!({"e_policy_winner": [0.10], "e_ref_winner": [0.1002], "e_policy_loser": [0.3], "e_ref_loser": [0.2999]});
+    let mut inputs = errors.clone();
+    inputs["snr_winner"] = json!([2.0]);
+    inputs["num_timesteps"] = json!([1000]);
+    let elbo = run("objectives/dpo_elbo.obj", inputs);
+    let dpo = run("objectives/dpo.obj", errors);
+    let (a, b) =
+        (elbo["oracle_f64"]["loss"].as_f64().expect("loss"), dpo["oracle_f64"]["loss"].as_f64().expect("loss"));
+    assert!((a - b).abs() < 1e-12 && elbo["oracle_f64"]["logs"]["elbo_weight"] == json!(1000.0), "{a} vs {b}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
