@@ -6,6 +6,7 @@ mod cli_support;
 use cli_support::{seppoc, text};
 use seppoc::data::parquet::read;
 use seppoc::engine::collect::GeneratorSpec;
+use seppoc::sampler::SamplerKind;
 use std::path::{Path, PathBuf};
 
 fn root(p: &str) -> String {
@@ -105,7 +106,14 @@ fn generator_specs_parse_or_say_what_is_expected() {
     let g = GeneratorSpec::parse("strong=runs/x/model.safetensors:cfg=7.5:steps=30").expect("parses");
     assert_eq!((g.name.as_str(), g.sampler.cfg_scale, g.sampler.steps), ("strong", 7.5, 30));
     assert_eq!(g.model, PathBuf::from("runs/x/model.safetensors"));
-    for bad in ["nopath", "=x.safetensors", "a=", "a=x:cfg=abc", "a=x:steps=0", "a=x:eta=1"] {
+    assert_eq!(g.sampler.kind, SamplerKind::Ddim, "deterministic DDIM unless a sampler is named");
+    let g = GeneratorSpec::parse("b=x:sampler=ddpm:steps=250:cfg=1").expect("parses");
+    assert_eq!((g.sampler.kind, g.sampler.steps, g.sampler.cfg_scale), (SamplerKind::Ddpm, 250, 1.0));
+    let g = GeneratorSpec::parse("b=x:eta=0.5").expect("parses");
+    assert_eq!(g.sampler.eta, 0.5);
+    let bad_cases =
+        ["nopath", "=x.safetensors", "a=", "a=x:cfg=abc", "a=x:steps=0", "a=x:eta=2", "a=x:sampler=plms", "a=x:seed=1"];
+    for bad in bad_cases {
         let err = GeneratorSpec::parse(bad).expect_err(bad).to_string();
         assert!(err.contains(bad) && (err.contains("expected") || err.contains("not a")), "{bad}: {err}");
     }

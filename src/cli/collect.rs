@@ -22,10 +22,10 @@ pub struct Args {
     /// winners is compared with its error on its own samples (default: the shipped base model).
     #[arg(long)]
     model: Option<String>,
-    /// A generator of the pool, `NAME=PATH[:cfg=W][:steps=N]` (repeat the flag; default: the weaker first base
+    /// A generator of the pool, `NAME=PATH[:cfg=W][:steps=N][:sampler=KIND][:eta=E]` (repeat the flag; default: the weaker first base
     /// model, the shipped base model and the cleaner generator in `assets/`, each at several guidance scales and
     /// step counts).
-    #[arg(long = "generator", value_name = "NAME=PATH[:cfg=W][:steps=N]", value_parser = GeneratorSpec::parse)]
+    #[arg(long = "generator", value_name = "NAME=PATH[:cfg=W][:steps=N][:sampler=KIND][:eta=E]", value_parser = GeneratorSpec::parse)]
     generators: Vec<GeneratorSpec>,
     /// Prompts (comparison chains).
     #[arg(long, default_value_t = 2048)]

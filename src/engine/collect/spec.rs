@@ -1,8 +1,9 @@
 //! The generator pool: a generator's spec and the default pool.
 
 use crate::engine::eval::EvalSettings;
-use crate::sampler::SamplerConfig;
+use crate::sampler::{SamplerConfig, SamplerKind};
 use anyhow::{bail, Context};
+use clap::ValueEnum;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -18,10 +19,11 @@ pub struct GeneratorSpec {
 }
 
 impl GeneratorSpec {
-    /// Parses `NAME=PATH[:cfg=W][:steps=N]` (DDIM, deterministic; defaults: the standard evaluation's guidance
-    /// and steps).
+    /// Parses `NAME=PATH[:cfg=W][:steps=N][:sampler=KIND][:eta=E]` (defaults: the standard evaluation's
+    /// sampler, deterministic DDIM, with its guidance and steps; `KIND` is `ddim`, `ddpm`, `euler` or `heun`).
     pub fn parse(text: &str) -> anyhow::Result<GeneratorSpec> {
-        let usage = "expected NAME=PATH[:cfg=W][:steps=N], e.g. `base=assets/base/model.safetensors:cfg=5`";
+        let usage = "expected NAME=PATH[:cfg=W][:steps=N][:sampler=ddim|ddpm|euler|heun][:eta=E], e.g. \
+                     `base=assets/base/model.safetensors:cfg=5:sampler=ddpm:steps=250`";
         let Some((name, rest)) = text.split_once('=') else { bail!("generator `{text}`: {usage}") };
         let mut parts = rest.split(':');
         let path = parts.next().filter(|p| !p.is_empty());
@@ -45,6 +47,17 @@ impl GeneratorSpec {
                         .ok()
                         .filter(|s| *s > 0)
                         .with_context(|| format!("generator `{text}`: steps `{v}` is not a positive integer"))?;
+                }
+                Some(("sampler", v)) => {
+                    sampler.kind = SamplerKind::from_str(v, true)
+                        .map_err(|_| anyhow::anyhow!("generator `{text}`: unknown sampler `{v}`; {usage}"))?;
+                }
+                Some(("eta", v)) => {
+                    sampler.eta = v
+                        .parse()
+                        .ok()
+                        .filter(|e: &f32| (0.0..=1.0).contains(e))
+                        .with_context(|| format!("generator `{text}`: eta `{v}` is not a number in [0, 1]"))?;
                 }
                 _ => bail!("generator `{text}`: unknown setting `{part}`; {usage}"),
             }
