@@ -79,13 +79,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
          (target {:.2}), tie share {:.3} (target {:.2})",
         c.temperature, c.tie_band, c.agreement, r.settings.agreement, c.tie_share, r.settings.tie_share
     );
+    let w = r.per_generator.iter().map(|g| g.name.chars().count()).max().unwrap_or(0).max("generator".len());
     println!(
-        "{:<16} {:>7} {:>6} {:>6} {:>9} {:>11}",
+        "{:<w$} {:>7} {:>6} {:>6} {:>9} {:>11}",
         "generator", "images", "wins", "losses", "win rate", "mean judge"
     );
     for g in &r.per_generator {
         println!(
-            "{:<16} {:>7} {:>6} {:>6} {:>9.3} {:>11.4}",
+            "{:<w$} {:>7} {:>6} {:>6} {:>9.3} {:>11.4}",
             g.name, g.images, g.wins, g.losses, g.win_rate, g.mean_judge
         );
     }
