@@ -189,6 +189,9 @@ pub fn prepare(
                 base.path.display()
             );
         }
+        // A sampler that does not fit the generator's parametrisation (DDPM on a flow) is refused now, not after
+        // the generators before it have sampled.
+        g.sampler.for_param(o.schedule.param).with_context(|| format!("generator `{}`", g.name))?;
         opened.push((g, o));
     }
     Ok(Collecting { base, generators: opened, settings, out, bar: ProgressBar::hidden() })
