@@ -22,9 +22,9 @@ pub struct Args {
     /// winners is compared with its error on its own samples (default: the shipped base model).
     #[arg(long)]
     model: Option<String>,
-    /// A generator of the pool, `NAME=PATH[:cfg=W][:steps=N][:sampler=KIND][:eta=E]` (repeat the flag; default: the weaker first base
-    /// model, the shipped base model and the cleaner generator in `assets/`, each at several guidance scales and
-    /// step counts).
+    /// A generator of the pool, `NAME=PATH[:cfg=W][:steps=N][:sampler=KIND][:eta=E]` (repeat the flag; default:
+    /// the flow base model at guidance 2 and 3, the cleaner generator and the shipped base model sampled with
+    /// 250 DDPM steps, and the flow model ignoring the prompt, all in `assets/`; see the README).
     #[arg(long = "generator", value_name = "NAME=PATH[:cfg=W][:steps=N][:sampler=KIND][:eta=E]", value_parser = GeneratorSpec::parse)]
     generators: Vec<GeneratorSpec>,
     /// Prompts (comparison chains).
