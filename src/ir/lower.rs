@@ -179,14 +179,8 @@ impl<'a> Lowerer<'a> {
     }
 
     fn datum(&mut self, d: Datum, span: Span) -> NodeId {
-        let k = match self.datums.iter().position(|x| *x == d) {
-            Some(k) => k,
-            None => {
-                self.datums.push(d);
-                self.datums.len() - 1
-            }
-        };
-        self.intern(Node::Datum(DatumId(k as u32)), span)
+        let k = index_in(&mut self.datums, d);
+        self.intern(Node::Datum(DatumId(k)), span)
     }
 
     /// The draw of a leaf call: its `draw = k`, else the enclosing `draws(...)` iteration's, else 0.
@@ -334,13 +328,19 @@ impl<'a> Lowerer<'a> {
             other => panic!("internal error: {other:?} is not images"),
         };
         let input = Input { model, images, draw, against };
-        let k = match self.inputs.iter().position(|i| *i == input) {
-            Some(k) => k,
-            None => {
-                self.inputs.push(input);
-                self.inputs.len() - 1
-            }
-        };
-        self.intern(Node::Input(InputId(k as u32)), span)
+        let k = index_in(&mut self.inputs, input);
+        self.intern(Node::Input(InputId(k)), span)
     }
+}
+
+/// The index of `x` in `list`, appending it first when it is not there (leaves and data values are listed once).
+fn index_in<T: PartialEq>(list: &mut Vec<T>, x: T) -> u32 {
+    let k = match list.iter().position(|y| *y == x) {
+        Some(k) => k,
+        None => {
+            list.push(x);
+            list.len() - 1
+        }
+    };
+    k as u32
 }
