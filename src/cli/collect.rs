@@ -23,8 +23,8 @@ pub struct Args {
     #[arg(long)]
     model: Option<String>,
     /// A generator of the pool, `NAME=PATH[:cfg=W][:steps=N][:sampler=KIND][:eta=E]` (repeat the flag; default:
-    /// the flow base model at guidance 2 and 3, the cleaner generator and the shipped base model sampled with
-    /// 250 DDPM steps, and the flow model ignoring the prompt, all in `assets/`; see the README).
+    /// the flow base model in `assets/base_flow`, Euler with 20 and 50 steps at guidance 1, 1.5 and 2; see the
+    /// README).
     #[arg(long = "generator", value_name = "NAME=PATH[:cfg=W][:steps=N][:sampler=KIND][:eta=E]", value_parser = GeneratorSpec::parse)]
     generators: Vec<GeneratorSpec>,
     /// Prompts (comparison chains).
