@@ -1,18 +1,52 @@
-//! Matrix products for the fused linear layers through the `gemm` crate (the one dfdx's own matmul calls), behind
-//! one safe wrapper that checks every operand against its slice, and a driver that splits the rows of the result
-//! over the rayon pool (one single-threaded `gemm` call per block, with the bias as the block's starting value and
-//! an epilogue such as ReLU applied while the block is still in cache).
+//! Matrix products for the fused linear layers, behind one safe entry point that checks every operand against its
+//! slice, and a driver that splits the rows of the result over the rayon pool (one single-threaded product per
+//! block, with the bias as the block's starting value and an epilogue such as ReLU applied while the block is
+//! still in cache).
+//!
+//! Two implementations: the packed AVX2/FMA kernel of `packed.rs`, used whenever the CPU has AVX2 and FMA, and
+//! otherwise the `gemm` crate (the one dfdx's own matmul calls).
 
-use gemm::Parallelism;
+use super::packed;
+use ::gemm::Parallelism;
 use rayon::prelude::*;
+
+/// Which implementation computes a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// The packed AVX2/FMA kernel (x86-64 CPUs with AVX2 and FMA only).
+    Packed,
+    /// The `gemm` crate, on any CPU.
+    GemmCrate,
+}
+
+impl Kernel {
+    /// The one the fused layers use on this CPU: [`Kernel::Packed`] where it runs, else [`Kernel::GemmCrate`].
+    pub fn best() -> Kernel {
+        if packed::available() {
+            Kernel::Packed
+        } else {
+            Kernel::GemmCrate
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub fn available(self) -> bool {
+        self == Kernel::GemmCrate || packed::available()
+    }
+}
 
 /// A strided matrix view: element `(r, c)` of the `rows × cols` matrix is `data[r · rs + c · cs]`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Mat<'a> {
+pub struct Mat<'a> {
+    /// The elements.
     pub data: &'a [f32],
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
+    /// Distance in `data` between vertically adjacent elements.
     pub rs: usize,
+    /// Distance in `data` between horizontally adjacent elements.
     pub cs: usize,
 }
 
@@ -33,16 +67,24 @@ impl<'a> Mat<'a> {
     }
 
     /// Whether every element the strides address lies inside `data`.
-    fn fits(&self) -> bool {
+    pub(super) fn fits(&self) -> bool {
         self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
     }
 }
 
-/// `c = a · b`, or `c += a · b` when `accumulate`, single-threaded; `c` is row-major `a.rows × b.cols` with
-/// leading dimension `ldc`.
+/// `c = a · b`, or `c += a · b` when `accumulate`, single-threaded, by `kernel`; `c` is row-major
+/// `a.rows × b.cols` with leading dimension `ldc`. Without `accumulate` the old values of `c` are never read.
 ///
-/// Panics if the inner dimensions differ or an operand does not fit its slice.
-pub(super) fn gemm_into(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
+/// Panics if the inner dimensions differ, an operand does not fit its slice, or this CPU cannot run `kernel`.
+pub fn product(kernel: Kernel, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
+    match kernel {
+        Kernel::Packed => packed::gemm(a, b, c, ldc, accumulate),
+        Kernel::GemmCrate => gemm_crate(a, b, c, ldc, accumulate),
+    }
+}
+
+/// [`product`] through the `gemm` crate.
+fn gemm_crate(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");
     assert!(a.fits() && b.fits(), "gemm: an operand view exceeds its slice");
@@ -56,7 +98,7 @@ pub(super) fn gemm_into(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accum
     // this thread, so no pointer outlives the borrows. With `read_dst` false gemm ignores `c`'s old values
     // (alpha is forced to zero), so they need not be initialised in any particular way.
     unsafe {
-        gemm::gemm(
+        ::gemm::gemm(
             m,
             n,
             k,
@@ -98,9 +140,24 @@ const PARALLEL_WORK: usize = 1 << 18;
 /// `a`) spread over the rayon pool, one single-threaded product per block; `epilogue(first_row, block)` then runs
 /// on each block while it is still in cache (e.g. ReLU).
 ///
-/// One `gemm` call per core measured faster on 2 cores than gemm's own rayon split for the DiT's shapes
+/// One single-threaded product per core measured faster on 2 cores than gemm's own rayon split for the DiT's shapes
 /// (BENCHMARKS.md).
 pub(super) fn gemm_rows<F>(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], init: Init<'_>, epilogue: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    gemm_rows_by(Kernel::best(), a, b, c, init, epilogue)
+}
+
+/// [`product`] on a contiguous row-major `c` with the row split of the fused layers (`c += a · b` when
+/// `accumulate`, else `c = a · b`).
+pub fn product_rows(kernel: Kernel, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], accumulate: bool) {
+    let init = if accumulate { Init::Accumulate } else { Init::Overwrite };
+    gemm_rows_by(kernel, a, b, c, init, no_epilogue)
+}
+
+/// [`gemm_rows`] by `kernel`.
+fn gemm_rows_by<F>(kernel: Kernel, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], init: Init<'_>, epilogue: F)
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
@@ -117,7 +174,7 @@ where
         if let Init::Bias(bias) = init {
             block.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(bias));
         }
-        gemm_into(a.row_block(i * per, rows), b, block, n, !matches!(init, Init::Overwrite));
+        product(kernel, a.row_block(i * per, rows), b, block, n, !matches!(init, Init::Overwrite));
         epilogue(i * per, block);
     });
 }

@@ -1,0 +1,216 @@
+//! A packed single-precision matrix product for x86-64 CPUs with AVX2 and FMA, in the classic blocked layout:
+//! `B` is copied into `kc × NR` column panels and `A` into `MR × kc` row panels (from any strided view, so
+//! transposed operands cost nothing extra), and a register-blocked micro-kernel multiplies one `A` panel by one
+//! `B` panel into an `MR × NR` tile of `C` held in twelve 8-wide accumulators. Panels are zero-padded, so edge
+//! tiles run the same kernel into a scratch tile whose valid part is then added to `C`.
+//!
+//! Cache blocking: a `kc × nc` block of `B` is packed once per call (it stays in L2/L3), an `mc × kc` block of `A`
+//! per row block (L2), and each `kc × NR` panel of `B` is reused against every `A` panel of the block while it
+//! sits in L1. Packing buffers are per thread and reused across calls.
+
+use super::gemm::Mat;
+use std::cell::RefCell;
+
+/// Rows of the register tile.
+const MR: usize = 6;
+/// Columns of the register tile (two 8-wide vectors).
+const NR: usize = 16;
+/// Largest depth of one packed block.
+const KC: usize = 256;
+/// Rows of `A` packed at a time (a multiple of `MR`).
+const MC: usize = 120;
+/// Columns of `B` packed at a time (a multiple of `NR`).
+const NC: usize = 1024;
+
+/// Whether this CPU can run [`gemm`] (AVX2 and FMA), detected once.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+/// Whether this CPU can run [`gemm`]: never off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) fn available() -> bool {
+    false
+}
+
+thread_local! {
+    /// This thread's packing buffers for `A` and `B`.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// A sub-slice of `buf` of `len` values that starts on a 64-byte boundary (growing `buf` as needed).
+fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len + 16 {
+        *buf = vec![0.0; len + 16];
+    }
+    let off = buf.as_ptr().align_offset(64).min(16);
+    &mut buf[off..off + len]
+}
+
+/// `c = a · b`, or `c += a · b` when `accumulate`, on this thread; `c` is row-major `a.rows × b.cols` with leading
+/// dimension `ldc`. Same contract as `gemm::gemm_into`.
+///
+/// Panics if the CPU lacks AVX2/FMA ([`available`]), the inner dimensions differ or an operand does not fit its
+/// slice.
+pub(super) fn gemm(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(available(), "packed gemm: the CPU lacks AVX2/FMA");
+    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
+    assert!(a.fits() && b.fits(), "gemm: an operand view exceeds its slice");
+    assert!(ldc >= n && (m == 0 || n == 0 || (m - 1) * ldc + n <= c.len()), "gemm: result exceeds its slice");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
+        }
+        return;
+    }
+    // Equal depth blocks (e.g. 384 = 2 × 192 rather than 256 + 128).
+    let kc_max = k.div_ceil(k.div_ceil(KC));
+    let mut fresh = (Vec::new(), Vec::new());
+    SCRATCH.with(|scratch| {
+        let mut held = scratch.try_borrow_mut();
+        let (abuf, bbuf) = match held.as_deref_mut() {
+            Ok((abuf, bbuf)) => (abuf, bbuf),
+            Err(_) => (&mut fresh.0, &mut fresh.1),
+        };
+        let apack = aligned(abuf, MC * kc_max);
+        let bpack = aligned(bbuf, NC.min(n.next_multiple_of(NR)) * kc_max);
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(kc_max) {
+                let kc = kc_max.min(k - pc);
+                pack_b(b, (pc, kc), (jc, nc), bpack);
+                let load = accumulate || pc > 0;
+                for ic in (0..m).step_by(MC) {
+                    let mc = MC.min(m - ic);
+                    pack_a(a, (ic, mc), (pc, kc), apack);
+                    for jr in 0..nc.div_ceil(NR) {
+                        let bp = &bpack[jr * kc * NR..(jr + 1) * kc * NR];
+                        let (j0, w) = (jc + jr * NR, NR.min(nc - jr * NR));
+                        for ir in 0..mc.div_ceil(MR) {
+                            let ap = &apack[ir * kc * MR..(ir + 1) * kc * MR];
+                            let (i0, h) = (ic + ir * MR, MR.min(mc - ir * MR));
+                            let ct = &mut c[i0 * ldc + j0..];
+                            if h == MR && w == NR {
+                                tile(kc, ap, bp, ct, ldc, load);
+                            } else {
+                                edge_tile(kc, ap, bp, (h, w), ct, ldc, load);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Packs rows `pc..pc + kc` and columns `jc..jc + nc` of `b` into `kc × NR` panels (panel `j` holds columns
+/// `jc + j·NR ..`, row after row), zero-padding the last panel to `NR` columns.
+fn pack_b(b: Mat<'_>, (pc, kc): (usize, usize), (jc, nc): (usize, usize), dst: &mut [f32]) {
+    for (jp, panel) in dst[..nc.div_ceil(NR) * kc * NR].chunks_exact_mut(kc * NR).enumerate() {
+        let j0 = jc + jp * NR;
+        let w = NR.min(jc + nc - j0);
+        for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+            let row = (pc + p) * b.rs;
+            if b.cs == 1 {
+                out[..w].copy_from_slice(&b.data[row + j0..row + j0 + w]);
+            } else {
+                out[..w].iter_mut().enumerate().for_each(|(j, v)| *v = b.data[row + (j0 + j) * b.cs]);
+            }
+            out[w..].fill(0.0);
+        }
+    }
+}
+
+/// Packs rows `ic..ic + mc` and columns `pc..pc + kc` of `a` into `MR × kc` panels (panel `i` holds rows
+/// `ic + i·MR ..`, column after column), zero-padding the last panel to `MR` rows.
+fn pack_a(a: Mat<'_>, (ic, mc): (usize, usize), (pc, kc): (usize, usize), dst: &mut [f32]) {
+    for (ip, panel) in dst[..mc.div_ceil(MR) * kc * MR].chunks_exact_mut(kc * MR).enumerate() {
+        let i0 = ic + ip * MR;
+        let h = MR.min(ic + mc - i0);
+        if a.rs == 1 {
+            // Columns are contiguous (a transposed row-major matrix): copy `h` values per column.
+            for (p, out) in panel.chunks_exact_mut(MR).enumerate() {
+                let col = (pc + p) * a.cs + i0;
+                out[..h].copy_from_slice(&a.data[col..col + h]);
+                out[h..].fill(0.0);
+            }
+        } else {
+            for i in 0..MR {
+                let row = (i0 + i) * a.rs + pc * a.cs;
+                for (p, out) in panel.chunks_exact_mut(MR).enumerate() {
+                    out[i] = if i < h { a.data[row + p * a.cs] } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// One full `MR × NR` tile: `c[i·ldc + j] (+)= Σ_p a[p·MR + i] · b[p·NR + j]`.
+fn tile(kc: usize, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, load: bool) {
+    assert!(a.len() >= kc * MR && b.len() >= kc * NR && ldc >= NR && c.len() >= (MR - 1) * ldc + NR);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `tile` is only reached through `gemm`, which asserted that the CPU has AVX2 and FMA (the kernel's
+    // target features). The kernel reads `a[0..kc·MR]` and `b[0..kc·NR]` and reads/writes `c[i·ldc + j]` for
+    // `i < MR`, `j < NR`, the largest index being `(MR − 1)·ldc + NR − 1`; the assert above keeps all three
+    // inside their slices. `c` is borrowed mutably and `a`, `b` shared, so the output aliases no input.
+    unsafe {
+        kernel(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, load)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("packed gemm on a CPU without AVX2/FMA: {kc} {} {} {} {ldc} {load}", a.len(), b.len(), c.len())
+}
+
+/// A partial tile (`h ≤ MR` rows, `w ≤ NR` columns of `c`): the kernel runs into a scratch tile, whose valid
+/// part is then stored or added.
+fn edge_tile(kc: usize, a: &[f32], b: &[f32], (h, w): (usize, usize), c: &mut [f32], ldc: usize, load: bool) {
+    let mut scratch = [0.0f32; MR * NR];
+    tile(kc, a, b, &mut scratch, NR, false);
+    for (i, part) in scratch.chunks_exact(NR).take(h).enumerate() {
+        let row = &mut c[i * ldc..i * ldc + w];
+        match load {
+            true => row.iter_mut().zip(part).for_each(|(c, p)| *c += p),
+            false => row.copy_from_slice(&part[..w]),
+        }
+    }
+}
+
+/// The micro-kernel: `C (+)= A_panel · B_panel` for one `MR × NR` tile, `C[i][j]` at `c + i·ldc + j`. Each
+/// depth step broadcasts the six `A` values of a column against the two 8-wide vectors of a `B` row (12 FMAs).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `a` must be valid for `kc·MR` reads, `b` for `kc·NR`, and `c` for reads
+/// and writes at `i·ldc + j` for every `i < MR`, `j < NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, load: bool) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        let b0 = _mm256_loadu_ps(b);
+        let b1 = _mm256_loadu_ps(b.add(8));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm256_broadcast_ss(&*a.add(i));
+            row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+        }
+        a = a.add(MR);
+        b = b.add(NR);
+    }
+    for (i, row) in acc.iter().enumerate() {
+        let ci = c.add(i * ldc);
+        let (mut lo, mut hi) = (row[0], row[1]);
+        if load {
+            lo = _mm256_add_ps(lo, _mm256_loadu_ps(ci));
+            hi = _mm256_add_ps(hi, _mm256_loadu_ps(ci.add(8)));
+        }
+        _mm256_storeu_ps(ci, lo);
+        _mm256_storeu_ps(ci.add(8), hi);
+    }
+}
