@@ -62,8 +62,11 @@ impl Problem {
     /// `(a, b)` of the product.
     fn operands(&self) -> (Mat<'_>, Mat<'_>) {
         let (rows, inner, out) = self.shape;
-        let (x, w, dy) =
-            (Mat::row_major(&self.x, rows, inner), Mat::row_major(&self.w, inner, out), Mat::row_major(&self.dy, rows, out));
+        let (x, w, dy) = (
+            Mat::row_major(&self.x, rows, inner),
+            Mat::row_major(&self.w, inner, out),
+            Mat::row_major(&self.dy, rows, out),
+        );
         match self.form {
             Form::Forward => (x, w),
             Form::InputGrad => (dy, w.t()),
@@ -104,7 +107,11 @@ fn main() {
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average (1, 5, 15 min): {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
-    println!("rayon threads: {}, packed kernel available: {}", rayon::current_num_threads(), Kernel::Packed.available());
+    println!(
+        "rayon threads: {}, packed kernel available: {}",
+        rayon::current_num_threads(),
+        Kernel::Packed.available()
+    );
     let kernels: Vec<Kernel> = [Kernel::Packed, Kernel::GemmCrate].into_iter().filter(|k| k.available()).collect();
     println!("median of {reps} repetitions, GFLOP/s (packed / gemm crate)");
     println!("{:<18} {:<7} {:>16} {:>16}", "rows×inner×out", "form", "1 thread", "row split");
@@ -134,7 +141,13 @@ fn main() {
                 }
             };
             let (rows, inner, out) = shape;
-            println!("{:<18} {:<7} {:>16} {:>16}", format!("{rows}×{inner}×{out}"), form.name(), pair(false), pair(true));
+            println!(
+                "{:<18} {:<7} {:>16} {:>16}",
+                format!("{rows}×{inner}×{out}"),
+                form.name(),
+                pair(false),
+                pair(true)
+            );
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

@@ -104,9 +104,8 @@ fn kernels() -> Vec<Kernel> {
 }
 
 fn case(dims: impl Strategy<Value = usize> + Clone) -> impl Strategy<Value = Case> {
-    (dims.clone(), dims.clone(), dims, layout(), layout(), 0usize..3, any::<bool>(), any::<u64>()).prop_map(
-        |(m, k, n, la, lb, ldc_pad, accumulate, seed)| Case { m, k, n, la, lb, ldc_pad, accumulate, seed },
-    )
+    (dims.clone(), dims.clone(), dims, layout(), layout(), 0usize..3, any::<bool>(), any::<u64>())
+        .prop_map(|(m, k, n, la, lb, ldc_pad, accumulate, seed)| Case { m, k, n, la, lb, ldc_pad, accumulate, seed })
 }
 
 proptest! {
@@ -142,12 +141,8 @@ proptest! {
 fn dit_shapes_match_f64() {
     let row = Layout::RowMajor { pad: 0 };
     let tr = Layout::Transposed { pad: 0 };
-    let shapes = [
-        (512, 128, 384, row, row),
-        (256, 384, 96, row, tr),
-        (128, 4096, 128, tr, row),
-        (96, 1024, 288, tr, row),
-    ];
+    let shapes =
+        [(512, 128, 384, row, row), (256, 384, 96, row, tr), (128, 4096, 128, tr, row), (96, 1024, 288, tr, row)];
     for (seed, (m, k, n, la, lb)) in shapes.into_iter().enumerate() {
         for accumulate in [false, true] {
             let case = Case { m, k, n, la, lb, ldc_pad: 0, accumulate, seed: seed as u64 };
