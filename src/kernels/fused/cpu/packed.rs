@@ -19,7 +19,7 @@ const MR: usize = 6;
 /// Columns of the register tile (two 8-wide vectors).
 const NR: usize = 16;
 /// Largest depth of one packed block: the DiT's products with a depth of at most 512 then run as one block,
-/// which measured up to 30 % faster than two blocks of 256 (a `B` panel is 32 KiB, within a 48 KiB L1).
+/// which measured 25–40 % faster there than two blocks of 256 (a `B` panel is 32 KiB, within a 48 KiB L1).
 const KC: usize = 512;
 /// Rows of `A` packed at a time (a multiple of `MR`; 240 KiB at full depth, for L2; 48–240 measured alike).
 const MC: usize = 120;
