@@ -1,5 +1,5 @@
-//! Benchmarks the fused CPU layers' matrix product on the DiT's shapes: GFLOP/s of the packed AVX2/FMA kernel
-//! against the `gemm` crate, on one thread and through the layers' row split over the rayon pool; median of the
+//! Benchmarks the fused CPU layers' matrix product on the DiT's shapes: GFLOP/s of every kernel this CPU runs
+//! (the packed kernel with its AVX-512F and AVX2/FMA micro-kernels, the `gemm` crate), on one thread and through the layers' row split over the rayon pool; median of the
 //! repetitions, the kernels interleaved within each repetition.
 //!
 //! `cargo run --release --example bench_gemm -- [reps] [forward]` (default 9 repetitions; `forward`: only the
@@ -107,14 +107,18 @@ fn main() {
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average (1, 5, 15 min): {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    let kernels: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| k.available()).collect();
+    let names: Vec<&str> = kernels.iter().map(|k| k.name()).collect();
+    let skipped: Vec<&str> = Kernel::ALL.iter().filter(|k| !k.available()).map(|k| k.name()).collect();
     println!(
-        "rayon threads: {}, packed kernel available: {}",
+        "rayon threads: {}, kernels: {}, not on this CPU: {:?}",
         rayon::current_num_threads(),
-        Kernel::Packed.available()
+        names.join(", "),
+        skipped
     );
-    let kernels: Vec<Kernel> = [Kernel::Packed, Kernel::GemmCrate].into_iter().filter(|k| k.available()).collect();
-    println!("median of {reps} repetitions, GFLOP/s (packed / gemm crate)");
-    println!("{:<18} {:<7} {:>16} {:>16}", "rows×inner×out", "form", "1 thread", "row split");
+    println!("median of {reps} repetitions, GFLOP/s ({})", names.join(" / "));
+    let width = 7 * kernels.len() + 2;
+    println!("{:<18} {:<7} {:>width$} {:>width$}", "rows×inner×out", "form", "1 thread", "row split");
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     for &shape in &SHAPES {
         for &form in forms {
@@ -133,20 +137,17 @@ fn main() {
                 }
             }
             let gflops: Vec<f64> = secs.into_iter().map(|s| problem.flops() * calls as f64 / median(s) / 1e9).collect();
-            let pair = |split: bool| {
-                let of = |k: Kernel| variants.iter().position(|&v| v == (k, split)).map(|i| gflops[i]);
-                match (of(Kernel::Packed), of(Kernel::GemmCrate)) {
-                    (Some(p), Some(g)) => format!("{p:6.1} / {g:6.1}"),
-                    (_, g) => format!("   -   / {:6.1}", g.unwrap_or(0.0)),
-                }
+            let row = |split: bool| {
+                let of = |k: &Kernel| variants.iter().position(|v| *v == (*k, split)).map_or(0.0, |i| gflops[i]);
+                kernels.iter().map(|k| format!("{:5.1}", of(k))).collect::<Vec<_>>().join(" / ")
             };
             let (rows, inner, out) = shape;
             println!(
-                "{:<18} {:<7} {:>16} {:>16}",
+                "{:<18} {:<7} {:>width$} {:>width$}",
                 format!("{rows}×{inner}×{out}"),
                 form.name(),
-                pair(false),
-                pair(true)
+                row(false),
+                row(true)
             );
         }
     }

@@ -98,9 +98,16 @@ fn check(case: Case, kernel: Kernel, split: bool) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The kernels this CPU runs.
+/// The kernels this CPU runs; the first call names on stderr those it cannot run (skipped).
 fn kernels() -> Vec<Kernel> {
-    [Kernel::Packed, Kernel::GemmCrate].into_iter().filter(|k| k.available()).collect()
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let skipped: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| !k.available()).collect();
+        if !skipped.is_empty() {
+            eprintln!("gemm tests: this CPU cannot run {skipped:?}; skipped");
+        }
+    });
+    Kernel::ALL.into_iter().filter(|k| k.available()).collect()
 }
 
 fn case(dims: impl Strategy<Value = usize> + Clone) -> impl Strategy<Value = Case> {
@@ -111,7 +118,7 @@ fn case(dims: impl Strategy<Value = usize> + Clone) -> impl Strategy<Value = Cas
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Small shapes: every edge-tile combination of the 6 × 16 register tile, including empty products.
+    /// Small shapes: every edge-tile combination of the 6 × 16 and 8 × 32 register tiles, including empty products.
     #[test]
     fn small_products_match_f64(case in case(0usize..=70)) {
         for kernel in kernels() {
@@ -123,7 +130,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
-    /// Larger shapes: several cache blocks in every dimension (depth beyond one 256-deep block, rows beyond one
+    /// Larger shapes: several cache blocks in every dimension (depth beyond one 512-deep block, rows beyond one
     /// 120-row block, columns beyond one 1024-column block), single-threaded and through the row split.
     #[test]
     fn large_products_match_f64(case in case(1usize..=1100), split in any::<bool>()) {
@@ -155,10 +162,22 @@ fn dit_shapes_match_f64() {
     }
 }
 
+/// Every kernel is tested where the CPU runs it; the default is the first one it runs (this test process does
+/// not set the override variable).
 #[test]
-fn the_packed_kernel_is_the_default_where_the_cpu_runs_it() {
-    let packed = Kernel::Packed.available();
-    assert_eq!(Kernel::best() == Kernel::Packed, packed);
+fn the_default_is_the_fastest_kernel_the_cpu_runs() {
+    assert!(Kernel::GemmCrate.available());
     #[cfg(target_arch = "x86_64")]
-    assert_eq!(packed, is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"));
+    {
+        assert_eq!(Kernel::Avx512.available(), is_x86_feature_detected!("avx512f"));
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        assert_eq!(Kernel::Avx2.available(), avx2);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    assert!(!Kernel::Avx512.available() && !Kernel::Avx2.available());
+    if std::env::var_os(seppoc::kernels::fused::gemm::KERNEL_VAR).is_none() {
+        let first = Kernel::ALL.into_iter().find(|k| k.available());
+        assert_eq!(Some(Kernel::best()), first);
+    }
+    assert_eq!(kernels(), Kernel::ALL.into_iter().filter(|k| k.available()).collect::<Vec<_>>());
 }

@@ -3,35 +3,71 @@
 //! block, with the bias as the block's starting value and an epilogue such as ReLU applied while the block is
 //! still in cache).
 //!
-//! Two implementations: the packed AVX2/FMA kernel of `packed.rs`, used whenever the CPU has AVX2 and FMA, and
-//! otherwise the `gemm` crate (the one dfdx's own matmul calls).
+//! Three implementations, the first this CPU runs being the default ([`Kernel::best`]): the packed kernels of
+//! `packed.rs` with the AVX-512F micro-kernel (`avx512.rs`) or the AVX2/FMA one (`avx2.rs`), and the `gemm` crate
+//! (the one dfdx's own matmul calls) on any CPU.
 
-use super::packed;
+use super::{avx2, avx512};
 use ::gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Which implementation computes a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
-    /// The packed AVX2/FMA kernel (x86-64 CPUs with AVX2 and FMA only).
-    Packed,
+    /// The packed kernel with an 8 × 32 AVX-512F micro-kernel (x86-64 CPUs with AVX-512F only).
+    Avx512,
+    /// The packed kernel with a 6 × 16 AVX2/FMA micro-kernel (x86-64 CPUs with AVX2 and FMA only).
+    Avx2,
     /// The `gemm` crate, on any CPU.
     GemmCrate,
 }
 
+/// The environment variable that overrides [`Kernel::best`]: `avx512`, `avx2` or `gemm`.
+pub const KERNEL_VAR: &str = "SEPPOC_GEMM_KERNEL";
+
 impl Kernel {
-    /// The one the fused layers use on this CPU: [`Kernel::Packed`] where it runs, else [`Kernel::GemmCrate`].
+    /// Every kernel, fastest first.
+    pub const ALL: [Kernel; 3] = [Kernel::Avx512, Kernel::Avx2, Kernel::GemmCrate];
+
+    /// The one the fused layers use on this CPU, decided once: the first of [`Kernel::ALL`] it runs, unless the
+    /// environment variable [`KERNEL_VAR`] names another one it runs (e.g. `SEPPOC_GEMM_KERNEL=avx2` to compare
+    /// the kernels end to end). A name that is unknown or that this CPU cannot run is reported on stderr and
+    /// ignored.
     pub fn best() -> Kernel {
-        if packed::available() {
-            Kernel::Packed
-        } else {
-            Kernel::GemmCrate
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let default = Kernel::ALL.into_iter().find(|k| k.available()).unwrap_or(Kernel::GemmCrate);
+            let Ok(name) = std::env::var(KERNEL_VAR) else { return default };
+            match Kernel::ALL.into_iter().find(|k| k.name() == name.trim()) {
+                Some(k) if k.available() => k,
+                Some(k) => {
+                    eprintln!("{KERNEL_VAR}={name}: this CPU cannot run {k:?}; using {default:?}");
+                    default
+                }
+                None => {
+                    eprintln!("{KERNEL_VAR}={name}: not one of avx512, avx2, gemm; using {default:?}");
+                    default
+                }
+            }
+        })
+    }
+
+    /// Its name in [`KERNEL_VAR`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512",
+            Kernel::Avx2 => "avx2",
+            Kernel::GemmCrate => "gemm",
         }
     }
 
     /// Whether this CPU can run it.
     pub fn available(self) -> bool {
-        self == Kernel::GemmCrate || packed::available()
+        match self {
+            Kernel::Avx512 => avx512::available(),
+            Kernel::Avx2 => avx2::available(),
+            Kernel::GemmCrate => true,
+        }
     }
 }
 
@@ -78,7 +114,8 @@ impl<'a> Mat<'a> {
 /// Panics if the inner dimensions differ, an operand does not fit its slice, or this CPU cannot run `kernel`.
 pub fn product(kernel: Kernel, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
     match kernel {
-        Kernel::Packed => packed::gemm(a, b, c, ldc, accumulate),
+        Kernel::Avx512 => avx512::gemm(a, b, c, ldc, accumulate),
+        Kernel::Avx2 => avx2::gemm(a, b, c, ldc, accumulate),
         Kernel::GemmCrate => gemm_crate(a, b, c, ldc, accumulate),
     }
 }

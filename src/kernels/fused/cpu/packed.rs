@@ -1,8 +1,9 @@
-//! A packed single-precision matrix product for x86-64 CPUs with AVX2 and FMA, in the classic blocked layout:
-//! `B` is copied into `kc × NR` column panels and `A` into `MR × kc` row panels (from any strided view, so
-//! transposed operands cost nothing extra), and a register-blocked micro-kernel multiplies one `A` panel by one
-//! `B` panel into an `MR × NR` tile of `C` held in twelve 8-wide accumulators. Panels are zero-padded, so edge
-//! tiles run the same kernel into a scratch tile whose valid part is then added to `C`.
+//! The packed single-precision matrix product shared by the x86-64 micro-kernels (`avx2.rs`, `avx512.rs`), in
+//! the classic blocked layout: `B` is copied into `kc × NR` column panels and `A` into `MR × kc` row panels (from
+//! any strided view, so transposed operands cost nothing extra), and a register-blocked micro-kernel multiplies
+//! one `A` panel by one `B` panel into an `MR × NR` tile of `C`. Panels are zero-padded, so edge tiles run the
+//! same kernel into a scratch tile whose valid part is then added to `C`. Everything here is generic over the
+//! tile (`MR`, `NR`) and the cache blocks ([`Blocking`]); a kernel module supplies only its micro-kernel.
 //!
 //! Cache blocking: a `kc × nc` block of `B` is packed once per call (it stays in L2/L3), an `mc × kc` block of `A`
 //! per row block (L2), and each `kc × NR` panel of `B` is reused against every `A` panel of the block while it
@@ -14,29 +15,158 @@
 use super::gemm::Mat;
 use std::cell::RefCell;
 
-/// Rows of the register tile.
-const MR: usize = 6;
-/// Columns of the register tile (two 8-wide vectors).
-const NR: usize = 16;
-/// Largest depth of one packed block: the DiT's products with a depth of at most 512 then run as one block,
-/// which measured 25–40 % faster there than two blocks of 256 (a `B` panel is 32 KiB, within a 48 KiB L1).
-const KC: usize = 512;
-/// Rows of `A` packed at a time (a multiple of `MR`; 240 KiB at full depth, for L2; 48–240 measured alike).
-const MC: usize = 120;
-/// Columns of `B` packed at a time (a multiple of `NR`).
-const NC: usize = 1024;
+/// A micro-kernel: `C (+)= A_panel · B_panel` for one full `MR × NR` tile, `C[i][j]` at `c + i·ldc + j`, adding
+/// to the old values when `load`; `a` holds `kc` columns of `MR` values, `b` `kc` rows of `NR` values.
+pub(super) type MicroKernel = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, load: bool);
 
-/// Whether this CPU can run [`gemm`] (AVX2 and FMA), detected once.
-#[cfg(target_arch = "x86_64")]
-pub(super) fn available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+/// Largest `MR · NR` of a micro-kernel (the size of the edge tiles' scratch).
+const MAX_TILE: usize = 1024;
+
+/// Cache block sizes of a micro-kernel.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Blocking {
+    /// Largest depth of one packed block (longer depths are split into equal blocks).
+    pub kc: usize,
+    /// Rows of `A` packed at a time (a multiple of `MR`).
+    pub mc: usize,
+    /// Columns of `B` packed at a time (a multiple of `NR`).
+    pub nc: usize,
 }
 
-/// Whether this CPU can run [`gemm`]: never off x86-64.
-#[cfg(not(target_arch = "x86_64"))]
-pub(super) fn available() -> bool {
-    false
+/// A micro-kernel for `MR × NR` tiles with its cache blocks and the test of whether this CPU runs it.
+pub(super) struct Micro<const MR: usize, const NR: usize> {
+    kernel: MicroKernel,
+    available: fn() -> bool,
+    blocking: Blocking,
+}
+
+impl<const MR: usize, const NR: usize> Micro<MR, NR> {
+    /// # Safety
+    /// Whenever `available()` returns true, `kernel` must be sound to call with `a` valid for `kc·MR` reads, `b`
+    /// for `kc·NR` reads and `c` for reads and writes at `i·ldc + j` for every `i < MR`, `j < NR` (the contract
+    /// of [`MicroKernel`]), and touch no other memory.
+    pub(super) const unsafe fn new(kernel: MicroKernel, available: fn() -> bool, blocking: Blocking) -> Self {
+        assert!(MR > 0 && NR > 0 && MR * NR <= MAX_TILE, "tile size");
+        assert!(blocking.kc > 0 && blocking.mc.is_multiple_of(MR) && blocking.nc.is_multiple_of(NR), "blocks");
+        assert!(blocking.mc > 0 && blocking.nc > 0, "blocks");
+        Micro { kernel, available, blocking }
+    }
+
+    /// Whether this CPU runs the kernel.
+    pub(super) fn available(&self) -> bool {
+        (self.available)()
+    }
+
+    /// `c = a · b`, or `c += a · b` when `accumulate`, on this thread; `c` is row-major `a.rows × b.cols` with
+    /// leading dimension `ldc`. Same contract as `gemm::product`.
+    ///
+    /// Panics if the CPU cannot run the kernel, the inner dimensions differ or an operand does not fit its slice.
+    pub(super) fn gemm(&self, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        assert!(self.available(), "packed gemm: the CPU lacks the kernel's instructions");
+        assert_eq!(b.rows, k, "gemm: inner dimensions differ");
+        assert!(a.fits() && b.fits(), "gemm: an operand view exceeds its slice");
+        assert!(ldc >= n && (m == 0 || n == 0 || (m - 1) * ldc + n <= c.len()), "gemm: result exceeds its slice");
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !accumulate {
+                c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
+            }
+            return;
+        }
+        let Blocking { kc: kc_block, mc: mc_block, nc: nc_block } = self.blocking;
+        // Equal depth blocks (e.g. 384 = 2 × 192 rather than 256 + 128).
+        let kc_max = k.div_ceil(k.div_ceil(kc_block));
+        let mut fresh = (Vec::new(), Vec::new());
+        SCRATCH.with(|scratch| {
+            let mut held = scratch.try_borrow_mut();
+            let (abuf, bbuf) = match held.as_deref_mut() {
+                Ok((abuf, bbuf)) => (abuf, bbuf),
+                Err(_) => (&mut fresh.0, &mut fresh.1),
+            };
+            let apack = aligned(abuf, mc_block * kc_max);
+            let bpack = aligned(bbuf, nc_block.min(n.next_multiple_of(NR)) * kc_max);
+            for jc in (0..n).step_by(nc_block) {
+                let nc = nc_block.min(n - jc);
+                for pc in (0..k).step_by(kc_max) {
+                    let kc = kc_max.min(k - pc);
+                    pack_b::<NR>(b, (pc, kc), (jc, nc), bpack);
+                    let load = accumulate || pc > 0;
+                    for ic in (0..m).step_by(mc_block) {
+                        let mc = mc_block.min(m - ic);
+                        pack_a::<MR>(a, (ic, mc), (pc, kc), apack);
+                        self.macro_block(kc, apack, bpack, (ic, mc), (jc, nc), (c, ldc), load);
+                    }
+                }
+            }
+        });
+    }
+
+    /// The products of one packed `mc × kc` block of `A` (`apack`) with one packed `kc × nc` block of `B`
+    /// (`bblock`) into rows `ic..ic + mc` and columns `jc..jc + nc` of `c`: each `B` panel against every `A` panel.
+    #[allow(clippy::too_many_arguments)]
+    fn macro_block(
+        &self,
+        kc: usize,
+        apack: &[f32],
+        bblock: &[f32],
+        (ic, mc): (usize, usize),
+        (jc, nc): (usize, usize),
+        (c, ldc): (&mut [f32], usize),
+        load: bool,
+    ) {
+        for jr in 0..nc.div_ceil(NR) {
+            let bp = &bblock[jr * kc * NR..(jr + 1) * kc * NR];
+            let (j0, w) = (jc + jr * NR, NR.min(nc - jr * NR));
+            for ir in 0..mc.div_ceil(MR) {
+                let ap = &apack[ir * kc * MR..(ir + 1) * kc * MR];
+                let (i0, h) = (ic + ir * MR, MR.min(mc - ir * MR));
+                let ct = &mut c[i0 * ldc + j0..];
+                if h == MR && w == NR {
+                    self.tile(kc, ap, bp, ct, ldc, load);
+                } else {
+                    self.edge_tile(kc, ap, bp, (h, w), ct, ldc, load);
+                }
+            }
+        }
+    }
+
+    /// One full `MR × NR` tile: `c[i·ldc + j] (+)= Σ_p a[p·MR + i] · b[p·NR + j]`.
+    fn tile(&self, kc: usize, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, load: bool) {
+        assert!(a.len() >= kc * MR && b.len() >= kc * NR && ldc >= NR && c.len() >= (MR - 1) * ldc + NR);
+        // SAFETY: `tile` is only reached through `gemm`, which asserted `available()`, so by the contract of
+        // `Micro::new` the kernel may run. It reads `a[0..kc·MR]` and `b[0..kc·NR]` and reads/writes
+        // `c[i·ldc + j]` for `i < MR`, `j < NR`, the largest index being `(MR − 1)·ldc + NR − 1`; the assert
+        // above keeps all three inside their slices. `c` is borrowed mutably and `a`, `b` shared, so the output
+        // aliases no input.
+        unsafe { (self.kernel)(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, load) }
+    }
+
+    /// A partial tile (`h ≤ MR` rows, `w ≤ NR` columns of `c`): the kernel runs into a scratch tile, whose valid
+    /// part is then stored or added.
+    #[allow(clippy::too_many_arguments)]
+    fn edge_tile(
+        &self,
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        (h, w): (usize, usize),
+        c: &mut [f32],
+        ldc: usize,
+        load: bool,
+    ) {
+        let mut scratch = [0.0f32; MAX_TILE];
+        self.tile(kc, a, b, &mut scratch[..MR * NR], NR, false);
+        for (i, part) in scratch.chunks_exact(NR).take(h).enumerate() {
+            let row = &mut c[i * ldc..i * ldc + w];
+            match load {
+                true => row.iter_mut().zip(part).for_each(|(c, p)| *c += p),
+                false => row.copy_from_slice(&part[..w]),
+            }
+        }
+    }
 }
 
 thread_local! {
@@ -53,83 +183,9 @@ fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[off..off + len]
 }
 
-/// `c = a · b`, or `c += a · b` when `accumulate`, on this thread; `c` is row-major `a.rows × b.cols` with leading
-/// dimension `ldc`. Same contract as `gemm::gemm_into`.
-///
-/// Panics if the CPU lacks AVX2/FMA ([`available`]), the inner dimensions differ or an operand does not fit its
-/// slice.
-pub(super) fn gemm(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert!(available(), "packed gemm: the CPU lacks AVX2/FMA");
-    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
-    assert!(a.fits() && b.fits(), "gemm: an operand view exceeds its slice");
-    assert!(ldc >= n && (m == 0 || n == 0 || (m - 1) * ldc + n <= c.len()), "gemm: result exceeds its slice");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
-        }
-        return;
-    }
-    // Equal depth blocks (e.g. 384 = 2 × 192 rather than 256 + 128).
-    let kc_max = k.div_ceil(k.div_ceil(KC));
-    let mut fresh = (Vec::new(), Vec::new());
-    SCRATCH.with(|scratch| {
-        let mut held = scratch.try_borrow_mut();
-        let (abuf, bbuf) = match held.as_deref_mut() {
-            Ok((abuf, bbuf)) => (abuf, bbuf),
-            Err(_) => (&mut fresh.0, &mut fresh.1),
-        };
-        let apack = aligned(abuf, MC * kc_max);
-        let bpack = aligned(bbuf, NC.min(n.next_multiple_of(NR)) * kc_max);
-        for jc in (0..n).step_by(NC) {
-            let nc = NC.min(n - jc);
-            for pc in (0..k).step_by(kc_max) {
-                let kc = kc_max.min(k - pc);
-                pack_b(b, (pc, kc), (jc, nc), bpack);
-                let load = accumulate || pc > 0;
-                for ic in (0..m).step_by(MC) {
-                    let mc = MC.min(m - ic);
-                    pack_a(a, (ic, mc), (pc, kc), apack);
-                    macro_block(kc, apack, bpack, (ic, mc), (jc, nc), (c, ldc), load);
-                }
-            }
-        }
-    });
-}
-
-/// The products of one packed `mc × kc` block of `A` (`apack`) with one packed `kc × nc` block of `B` (`bblock`)
-/// into rows `ic..ic + mc` and columns `jc..jc + nc` of `c`: each `B` panel against every `A` panel.
-fn macro_block(
-    kc: usize,
-    apack: &[f32],
-    bblock: &[f32],
-    (ic, mc): (usize, usize),
-    (jc, nc): (usize, usize),
-    (c, ldc): (&mut [f32], usize),
-    load: bool,
-) {
-    for jr in 0..nc.div_ceil(NR) {
-        let bp = &bblock[jr * kc * NR..(jr + 1) * kc * NR];
-        let (j0, w) = (jc + jr * NR, NR.min(nc - jr * NR));
-        for ir in 0..mc.div_ceil(MR) {
-            let ap = &apack[ir * kc * MR..(ir + 1) * kc * MR];
-            let (i0, h) = (ic + ir * MR, MR.min(mc - ir * MR));
-            let ct = &mut c[i0 * ldc + j0..];
-            if h == MR && w == NR {
-                tile(kc, ap, bp, ct, ldc, load);
-            } else {
-                edge_tile(kc, ap, bp, (h, w), ct, ldc, load);
-            }
-        }
-    }
-}
-
 /// Packs rows `pc..pc + kc` and columns `jc..jc + nc` of `b` into `kc × NR` panels (panel `j` holds columns
 /// `jc + j·NR ..`, row after row), zero-padding the last panel to `NR` columns.
-fn pack_b(b: Mat<'_>, (pc, kc): (usize, usize), (jc, nc): (usize, usize), dst: &mut [f32]) {
+fn pack_b<const NR: usize>(b: Mat<'_>, (pc, kc): (usize, usize), (jc, nc): (usize, usize), dst: &mut [f32]) {
     for (jp, panel) in dst[..nc.div_ceil(NR) * kc * NR].chunks_exact_mut(kc * NR).enumerate() {
         let j0 = jc + jp * NR;
         let w = NR.min(jc + nc - j0);
@@ -151,7 +207,7 @@ fn pack_b(b: Mat<'_>, (pc, kc): (usize, usize), (jc, nc): (usize, usize), dst: &
 
 /// Packs rows `ic..ic + mc` and columns `pc..pc + kc` of `a` into `MR × kc` panels (panel `i` holds rows
 /// `ic + i·MR ..`, column after column), zero-padding the last panel to `MR` rows.
-fn pack_a(a: Mat<'_>, (ic, mc): (usize, usize), (pc, kc): (usize, usize), dst: &mut [f32]) {
+fn pack_a<const MR: usize>(a: Mat<'_>, (ic, mc): (usize, usize), (pc, kc): (usize, usize), dst: &mut [f32]) {
     for (ip, panel) in dst[..mc.div_ceil(MR) * kc * MR].chunks_exact_mut(kc * MR).enumerate() {
         let i0 = ic + ip * MR;
         let h = MR.min(ic + mc - i0);
@@ -168,7 +224,7 @@ fn pack_a(a: Mat<'_>, (ic, mc): (usize, usize), (pc, kc): (usize, usize), dst: &
                 }
             }
         } else if a.cs == 1 && h == MR {
-            // Rows are contiguous (row-major): interleave six row slices.
+            // Rows are contiguous (row-major): interleave `MR` row slices.
             let rows: [&[f32]; MR] = std::array::from_fn(|i| &a.data[(i0 + i) * a.rs + pc..][..kc]);
             for (p, out) in panel.chunks_exact_mut(MR).enumerate() {
                 for (v, row) in out.iter_mut().zip(&rows) {
@@ -183,76 +239,5 @@ fn pack_a(a: Mat<'_>, (ic, mc): (usize, usize), (pc, kc): (usize, usize), dst: &
                 }
             }
         }
-    }
-}
-
-/// One full `MR × NR` tile: `c[i·ldc + j] (+)= Σ_p a[p·MR + i] · b[p·NR + j]`.
-fn tile(kc: usize, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, load: bool) {
-    assert!(a.len() >= kc * MR && b.len() >= kc * NR && ldc >= NR && c.len() >= (MR - 1) * ldc + NR);
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `tile` is only reached through `gemm`, which asserted that the CPU has AVX2 and FMA (the kernel's
-    // target features). The kernel reads `a[0..kc·MR]` and `b[0..kc·NR]` and reads/writes `c[i·ldc + j]` for
-    // `i < MR`, `j < NR`, the largest index being `(MR − 1)·ldc + NR − 1`; the assert above keeps all three
-    // inside their slices. `c` is borrowed mutably and `a`, `b` shared, so the output aliases no input.
-    unsafe {
-        kernel(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, load)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("packed gemm on a CPU without AVX2/FMA: {kc} {} {} {} {ldc} {load}", a.len(), b.len(), c.len())
-}
-
-/// A partial tile (`h ≤ MR` rows, `w ≤ NR` columns of `c`): the kernel runs into a scratch tile, whose valid
-/// part is then stored or added.
-fn edge_tile(kc: usize, a: &[f32], b: &[f32], (h, w): (usize, usize), c: &mut [f32], ldc: usize, load: bool) {
-    let mut scratch = [0.0f32; MR * NR];
-    tile(kc, a, b, &mut scratch, NR, false);
-    for (i, part) in scratch.chunks_exact(NR).take(h).enumerate() {
-        let row = &mut c[i * ldc..i * ldc + w];
-        match load {
-            true => row.iter_mut().zip(part).for_each(|(c, p)| *c += p),
-            false => row.copy_from_slice(&part[..w]),
-        }
-    }
-}
-
-/// The micro-kernel: `C (+)= A_panel · B_panel` for one `MR × NR` tile, `C[i][j]` at `c + i·ldc + j`. Each
-/// depth step broadcasts the six `A` values of a column against the two 8-wide vectors of a `B` row (12 FMAs).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA; `a` must be valid for `kc·MR` reads, `b` for `kc·NR`, and `c` for reads
-/// and writes at `i·ldc + j` for every `i < MR`, `j < NR`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, load: bool) {
-    use std::arch::x86_64::*;
-    if load {
-        // Start fetching the tile of `C` now: it is read only after the depth loop.
-        for i in 0..MR {
-            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + NR - 1) as *const i8);
-        }
-    }
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    let (mut a, mut b) = (a, b);
-    for _ in 0..kc {
-        let b0 = _mm256_loadu_ps(b);
-        let b1 = _mm256_loadu_ps(b.add(8));
-        for (i, row) in acc.iter_mut().enumerate() {
-            let ai = _mm256_broadcast_ss(&*a.add(i));
-            row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
-            row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
-        }
-        a = a.add(MR);
-        b = b.add(NR);
-    }
-    for (i, row) in acc.iter().enumerate() {
-        let ci = c.add(i * ldc);
-        let (mut lo, mut hi) = (row[0], row[1]);
-        if load {
-            lo = _mm256_add_ps(lo, _mm256_loadu_ps(ci));
-            hi = _mm256_add_ps(hi, _mm256_loadu_ps(ci.add(8)));
-        }
-        _mm256_storeu_ps(ci, lo);
-        _mm256_storeu_ps(ci.add(8), hi);
     }
 }
