@@ -1,7 +1,7 @@
 //! The AVX2/FMA micro-kernel of the packed matrix product (`packed.rs`): a 6 × 16 tile of `C` held in twelve
 //! 8-wide accumulators, for x86-64 CPUs with AVX2 and FMA.
 
-use super::gemm::Mat;
+use super::mat::Mat;
 #[cfg(target_arch = "x86_64")]
 use super::packed::{Blocking, Micro};
 

@@ -1,7 +1,7 @@
 //! The AVX-512F micro-kernel of the packed matrix product (`packed.rs`): an 8 × 32 tile of `C` held in sixteen
 //! 16-wide accumulators, for x86-64 CPUs with AVX-512F. The kernel is written for any `MR × 16·NV` tile.
 
-use super::gemm::Mat;
+use super::mat::Mat;
 #[cfg(target_arch = "x86_64")]
 use super::packed::{Blocking, Micro};
 

@@ -7,6 +7,7 @@
 //! `packed.rs` with the AVX-512F micro-kernel (`avx512.rs`) or the AVX2/FMA one (`avx2.rs`), and the `gemm` crate
 //! (the one dfdx's own matmul calls) on any CPU.
 
+pub use super::mat::Mat;
 use super::{avx2, avx512};
 use ::gemm::Parallelism;
 use rayon::prelude::*;
@@ -30,24 +31,21 @@ impl Kernel {
     pub const ALL: [Kernel; 3] = [Kernel::Avx512, Kernel::Avx2, Kernel::GemmCrate];
 
     /// The one the fused layers use on this CPU, decided once: the first of [`Kernel::ALL`] it runs, unless the
-    /// environment variable [`KERNEL_VAR`] names another one it runs (e.g. `SEPPOC_GEMM_KERNEL=avx2` to compare
-    /// the kernels end to end). A name that is unknown or that this CPU cannot run is reported on stderr and
-    /// ignored.
+    /// environment variable [`KERNEL_VAR`] names another (e.g. `SEPPOC_GEMM_KERNEL=avx2` to compare the kernels
+    /// end to end).
+    ///
+    /// Panics if [`KERNEL_VAR`] is set to a name that is not a kernel's or to one this CPU cannot run.
     pub fn best() -> Kernel {
         static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            let default = Kernel::ALL.into_iter().find(|k| k.available()).unwrap_or(Kernel::GemmCrate);
-            let Ok(name) = std::env::var(KERNEL_VAR) else { return default };
+            let Some(name) = std::env::var_os(KERNEL_VAR) else {
+                return Kernel::ALL.into_iter().find(|k| k.available()).unwrap_or(Kernel::GemmCrate);
+            };
+            let name = name.to_string_lossy();
             match Kernel::ALL.into_iter().find(|k| k.name() == name.trim()) {
                 Some(k) if k.available() => k,
-                Some(k) => {
-                    eprintln!("{KERNEL_VAR}={name}: this CPU cannot run {k:?}; using {default:?}");
-                    default
-                }
-                None => {
-                    eprintln!("{KERNEL_VAR}={name}: not one of avx512, avx2, gemm; using {default:?}");
-                    default
-                }
+                Some(k) => panic!("{KERNEL_VAR}={name}: this CPU cannot run the {k:?} kernel"),
+                None => panic!("{KERNEL_VAR}={name}: not a kernel (avx512, avx2 or gemm)"),
             }
         })
     }
@@ -68,43 +66,6 @@ impl Kernel {
             Kernel::Avx2 => avx2::available(),
             Kernel::GemmCrate => true,
         }
-    }
-}
-
-/// A strided matrix view: element `(r, c)` of the `rows × cols` matrix is `data[r · rs + c · cs]`.
-#[derive(Clone, Copy, Debug)]
-pub struct Mat<'a> {
-    /// The elements.
-    pub data: &'a [f32],
-    /// Number of rows.
-    pub rows: usize,
-    /// Number of columns.
-    pub cols: usize,
-    /// Distance in `data` between vertically adjacent elements.
-    pub rs: usize,
-    /// Distance in `data` between horizontally adjacent elements.
-    pub cs: usize,
-}
-
-impl<'a> Mat<'a> {
-    /// A contiguous row-major `rows × cols` matrix.
-    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Mat { data, rows, cols, rs: cols, cs: 1 }
-    }
-
-    /// The transpose (no copy: the strides swap).
-    pub fn t(self) -> Self {
-        Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
-    }
-
-    /// Rows `start..start + len` of this matrix.
-    fn row_block(self, start: usize, len: usize) -> Self {
-        Mat { data: &self.data[start * self.rs..], rows: len, ..self }
-    }
-
-    /// Whether every element the strides address lies inside `data`.
-    pub(super) fn fits(&self) -> bool {
-        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
     }
 }
 

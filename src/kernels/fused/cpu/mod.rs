@@ -13,6 +13,7 @@ mod avx2;
 mod avx512;
 pub(super) mod gemm;
 mod linear;
+mod mat;
 mod norm;
 // Only the x86-64 micro-kernels use it.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]

@@ -12,7 +12,7 @@
 //! 0.3–4 % of a product's time (up to 11 % when `B` is an activation gradient, for `dW = Xᵀ · dY`, which no
 //! cache could reuse), and a weight is used in one layout per step, so packed weights are not kept.
 
-use super::gemm::Mat;
+use super::mat::Mat;
 use std::cell::RefCell;
 
 /// A micro-kernel: `C (+)= A_panel · B_panel` for one full `MR × NR` tile, `C[i][j]` at `c + i·ldc + j`, adding
