@@ -98,13 +98,15 @@ fn check(case: Case, kernel: Kernel, split: bool) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The kernels this CPU runs; the first call names on stderr those it cannot run (skipped).
+/// The kernels this CPU runs; the first call names on stderr those it cannot run (skipped), past the test
+/// harness's output capture so that a passing run shows it too.
 fn kernels() -> Vec<Kernel> {
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| {
         let skipped: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| !k.available()).collect();
         if !skipped.is_empty() {
-            eprintln!("gemm tests: this CPU cannot run {skipped:?}; skipped");
+            let line = format!("gemm tests: this CPU cannot run {skipped:?}; skipped\n");
+            _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         }
     });
     Kernel::ALL.into_iter().filter(|k| k.available()).collect()
