@@ -1,6 +1,7 @@
 //! Benchmarks the fused CPU layers' matrix product on the DiT's shapes: GFLOP/s of every kernel this CPU runs
-//! (the packed kernel with its AVX-512F and AVX2/FMA micro-kernels, the `gemm` crate), on one thread and through the layers' row split over the rayon pool; median of the
-//! repetitions, the kernels interleaved within each repetition.
+//! (the packed kernel with its AVX-512F and AVX2/FMA micro-kernels, the `gemm` crate), on one thread and through
+//! the layers' row split over the rayon pool; median of the repetitions, the kernels interleaved within each
+//! repetition.
 //!
 //! `cargo run --release --example bench_gemm -- [reps] [forward]` (default 9 repetitions; `forward`: only the
 //! forward products, without the backward forms `dX = dY · Wᵀ` and `dW = Xᵀ · dY`).

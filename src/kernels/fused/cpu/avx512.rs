@@ -27,10 +27,11 @@ const NR: usize = 16 * NV;
 
 /// The kernel and its cache blocks. An 8 × 32 tile (16 accumulators) measured fastest on the DiT's shapes, whose
 /// row counts are all multiples of 8 and column counts multiples of 32 (single thread, geometric mean over the
-/// shapes and their three forms): 6 × 32 alike, 8 × 48 3 % slower, 10 × 32 and 12 × 32 4–5 %, 14 × 32 7 %, 4 × 64
-/// 9 %. It runs at about 240 GFLOP/s, over 90 % of two 16-wide FMAs per cycle at 4 GHz, so larger tiles have little
-/// to gain and lose more to partial edge tiles. Blocks as for the AVX2 kernel: depth 512 (256 measured 1 % slower), 120 rows of `A`
-/// (64–240 measured alike), 1024 columns of `B` (512 alike).
+/// shapes and their three forms): 6 × 32 alike, 8 × 48 3 % slower, 10 × 32 and 12 × 32 4–5 %, 14 × 32 7 %,
+/// 4 × 64 9 %. It runs at 215–265 GFLOP/s on one thread there, close to the 256 GFLOP/s of two 16-wide FMAs per
+/// cycle at 4 GHz, so larger tiles have little to gain and lose more to partial edge tiles. Blocks as for the AVX2
+/// kernel: depth 512 (256 measured 1 % slower), 120 rows of `A` (64–240 measured alike), 1024 columns of `B` (512
+/// alike).
 #[cfg(target_arch = "x86_64")]
 static MICRO: Micro<MR, NR> =
     // SAFETY: `kernel` needs AVX-512F, which `available` checks, and touches only the `MR × NR` tile and the
