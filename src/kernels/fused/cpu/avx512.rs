@@ -34,8 +34,9 @@ const NR: usize = 16 * NV;
 /// alike).
 #[cfg(target_arch = "x86_64")]
 static MICRO: Micro<MR, NR> =
-    // SAFETY: `kernel` needs AVX-512F, which `available` checks, and touches only the `MR × NR` tile and the
-    // `kc` columns/rows of its panels (see its contract, the same as `MicroKernel`'s).
+    // SAFETY: `kernel::<MR, NV>` needs AVX-512F, which `available` checks, and touches only the `MR × 16·NV`
+    // tile (`16·NV` = `NR`) and the `kc` columns/rows of its panels (see its contract, the same as
+    // `MicroKernel`'s).
     unsafe { Micro::new(kernel::<MR, NV>, available, Blocking { kc: 512, mc: 120, nc: 1024 }) };
 
 /// `c = a · b`, or `c += a · b` when `accumulate`, on this thread (the contract of `gemm::product`).
