@@ -5,6 +5,8 @@
 //! [--composite]` (`--composite`: dfdx's composite ops instead of the device's fused ones, for before/after timings)
 //! also writes `init.safetensors` and `batch.safetensors` to `out_dir` so `bench/dit_torch.py` can run the
 //! identical model on the same batch. Every timed region ends with a device-to-host read, so CUDA work is finished.
+//! On CPU, `SEPPOC_GEMM_KERNEL=avx512|avx2|gemm` picks the fused layers' matrix-product kernel (default: the
+//! fastest this CPU runs), e.g. to time two kernels against each other.
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -7,6 +7,12 @@
 
 mod cpu;
 
+/// The dense matrix product behind the fused CPU layers, public for its tests and its benchmark
+/// (`examples/bench_gemm.rs`): [`gemm::product`] on one thread, [`gemm::product_rows`] with the layers' row split.
+pub mod gemm {
+    pub use super::cpu::gemm::{product, product_rows, Kernel, Mat, KERNEL_VAR};
+}
+
 use crate::device::{composite, AdamStep, Backend, Layer, T1, T2};
 use dfdx::prelude::*;
 

@@ -1,48 +1,88 @@
-//! Matrix products for the fused linear layers through the `gemm` crate (the one dfdx's own matmul calls), behind
-//! one safe wrapper that checks every operand against its slice, and a driver that splits the rows of the result
-//! over the rayon pool (one single-threaded `gemm` call per block, with the bias as the block's starting value and
-//! an epilogue such as ReLU applied while the block is still in cache).
+//! Matrix products for the fused linear layers, behind one safe entry point that checks every operand against its
+//! slice, and a driver that splits the rows of the result over the rayon pool (one single-threaded product per
+//! block, with the bias as the block's starting value and an epilogue such as ReLU applied while the block is
+//! still in cache).
+//!
+//! Three implementations, the first this CPU runs being the default ([`Kernel::best`]): the packed kernels of
+//! `packed.rs` with the AVX-512F micro-kernel (`avx512.rs`) or the AVX2/FMA one (`avx2.rs`), and the `gemm` crate
+//! (the one dfdx's own matmul calls) on any CPU.
 
-use gemm::Parallelism;
+pub use super::mat::Mat;
+use super::{avx2, avx512};
+use ::gemm::Parallelism;
 use rayon::prelude::*;
 
-/// A strided matrix view: element `(r, c)` of the `rows × cols` matrix is `data[r · rs + c · cs]`.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Mat<'a> {
-    pub data: &'a [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub rs: usize,
-    pub cs: usize,
+/// Which implementation computes a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// The packed kernel with an 8 × 32 AVX-512F micro-kernel (x86-64 CPUs with AVX-512F only).
+    Avx512,
+    /// The packed kernel with a 6 × 16 AVX2/FMA micro-kernel (x86-64 CPUs with AVX2 and FMA only).
+    Avx2,
+    /// The `gemm` crate, on any CPU.
+    GemmCrate,
 }
 
-impl<'a> Mat<'a> {
-    /// A contiguous row-major `rows × cols` matrix.
-    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Mat { data, rows, cols, rs: cols, cs: 1 }
+/// The environment variable that overrides [`Kernel::best`]: `avx512`, `avx2` or `gemm`.
+pub const KERNEL_VAR: &str = "SEPPOC_GEMM_KERNEL";
+
+impl Kernel {
+    /// Every kernel, fastest first.
+    pub const ALL: [Kernel; 3] = [Kernel::Avx512, Kernel::Avx2, Kernel::GemmCrate];
+
+    /// The one the fused layers use on this CPU, decided once: the first of [`Kernel::ALL`] it runs, unless the
+    /// environment variable [`KERNEL_VAR`] names another (e.g. `SEPPOC_GEMM_KERNEL=avx2` to compare the kernels
+    /// end to end).
+    ///
+    /// Panics if [`KERNEL_VAR`] is set to a name that is not a kernel's or to one this CPU cannot run.
+    pub fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let Some(name) = std::env::var_os(KERNEL_VAR) else {
+                return Kernel::ALL.into_iter().find(|k| k.available()).unwrap_or(Kernel::GemmCrate);
+            };
+            let name = name.to_string_lossy();
+            match Kernel::ALL.into_iter().find(|k| k.name() == name.trim()) {
+                Some(k) if k.available() => k,
+                Some(k) => panic!("{KERNEL_VAR}={name}: this CPU cannot run the {k:?} kernel"),
+                None => panic!("{KERNEL_VAR}={name}: not a kernel (avx512, avx2 or gemm)"),
+            }
+        })
     }
 
-    /// The transpose (no copy: the strides swap).
-    pub fn t(self) -> Self {
-        Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
+    /// Its name in [`KERNEL_VAR`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512",
+            Kernel::Avx2 => "avx2",
+            Kernel::GemmCrate => "gemm",
+        }
     }
 
-    /// Rows `start..start + len` of this matrix.
-    fn row_block(self, start: usize, len: usize) -> Self {
-        Mat { data: &self.data[start * self.rs..], rows: len, ..self }
-    }
-
-    /// Whether every element the strides address lies inside `data`.
-    fn fits(&self) -> bool {
-        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    /// Whether this CPU can run it.
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Avx512 => avx512::available(),
+            Kernel::Avx2 => avx2::available(),
+            Kernel::GemmCrate => true,
+        }
     }
 }
 
-/// `c = a · b`, or `c += a · b` when `accumulate`, single-threaded; `c` is row-major `a.rows × b.cols` with
-/// leading dimension `ldc`.
+/// `c = a · b`, or `c += a · b` when `accumulate`, single-threaded, by `kernel`; `c` is row-major
+/// `a.rows × b.cols` with leading dimension `ldc`. Without `accumulate` the old values of `c` are never read.
 ///
-/// Panics if the inner dimensions differ or an operand does not fit its slice.
-pub(super) fn gemm_into(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
+/// Panics if the inner dimensions differ, an operand does not fit its slice, or this CPU cannot run `kernel`.
+pub fn product(kernel: Kernel, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
+    match kernel {
+        Kernel::Avx512 => avx512::gemm(a, b, c, ldc, accumulate),
+        Kernel::Avx2 => avx2::gemm(a, b, c, ldc, accumulate),
+        Kernel::GemmCrate => gemm_crate(a, b, c, ldc, accumulate),
+    }
+}
+
+/// [`product`] through the `gemm` crate.
+fn gemm_crate(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");
     assert!(a.fits() && b.fits(), "gemm: an operand view exceeds its slice");
@@ -56,7 +96,7 @@ pub(super) fn gemm_into(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accum
     // this thread, so no pointer outlives the borrows. With `read_dst` false gemm ignores `c`'s old values
     // (alpha is forced to zero), so they need not be initialised in any particular way.
     unsafe {
-        gemm::gemm(
+        ::gemm::gemm(
             m,
             n,
             k,
@@ -98,9 +138,24 @@ const PARALLEL_WORK: usize = 1 << 18;
 /// `a`) spread over the rayon pool, one single-threaded product per block; `epilogue(first_row, block)` then runs
 /// on each block while it is still in cache (e.g. ReLU).
 ///
-/// One `gemm` call per core measured faster on 2 cores than gemm's own rayon split for the DiT's shapes
+/// One single-threaded product per core measured faster on 2 cores than gemm's own rayon split for the DiT's shapes
 /// (BENCHMARKS.md).
 pub(super) fn gemm_rows<F>(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], init: Init<'_>, epilogue: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    gemm_rows_by(Kernel::best(), a, b, c, init, epilogue)
+}
+
+/// [`product`] on a contiguous row-major `c` with the row split of the fused layers (`c += a · b` when
+/// `accumulate`, else `c = a · b`).
+pub fn product_rows(kernel: Kernel, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], accumulate: bool) {
+    let init = if accumulate { Init::Accumulate } else { Init::Overwrite };
+    gemm_rows_by(kernel, a, b, c, init, no_epilogue)
+}
+
+/// [`gemm_rows`] by `kernel`.
+fn gemm_rows_by<F>(kernel: Kernel, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], init: Init<'_>, epilogue: F)
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
@@ -117,7 +172,7 @@ where
         if let Init::Bias(bias) = init {
             block.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(bias));
         }
-        gemm_into(a.row_block(i * per, rows), b, block, n, !matches!(init, Init::Overwrite));
+        product(kernel, a.row_block(i * per, rows), b, block, n, !matches!(init, Init::Overwrite));
         epilogue(i * per, block);
     });
 }

@@ -1,6 +1,6 @@
 //! [`Backend`] on dfdx's `Cpu`: the tape plumbing around the slice kernels of `attention.rs`, `norm.rs` and
 //! `rowwise.rs` (the linear layers' and the attention layer's plumbing is in `linear.rs` and `attn_layer.rs`,
-//! their GEMMs in `gemm.rs`).
+//! their GEMMs in `gemm.rs`, `packed.rs` and the micro-kernels of `avx2.rs` and `avx512.rs`).
 //!
 //! dfdx keeps tensor buffers crate-private, so inputs are copied out with `copy_into` (a memcpy into a buffer
 //! from `pool.rs`) and results enter through `tensor_from_vec` on a buffer popped from dfdx's allocation cache
@@ -9,9 +9,15 @@
 
 mod attention;
 mod attn_layer;
-mod gemm;
+mod avx2;
+mod avx512;
+pub(super) mod gemm;
 mod linear;
+mod mat;
 mod norm;
+// Only the x86-64 micro-kernels use it.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod packed;
 mod pool;
 mod rowwise;
 mod tile;
