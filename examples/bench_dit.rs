@@ -62,7 +62,8 @@ fn main() -> std::process::ExitCode {
         }
         None => DeviceKind::Cpu,
     };
-    match with_device(kind, Bench { args, kind, path }) {
+    // On a rayon worker, as `seppoc`'s commands run (src/cli/mod.rs).
+    match rayon::scope(move |_| with_device(kind, Bench { args, kind, path })) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench_dit: {e}");

@@ -100,6 +100,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // On a rayon worker, as `seppoc`'s commands run (src/cli/mod.rs), so the row split starts on this thread.
+    rayon::scope(|_| bench());
+}
+
+fn bench() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let reps: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(9);
     let forms: &[Form] = match args.iter().any(|a| a == "forward") {

@@ -159,7 +159,10 @@ pub fn main() -> ExitCode {
     if let Err(e) = crate::engine::stop::install() {
         errln!("warning: {e:#}; Ctrl-C will stop without saving");
     }
-    let result = match cli.command {
+    // The command runs on a worker of rayon's pool, so the fused kernels' parallel loops start on this thread
+    // and the other worker steals the rest: no hand-off to the pool and back, and no third thread waiting
+    // beside two workers on a 2-core machine, for each of the many small products of a sampling step.
+    let result = rayon::scope(move |_| match cli.command {
         Command::Run(args) => run::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Check(args) => check::run(args),
@@ -172,7 +175,7 @@ pub fn main() -> ExitCode {
         Command::Collect(args) => collect::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Eval(args) => eval::run(args),
-    };
+    });
     match result {
         Ok(code) => code,
         Err(err) => match err.downcast_ref::<crate::engine::Interrupted>() {

@@ -34,19 +34,21 @@ impl Kernel {
     /// environment variable [`KERNEL_VAR`] names another (e.g. `SEPPOC_GEMM_KERNEL=avx2` to compare the kernels
     /// end to end).
     ///
-    /// Panics if [`KERNEL_VAR`] is set to a name that is not a kernel's or to one this CPU cannot run.
+    /// A name that is not a kernel's, or one this CPU cannot run, is reported once on stderr and the fastest
+    /// kernel runs instead.
     pub fn best() -> Kernel {
         static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            let Some(name) = std::env::var_os(KERNEL_VAR) else {
-                return Kernel::ALL.into_iter().find(|k| k.available()).unwrap_or(Kernel::GemmCrate);
-            };
+            let fastest = Kernel::ALL.into_iter().find(|k| k.available()).unwrap_or(Kernel::GemmCrate);
+            let Some(name) = std::env::var_os(KERNEL_VAR) else { return fastest };
             let name = name.to_string_lossy();
-            match Kernel::ALL.into_iter().find(|k| k.name() == name.trim()) {
-                Some(k) if k.available() => k,
-                Some(k) => panic!("{KERNEL_VAR}={name}: this CPU cannot run the {k:?} kernel"),
-                None => panic!("{KERNEL_VAR}={name}: not a kernel (avx512, avx2 or gemm)"),
-            }
+            let why = match Kernel::ALL.into_iter().find(|k| k.name() == name.trim()) {
+                Some(k) if k.available() => return k,
+                Some(_) => "this CPU cannot run that kernel",
+                None => "not a kernel (avx512, avx2 or gemm)",
+            };
+            eprintln!("warning: {KERNEL_VAR}={name}: {why}; using the {} kernel", fastest.name());
+            fastest
         })
     }
 
