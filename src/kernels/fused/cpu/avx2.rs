@@ -1,8 +1,7 @@
 //! The AVX2/FMA micro-kernel of the packed matrix product (`packed.rs`): a 6 × 16 tile of `C` held in twelve
-//! 8-wide accumulators, for x86-64 CPUs with AVX2 and FMA.
+//! 8-wide accumulators, for x86-64 CPUs with AVX2 and FMA (compiled on
+//! x86-64 only).
 
-use super::mat::Mat;
-#[cfg(target_arch = "x86_64")]
 use super::packed::{Blocking, Micro};
 
 /// Rows of the register tile.
@@ -13,34 +12,14 @@ const NR: usize = 16;
 /// The kernel and its cache blocks. Depth blocks of 512: the DiT's products with a depth of at most 512 then run
 /// as one block, which measured 25–40 % faster there than two blocks of 256 (a `B` panel is 32 KiB, within a
 /// 48 KiB L1); 120 rows of `A` (240 KiB at full depth, for L2; 48–240 measured alike); 1024 columns of `B`.
-#[cfg(target_arch = "x86_64")]
-static MICRO: Micro<MR, NR> =
+pub(super) static MICRO: Micro<MR, NR> =
     // SAFETY: `kernel` needs AVX2 and FMA, which `available` checks, and touches only the `MR × NR` tile and the
     // `kc` columns/rows of its panels (see its contract, the same as `MicroKernel`'s).
     unsafe { Micro::new(kernel, available, Blocking { kc: 512, mc: 120, nc: 1024 }) };
 
-/// Whether this CPU can run [`gemm`] (AVX2 and FMA), detected once.
-#[cfg(target_arch = "x86_64")]
-pub(super) fn available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-}
-
-/// Whether this CPU can run [`gemm`]: never off x86-64.
-#[cfg(not(target_arch = "x86_64"))]
-pub(super) fn available() -> bool {
-    false
-}
-
-/// `c = a · b`, or `c += a · b` when `accumulate`, on this thread (the contract of `gemm::product`).
-///
-/// Panics if the CPU lacks AVX2/FMA ([`available`]), the inner dimensions differ or an operand does not fit its
-/// slice.
-pub(super) fn gemm(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
-    #[cfg(target_arch = "x86_64")]
-    MICRO.gemm(a, b, c, ldc, accumulate);
-    #[cfg(not(target_arch = "x86_64"))]
-    panic!("packed AVX2 gemm off x86-64: {:?} {:?} {} {ldc} {accumulate}", a, b, c.len());
+/// Whether this CPU has AVX2 and FMA (`is_x86_feature_detected!` caches its answer).
+fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
 /// The micro-kernel: `C (+)= A_panel · B_panel` for one `MR × NR` tile, `C[i][j]` at `c + i·ldc + j`. Each
@@ -49,7 +28,6 @@ pub(super) fn gemm(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate
 /// # Safety
 /// The CPU must support AVX2 and FMA; `a` must be valid for `kc·MR` reads, `b` for `kc·NR`, and `c` for reads
 /// and writes at `i·ldc + j` for every `i < MR`, `j < NR`.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, load: bool) {
     use std::arch::x86_64::*;

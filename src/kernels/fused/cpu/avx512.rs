@@ -1,21 +1,11 @@
 //! The AVX-512F micro-kernel of the packed matrix product (`packed.rs`): an 8 × 32 tile of `C` held in sixteen
 //! 16-wide accumulators, for x86-64 CPUs with AVX-512F. The kernel is written for any `MR × 16·NV` tile.
 
-use super::mat::Mat;
-#[cfg(target_arch = "x86_64")]
 use super::packed::{Blocking, Micro};
 
-/// Whether this CPU can run [`gemm`] (AVX-512F), detected once.
-#[cfg(target_arch = "x86_64")]
-pub(super) fn available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx512f"))
-}
-
-/// Whether this CPU can run [`gemm`]: never off x86-64.
-#[cfg(not(target_arch = "x86_64"))]
-pub(super) fn available() -> bool {
-    false
+/// Whether this CPU has AVX-512F (`is_x86_feature_detected!` caches its answer).
+fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
 }
 
 /// Rows of the register tile.
@@ -32,23 +22,11 @@ const NR: usize = 16 * NV;
 /// cycle at 4 GHz, so larger tiles have little to gain and lose more to partial edge tiles. Blocks as for the AVX2
 /// kernel: depth 512 (256 measured 1 % slower), 120 rows of `A` (64–240 measured alike), 1024 columns of `B` (512
 /// alike).
-#[cfg(target_arch = "x86_64")]
-static MICRO: Micro<MR, NR> =
+pub(super) static MICRO: Micro<MR, NR> =
     // SAFETY: `kernel::<MR, NV>` needs AVX-512F, which `available` checks, and touches only the `MR × 16·NV`
     // tile (`16·NV` = `NR`) and the `kc` columns/rows of its panels (see its contract, the same as
     // `MicroKernel`'s).
     unsafe { Micro::new(kernel::<MR, NV>, available, Blocking { kc: 512, mc: 120, nc: 1024 }) };
-
-/// `c = a · b`, or `c += a · b` when `accumulate`, on this thread (the contract of `gemm::product`).
-///
-/// Panics if the CPU lacks AVX-512F ([`available`]), the inner dimensions differ or an operand does not fit its
-/// slice.
-pub(super) fn gemm(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
-    #[cfg(target_arch = "x86_64")]
-    MICRO.gemm(a, b, c, ldc, accumulate);
-    #[cfg(not(target_arch = "x86_64"))]
-    panic!("packed AVX-512 gemm off x86-64: {:?} {:?} {} {ldc} {accumulate}", a, b, c.len());
-}
 
 /// The micro-kernel: `C (+)= A_panel · B_panel` for one `MR × 16·NV` tile, `C[i][j]` at `c + i·ldc + j`. Each
 /// depth step broadcasts the `MR` values of an `A` column against the `NV` 16-wide vectors of a `B` row
@@ -57,7 +35,6 @@ pub(super) fn gemm(a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate
 /// # Safety
 /// The CPU must support AVX-512F; `a` must be valid for `kc·MR` reads, `b` for `kc·16·NV`, and `c` for reads and
 /// writes at `i·ldc + j` for every `i < MR`, `j < 16·NV`.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const MR: usize, const NV: usize>(
     kc: usize,

@@ -8,6 +8,7 @@
 //! (the one dfdx's own matmul calls) on any CPU.
 
 pub use super::mat::Mat;
+#[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};
 use ::gemm::Parallelism;
 use rayon::prelude::*;
@@ -64,8 +65,12 @@ impl Kernel {
     /// Whether this CPU can run it.
     pub fn available(self) -> bool {
         match self {
-            Kernel::Avx512 => avx512::available(),
-            Kernel::Avx2 => avx2::available(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => avx512::MICRO.available(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => avx2::MICRO.available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx512 | Kernel::Avx2 => false,
             Kernel::GemmCrate => true,
         }
     }
@@ -77,8 +82,12 @@ impl Kernel {
 /// Panics if the inner dimensions differ, an operand does not fit its slice, or this CPU cannot run `kernel`.
 pub fn product(kernel: Kernel, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
     match kernel {
-        Kernel::Avx512 => avx512::gemm(a, b, c, ldc, accumulate),
-        Kernel::Avx2 => avx2::gemm(a, b, c, ldc, accumulate),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => avx512::MICRO.gemm(a, b, c, ldc, accumulate),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => avx2::MICRO.gemm(a, b, c, ldc, accumulate),
+        #[cfg(not(target_arch = "x86_64"))]
+        Kernel::Avx512 | Kernel::Avx2 => panic!("the {kernel:?} kernel runs on x86-64 only"),
         Kernel::GemmCrate => gemm_crate(a, b, c, ldc, accumulate),
     }
 }

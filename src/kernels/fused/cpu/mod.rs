@@ -9,14 +9,16 @@
 
 mod attention;
 mod attn_layer;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 pub(super) mod gemm;
 mod linear;
 mod mat;
 mod norm;
 // Only the x86-64 micro-kernels use it.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg(target_arch = "x86_64")]
 mod packed;
 mod pool;
 mod rowwise;
