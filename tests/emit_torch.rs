@@ -335,3 +335,49 @@ fn plan_v2_describes_views_leaves_and_datums() {
     assert_eq!(plan["leaves"]["e_policy_image"]["images"], json!("image"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `seppoc export-torch` records every datum the objective reads with the native first step: `datum.NAME` in
+/// float64, one value per prompt (`snr_winner`, from the step's `t.winner` and the exported schedule) or one
+/// per step (`num_timesteps`), and their names in the metadata.
+#[test]
+fn export_torch_records_the_first_steps_datums() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("seppoc-emit-export-{}", std::process::id()));
+    let out = Command::new(SEPPOC)
+        .args(["export-torch", "objectives/dpo_elbo.obj", "--batch", "4", "--data-size", "16", "--out"])
+        .arg(&dir)
+        .current_dir(root)
+        .output()
+        .expect("runs seppoc");
+    assert!(out.status.success(), "export-torch: {}", String::from_utf8_lossy(&out.stderr));
+    let data = std::fs::read(dir.join("data.safetensors")).expect("data.safetensors");
+    let (_, md) = ::safetensors::SafeTensors::read_metadata(&data).expect("header");
+    let md = md.metadata().clone().expect("metadata");
+    let ac: Vec<f64> = serde_json::from_str(&md["alphas_cumprod"]).expect("alphas_cumprod");
+    let bytes = std::fs::read(dir.join("first_step.safetensors")).expect("first_step.safetensors");
+    let st = ::safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let f64s = |name: &str| -> Vec<f64> {
+        let t = st.tensor(name).unwrap_or_else(|_| panic!("no tensor {name}"));
+        assert_eq!(t.dtype(), ::safetensors::Dtype::F64, "{name}");
+        t.data().chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    let t: Vec<i64> = st
+        .tensor("t.winner")
+        .expect("t.winner")
+        .data()
+        .chunks(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let snr = f64s("datum.snr_winner");
+    assert_eq!(snr.len(), 4);
+    for (s, &t) in snr.iter().zip(&t) {
+        let ab = ac[t as usize];
+        close("snr_winner", *s, ab / (1.0 - ab));
+    }
+    assert_eq!(f64s("datum.num_timesteps"), vec![ac.len() as f64]);
+    let (_, md) = ::safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+    let mut names: Vec<String> = serde_json::from_str(&md.metadata().clone().expect("metadata")["datums"]).unwrap();
+    names.sort();
+    assert_eq!(names, ["num_timesteps", "snr_winner"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
