@@ -1,5 +1,6 @@
 //! `seppoc export-torch FILE --out DIR [run settings]`: the run's preference data and the native trainer's first
-//! step, for the PyTorch trainer in `python/` (see [`crate::engine::export`]).
+//! step (its inputs, every datum the objective reads, its loss), for the PyTorch trainer in `python/` to replay
+//! (see [`crate::engine::export`]).
 
 use super::ObjectiveArgs;
 use crate::device::DeviceKind;
@@ -12,7 +13,9 @@ use std::process::ExitCode;
 pub struct Args {
     #[command(flatten)]
     objective: ObjectiveArgs,
-    /// Directory for `data.safetensors` and `first_step.safetensors`.
+    /// Directory for `data.safetensors` (the preference set, tokens, model config, schedule) and
+    /// `first_step.safetensors` (the native first step: tokens, `x_t.V`, `t.V`, `eps.V` per view `V`,
+    /// `datum.NAME` for every data value the objective reads, and its loss, logs and leaf means).
     #[arg(long)]
     out: String,
     #[command(flatten)]

@@ -50,7 +50,8 @@ enum Command {
     Explain(explain::Args),
     /// Generate code from an objective: `--target torch` writes a PyTorch module (loss function and plan).
     Emit(emit::Args),
-    /// Write a run's preference data and the native trainer's first step for the PyTorch trainer (`python/`).
+    /// Write a run's preference data and the native trainer's first step (its noised inputs, every datum the
+    /// objective reads, its loss) for the PyTorch trainer (`python/`) to replay.
     ExportTorch(export::Args),
     /// Evaluate an objective on given leaf values (f64 oracle and dfdx), with gradients, as JSON.
     Loss(loss::Args),
@@ -131,17 +132,10 @@ struct ObjectiveArgs {
 impl ObjectiveArgs {
     /// The checked objective with its bound parameters, canonical text and hash; diagnostics yield exit code 1.
     fn load(&self) -> anyhow::Result<Result<crate::engine::ObjectiveRun, ExitCode>> {
-        let run = match checked_or_exit(&self.file, &self.sets)? {
-            Ok((checked, params)) => crate::engine::ObjectiveRun::new(&checked, &params)?,
-            Err(code) => return Ok(Err(code)),
-        };
-        let diags = crate::emit::unsupported(&run.obj);
-        if !diags.is_empty() {
-            let (file, _) = load_source(&self.file)?;
-            print_diags(&diags, &file);
-            return Ok(Err(ExitCode::from(1)));
-        }
-        Ok(Ok(run))
+        Ok(match checked_or_exit(&self.file, &self.sets)? {
+            Ok((checked, params)) => Ok(crate::engine::ObjectiveRun::new(&checked, &params)?),
+            Err(code) => Err(code),
+        })
     }
 }
 

@@ -94,8 +94,9 @@ codes! {
     /// A draw fixed inside an average over draws: `draws(4, err(policy, winner, draw = 1))`, or `draws(...)`
     /// nested inside `draws(...)`.
     E0314 = Error,
-    /// Construct the PyTorch target cannot train yet (`seppoc emit --target torch`, `export-torch`):
-    /// `dist(policy, ref, winner)`, `snr(winner)`, `progress`, `label`, `draws(2, err(policy, winner))`.
+    /// Reserved, no longer reported: a construct the PyTorch target could not emit. `seppoc emit --target torch`
+    /// and `export-torch` now accept every checked objective (draws, `dist`, time values, `progress`,
+    /// `num_timesteps`, data fields, `image`).
     E0315 = Error,
     /// An image or data field the declared data kind does not define: `image` outside `data labelled`,
     /// `winner` or `loser` with `data labelled`, `label` with `data winners`.
@@ -109,6 +110,11 @@ codes! {
     /// Product or quotient of batch reductions with gradient: `mean(a) * mean(b)`, `mean(a) / mean(b)` (like
     /// `f(mean(x))`, its gradient is not the batch mean of per-sample gradients).
     W0304 = Warning,
+}
+
+impl Code {
+    /// Codes no longer reported, kept so their numbers are never given another meaning.
+    pub const RESERVED: &'static [Code] = &[Code::E0315];
 }
 
 impl std::fmt::Display for Code {

@@ -1,43 +1,11 @@
 //! Code generation from a checked, bound objective for other training stacks (`seppoc emit`).
 //!
 //! [`torch`] writes a self-contained PyTorch module: the loss as tensor operations with gradients cut exactly
-//! where the IR is untaped, and the per-step plan (passes, reference samples, pool, noise coupling) as data.
+//! where the IR is untaped, a `reduce` hook for data-parallel batch reductions, and the per-step plan (`PLAN`
+//! version 2: data, views and draws, leaves, data values, passes, reference samples, pool, noise coupling) as
+//! data. Every objective the checker accepts can be emitted.
 
 pub mod torch;
-
-use crate::diag::{Code, Diagnostic, Label};
-use crate::ir::{ImageRef, Node, Objective};
-
-/// Constructs the PyTorch trainer (`python/seppoc_train.py`, which follows `PLAN`) cannot feed yet, one E0315
-/// per construct at its first use: `draws(...)` or `draw = k` with k > 0 (more than one `(t, eps)` draw),
-/// `dist(...)` (prediction-space distances), the step's values `timestep`, `alpha`, `sigma`, `snr`, `progress`
-/// and `num_timesteps`, the data fields `label`, `weight` and `reward(x)`, and `image` (`data labelled`).
-/// Empty when the objective can be emitted.
-pub fn unsupported(obj: &Objective) -> Vec<Diagnostic> {
-    let mut out: Vec<Diagnostic> = Vec::new();
-    let mut seen: Vec<String> = Vec::new();
-    for (k, node) in obj.nodes.iter().enumerate() {
-        let what = match node {
-            Node::Input(i) if obj.inputs[i.0 as usize].against.is_some() => "`dist(...)`".to_string(),
-            Node::Input(i) if obj.inputs[i.0 as usize].draw > 0 => "a second `(t, eps)` draw".to_string(),
-            Node::Input(i) if obj.inputs[i.0 as usize].images == ImageRef::Image => {
-                "`image` (unpaired labelled data)".to_string()
-            }
-            Node::Datum(d) => format!("`{}`", obj.datums[d.0 as usize].name()),
-            _ => continue,
-        };
-        if seen.contains(&what) {
-            continue;
-        }
-        seen.push(what.clone());
-        out.push(
-            Diagnostic::error(Code::E0315, Label::new(obj.spans[k], "not supported by `--target torch`"), format!("{what} cannot be emitted for PyTorch"))
-                .with_note("the generated module's trainer (`python/seppoc_train.py`) computes one `(t, eps)` draw and the denoising errors `err(M, x)` only")
-                .with_help("train this objective with `seppoc run`, or remove the construct to emit it"),
-        );
-    }
-    out
-}
 
 /// The first line of every generated file: `seppoc emit` overwrites a file only when it starts with it (or
 /// when told to), so it never clobbers a file it did not write.

@@ -1,15 +1,29 @@
 //! `seppoc emit --target torch`: a bound objective as a self-contained Python module that needs only torch.
 //!
-//! The module defines `objective(inputs, params=None) -> (loss, per_sample, logs)` over the leaves that
-//! `seppoc explain` names, one line per IR node in the IR's order, and `PLAN`, what a training step must
-//! compute (passes, reference samples, pool, noise coupling). Gradient is cut exactly where the IR is untaped:
-//! frozen-model leaves and `stopgrad` nodes are `.detach()`ed, and comparisons and `sign` build their values
-//! from constants, so no backward path exists through them. Min, max, clamp and `where` send the gradient where
-//! the f64 oracle does (to the first operand at ties), and the stable forms are the oracle's (`logsigmoid`,
-//! `log1p`, softplus as `-logsigmoid(-x)`). Output is deterministic: same objective and values, same bytes.
+//! The module defines `objective(inputs, params=None, reduce=None) -> (loss, per_sample, logs)` over the leaves
+//! and data values that `seppoc explain` names (INPUTS: leaves, then datums), one line per IR node in the IR's
+//! order, and `PLAN` (version 2), what a training step must compute: data kind, ties and data fields, noise
+//! coupling and draws, views, leaves (`err`/`dist`), datums, one batched pass per model, reference samples and
+//! pool. Gradient is cut exactly where the IR is untaped: frozen-model leaves, datums and `stopgrad` nodes are
+//! `.detach()`ed, and comparisons and `sign` build their values from constants, so no backward path exists
+//! through them. Min, max, clamp and `where` send the gradient where the f64 oracle does (to the first operand at
+//! ties), and the stable forms are the oracle's (`logsigmoid`, `log1p`, softplus as `-logsigmoid(-x)`).
+//!
+//! Every op whose derivative depends on its operands (`*`, `/`, `pow`, `log`, `sqrt`, `exp`, ...) is a small
+//! `torch.autograd.Function` whose backward passes no gradient where the gradient reaching it is exactly 0, as the
+//! oracle's reverse pass skips zero adjoints: the branch a `where`/`min`/`max`/`clamp` did not select then gives
+//! 0, not autograd's `0 * inf = NaN` (MaPO's `a / expm1(a)` at an error of exactly 0).
+//!
+//! `reduce` hook: every batch reduction, the loss's own included, is `reduce(local sum)`, a mean divided by
+//! `reduce(local count)`; a data-parallel trainer passes an all-reduce sum with gradient, so every process gets
+//! the global batch's loss (`PLAN["global_loss"]`), batch statistics such as KTO's reference point included, and
+//! DDP's gradient averaging gives the 1-process gradient of the global batch. `per_sample` stays local.
+//! Output is deterministic: same objective and values, same bytes.
 
+use crate::check::DataKind;
 use crate::check::{Draw, Noise, SamplerKind, Strategy};
-use crate::ir::{BinOp, Bound, CmpOp, ImageRef, ModelRef, Node, NodeId, ReduceOp, UnOp};
+use crate::ir::print::image_name;
+use crate::ir::{BinOp, Bound, CmpOp, Datum, ImageRef, ModelRef, Node, NodeId, ReduceOp, UnOp};
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 
@@ -58,7 +72,8 @@ pub fn emit(obj: &Bound, canonical: &str) -> String {
         .collect();
     let _ = writeln!(w, "# name -> [lo, lo_closed, hi, hi_closed, integer]");
     let _ = writeln!(w, "PARAM_DOMAINS = {}", Py::Dict(domains).render(0));
-    let names: Vec<String> = obj.inputs.iter().map(|i| i.name()).collect();
+    // Leaves first, then the data values, as `seppoc explain` lists them.
+    let names: Vec<String> = obj.inputs.iter().map(|i| i.name()).chain(obj.datums.iter().map(Datum::name)).collect();
     let _ = writeln!(w, "INPUTS = {}", py_tuple(names.iter()));
     let grad = obj.inputs.iter().filter(|i| i.model == ModelRef::Policy).map(|i| i.name()).collect::<Vec<_>>();
     let _ = writeln!(w, "GRAD_INPUTS = {}", py_tuple(grad.iter()));
@@ -73,15 +88,35 @@ fn header_doc(obj: &Bound) -> String {
     format!(
         r#""""Objective `{name}` compiled from seppoc's checked IR to PyTorch.
 
-objective(inputs, params=None) -> (loss, per_sample, logs)
-  inputs: dict from every name in INPUTS to a 1-D tensor of per-sample denoising errors err(model, images)
-          (mean over elements of (eps_pred - eps)^2), all of one length (the batch), dtype and device.
-          Leaves in GRAD_INPUTS come from the policy's taped forward; the others (frozen models) are detached.
+objective(inputs, params=None, reduce=None) -> (loss, per_sample, logs)
+  inputs: dict from every name in INPUTS to a 1-D tensor, one value per sample (this process's rows):
+          - leaves (PLAN["leaves"]): err(M, view) = per-sample mean over all non-batch dims of
+            (pred_M(x_t, t, c) - target)^2, target the family's (eps, v, or eps - x0 for a flow);
+            dist(M, R, view) = per-sample mean of (pred_M - pred_R)^2 on the same noised input, pred_R without
+            gradient. All leaves have one length (the batch), dtype and device. Leaves in GRAD_INPUTS come from
+            the policy's taped forward; the others are detached here.
+          - data values (PLAN["datums"]), detached and cast to the leaves' dtype and device: timestep, alpha,
+            sigma, snr of a view's draw; label, weight, reward per sample; progress and num_timesteps one value
+            per step (a 1-element tensor, or a length-B tensor of that one value).
   params: optional dict overriding PARAMS by name (checked against PARAM_DOMAINS).
-  Returns the scalar loss, the per-sample losses (None unless the loss is a batch mean/sum of per-sample
-  values) and a dict of logged scalars (detached).
-PLAN says which (model, images) errors and reference samples a training step needs, the reference pool and
-the noise coupling; `python/seppoc_train.py` in the seppoc repository is a trainer that follows it.
+  reduce: optional callable reduce(t) -> t that SUMS a tensor over the processes of a data-parallel run, with
+          gradient (e.g. torch.distributed.nn.functional.all_reduce). Every batch reduction (mean, sum, the
+          loss's own) is reduce(local sum), a mean divided by reduce(local count), so each process computes the
+          loss of the global batch; with DDP's gradient averaging the update is the 1-process one on the global
+          batch (PLAN["global_loss"] is True). None: this process's batch is the batch.
+  Returns the scalar loss, the per-sample losses of this process's rows (None unless the loss is a batch mean
+  or sum of per-sample values) and a dict of logged scalars (detached).
+Time values (seppoc's trainer, src/model/time_values.rs): a discrete eps/v schedule with index t in 0..T-1 has
+timestep = (t+1)/T, alpha = sqrt(abar_t), sigma = sqrt(1-abar_t), snr = abar_t/(1-abar_t); a flow
+x_t = (1-s) x0 + s eps (s the noise level after any schedule shift, the value the model is conditioned on,
+/1000 for SD3) has sigma = timestep = s, alpha = 1-s, snr = alpha^2/sigma^2. progress = updates applied before
+this one / updates of the run; num_timesteps = T (scheduler.config.num_train_timesteps).
+PLAN says what a training step computes: data kind, ties, data fields, noise coupling and draws, views (images
+under one (t, eps) draw, in the order seppoc draws noise), leaves, data values, one batched pass per model,
+reference samples, the pool and references (see the PLAN v2 description in seppoc's docs/emit.md).
+Gradient rule: every elementwise op passes no gradient where the gradient reaching it is exactly 0, as seppoc's
+f64 oracle does, so the branch where/min/max/clamp did not select contributes 0 even where its derivative is
+infinite (log, sqrt or a division at 0).
 """
 
 "#,
@@ -109,13 +144,22 @@ fn per_sample(obj: &Bound) -> Vec<bool> {
 fn function(obj: &Bound) -> String {
     let taped = obj.taped();
     let mut w = String::new();
-    w.push_str("def objective(inputs, params=None):\n");
+    w.push_str("def objective(inputs, params=None, reduce=None):\n");
     w.push_str("    \"\"\"The loss, per-sample losses and logs of this objective (see the module docstring).\"\"\"\n");
-    w.push_str("    p = _params(params)\n    x, batch, dtype, device = _leaves(inputs)\n\n");
+    w.push_str("    p = _params(params)\n    x, batch, dtype, device = _inputs(inputs)\n");
+    w.push_str("    red = _local if reduce is None else reduce\n\n");
     w.push_str("    def c(v):\n        return torch.full((), v, dtype=dtype, device=device)\n\n");
+    if obj.nodes.iter().any(|n| matches!(n, Node::Reduce(ReduceOp::Mean, _))) {
+        w.push_str("    count = red(c(batch))  # samples over all processes\n");
+    }
     let n = |id: &NodeId| format!("n{}", id.0);
     for (k, node) in obj.nodes.iter().enumerate() {
         let mark = if taped[k] { "taped" } else { "no gradient" };
+        // Ops whose derivative depends on their operands go through `_op` (a zero gradient stays exactly 0).
+        let op = |name: &str, args: &[&NodeId]| {
+            let args: Vec<String> = args.iter().map(|a| n(a)).collect();
+            format!("_op({}, {})", py_str(name), args.join(", "))
+        };
         let expr = match node {
             Node::Input(i) => {
                 let input = &obj.inputs[i.0 as usize];
@@ -124,40 +168,34 @@ fn function(obj: &Bound) -> String {
                     ModelRef::Reference(_) => format!("x[{}].detach()", py_str(&input.name())),
                 }
             }
-            // Data values are inputs without gradient; `unsupported` keeps them out of `seppoc emit` for now.
             Node::Datum(d) => format!("x[{}].detach()", py_str(&obj.datums[d.0 as usize].name())),
             Node::Param(i) => format!("c(p[{}])", py_str(&obj.params[i.0 as usize].name)),
             Node::Const(bits) => format!("c({})", py_float(f64::from_bits(*bits))),
-            Node::Unary(op, a) => {
-                let a = n(a);
-                match op {
-                    UnOp::Neg => format!("-{a}"),
-                    UnOp::LogSigmoid => format!("F.logsigmoid({a})"),
-                    UnOp::Sigmoid => format!("torch.sigmoid({a})"),
-                    UnOp::Softplus => format!("-F.logsigmoid(-{a})"),
-                    UnOp::Relu => format!("torch.relu({a})"),
-                    UnOp::Exp => format!("torch.exp({a})"),
-                    UnOp::Log => format!("torch.log({a})"),
-                    UnOp::Log1p => format!("torch.log1p({a})"),
-                    UnOp::Square => format!("{a} * {a}"),
-                    UnOp::Abs => format!("torch.abs({a})"),
-                    UnOp::Expm1 => format!("torch.expm1({a})"),
-                    UnOp::Sqrt => format!("torch.sqrt({a})"),
-                    UnOp::Tanh => format!("torch.tanh({a})"),
-                }
-            }
-            Node::Binary(op, a, b) => {
-                let (a, b) = (n(a), n(b));
-                match op {
-                    BinOp::Add => format!("{a} + {b}"),
-                    BinOp::Sub => format!("{a} - {b}"),
-                    BinOp::Mul => format!("{a} * {b}"),
-                    BinOp::Div => format!("{a} / {b}"),
-                    BinOp::Min => format!("torch.where({a} <= {b}, {a}, {b})"),
-                    BinOp::Max => format!("torch.where({a} >= {b}, {a}, {b})"),
-                    BinOp::Pow => format!("torch.pow({a}, {b})"),
-                }
-            }
+            Node::Unary(un, a) => match un {
+                UnOp::Neg => format!("-{}", n(a)),
+                // Its backward is a mask (`threshold_backward`), never a product with a derivative.
+                UnOp::Relu => format!("torch.relu({})", n(a)),
+                UnOp::LogSigmoid => op("logsigmoid", &[a]),
+                UnOp::Sigmoid => op("sigmoid", &[a]),
+                UnOp::Softplus => op("softplus", &[a]),
+                UnOp::Exp => op("exp", &[a]),
+                UnOp::Log => op("log", &[a]),
+                UnOp::Log1p => op("log1p", &[a]),
+                UnOp::Square => op("square", &[a]),
+                UnOp::Abs => op("abs", &[a]),
+                UnOp::Expm1 => op("expm1", &[a]),
+                UnOp::Sqrt => op("sqrt", &[a]),
+                UnOp::Tanh => op("tanh", &[a]),
+            },
+            Node::Binary(bin, a, b) => match bin {
+                BinOp::Add => format!("{} + {}", n(a), n(b)),
+                BinOp::Sub => format!("{} - {}", n(a), n(b)),
+                BinOp::Mul => op("mul", &[a, b]),
+                BinOp::Div => op("div", &[a, b]),
+                BinOp::Pow => op("pow", &[a, b]),
+                BinOp::Min => format!("torch.where({a} <= {b}, {a}, {b})", a = n(a), b = n(b)),
+                BinOp::Max => format!("torch.where({a} >= {b}, {a}, {b})", a = n(a), b = n(b)),
+            },
             Node::Clamp(x, lo, hi) => {
                 let (x, lo, hi) = (n(x), n(lo), n(hi));
                 format!("torch.where({x} < {lo}, {lo}, torch.where({x} > {hi}, {hi}, {x}))")
@@ -182,10 +220,8 @@ fn function(obj: &Bound) -> String {
             }
             Node::Where(cond, a, b) => format!("torch.where({} != 0, {}, {})", n(cond), n(a), n(b)),
             Node::StopGrad(a) => format!("{}.detach()", n(a)),
-            Node::Reduce(op, a) => {
-                let r = if *op == ReduceOp::Mean { "mean" } else { "sum" };
-                format!("{}.expand(batch).{r}()", n(a))
-            }
+            Node::Reduce(ReduceOp::Sum, a) => format!("red({}.expand(batch).sum())", n(a)),
+            Node::Reduce(ReduceOp::Mean, a) => format!("red({}.expand(batch).sum()) / count", n(a)),
         };
         let _ = writeln!(w, "    n{k} = {expr}  # {mark}");
     }
@@ -202,6 +238,64 @@ fn function(obj: &Bound) -> String {
 }
 
 const HELPERS: &str = r#"
+
+def _local(t):
+    return t
+
+
+def _zero(g):
+    return torch.zeros((), dtype=g.dtype, device=g.device)
+
+
+# name -> (forward, derivatives with respect to each operand): the f64 oracle's formulas (src/ir/eval.rs).
+_OPS = {
+    "mul": (lambda a, b: a * b, lambda a, b: (b, a)),
+    "div": (lambda a, b: a / b, lambda a, b: (1 / b, -a / (b * b))),
+    # d/db = a^b ln a exists for a > 0 only; the exponent never carries gradient (the checker keeps it so).
+    "pow": (torch.pow, lambda a, b: (torch.where(b == 0, _zero(a), b * torch.pow(a, b - 1)),
+                                     torch.where(a > 0, torch.pow(a, b) * torch.log(a), _zero(a)))),
+    "log": (torch.log, lambda a: (1 / a,)),
+    "log1p": (torch.log1p, lambda a: (1 / (1 + a),)),
+    "sqrt": (torch.sqrt, lambda a: (0.5 / torch.sqrt(a),)),
+    "square": (lambda a: a * a, lambda a: (2 * a,)),
+    "exp": (torch.exp, lambda a: (torch.exp(a),)),
+    "expm1": (torch.expm1, lambda a: (torch.exp(a),)),
+    "abs": (torch.abs, lambda a: (torch.sign(a),)),
+    "sigmoid": (torch.sigmoid, lambda a: (torch.sigmoid(a) * (1 - torch.sigmoid(a)),)),
+    "logsigmoid": (F.logsigmoid, lambda a: (torch.sigmoid(-a),)),
+    "softplus": (lambda a: -F.logsigmoid(-a), lambda a: (torch.sigmoid(a),)),
+    "tanh": (torch.tanh, lambda a: (1 - torch.tanh(a) ** 2,)),
+}
+
+
+class _Op(torch.autograd.Function):
+    """An elementwise op of _OPS whose backward gives an operand g * d(op)/d(operand) where the incoming gradient
+    g is non-zero and exactly 0 where it is 0, as the oracle does: a value no path to the loss selects (the
+    branch a where/min/max/clamp did not choose) then contributes 0, even where its derivative is inf or NaN
+    (log or sqrt at 0, a division by 0), instead of autograd's 0 * inf = NaN."""
+
+    @staticmethod
+    def forward(ctx, name, *args):
+        ctx.name = name
+        ctx.save_for_backward(*args)
+        return _OPS[name][0](*args)
+
+    @staticmethod
+    def backward(ctx, g):
+        args = ctx.saved_tensors
+        out = [None]
+        for k, (a, d) in enumerate(zip(args, _OPS[ctx.name][1](*args))):
+            if not ctx.needs_input_grad[k + 1]:
+                out.append(None)
+                continue
+            ga = torch.where(g != 0, g * d, _zero(g))
+            out.append(ga.sum() if a.dim() == 0 and ga.dim() > 0 else ga)
+        return tuple(out)
+
+
+def _op(name, *args):
+    return _Op.apply(name, *args)
+
 
 def _params(params):
     p = dict(PARAMS)
@@ -220,47 +314,119 @@ def _params(params):
     return p
 
 
-def _leaves(inputs):
+def _inputs(inputs):
     missing = [name for name in INPUTS if name not in inputs]
     if missing:
-        raise KeyError(f"objective {NAME!r}: missing leaves {missing} (leaves: {list(INPUTS)})")
-    first = inputs[INPUTS[0]]
+        raise KeyError(f"objective {NAME!r}: missing inputs {missing} (inputs: {list(INPUTS)})")
     for name in INPUTS:
         v = inputs[name]
-        if not torch.is_tensor(v) or v.dim() != 1 or not v.is_floating_point():
-            raise ValueError(f"leaf {name!r} must be a 1-D floating-point tensor (one value per sample)")
-        if v.shape != first.shape or v.dtype != first.dtype or v.device != first.device:
-            raise ValueError(f"leaf {name!r} differs from {INPUTS[0]!r} in length, dtype or device")
-    if first.shape[0] == 0:
+        if not torch.is_tensor(v) or v.dim() != 1 or v.dtype == torch.bool or v.is_complex():
+            raise ValueError(f"input {name!r} must be a 1-D real tensor (one value per sample)")
+    leaves = [name for name in INPUTS if name in PLAN["leaves"]]
+    first = inputs[leaves[0]]
+    batch, dtype, device = first.shape[0], first.dtype, first.device
+    if batch == 0:
         raise ValueError("empty batch")
-    return {name: inputs[name] for name in INPUTS}, first.shape[0], first.dtype, first.device
+    x = {}
+    for name in leaves:
+        v = inputs[name]
+        if not v.is_floating_point() or v.shape != first.shape or v.dtype != dtype or v.device != device:
+            raise ValueError(f"leaf {name!r} differs from {leaves[0]!r} in length, dtype or device")
+        x[name] = v
+    for name, datum in PLAN["datums"].items():
+        v = inputs[name]
+        if datum["per_step"]:
+            if v.shape[0] not in (1, batch) or not bool((v == v[0]).all()):
+                raise ValueError(f"{name!r} is one value per step: give a 1-element tensor or {batch} equal values")
+            x[name] = v[0].to(dtype=dtype, device=device)
+        elif v.shape[0] != batch:
+            raise ValueError(f"{name!r} has {v.shape[0]} values for a batch of {batch} (one per sample)")
+        else:
+            x[name] = v.to(dtype=dtype, device=device)
+    return x, batch, dtype, device
 "#;
 
-/// The per-step plan as data.
+/// The per-step plan as data (PLAN v2; the v1 keys `images` of leaves and passes are kept alongside `views`).
 fn plan(obj: &Bound) -> Py {
     let s = |v: &str| Py::Str(v.to_string());
-    let model = |m: &ModelRef| match m {
-        ModelRef::Policy => s("policy"),
-        ModelRef::Reference(r) => s(r),
-    };
-    let images = |i: ImageRef| match i {
-        ImageRef::Winner => s("winner"),
-        ImageRef::Loser => s("loser"),
-        ImageRef::Image => s("image"),
-        ImageRef::Sample(k) => Py::Str(format!("sample{k}")),
-    };
+    let model = |m: &ModelRef| s(m.name());
+    let images = |i: ImageRef| Py::Str(image_name(i));
+    let opt = |v: Option<String>| v.map_or(Py::None, Py::Str);
     let p = obj.plan();
+    // The order in which seppoc's trainer draws noise: draw first, then image kind (`View`'s order).
+    let mut views = obj.views(None);
+    views.sort();
+    let view_list = views
+        .iter()
+        .map(|v| {
+            Py::Dict(vec![
+                ("name".into(), Py::Str(v.name())),
+                ("images".into(), images(v.images)),
+                ("draw".into(), Py::Int(u64::from(v.draw))),
+            ])
+        })
+        .collect();
+    let draws = views.iter().map(|v| u64::from(v.draw) + 1).max().unwrap_or(1);
     let leaves = obj
         .inputs
         .iter()
         .map(|i| {
             let d = vec![
                 ("model".into(), model(&i.model)),
+                ("view".into(), Py::Str(i.view().name())),
                 ("images".into(), images(i.images)),
+                ("draw".into(), Py::Int(u64::from(i.draw))),
                 ("grad".into(), Py::Bool(i.model == ModelRef::Policy)),
+                ("quantity".into(), s(if i.against.is_some() { "dist" } else { "err" })),
+                ("against".into(), opt(i.against.clone())),
             ];
             (i.name(), Py::Dict(d))
         })
+        .collect();
+    let datums = obj
+        .datums
+        .iter()
+        .map(|d| {
+            let (kind, view, imgs) = match d {
+                Datum::Time(q, v) => (q.name(), Some(v.name()), Some(image_name(v.images))),
+                Datum::Progress => ("progress", None, None),
+                Datum::Timesteps => ("num_timesteps", None, None),
+                Datum::Label => ("label", None, None),
+                Datum::Weight => ("weight", None, None),
+                Datum::Reward(x) => ("reward", None, Some(image_name(*x))),
+            };
+            let entry = vec![
+                ("kind".into(), s(kind)),
+                ("view".into(), opt(view)),
+                ("images".into(), opt(imgs)),
+                ("per_step".into(), Py::Bool(d.per_step())),
+            ];
+            (d.name(), Py::Dict(entry))
+        })
+        .collect();
+    // Data columns: `reward_0` is the reward of a sample's winner (or labelled image), `reward_1` its loser's.
+    let mut fields = Vec::new();
+    for (field, read) in [
+        ("label", obj.datums.contains(&Datum::Label)),
+        ("weight", obj.datums.contains(&Datum::Weight)),
+        (
+            "reward_0",
+            obj.datums.contains(&Datum::Reward(ImageRef::Winner))
+                || obj.datums.contains(&Datum::Reward(ImageRef::Image)),
+        ),
+        ("reward_1", obj.datums.contains(&Datum::Reward(ImageRef::Loser))),
+    ] {
+        if read {
+            fields.push(s(field));
+        }
+    }
+    let keep_ties = obj.data == DataKind::Pairs && obj.datums.contains(&Datum::Label);
+    // The models whose predictions a `dist` leaf compares (both sides).
+    let compared: Vec<ModelRef> = obj
+        .inputs
+        .iter()
+        .filter_map(|i| i.against.as_ref().map(|r| [i.model.clone(), ModelRef::Reference(r.clone())]))
+        .flatten()
         .collect();
     let passes = p
         .passes
@@ -269,7 +435,9 @@ fn plan(obj: &Bound) -> Py {
             Py::Dict(vec![
                 ("model".into(), model(&pass.model)),
                 ("taped".into(), Py::Bool(pass.model == ModelRef::Policy)),
+                ("views".into(), Py::List(pass.images.iter().map(|v| Py::Str(v.name())).collect())),
                 ("images".into(), Py::List(pass.images.iter().map(|v| images(v.images)).collect())),
+                ("keep_predictions".into(), Py::Bool(compared.contains(&pass.model))),
             ])
         })
         .collect();
@@ -309,17 +477,24 @@ fn plan(obj: &Bound) -> Py {
         None => Py::None,
     };
     Py::Dict(vec![
+        ("version".into(), Py::Int(2)),
         ("data".into(), s(obj.data.word())),
+        ("ties".into(), s(if keep_ties { "keep" } else { "drop" })),
+        ("fields".into(), Py::List(fields)),
         ("noise".into(), s(if obj.noise == Noise::Shared { "shared" } else { "independent" })),
+        ("draws".into(), Py::Int(draws)),
         ("pool".into(), pool),
         ("references".into(), Py::Dict(references)),
         ("samples".into(), Py::List(samples)),
+        ("views".into(), Py::List(view_list)),
         ("leaves".into(), Py::Dict(leaves)),
+        ("datums".into(), Py::Dict(datums)),
         ("passes".into(), Py::List(passes)),
         (
             "nfe_per_prompt".into(),
             Py::Dict(vec![("passes".into(), Py::Int(p.nfe_passes)), ("sampling".into(), Py::Int(p.nfe_sampling))]),
         ),
+        ("global_loss".into(), Py::Bool(true)),
     ])
 }
 

@@ -33,6 +33,10 @@ fn f32s(name: &str, shape: Vec<usize>, v: &[f32]) -> Entry {
     Entry { name: name.into(), dtype: Dtype::F32, shape, bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect() }
 }
 
+fn f64s(name: &str, shape: Vec<usize>, v: &[f64]) -> Entry {
+    Entry { name: name.into(), dtype: Dtype::F64, shape, bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect() }
+}
+
 fn i64s(name: &str, shape: Vec<usize>, v: impl Iterator<Item = usize>) -> Entry {
     Entry { name: name.into(), dtype: Dtype::I64, shape, bytes: v.flat_map(|x| (x as i64).to_le_bytes()).collect() }
 }
@@ -50,7 +54,9 @@ fn write(path: &Path, entries: &[Entry], meta: HashMap<String, String>) -> anyho
 
 /// Writes `out/data.safetensors` (the run's preference set: `winner`, `loser` when the set has pairs, `tokens`;
 /// metadata: `dit_config`, `alphas_cumprod`) and `out/first_step.safetensors` (the native trainer's first step
-/// on CPU with the run's settings and seed; metadata: `loss`, `logs`, `leaf_means`, `references`, the objective's hash).
+/// on CPU with the run's settings and seed: `tokens`, `x_t.V`, `t.V`, `eps.V` (the target) per view `V`, and
+/// `datum.NAME` (float64) for every datum the objective reads, one value per prompt or one per step; metadata:
+/// `loss`, `logs`, `leaf_means`, `references`, `datums` (the datum names), the objective's hash).
 pub fn export(training: Training, out: &Path) -> anyhow::Result<Exported> {
     let Training { objective, settings, base, data, .. } = training;
     // `python/seppoc_train.py` noises, samples and measures errors as an ε-prediction model does.
@@ -107,6 +113,9 @@ pub fn export(training: Training, out: &Path) -> anyhow::Result<Exported> {
         entries.push(i64s(&format!("t.{kind}"), vec![b], t.iter().copied()));
         entries.push(f32s(&format!("eps.{kind}"), vec![b, c, s, s], eps));
     }
+    for (name, values) in &record.data {
+        entries.push(f64s(&format!("datum.{name}"), vec![values.len()], values));
+    }
     let references: serde_json::Map<String, serde_json::Value> = record
         .references
         .iter()
@@ -131,6 +140,8 @@ pub fn export(training: Training, out: &Path) -> anyhow::Result<Exported> {
     meta.insert("leaf_means".to_string(), serde_json::Value::Object(leaves).to_string());
     meta.insert("references".to_string(), serde_json::Value::Object(references).to_string());
     meta.insert("objective_sha256".to_string(), objective.sha256.clone());
+    let datums: Vec<&str> = record.data.iter().map(|(name, _)| name.as_str()).collect();
+    meta.insert("datums".to_string(), json!(datums).to_string());
     write(&out.join("first_step.safetensors"), &entries, meta)?;
     Ok(Exported { items: n, first_step: report })
 }

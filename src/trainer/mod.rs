@@ -237,7 +237,7 @@ impl<D: Backend> Trainer<D> {
         tokens
     }
 
-    fn step_inner(&mut self, record: Option<&mut StepRecord>) -> Result<StepReport, TrainError> {
+    fn step_inner(&mut self, mut record: Option<&mut StepRecord>) -> Result<StepReport, TrainError> {
         let mut lap = profile::Lap::start();
         let b = self.cfg.batch;
         let step = self.step + 1;
@@ -264,7 +264,7 @@ impl<D: Backend> Trainer<D> {
             &mut self.rng,
         );
         let tokens = self.drop_captions(tokens, step);
-        if let Some(rec) = record {
+        if let Some(rec) = record.as_deref_mut() {
             rec.tokens = tokens.clone();
             rec.kinds = noised.kinds().iter().map(|(k, v)| (k.name(), v.clone())).collect();
             rec.references = self.obj.references.iter().map(|r| r.name.clone()).zip(slots.clone()).collect();
@@ -279,6 +279,9 @@ impl<D: Backend> Trainer<D> {
         let (errs, offsets, policy_nfe) = self.policy_pass(&noised, &tokens, &preds, &mut leaves)?;
         nfe += policy_nfe;
         let data = self.data_values(&noised, step, &items)?;
+        if let Some(rec) = record {
+            rec.data = self.obj.datums.iter().map(Datum::name).zip(data.iter().cloned()).collect();
+        }
         let named = self.obj.inputs.iter().map(|i| i.name()).chain(self.obj.datums.iter().map(Datum::name));
         for (name, values) in named.zip(leaves.iter().chain(&data)) {
             if values.iter().any(|v| !v.is_finite()) {
@@ -350,4 +353,7 @@ pub struct StepRecord {
     pub kinds: Vec<(String, batch::NoisedKind)>,
     /// Per reference: the pool slot drawn for each prompt.
     pub references: Vec<(String, Vec<Slot>)>,
+    /// Every datum the objective reads, by its `explain` name: one value per prompt (one per step for
+    /// `progress` and `num_timesteps`).
+    pub data: Vec<(String, Vec<f64>)>,
 }
