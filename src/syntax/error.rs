@@ -29,17 +29,22 @@ pub enum Expected {
     TooDeep,
     /// `1e999` (does not fit its type)
     BadNumber(&'static str),
-    /// `0 < x < 1`: a second comparison operator right after a comparison (comparisons do not chain).
-    Chained {
-        /// The first comparison's operator.
-        first: Span,
-        /// The two operators.
-        ops: [&'static str; 2],
-        /// The three operands (the third is `None` when it does not parse).
-        operands: (Span, Span, Option<Span>),
-    },
+    /// `0 < x < 1`: a second comparison operator right after a comparison (comparisons do not chain). Boxed so
+    /// that parse results, which live on every level of the recursive descent, stay small.
+    Chained(Box<Chain>),
     /// Anything nom reports that we did not anticipate.
     Other,
+}
+
+/// Where a chained comparison `a < b < c` stands: its operators and operands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chain {
+    /// The first comparison's operator.
+    pub first: Span,
+    /// The two operators.
+    pub ops: [&'static str; 2],
+    /// The three operands (the third is `None` when it does not parse).
+    pub operands: (Span, Span, Option<Span>),
 }
 
 /// A parse failure: byte offset and what was expected there.
@@ -115,7 +120,9 @@ pub fn to_diagnostic(err: &ParseError, text: &str) -> Diagnostic {
             format!("expected end of statement, found {found}"),
         )
         .with_help(format!("each statement starts with a keyword ({stmts}); comparisons do not chain")),
-        Expected::Chained { first, ops: [op1, op2], operands: (a, b, c) } => Diagnostic::error(
+        Expected::Chained(chain) => {
+            let Chain { first, ops: [op1, op2], operands: (a, b, c) } = chain.as_ref();
+            Diagnostic::error(
             Code::E0105,
             Label::new(here, "a second comparison"),
             format!("comparisons do not chain, found {found} after a comparison"),
@@ -127,7 +134,8 @@ pub fn to_diagnostic(err: &ParseError, text: &str) -> Diagnostic {
             let (a, b) = (show(a), show(b));
             let c = c.as_ref().map_or_else(|| "c".to_string(), show);
             format!("test each comparison and multiply the 0/1 results: `indicator({a} {op1} {b}) * indicator({b} {op2} {c})`")
-        }),
+        })
+        }
         Expected::TooDeep => Diagnostic::error(
             Code::E0106,
             Label::new(here, "nesting limit reached here"),

@@ -2,7 +2,7 @@
 //! line that starts with a keyword.
 
 use super::ast::*;
-use super::error::{Expected, ParseError};
+use super::error::{Chain, Expected, ParseError};
 use crate::source::Span;
 use nom::bytes::complete::{tag, take_while, take_while1};
 use nom::character::complete::{digit1, one_of};
@@ -185,6 +185,7 @@ impl ExprParser {
 
     /// `a < b < c`: a comparison operator right after a comparison is an error that names the operands, so the
     /// diagnostic can suggest `indicator(a < b) * indicator(b < c)`.
+    #[inline(never)]
     fn chained<'a>(
         &self,
         i: In<'a>,
@@ -197,7 +198,8 @@ impl ExprParser {
         let (op2, rest) = ops.iter().find_map(|(s, _)| sym(*s)(i).ok().map(|(r, _)| (*s, r)))?;
         let at = ws(i).map_or(i.location_offset(), |(r, _)| r.location_offset());
         let third = self.additive(rest).ok().map(|(_, (e, _))| e.span);
-        let expected = Expected::Chained { first, ops: [op1, op2], operands: (lhs.span, mid.span, third) };
+        let chain = Chain { first, ops: [op1, op2], operands: (lhs.span, mid.span, third) };
+        let expected = Expected::Chained(Box::new(chain));
         Some(nom::Err::Failure(ParseError { at, expected }))
     }
 
