@@ -3,19 +3,35 @@
 use crate::check::{self, Checked};
 use crate::diag::{Code, Diagnostic, Label};
 use crate::ir;
+use crate::lint;
 use crate::source::SourceFile;
 use crate::syntax;
 
 /// Parses and checks a file. Syntax errors stop before checking (the tree would be partial); otherwise the
 /// checker reports everything it finds. Warnings of an accepted program are in `Checked::warnings`.
+/// The lints of [`crate::lint`] run on an accepted program; `# allow(CODE): reason` comments then drop the
+/// warnings they name.
 pub fn frontend(file: &SourceFile) -> Result<Checked, Vec<Diagnostic>> {
+    match checked_and_linted(file) {
+        Ok(mut checked) => {
+            checked.warnings = lint::apply_allows(&file.text, std::mem::take(&mut checked.warnings), true);
+            Ok(checked)
+        }
+        Err(diags) => Err(lint::apply_allows(&file.text, diags, false)),
+    }
+}
+
+fn checked_and_linted(file: &SourceFile) -> Result<Checked, Vec<Diagnostic>> {
     let (ast, errors) = syntax::parse(file);
     if !errors.is_empty() {
         return Err(errors);
     }
     let checked = check::check(&ast)?;
     let defaults: Vec<(String, f64)> = checked.params.iter().map(|p| (p.name.clone(), p.default)).collect();
-    constants_finite(checked, &defaults, "")
+    let mut checked = constants_finite(checked, &defaults, "")?;
+    checked.warnings.extend(lint::lints(&checked));
+    checked.warnings.sort_by_key(|d| (d.primary.span.start, d.code));
+    Ok(checked)
 }
 
 /// E0313 for every constant term that is not finite with these parameter values (see

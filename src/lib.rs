@@ -22,6 +22,7 @@ pub mod eval;
 pub mod frontend;
 pub mod ir;
 pub mod kernels;
+pub mod lint;
 pub mod model;
 mod panics;
 pub mod sampler;

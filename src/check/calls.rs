@@ -135,6 +135,11 @@ impl Checker {
         for (k, (e, ty)) in args.iter().zip(tys).enumerate() {
             if k + 1 < n {
                 match self.model(e, ty, &format!("`{func}`")) {
+                    // `logratio(ref, policy, x)` is `-logratio(policy, ref, x)`: the objective trains in reverse.
+                    Some(Model::Policy) if k == 1 => {
+                        self.policy_as_reference(func, args, e.span);
+                        ok = false;
+                    }
                     Some(m) => grad |= m == Model::Policy,
                     None => ok = false,
                 }
@@ -146,6 +151,33 @@ impl Checker {
             return Ty::Error;
         }
         Ty::Scalar(Scalar { axis: Axis::Sample, grad, gate_with_grad: None })
+    }
+
+    /// E0205: the policy in the reference (second) position of `logratio` or `dist`, with the call written in
+    /// the right order as help.
+    pub(crate) fn policy_as_reference(&mut self, func: &str, args: &[&Expr], at: Span) {
+        let what = if func == "dist" { "measures a model against" } else { "is the log-ratio of a model over" };
+        let first = match &args[0].kind {
+            ExprKind::Name(n) if n != "policy" => n.clone(),
+            _ => "ref".to_string(),
+        };
+        let images = match args.get(2).map(|a| &a.kind) {
+            Some(ExprKind::Name(n)) => n.clone(),
+            _ => "winner".to_string(),
+        };
+        let mut diag = Diagnostic::error(
+            Code::E0205,
+            Label::new(at, "the trained policy"),
+            format!("`{func}` {what} a frozen reference, found the policy"),
+        )
+        .with_help(format!("put the policy first: `{func}(policy, {first}, {images})`"));
+        if func == "logratio" {
+            diag = diag.with_note(
+                "`logratio(M, R, x)` = err(R, x) - err(M, x) = log p_M(x)/p_R(x); with the models swapped every term \
+                 that uses it trains in reverse",
+            );
+        }
+        self.report(diag);
     }
 
     fn sample_call(&mut self, args: &[&Expr], tys: Vec<Ty>, named: &std::collections::HashMap<String, &Arg>) -> Ty {

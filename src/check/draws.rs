@@ -63,14 +63,7 @@ impl Checker {
         let r = match tys.next().unwrap_or(Ty::Error) {
             Ty::Model(Model::Reference(n)) => Some(n),
             Ty::Model(Model::Policy) => {
-                self.report(
-                    Diagnostic::error(
-                        Code::E0205,
-                        Label::new(args[1].span, "the trained policy"),
-                        "`dist` measures a model against a frozen reference, found the policy",
-                    )
-                    .with_help("put the policy first: `dist(policy, ref, winner)`"),
-                );
+                self.policy_as_reference("dist", args, args[1].span);
                 None
             }
             Ty::Error => None,

@@ -167,11 +167,16 @@ impl Checker {
     }
 
     fn unused(&mut self) {
-        let unused: Vec<(String, Span)> =
-            self.scope.iter().filter(|(_, b)| !b.used).map(|(n, b)| (n.to_string(), b.span)).collect();
-        for (name, span) in unused {
+        let unused: Vec<(String, Span, scope::BindingKind)> =
+            self.scope.iter().filter(|(_, b)| !b.used).map(|(n, b)| (n.to_string(), b.span, b.kind)).collect();
+        for (name, span, kind) in unused {
+            let what = match kind {
+                scope::BindingKind::Param => "parameter",
+                scope::BindingKind::Reference => "reference",
+                scope::BindingKind::Let => "binding",
+            };
             self.report(
-                Diagnostic::error(Code::W0301, Label::new(span, "never used"), format!("unused binding `{name}`"))
+                Diagnostic::error(Code::W0301, Label::new(span, "never used"), format!("unused {what} `{name}`"))
                     .with_help("remove it, or use it in `loss` or a `log` line"),
             );
         }

@@ -110,6 +110,16 @@ codes! {
     /// Product or quotient of batch reductions with gradient: `mean(a) * mean(b)`, `mean(a) / mean(b)` (like
     /// `f(mean(x))`, its gradient is not the batch mean of per-sample gradients).
     W0304 = Warning,
+    /// Soft gate with gradient: `let s = 2 * sigmoid(k * (err(ref, winner) - err(policy, winner))) - 1` (or
+    /// `tanh`, `clamp`, `x / abs(x)`) multiplying another term such as `s * d_ref`, without `stopgrad`.
+    W0305 = Warning,
+    /// The loss trains in reverse or not at all, probed on the f64 oracle: `loss mean(-err(policy, winner))`
+    /// (lowering the winners' error raises it), a DPO margin with its sign flipped, or a loss whose gradient
+    /// with respect to the policy is 0 everywhere.
+    W0306 = Warning,
+    /// Ineffective allow comment: `# allow(W0306)` without a reason, `# allow(E0205): ...` (errors cannot be
+    /// allowed), or an allow that silences nothing.
+    W0307 = Warning,
 }
 
 impl Code {

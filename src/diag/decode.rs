@@ -4,9 +4,11 @@ use super::{Code, Diagnostic, Label};
 use crate::source::{SourceFile, Span, MAX_SOURCE_BYTES};
 
 impl SourceFile {
-    /// Decodes raw bytes; invalid UTF-8 or an oversized file becomes a diagnostic on an empty file.
+    /// Decodes raw bytes; invalid UTF-8 or an oversized file becomes a diagnostic on an empty file. A UTF-8
+    /// byte order mark at the start (some Windows editors write one) is skipped: it is not part of the text.
     pub fn from_bytes(path: impl Into<String>, bytes: &[u8]) -> (SourceFile, Option<Diagnostic>) {
         let path = path.into();
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         if bytes.len() > MAX_SOURCE_BYTES {
             let diag = Diagnostic::error(
                 Code::E0101,

@@ -3,14 +3,17 @@
 use super::ast::Stmt;
 
 /// A comment: byte offset of its `#` and the text after it (trailing whitespace removed).
-struct Comment {
-    at: usize,
-    end: usize,
-    text: String,
+pub(crate) struct Comment {
+    /// Offset of the `#`.
+    pub(crate) at: usize,
+    /// Offset just past the comment's last non-blank character.
+    pub(crate) end: usize,
+    /// The text after `#`.
+    pub(crate) text: String,
 }
 
 /// Every `#` comment in the text. The language has no strings, so every `#` starts one.
-fn scan(text: &str) -> Vec<Comment> {
+pub(crate) fn scan(text: &str) -> Vec<Comment> {
     let mut out = Vec::new();
     let mut offset = 0;
     for line in text.split_inclusive('\n') {

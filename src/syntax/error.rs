@@ -29,8 +29,22 @@ pub enum Expected {
     TooDeep,
     /// `1e999` (does not fit its type)
     BadNumber(&'static str),
+    /// `0 < x < 1`: a second comparison operator right after a comparison (comparisons do not chain). Boxed so
+    /// that parse results, which live on every level of the recursive descent, stay small.
+    Chained(Box<Chain>),
     /// Anything nom reports that we did not anticipate.
     Other,
+}
+
+/// Where a chained comparison `a < b < c` stands: its operators and operands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chain {
+    /// The first comparison's operator.
+    pub first: Span,
+    /// The two operators.
+    pub ops: [&'static str; 2],
+    /// The three operands (the third is `None` when it does not parse).
+    pub operands: (Span, Span, Option<Span>),
 }
 
 /// A parse failure: byte offset and what was expected there.
@@ -66,6 +80,9 @@ pub fn to_diagnostic(err: &ParseError, text: &str) -> Diagnostic {
     let found = describe(text, err.at);
     let here = token_span(text, err.at);
     let stmts = "objective, data, noise, pool, param, reference, let, log, loss";
+    if let Some(diag) = non_ascii_name(text, err.at) {
+        return diag;
+    }
     match &err.expected {
         Expected::Token(tok) => Diagnostic::error(
             Code::E0102,
@@ -103,6 +120,22 @@ pub fn to_diagnostic(err: &ParseError, text: &str) -> Diagnostic {
             format!("expected end of statement, found {found}"),
         )
         .with_help(format!("each statement starts with a keyword ({stmts}); comparisons do not chain")),
+        Expected::Chained(chain) => {
+            let Chain { first, ops: [op1, op2], operands: (a, b, c) } = chain.as_ref();
+            Diagnostic::error(
+            Code::E0105,
+            Label::new(here, "a second comparison"),
+            format!("comparisons do not chain, found {found} after a comparison"),
+        )
+        .with_label(*first, "first comparison")
+        .with_note("a comparison gives a condition, not a number, so `a < b < c` has no meaning")
+        .with_help({
+            let show = |s: &Span| text.get(s.range()).unwrap_or("?").to_string();
+            let (a, b) = (show(a), show(b));
+            let c = c.as_ref().map_or_else(|| "c".to_string(), show);
+            format!("test each comparison and multiply the 0/1 results: `indicator({a} {op1} {b}) * indicator({b} {op2} {c})`")
+        })
+        }
         Expected::TooDeep => Diagnostic::error(
             Code::E0106,
             Label::new(here, "nesting limit reached here"),
@@ -114,6 +147,61 @@ pub fn to_diagnostic(err: &ParseError, text: &str) -> Diagnostic {
             Diagnostic::error(Code::E0107, Label::new(here, *why), format!("invalid number literal {found}: {why}"))
         }
     }
+}
+
+/// Greek letters commonly used for hyper-parameters, with the ASCII names the shipped objectives use.
+const GREEK: &[(char, &str)] = &[
+    ('α', "alpha"),
+    ('β', "beta"),
+    ('γ', "gamma"),
+    ('δ', "delta"),
+    ('ε', "eps"),
+    ('η', "eta"),
+    ('θ', "theta"),
+    ('κ', "kappa"),
+    ('λ', "lambda"),
+    ('μ', "mu"),
+    ('ρ', "rho"),
+    ('σ', "sigma"),
+    ('τ', "tau"),
+    ('ω', "omega"),
+];
+
+/// E0102 for a name containing a non-ASCII letter or digit at `at` (`β`, `beta₂`, `é`): names are ASCII.
+fn non_ascii_name(text: &str, at: usize) -> Option<Diagnostic> {
+    let at = at.min(text.len());
+    let c = text[at..].chars().next()?;
+    if c.is_ascii() || !c.is_alphanumeric() {
+        return None;
+    }
+    // The whole name, ASCII parts included (`betaβ`, `βeta`), so the label and the suggestion cover it.
+    let is_name = |c: char| c.is_alphanumeric() || c == '_';
+    let start = text[..at].char_indices().rev().take_while(|(_, c)| is_name(*c)).last().map_or(at, |(i, _)| i);
+    let end = text[at..].find(|c: char| !is_name(c)).map_or(text.len(), |n| at + n);
+    let name = &text[start..end];
+    let ascii: Option<String> = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii() {
+                Some(c.to_string())
+            } else {
+                GREEK.iter().find(|(g, _)| *g == c).map(|(_, n)| n.to_string())
+            }
+        })
+        .collect();
+    let help = match ascii {
+        Some(a) if !name.is_empty() => format!("write it in ASCII, e.g. `{a}`"),
+        _ => "spell the name with ASCII letters, digits and `_`".to_string(),
+    };
+    Some(
+        Diagnostic::error(
+            Code::E0102,
+            Label::new(Span::new(at, at + c.len_utf8()), format!("`{c}` is not ASCII")),
+            format!("name `{name}` contains the non-ASCII character `{c}`"),
+        )
+        .with_note("names are ASCII: a letter or `_`, then letters, digits or `_`")
+        .with_help(help),
+    )
 }
 
 /// Span of the token starting at `at` (at least one character, empty at end of file).

@@ -2,7 +2,7 @@
 //! diagnostic for each statement it did not.
 
 pub mod ast;
-mod comments;
+pub(crate) mod comments;
 pub mod error;
 mod fmt;
 pub mod parser;

@@ -2,7 +2,7 @@
 //! line that starts with a keyword.
 
 use super::ast::*;
-use super::error::{Expected, ParseError};
+use super::error::{Chain, Expected, ParseError};
 use crate::source::Span;
 use nom::bytes::complete::{tag, take_while, take_while1};
 use nom::character::complete::{digit1, one_of};
@@ -172,12 +172,35 @@ impl ExprParser {
             (">", BinOp::Gt),
         ];
         for (s, op) in ops {
-            if let Ok((rest, _)) = sym(s)(i) {
+            if let Ok((rest, first)) = sym(s)(i) {
                 let (rest, rhs) = self.additive(rest).map_err(|e| self.expect_expr(e, rest))?;
+                if let Some(chained) = self.chained(rest, &lhs.0, s, first, &rhs.0, &ops) {
+                    return Err(chained);
+                }
                 return Ok((rest, binary(op, lhs, rhs, i)?));
             }
         }
         Ok((i, lhs))
+    }
+
+    /// `a < b < c`: a comparison operator right after a comparison is an error that names the operands, so the
+    /// diagnostic can suggest `indicator(a < b) * indicator(b < c)`.
+    #[inline(never)]
+    fn chained<'a>(
+        &self,
+        i: In<'a>,
+        lhs: &Expr,
+        op1: &'static str,
+        first: Span,
+        mid: &Expr,
+        ops: &[(&'static str, BinOp)],
+    ) -> Option<nom::Err<ParseError>> {
+        let (op2, rest) = ops.iter().find_map(|(s, _)| sym(*s)(i).ok().map(|(r, _)| (*s, r)))?;
+        let at = ws(i).map_or(i.location_offset(), |(r, _)| r.location_offset());
+        let third = self.additive(rest).ok().map(|(_, (e, _))| e.span);
+        let chain = Chain { first, ops: [op1, op2], operands: (lhs.span, mid.span, third) };
+        let expected = Expected::Chained(Box::new(chain));
+        Some(nom::Err::Failure(ParseError { at, expected }))
     }
 
     fn additive<'a>(&self, i: In<'a>) -> PResult<'a, (Expr, u32)> {
