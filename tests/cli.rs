@@ -151,3 +151,43 @@ fn loss_with_a_nonfinite_value_fails_naming_it() {
     assert!(!text(&out.stdout).contains("null"), "{}", text(&out.stdout));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn explain_prints_the_convention_every_shipped_file_with_a_beta_declares() {
+    let dpo = seppoc(&["explain", "objectives/dpo.obj"]);
+    assert_eq!(dpo.status.code(), Some(0), "{}", text(&dpo.stderr));
+    let stdout = text(&dpo.stdout);
+    assert!(
+        stdout.contains("\n# convention: diffusion-dpo\nbeta is Diffusion-DPO's train.py `--beta_dpo`")
+            && stdout.contains("twice its `--beta_dpo`"),
+        "{stdout}"
+    );
+    let hinge = text(&seppoc(&["explain", "objectives/hinge.obj"]).stdout);
+    assert!(hinge.contains("# convention: diffusers\n") && hinge.contains("half their `--beta_dpo`"), "{hinge}");
+    // Every shipped file with a beta names a convention explain knows; the SFT files have none to name.
+    for file in shipped() {
+        let source = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).expect("read");
+        let out = text(&seppoc(&["explain", &file]).stdout);
+        if source.contains("param beta:") {
+            assert!(out.contains("\n# convention: ") && !out.contains("unknown convention"), "{file}: {out}");
+        } else {
+            assert!(!out.contains("# convention"), "{file}: {out}");
+        }
+    }
+}
+
+#[test]
+fn explain_names_an_unknown_convention_and_the_known_ones() {
+    let dir = cli_support::scratch("cli", "convention");
+    let file = dir.join("c.obj");
+    std::fs::write(&file, "# a loss\n# convention: my-lab\nobjective c\nloss mean(err(policy, winner))\n")
+        .expect("write");
+    let out = seppoc(&["explain", &file.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("unknown convention `my-lab` (known: diffusion-dpo, diffusers, diffusion-kto, dpo-eq14, mapo)"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -189,6 +189,66 @@ fn corrupt_model_file_exits_2_naming_the_file() {
     assert!(err.contains("bad.safetensors") && !err.contains("panicked"), "{err}");
 }
 
+/// `seppoc sample` of the shipped (default) model in `dir` with `SEPPOC_ASSETS` set to `assets` (`None`: unset),
+/// writing `out`.
+fn sample_default(dir: &Path, assets: Option<&Path>, out: &str) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_seppoc"));
+    cmd.args(["sample", "--prompt", "a red circle", "-n", "2", "--steps", "2", "--seed", "5", "--out", out]);
+    match assets {
+        Some(a) => cmd.env("SEPPOC_ASSETS", a),
+        None => cmd.env_remove("SEPPOC_ASSETS"),
+    };
+    cmd.current_dir(dir).output().expect("the binary runs")
+}
+
+#[test]
+fn shipped_models_come_from_seppoc_assets_else_the_build_tree_never_the_working_directory() {
+    let dir = scratch("assets");
+    // A copy of the assets whose base model is the tiny test checkpoint: sampling the default model with
+    // SEPPOC_ASSETS naming it must give exactly what `--model` on that checkpoint gives.
+    let copy = dir.join("copy");
+    std::fs::create_dir_all(copy.join("base")).expect("mkdir");
+    std::fs::copy(checkpoint(), copy.join("base/model.safetensors")).expect("copy");
+    let out = sample_default(&dir, Some(&copy), "from_copy.png");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("shipped assets:").count(), 1, "named once: {err}");
+    assert!(err.contains(&format!("shipped assets: `{}` (from SEPPOC_ASSETS)", copy.display())), "{err}");
+    let explicit = seppoc_in(
+        &dir,
+        &["sample", "--model", &checkpoint(), "--prompt", "a red circle", "-n", "2", "--steps", "2", "--seed", "5"],
+    );
+    assert_eq!(explicit.status.code(), Some(0), "{}", text(&explicit.stderr));
+    assert!(!text(&explicit.stderr).contains("shipped assets"), "an explicit --model loads no shipped file");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("a PNG");
+    assert!(read("from_copy.png") == read("samples.png"), "SEPPOC_ASSETS's base model was not the one sampled");
+
+    // An `assets/` folder in the working directory is not looked at: a broken one there changes nothing.
+    std::fs::create_dir_all(dir.join("assets/base")).expect("mkdir");
+    std::fs::write(dir.join("assets/base/model.safetensors"), b"not a checkpoint").expect("write");
+    let out = sample_default(&dir, None, "from_build.png");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let build = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("shipped assets: `{}` (the source tree", build.display())), "{err}");
+    assert!(read("from_build.png") != read("samples.png"), "the build's base model differs from the tiny one");
+
+    // A folder that does not exist, or lacks the base model, is an error naming it.
+    let missing = dir.join("no_such_assets");
+    let out = sample_default(&dir, Some(&missing), "x.png");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("SEPPOC_ASSETS=`{}` is not a folder", missing.display())), "{err}");
+    let empty = dir.join("empty_assets");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let out = sample_default(&dir, Some(&empty), "x.png");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let want = format!("`base/model.safetensors` is missing from the assets folder `{}`", empty.display());
+    assert!(err.contains(&want) && !err.contains("panicked"), "{err}");
+    assert!(!dir.join("x.png").exists());
+}
+
 fn scratch(name: &str) -> PathBuf {
     cli_support::scratch("engine-cli", name)
 }

@@ -4,7 +4,6 @@
 use super::engine::{progress_bar, DeviceArgs};
 use crate::device::with_device;
 use crate::engine::collect::{prepare, CollectSettings, GeneratorSpec};
-use crate::engine::model_path;
 use anyhow::bail;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,8 +59,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         agreement: args.agreement,
         tie_share: args.ties,
     };
-    let base = model_path(args.model.as_deref(), None);
-    let pool = if args.generators.is_empty() { crate::engine::collect::default_pool() } else { args.generators };
+    let base = super::engine::model_or_shipped(args.model.as_deref(), None)?;
+    let pool = if args.generators.is_empty() {
+        super::engine::note_assets()?;
+        crate::engine::collect::default_pool()?
+    } else {
+        args.generators
+    };
     let mut job = prepare(&base, pool, settings, out.clone())?;
     job.bar = progress_bar(0, "collect");
     let r = with_device(args.device.kind(), job)??;

@@ -88,3 +88,24 @@ pub(crate) fn progress(what: &str) -> Progress {
 pub(crate) fn command_line() -> String {
     std::env::args().map(|a| shell_quote(&a)).collect::<Vec<_>>().join(" ")
 }
+
+/// Says once per process, on stderr, which assets folder the shipped files a command loads came from.
+pub(crate) fn note_assets() -> anyhow::Result<()> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let assets = crate::engine::Assets::locate()?;
+    SAID.call_once(|| errln!("{}", assets.note()));
+    Ok(())
+}
+
+/// The model a command loads: `--model`, or the shipped base model of `world` from the assets folder, which is
+/// then named once on stderr ([`note_assets`]).
+pub(crate) fn model_or_shipped(
+    given: Option<&str>,
+    world: Option<crate::world::WorldKind>,
+) -> anyhow::Result<std::path::PathBuf> {
+    let path = crate::engine::model_path(given, world)?;
+    if given.is_none() {
+        note_assets()?;
+    }
+    Ok(path)
+}

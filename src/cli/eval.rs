@@ -4,7 +4,7 @@
 use super::engine::{command_line, progress_bar, DeviceArgs, SamplerArgs};
 use crate::device::Backend;
 use crate::device::{with_device, OnDevice};
-use crate::engine::{evaluate, model_path, open, write_grid_index, write_json, EvalSettings, Evaluation, Opened};
+use crate::engine::{evaluate, open, write_grid_index, write_json, EvalSettings, Evaluation, Opened};
 use crate::eval::GridConfig;
 use crate::world::{Split, WorldKind};
 use anyhow::{bail, Context};
@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let out = PathBuf::from(&args.out);
     crate::engine::ensure_writable(&out)?; // before hours of sampling, not after
-    let path = model_path(args.model.as_deref(), args.world);
+    let path = super::engine::model_or_shipped(args.model.as_deref(), args.world)?;
     let opened = open(&path, args.world)?;
     let settings = settings.for_model(&opened.schedule).with_context(|| format!("sampling `{}`", path.display()))?;
     let world = opened.world.as_ref();

@@ -31,6 +31,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let out = PathBuf::from(&args.out);
     let start = Start::Fresh { out: Some(out.clone()), settings: args.settings };
     let training = prepare(objective, start, Some(1), DeviceKind::Cpu, String::new())?;
+    if training.settings.model.is_none() {
+        super::engine::note_assets()?;
+    }
     let done = export(training, &out)?;
     println!(
         "{} preference items -> {}; native first step: loss {:.9} -> {}",

@@ -76,6 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let objective = ObjectiveRun::new(&checked, &params)?;
     let name = objective.obj.name.clone();
     let mut training = prepare(objective, start, args.steps, args.device.kind(), command_line())?;
+    if training.settings.model.is_none() {
+        super::engine::note_assets()?; // the base model (and its preference set) came from the assets folder
+    }
     if let Some(note) = crate::model::err_weighting_note(training.parametrisation()) {
         errln!("note: {note}");
     }

@@ -5,7 +5,7 @@ use super::engine::{DeviceArgs, SamplerArgs};
 use crate::data::Image;
 use crate::device::Backend;
 use crate::device::{with_device, OnDevice};
-use crate::engine::{model_path, open, Opened};
+use crate::engine::{open, Opened};
 use crate::eval::GridConfig;
 use crate::model::ModelError;
 use crate::sampler::{sample, SamplerConfig};
@@ -17,8 +17,9 @@ use std::process::ExitCode;
 /// Arguments of `seppoc sample`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model checkpoint (default: the shipped base model of `--world`, `assets/base/model.safetensors` or
-    /// `assets/base_video/model.safetensors`).
+    /// Model checkpoint (default: the shipped base model of `--world`, `base/model.safetensors` or
+    /// `base_video/model.safetensors` in the assets folder: `SEPPOC_ASSETS`, else the `assets/` of the source tree
+    /// seppoc was built from).
     #[arg(long)]
     model: Option<String>,
     /// The model's world (default: whatever the checkpoint says; picks the default model).
@@ -72,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.scale == 0 || args.scale > 64 {
         bail!("--scale must be in 1..=64, found {}", args.scale);
     }
-    let path = model_path(args.model.as_deref(), args.world);
+    let path = super::engine::model_or_shipped(args.model.as_deref(), args.world)?;
     let opened = open(&path, args.world)?;
     let world = opened.world.as_ref();
     let prompt = world.parse_prompt(&args.prompt)?;

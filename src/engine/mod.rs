@@ -4,6 +4,7 @@
 //!
 //! Errors are `anyhow` errors whose messages name the file, the flag or the quantity at fault.
 
+pub mod assets;
 pub mod collect;
 pub mod eval;
 pub mod export;
@@ -14,6 +15,7 @@ pub mod progress;
 pub mod run;
 pub mod stop;
 
+pub use assets::{Assets, AssetsOrigin, ASSETS_ENV};
 pub use collect::{CollectReport, CollectSettings, Collecting, GeneratorSpec};
 pub use eval::{evaluate, spread, Comparison, Curve, EvalSettings, Evaluation};
 pub use files::{ensure_writable, write_atomic, write_grid_index, write_json, DirLock, JsonlWriter};

@@ -1,5 +1,6 @@
 //! Opening a checkpoint with everything it implies: the model, its metadata, its world and its noise schedule.
 
+use super::assets::Assets;
 use crate::device::{cpu, CpuDevice};
 use crate::model::{load_checkpoint, CheckpointMeta, Dit, NoiseSchedule};
 use crate::world::{Testbed, WorldKind};
@@ -20,26 +21,18 @@ pub struct Opened {
     pub schedule: NoiseSchedule,
 }
 
-/// The file of the shipped base model of `world`.
+/// The file of the shipped base model of `world`, relative to the assets folder ([`Assets`]).
 pub fn default_model(world: WorldKind) -> String {
     format!("{}/model.safetensors", world.base_dir())
 }
 
-/// Resolves a model path: the given one, or the shipped base model of `world` (default: the image world). A relative default that does not
-/// exist from the working directory falls back to the copy in the source tree this binary was built from.
-pub fn model_path(given: Option<&str>, world: Option<WorldKind>) -> PathBuf {
-    if let Some(p) = given {
-        return PathBuf::from(p);
-    }
-    let rel = PathBuf::from(default_model(world.unwrap_or_default()));
-    if rel.exists() {
-        return rel;
-    }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel);
-    if built.exists() {
-        built
-    } else {
-        rel
+/// Resolves a model path: the given one, or the shipped base model of `world` (default: the image world) in the
+/// assets folder ([`Assets::locate`]: `SEPPOC_ASSETS`, else the source tree this binary was built from; never
+/// the working directory on its own). A missing assets folder or base model is an error naming it.
+pub fn model_path(given: Option<&str>, world: Option<WorldKind>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => Assets::locate()?.file(&default_model(world.unwrap_or_default())),
     }
 }
 

@@ -58,11 +58,11 @@ impl WorldKind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// The directory of the shipped base model, relative to the repository root.
+    /// The directory of the shipped base model, relative to the assets folder (`assets/` in the repository).
     pub fn base_dir(self) -> &'static str {
         match self {
-            WorldKind::Image => "assets/base",
-            WorldKind::Video => "assets/base_video",
+            WorldKind::Image => "base",
+            WorldKind::Video => "base_video",
         }
     }
 

@@ -15,7 +15,7 @@ use crate::compare::output::{draw_plots, markdown};
 use crate::compare::read::{curve_prompt_count, read_baseline, read_run, report_sampler};
 use crate::compare::{markdown_table, summarize, Baseline, RunRecord};
 use crate::device::DeviceKind;
-use crate::engine::{model_path, write_json};
+use crate::engine::write_json;
 use crate::world::WorldKind;
 use anyhow::{bail, Context};
 use jobs::{finished_seconds, read_signature, run_jobs, Job};
@@ -58,7 +58,8 @@ pub struct Args {
     /// Held-out prompts judged at each `--eval-every` point.
     #[arg(long, default_value_t = 32)]
     curve_prompts: usize,
-    /// Base model (default: the shipped `assets/base/model.safetensors`, or `assets/base_video/...` for video).
+    /// Base model (default: the shipped `base/model.safetensors`, or `base_video/...` for video, in the assets
+    /// folder: `SEPPOC_ASSETS`, else the `assets/` of the source tree seppoc was built from).
     #[arg(long)]
     model: Option<String>,
     /// The base model's world (default: what the checkpoint says; picks the default model). Passed to every
@@ -111,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(entries) = check_files(&args)? else { return Ok(ExitCode::from(1)) };
     let out = PathBuf::from(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
-    let base = model_path(args.model.as_deref(), args.world).display().to_string();
+    let base = super::engine::model_or_shipped(args.model.as_deref(), args.world)?.display().to_string();
     let eval_every = args.eval_every.unwrap_or((args.steps / 5).max(1));
 
     let mut eval_args = vec!["--seed".to_string(), "0".to_string()];

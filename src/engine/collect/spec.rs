@@ -1,11 +1,12 @@
 //! The generator pool: a generator's spec and the default pool.
 
+use crate::engine::assets::Assets;
 use crate::engine::eval::EvalSettings;
 use crate::sampler::{SamplerConfig, SamplerKind};
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One generator of the pool: a checkpoint and how it samples.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -66,29 +67,27 @@ impl GeneratorSpec {
     }
 }
 
-/// The default generator pool, relative to the repository. As in Pick-a-Pic, whose images came from SD 2.1,
+/// The default generator pool. As in Pick-a-Pic, whose images came from SD 2.1,
 /// Dreamlike Photoreal and SDXL variants rather than from the SD 1.5 that is fine-tuned, every image is drawn by
 /// an independently made model stronger than the base model: the rectified-flow base model (`assets/base_flow`),
 /// sampled faithfully (Euler, 20 or 50 steps) at guidance 1, 1.5 and 2. The entries differ in quality (held-out
 /// judge score about 0.69 at guidance 1, 0.79 at 2) but not by so much that the annotator, calibrated to agree
 /// with the judge on 70% of decided pairs, has to be noisy on every close pair; pools spanning weaker models
 /// forced it so noisy that DPO learned nothing, and cheap samplers' artifacts are what SFT on the winners copies
-/// (RESULTS.md §8). A relative path that does not exist from the working directory falls back to the source
-/// tree this binary was built from, as the default model does.
-pub fn default_pool() -> Vec<GeneratorSpec> {
-    let at = |name: &str, dir: &str, kind: SamplerKind, steps: usize, cfg: f32| {
-        let rel = PathBuf::from(format!("{dir}/model.safetensors"));
-        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel);
-        let model = if rel.exists() || !built.exists() { rel } else { built };
+/// (RESULTS.md §8). The models are found in the assets folder ([`Assets::locate`]), as the default base model is.
+pub fn default_pool() -> anyhow::Result<Vec<GeneratorSpec>> {
+    let assets = Assets::locate()?;
+    let model = assets.file("base_flow/model.safetensors")?;
+    let at = |name: &str, kind: SamplerKind, steps: usize, cfg: f32| {
         let sampler = SamplerConfig { kind, steps, cfg_scale: cfg, eta: 0.0 };
-        GeneratorSpec { name: name.to_string(), model, sampler }
+        GeneratorSpec { name: name.to_string(), model: model.clone(), sampler }
     };
     let euler = SamplerKind::Euler;
-    vec![
-        at("flow_euler20_cfg1", "assets/base_flow", euler, 20, 1.0),
-        at("flow_euler50_cfg1", "assets/base_flow", euler, 50, 1.0),
-        at("flow_euler20_cfg1.5", "assets/base_flow", euler, 20, 1.5),
-        at("flow_euler50_cfg1.5", "assets/base_flow", euler, 50, 1.5),
-        at("flow_euler20_cfg2", "assets/base_flow", euler, 20, 2.0),
-    ]
+    Ok(vec![
+        at("flow_euler20_cfg1", euler, 20, 1.0),
+        at("flow_euler50_cfg1", euler, 50, 1.0),
+        at("flow_euler20_cfg1.5", euler, 20, 1.5),
+        at("flow_euler50_cfg1.5", euler, 50, 1.5),
+        at("flow_euler20_cfg2", euler, 20, 2.0),
+    ])
 }

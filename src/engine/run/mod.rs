@@ -148,7 +148,7 @@ pub fn prepare(
     if steps == 0 {
         bail!("--steps must be at least 1");
     }
-    let base_path = model_path(settings.model.as_deref(), settings.world);
+    let base_path = model_path(settings.model.as_deref(), settings.world)?;
     let base = open(&base_path, settings.world)?;
     let (data, data_source) = load_data(&settings, &base, &objective.obj)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;

@@ -10,7 +10,8 @@ pub struct RunSettings {
     /// Seed of every random draw (data order, t, eps, reference choice, sampler).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Base model (default: the shipped `assets/base/model.safetensors`, or `assets/base_video/...` for video).
+    /// Base model (default: the shipped `base/model.safetensors`, or `base_video/...` for video, in the assets
+    /// folder: `SEPPOC_ASSETS`, else the `assets/` of the source tree seppoc was built from).
     #[arg(long)]
     pub model: Option<String>,
     /// The base model's world: `video` trains a clip model on the video world's preference clips (default: what
@@ -49,7 +50,8 @@ pub struct RunSettings {
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
     /// Probability that a caption is replaced by the null caption in the loss's forward passes (as pretraining
-    /// does for classifier-free guidance; 0 keeps every caption).
+    /// does for classifier-free guidance; 0 keeps every caption). Diffusion-DPO's train.py blanks 20% of
+    /// captions by default (`--proportion_empty_prompts 0.2`): give 0.2 to train as it does.
     #[arg(long, default_value_t = 0.0)]
     #[serde(default)]
     pub caption_dropout: f64,
