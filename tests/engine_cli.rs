@@ -92,8 +92,21 @@ fn sample_writes_a_png_and_prints_scores() {
 fn eval_writes_report_json_with_every_field() {
     let dir = scratch("eval");
     let ckpt = checkpoint();
-    let args =
-        ["eval", "--model", &ckpt, "--eval-prompts", "4", "--eval-samples", "1", "--steps", "2", "--seed", "3", "--out", "ev"];
+    let args = [
+        "eval",
+        "--model",
+        &ckpt,
+        "--eval-prompts",
+        "4",
+        "--eval-samples",
+        "1",
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        "ev",
+    ];
     let out = seppoc_in(&dir, &args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("colour accuracy"), "{}", text(&out.stdout));

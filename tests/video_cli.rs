@@ -174,7 +174,7 @@ fn compare_runs_on_the_video_world_with_a_curve_and_a_motion_column() {
     let out = seppoc_in(&dir, &args);
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
     let table = std::fs::read_to_string(dir.join("cmp/compare.md")).expect("compare.md");
-    assert!(table.contains("| motion |") && !table.contains("| position |"), "{table}");
+    assert!(table.contains("| motion accuracy |") && !table.contains("| position accuracy |"), "{table}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("cmp/compare.json")).expect("json")).expect("json");
     assert_eq!(json["rows"].as_array().map(Vec::len), Some(2));

@@ -180,7 +180,8 @@ fn run_reports_one_win_rate_and_says_what_its_interval_covers() {
 fn another_runs_folder_names_what_differs_and_a_finished_run_is_rejudged() {
     let dir = scratch("vocab", "differs");
     let out = dir.join("r");
-    assert!(run(&run_args(&objective("sft"), &out, "1", &["--eval-prompts", "1"])).status.success());
+    let judged = ["--eval-prompts", "1", "--eval-every", "1", "--curve-prompts", "1"];
+    assert!(run(&run_args(&objective("sft"), &out, "1", &judged)).status.success());
     let cases: [(&str, &[&str], &str); 3] = [
         ("sft", &["--eval-prompts", "1", "--lr", "1e-4"], "--lr 0.00002 there, 0.0001 here"),
         ("dpo", &["--eval-prompts", "1"], "objective `sft` there, `dpo` here"),
@@ -197,11 +198,18 @@ fn another_runs_folder_names_what_differs_and_a_finished_run_is_rejudged() {
     let o = run(&run_args(&objective("sft"), &out, "1", &["--eval-prompts", "2"]));
     assert!(text(&o.stderr).contains("seppoc eval --model"), "{}", text(&o.stderr));
     // The same command again on a finished run: nothing to train, judged again.
-    let o = run(&run_args(&objective("sft"), &out, "1", &["--eval-prompts", "1"]));
+    let o = run(&run_args(&objective("sft"), &out, "1", &judged));
     assert!(o.status.success(), "{}", text(&o.stderr));
     let stdout = text(&o.stdout);
     assert!(stdout.contains("had already finished") && stdout.contains("judging it again"), "{stdout}");
     assert!(!stdout.contains("trained `sft` for"), "{stdout}");
+    // Its judge-score curve keeps one point per step.
+    let curve = std::fs::read_to_string(out.join("curve.jsonl")).expect("curve.jsonl");
+    let steps: Vec<u64> = curve
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["step"].as_u64().expect("step"))
+        .collect();
+    assert_eq!(steps, [0, 1], "{curve}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -122,7 +122,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let model = crate::engine::model_label(&path);
     let rows = prompts.len().div_ceil(layout.cols.max(1));
-    let labels = GridLabels { rows: vec![model.clone(); rows], prompts: result.prompts.clone(), captions: Captions::Every };
+    let labels =
+        GridLabels { rows: vec![model.clone(); rows], prompts: result.prompts.clone(), captions: Captions::Every };
     for grid in &written[1..] {
         world.write_samples(&result.samples, &layout, &labels, grid)?;
     }

@@ -220,7 +220,9 @@ pub fn markdown_table(base: &Baseline, rows: &[Row]) -> String {
     .into_iter()
     .filter(|c| c.1.is_some())
     .collect();
-    let mut head = "| objective | seeds | judge score | win rate vs base | quality | colour accuracy | shape accuracy |".to_string();
+    let mut head =
+        "| objective | seeds | judge score | win rate vs base | quality | colour accuracy | shape accuracy |"
+            .to_string();
     for (name, ..) in &third {
         head.push_str(&format!(" {name} accuracy |"));
     }

@@ -287,6 +287,12 @@ impl OnDevice for Training {
         };
         let mut metrics = JsonlWriter::append(&out.join("metrics.jsonl"), trainer.step)?;
         let curve_settings = EvalSettings::standard_on(s.curve_prompts.max(1)).for_model(schedule)?;
+        // A resumed run whose curve already has a point at its step (a finished run judged again) keeps it.
+        let has_point = std::fs::read_to_string(out.join("curve.jsonl")).is_ok_and(|t| {
+            t.lines().any(|l| {
+                serde_json::from_str::<Value>(l).is_ok_and(|v| v["step"].as_u64() == Some(trainer.step as u64))
+            })
+        });
         let mut curve = Curve {
             every: s.eval_every,
             world,
@@ -294,7 +300,7 @@ impl OnDevice for Training {
             prompts: curve_settings.prompts(world),
             settings: curve_settings,
             out: JsonlWriter::append_upto_step(&out.join("curve.jsonl"), trainer.step)?,
-            last: None,
+            last: (trainer.step > 0 && has_point).then_some(trainer.step),
         };
         if trainer.step == 0 {
             curve.point(0, trainer.output_model())?;
