@@ -1,6 +1,8 @@
 //! The comparison's statistics: spread over seeds, win rate, tail means, curve averaging and smoothing.
 
-use seppoc::compare::{mean_curve, smooth, summarize, tail_mean, win_rate, Baseline, Metrics, RunRecord, Spread};
+use seppoc::compare::{
+    markdown_table, mean_curve, smooth, summarize, tail_mean, win_rate, Baseline, Metrics, RunRecord, Spread, Wins,
+};
 
 #[test]
 fn spread_uses_the_sample_standard_deviation() {
@@ -14,6 +16,9 @@ fn spread_uses_the_sample_standard_deviation() {
 fn win_rate_counts_ties_as_half() {
     assert_eq!(win_rate(&[0.1, 0.5, 0.3, 0.2], &[0.2, 0.5, 0.1, 0.9]), 2.5 / 4.0);
     assert!(win_rate(&[], &[]).is_nan());
+    let w = Wins::count(&[0.1, 0.5, 0.3, 0.2], &[0.2, 0.5, 0.1, 0.9]);
+    assert_eq!((w.better, w.equal, w.worse, w.total()), (2, 1, 1, 4));
+    assert_eq!(w.rate(), 2.5 / 4.0);
 }
 
 #[test]
@@ -67,4 +72,18 @@ fn summarize_groups_runs_by_objective_in_the_given_order() {
     assert_eq!(rows[1].win_rate.mean, 0.625);
     assert!(rows[0].flip_rate_end.is_none());
     assert_eq!(rows[1].flip_rate_end.map(|s| s.mean), Some(0.5));
+}
+
+#[test]
+fn one_seed_shows_no_spread() {
+    let base = Baseline { metrics: Metrics { position: Some(0.5), ..Metrics::default() }, per_prompt: vec![0.5] };
+    let one = vec![record("a", 0, 0.25, vec![0.5], vec![])];
+    let mut two = one.clone();
+    two.push(record("a", 1, 0.75, vec![0.6], vec![]));
+    let names = vec!["a".to_string()];
+    let table = markdown_table(&base, &summarize(&names, &base, &one));
+    assert!(table.contains("| a | 1 | 0.2500 ± — | 0.5000 ± — |") && !table.contains("± 0.0000"), "{table}");
+    assert!(table.contains("| colour accuracy | shape accuracy | position accuracy | all correct |"), "{table}");
+    let table = markdown_table(&base, &summarize(&names, &base, &two));
+    assert!(table.contains("| a | 2 | 0.5000 ± 0.3536 |"), "{table}");
 }

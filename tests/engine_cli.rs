@@ -81,14 +81,32 @@ fn sample_writes_a_png_and_prints_scores() {
     let stdout = text(&out.stdout);
     assert_eq!(stdout.matches("score").count(), 4, "{stdout}");
     let png = image::open(dir.join("s.png")).expect("a PNG");
-    assert_eq!((png.width(), png.height()), (3 * 64 + 4 * 2, 64 + 2 * 2));
+    // Three 64-pixel cells behind a column with the model's name (its folder's, wrapped at 18 characters), the
+    // prompt written under them in lines of 10 characters ("a red", "circle on", "the left") of 9 pixels.
+    let name = std::path::Path::new(&ckpt).parent().and_then(|d| d.file_name()).expect("a folder").len();
+    let label_w = (name.min(18) * 6 - 1 + 2 * 2) as u32;
+    assert_eq!((png.width(), png.height()), (label_w + 3 * 64 + 4 * 2, 64 + 2 + 3 * 9 + 2 * 2));
 }
 
 #[test]
 fn eval_writes_report_json_with_every_field() {
     let dir = scratch("eval");
     let ckpt = checkpoint();
-    let args = ["eval", "--model", &ckpt, "--n-prompts", "4", "--steps", "2", "--seed", "3", "--out", "ev"];
+    let args = [
+        "eval",
+        "--model",
+        &ckpt,
+        "--eval-prompts",
+        "4",
+        "--eval-samples",
+        "1",
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        "ev",
+    ];
     let out = seppoc_in(&dir, &args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("colour accuracy"), "{}", text(&out.stdout));

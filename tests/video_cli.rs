@@ -58,8 +58,11 @@ fn sample_writes_an_animated_gif_or_a_frame_strip() {
     let out = seppoc_in(&dir, &strip);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let png = image::open(dir.join("strip.png")).expect("a PNG");
-    // Two rows (clips) of four 16-pixel frames with 2-pixel gaps.
-    assert_eq!((png.width(), png.height()), (4 * 16 + 5 * 2, 2 * 16 + 3 * 2));
+    // Two rows (clips) of four 16-pixel frames with 2-pixel gaps, behind a column with each clip's model and prompt
+    // ("run: a red circle" / "moving right", 17 characters wide, two 9-pixel lines); the last row's frames are
+    // numbered under them (one line).
+    let label_w = 17 * 6 - 1 + 2 * 2;
+    assert_eq!((png.width(), png.height()), (label_w + 4 * 16 + 5 * 2, 2 * 9 + (16 + 2 + 9) + 3 * 2));
 }
 
 #[test]
@@ -171,7 +174,7 @@ fn compare_runs_on_the_video_world_with_a_curve_and_a_motion_column() {
     let out = seppoc_in(&dir, &args);
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
     let table = std::fs::read_to_string(dir.join("cmp/compare.md")).expect("compare.md");
-    assert!(table.contains("| motion |") && !table.contains("| position |"), "{table}");
+    assert!(table.contains("| motion accuracy |") && !table.contains("| position accuracy |"), "{table}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("cmp/compare.json")).expect("json")).expect("json");
     assert_eq!(json["rows"].as_array().map(Vec::len), Some(2));

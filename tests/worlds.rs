@@ -163,6 +163,8 @@ fn the_delta_interval_averages_samples_per_prompt_and_brackets_the_mean() {
     // Per prompt: +0.1, +0.1, 0 → mean 0.2 / 3.
     assert!((mean - 0.2 / 3.0).abs() < 1e-6, "{mean}");
     assert!(lo <= mean && mean <= hi && lo >= 0.0 - 1e-9 && hi <= 0.1 + 1e-6, "[{lo}, {hi}]");
-    assert_eq!(cmp.wins(), (3, 3, 6));
+    let wins = cmp.wins();
+    assert_eq!((wins.better, wins.equal, wins.worse), (3, 3, 0));
+    assert_eq!(cmp.win_rate(), 4.5 / 6.0, "a tie counts ½");
     assert_eq!(cmp.delta_interval(2000, 0), (mean, lo, hi), "seeded");
 }

@@ -1,7 +1,7 @@
 //! `seppoc collect`: builds a preference set the way Pick-a-Pic was built (see [`crate::engine::collect`]) and
 //! writes it as Parquet in the Pick-a-Pic schema; prints the annotator's calibration and the data's statistics.
 
-use super::engine::{progress_bar, DeviceArgs};
+use super::engine::{progress, DeviceArgs};
 use crate::device::with_device;
 use crate::engine::collect::{prepare, CollectSettings, GeneratorSpec};
 use anyhow::bail;
@@ -67,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.generators
     };
     let mut job = prepare(&base, pool, settings, out.clone())?;
-    job.bar = progress_bar(0, "collect");
+    job.bar = progress("collect");
     let r = with_device(args.device.kind(), job)??;
     let c = &r.calibration;
     println!(

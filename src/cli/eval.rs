@@ -1,11 +1,11 @@
 //! `seppoc eval`: samples held-out (or training) prompts, judges each sample, prints the report and writes
 //! `report.json`, `grid.png` (clips: a frame strip, plus `grid.gif`) and `grid.txt` (each cell's prompt).
 
-use super::engine::{command_line, progress_bar, DeviceArgs, SamplerArgs};
+use super::engine::{command_line, progress, DeviceArgs, SamplerArgs};
 use crate::device::Backend;
 use crate::device::{with_device, OnDevice};
 use crate::engine::{evaluate, open, write_grid_index, write_json, EvalSettings, Evaluation, Opened};
-use crate::eval::GridConfig;
+use crate::eval::{Captions, GridConfig, GridLabels};
 use crate::world::{Split, WorldKind};
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -24,12 +24,14 @@ pub struct Args {
     /// Prompt list.
     #[arg(long, value_enum, default_value_t = Split::Heldout)]
     prompts: Split,
-    /// Evaluate N prompts spread evenly over the list instead of all of them.
-    #[arg(long)]
+    /// Evaluate N prompts spread evenly over the list instead of all of them (as `run --eval-prompts`; the
+    /// old spelling `--n-prompts` is still accepted).
+    #[arg(long = "eval-prompts", alias = "n-prompts", value_name = "N")]
     n_prompts: Option<usize>,
-    /// Samples per prompt, each with its own noise; the report averages over all of them and `per_prompt` lists
-    /// every sample (prompt list repeated, sample k of every prompt after sample k−1 of all).
-    #[arg(long, default_value_t = 1)]
+    /// Samples per prompt, each with its own noise (as `run --eval-samples`, the same default); the report
+    /// averages over all of them and `per_prompt` lists every sample (prompt list repeated, sample k of every
+    /// prompt after sample k−1 of all). The old spelling `--samples` is still accepted.
+    #[arg(long = "eval-samples", alias = "samples", value_name = "K", default_value_t = crate::engine::DEFAULT_EVAL_SAMPLES)]
     samples: usize,
     #[command(flatten)]
     sampler: SamplerArgs,
@@ -48,7 +50,7 @@ struct EvalJob<'a> {
     opened: &'a Opened,
     prompts: &'a [String],
     settings: &'a EvalSettings,
-    bar: &'a indicatif::ProgressBar,
+    progress: &'a mut crate::engine::Progress,
 }
 
 impl OnDevice for EvalJob<'_> {
@@ -57,8 +59,11 @@ impl OnDevice for EvalJob<'_> {
     fn run<D: Backend>(self, dev: D) -> Self::Output {
         let o = self.opened;
         let model = o.model.to_device(&dev)?;
+        let mut shown = 0;
+        let noun = format!("{}s", o.world.sample_noun());
         evaluate(&model, &o.schedule, o.world.as_ref(), self.prompts, self.settings, |done, _| {
-            self.bar.set_position(done as u64)
+            self.progress.advance((done - shown) as u64, &noun);
+            shown = done;
         })
     }
 }
@@ -67,10 +72,10 @@ impl OnDevice for EvalJob<'_> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sampler = args.sampler.config()?; // the flags are checked before the model is loaded
     if args.n_prompts == Some(0) {
-        bail!("--n-prompts must be at least 1");
+        bail!("--eval-prompts must be at least 1");
     }
     if args.samples == 0 {
-        bail!("--samples must be at least 1");
+        bail!("--eval-samples must be at least 1");
     }
     let settings = EvalSettings {
         sampler,
@@ -87,15 +92,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = settings.for_model(&opened.schedule).with_context(|| format!("sampling `{}`", path.display()))?;
     let world = opened.world.as_ref();
     let prompts = settings.prompts(world);
-    let bar = progress_bar(prompts.len() as u64, "eval");
-    let job = EvalJob { opened: &opened, prompts: &prompts, settings: &settings, bar: &bar };
+    let mut bar = progress("eval");
+    bar.set_range(0, prompts.len() as u64);
+    let job = EvalJob { opened: &opened, prompts: &prompts, settings: &settings, progress: &mut bar };
     let result = with_device(args.device.kind(), job)?.with_context(|| format!("evaluating `{}`", path.display()))?;
-    bar.finish_and_clear();
+    bar.finish();
 
     let summary = result.summary();
     outln!("{} model `{}` on {}", world.kind().name(), path.display(), settings.describe(prompts.len()));
-    out!("{}", summary.table);
-    outln!("mean score {:.4}", summary.mean_score);
+    // The same names as `seppoc run`'s table and `seppoc compare`'s columns, the judge score once (last).
+    outln!("{:<24} {:>8}", format!("{}s judged", world.sample_noun()), prompts.len());
+    for m in &summary.metrics {
+        outln!("{:<24} {:>8.4}", m.label, m.value);
+    }
 
     let per_prompt: Vec<_> = result.judged.verdicts.iter().map(|v| v.row.clone()).collect();
     let report = json!({
@@ -111,13 +120,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if world.animated() {
         written.push(out.join("grid.gif"));
     }
+    let model = crate::engine::model_label(&path);
+    let rows = prompts.len().div_ceil(layout.cols.max(1));
+    let labels =
+        GridLabels { rows: vec![model.clone(); rows], prompts: result.prompts.clone(), captions: Captions::Every };
     for grid in &written[1..] {
-        world.write_samples(&result.samples, &layout, grid)?;
+        world.write_samples(&result.samples, &layout, &labels, grid)?;
     }
     // Each cell's prompt, in grid order (`grid.png`'s layout for images; `grid.gif`'s for clips, whose
     // `grid.png` strip has one clip per row, in the same order).
     let index = out.join("grid.txt");
-    let model = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let cells: Vec<(&str, &str)> = result.prompts.iter().map(|p| (model.as_str(), p.as_str())).collect();
     write_grid_index(&index, layout.cols, &cells)?;
     written.push(index);

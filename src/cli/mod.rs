@@ -28,6 +28,7 @@ mod explain;
 mod export;
 mod fmt;
 mod loss;
+mod plot;
 mod pretrain;
 mod run;
 mod sample;
@@ -67,6 +68,8 @@ enum Command {
     Sample(sample::Args),
     /// Score a model with the judge on held-out prompts.
     Eval(eval::Args),
+    /// Plot one run's loss, gradient norm, logged values and judge score against the update (PNG files).
+    Plot(plot::Args),
 }
 
 /// Writes to stdout. A reader that has gone away (`| head`) is not an error of ours: the process stops quietly
@@ -147,9 +150,52 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The command line's definition, with negative numbers taken as values everywhere (`--steps -5` is then refused
+/// by the flag's own check, not answered with clap's advice to write `-- -5`, which would not help).
+fn command() -> clap::Command {
+    fn allow_negative(cmd: clap::Command) -> clap::Command {
+        let subs: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_string()).collect();
+        let mut cmd = cmd.allow_negative_numbers(true);
+        for name in subs {
+            cmd = cmd.mut_subcommand(name, allow_negative);
+        }
+        cmd
+    }
+    allow_negative(<Cli as clap::CommandFactory>::command())
+}
+
+/// The message for a negative number given to a flag that counts (steps, prompts, seeds, ...): clap's own says
+/// "invalid digit found in string".
+fn negative_number_message(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::ValueValidation || !e.to_string().contains("invalid digit") {
+        return None;
+    }
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let (arg, value) = (text(ContextKind::InvalidArg)?, text(ContextKind::InvalidValue)?);
+    let flag = arg.split(' ').next().unwrap_or(&arg).to_string();
+    (value.trim().parse::<f64>().ok()? < 0.0).then(|| format!("{flag} must be a non-negative integer, got {value}"))
+}
+
+/// Parses the process's arguments; help, version and usage errors end the process as clap ends it (status 2 for
+/// errors), a negative count with [`negative_number_message`].
+fn parse_args() -> Cli {
+    let matches = command().try_get_matches().unwrap_or_else(|e| match negative_number_message(&e) {
+        Some(message) => {
+            errln!("error: {message}");
+            std::process::exit(2)
+        }
+        None => e.exit(),
+    });
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs the command line and returns the process exit code: 0 success, 1 diagnostics with errors, 2 other errors.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
     if let Err(e) = crate::engine::stop::install() {
         errln!("warning: {e:#}; Ctrl-C will stop without saving");
     }
@@ -169,6 +215,7 @@ pub fn main() -> ExitCode {
         Command::Collect(args) => collect::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Plot(args) => plot::run(args),
     });
     match result {
         Ok(code) => code,
@@ -183,5 +230,30 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every flag of every command answers `-5` with its own message or takes it as a value; none gives clap's
+    /// advice to write `-- -5`, and every counting flag names itself.
+    #[test]
+    fn negative_numbers_never_get_the_double_dash_tip() {
+        let cmd = super::command();
+        let mut counted = 0;
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments().filter(|a| a.get_long().is_some() && a.get_action().takes_values()) {
+                let flag = format!("--{}", arg.get_long().unwrap_or_default());
+                let got = super::command().try_get_matches_from(["seppoc", sub.get_name(), &flag, "-5"]);
+                let Err(e) = got else { continue };
+                let shown = e.to_string();
+                assert!(!shown.contains("-- -5"), "{} {flag}: {shown}", sub.get_name());
+                if let Some(message) = super::negative_number_message(&e) {
+                    assert_eq!(message, format!("{flag} must be a non-negative integer, got -5"));
+                    counted += 1;
+                }
+            }
+        }
+        assert!(counted > 20, "only {counted} counting flags");
     }
 }

@@ -19,7 +19,8 @@ pub struct Args {
     /// Override a parameter (`--set beta=5000`).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
     sets: Vec<(String, String)>,
-    /// Output directory (default `runs/<objective>-seed<S>`).
+    /// Output directory (default `runs/<objective>-seed<S>`, then every training setting that is not its
+    /// default and every `--set`, e.g. `runs/sft-seed0-lr0.0001`, so the runs of a sweep do not collide).
     #[arg(long)]
     out: Option<String>,
     /// Continue the run in DIR from its last saved state (settings come from DIR/run.json; `--steps` may grow).
@@ -65,13 +66,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(file)) => (file, args.sets.clone()),
         (None, None) => anyhow::bail!("an objective FILE is needed (or --resume DIR)"),
     };
+    let shown_file = crate::engine::stop::shell_quote(&file);
     let (checked, params) = match checked_or_exit(&file, &sets)? {
         Ok(ok) => ok,
         Err(code) => return Ok(code),
     };
     let start = match args.resume {
         Some(dir) => Start::Resume(PathBuf::from(dir)),
-        None => Start::Fresh { out: args.out.map(PathBuf::from), settings: args.settings },
+        None => {
+            let out = args.out.map(PathBuf::from);
+            let out = out.unwrap_or_else(|| args.settings.default_out(&checked.name, &args.sets));
+            Start::Fresh { out: Some(out), settings: args.settings }
+        }
     };
     let objective = ObjectiveRun::new(&checked, &params)?;
     let name = objective.obj.name.clone();
@@ -84,25 +90,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     training.progress = progress(&name);
     let done = with_device(args.device.kind(), training)??;
-    if let Some(step) = done.resumed_at {
-        outln!("resumed at step {step}");
+    match done.resumed_at {
+        // Nothing left to train: say so rather than "trained 200 steps in 0 s".
+        Some(step) if step == done.steps => outln!(
+            "`{}` had already finished: `{}` trained for {} steps -> {}; judging it again",
+            done.model_path.parent().unwrap_or(std::path::Path::new(".")).display(),
+            done.objective,
+            done.steps,
+            done.model_path.display()
+        ),
+        resumed => {
+            if let Some(step) = resumed {
+                outln!("resumed at step {step}");
+            }
+            outln!(
+                "trained `{}` for {} steps in {:.0} s -> {}",
+                done.objective,
+                done.steps,
+                done.train_s,
+                done.model_path.display()
+            );
+        }
     }
-    outln!(
-        "trained `{}` for {} steps in {:.0} s -> {}",
-        done.objective,
-        done.steps,
-        done.train_s,
-        done.model_path.display()
-    );
     if args.profile {
         print_profile(&done.profile, &done.model_path.with_file_name("profile.json"))?;
     }
     if let (Some(cmp), Some((report, grid))) = (&done.comparison, &done.report) {
         out!("{}", cmp.table("judge"));
-        let (better, equal, n) = cmp.wins();
+        let wins = cmp.wins();
         let (mean, lo, hi) = cmp.delta_interval(crate::engine::run::DELTA_RESAMPLES, 0);
         outln!("judge score delta {mean:+.4}, 95% bootstrap interval over prompts [{lo:+.4}, {hi:+.4}]");
-        outln!("win rate vs base: {:.3} ({better} better, {equal} equal of {n} samples)", cmp.win_rate());
+        outln!(
+            "  (the interval covers the prompts for this one training seed, not the spread over seeds: `seppoc \
+             compare {shown_file} --seeds 3` trains 3 seeds)"
+        );
+        outln!(
+            "win rate vs base: {:.3} ({} better, {} equal, {} worse of {} samples; a tie counts 1/2)",
+            wins.rate(),
+            wins.better,
+            wins.equal,
+            wins.worse,
+            wins.total()
+        );
         let k = done.grid_samples;
         outln!(
             "report: {}  (grid: {k} base samples, then the same {k} prompts trained: {}; prompts in {})",

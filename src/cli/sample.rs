@@ -6,7 +6,7 @@ use crate::data::Image;
 use crate::device::Backend;
 use crate::device::{with_device, OnDevice};
 use crate::engine::{open, Opened};
-use crate::eval::GridConfig;
+use crate::eval::{Captions, GridConfig, GridLabels};
 use crate::model::ModelError;
 use crate::sampler::{sample, SamplerConfig};
 use crate::world::WorldKind;
@@ -91,13 +91,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         1 => outln!("prompt: {prompt}"),
         f => outln!("prompt: {prompt}  ({f} frames per {})", world.sample_noun()),
     }
-    let judged = world.judge(&vec![prompt; args.n], &samples)?;
+    let judged = world.judge(&vec![prompt.clone(); args.n], &samples)?;
     for (i, v) in judged.verdicts.iter().enumerate() {
         outln!("sample {i:>3}: {}", v.line);
     }
-    outln!("mean score {:.4} over {} samples", judged.summary.mean_score, args.n);
+    outln!("judge score {:.4} (mean over {} samples)", judged.summary.mean_score, args.n);
     let grid = GridConfig { cols: args.n.min(8), spacing: 2, scale: args.scale, background: [128, 128, 128] };
-    world.write_samples(&samples, &grid, &out)?;
+    let rows = args.n.div_ceil(grid.cols);
+    let labels = GridLabels {
+        rows: vec![crate::engine::model_label(&path); rows],
+        prompts: vec![prompt.clone(); args.n],
+        captions: Captions::LastRow,
+    };
+    world.write_samples(&samples, &grid, &labels, &out)?;
     outln!("wrote `{}`", out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -110,26 +110,52 @@ pub struct Row {
     pub seconds: f64,
 }
 
-/// Win rate of `trained` over `base` on the same prompts: wins count 1, ties ½.
-pub fn win_rate(base: &[f64], trained: &[f64]) -> f64 {
-    let n = base.len().min(trained.len());
-    if n == 0 {
-        return f64::NAN;
-    }
-    let points: f64 = base
-        .iter()
-        .zip(trained)
-        .map(|(b, t)| {
+/// How often a trained model's sample beats the base model's sample of the same prompt and noise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Wins {
+    /// Samples the trained model scores higher on.
+    pub better: usize,
+    /// Samples both score the same on.
+    pub equal: usize,
+    /// Samples the trained model scores lower on.
+    pub worse: usize,
+}
+
+impl Wins {
+    /// Counts over the pairs `(base[i], trained[i])` (the shorter list decides how many).
+    pub fn count(base: &[f64], trained: &[f64]) -> Wins {
+        let mut w = Wins::default();
+        for (b, t) in base.iter().zip(trained) {
             if t > b {
-                1.0
+                w.better += 1;
             } else if t == b {
-                0.5
+                w.equal += 1;
             } else {
-                0.0
+                w.worse += 1;
             }
-        })
-        .sum();
-    points / n as f64
+        }
+        w
+    }
+
+    /// The number of pairs.
+    pub fn total(&self) -> usize {
+        self.better + self.equal + self.worse
+    }
+
+    /// The win rate, the one definition every command uses: a win counts 1, a tie ½, a loss 0, over the pairs
+    /// (NaN for none). Ties are common here (the judge's score is a fraction of attributes times a quality), so
+    /// counting them as losses would put a model identical to the base at 0 instead of ½.
+    pub fn rate(&self) -> f64 {
+        if self.total() == 0 {
+            return f64::NAN;
+        }
+        (self.better as f64 + 0.5 * self.equal as f64) / self.total() as f64
+    }
+}
+
+/// Win rate of `trained` over `base` on the same prompts ([`Wins::rate`]: wins count 1, ties ½).
+pub fn win_rate(base: &[f64], trained: &[f64]) -> f64 {
+    Wins::count(base, trained).rate()
 }
 
 /// Mean of the second component over the last quarter of the points (at least one point).
@@ -181,8 +207,11 @@ type AttributeColumn = (&'static str, Option<f64>, fn(&Row) -> &Option<Spread>);
 /// world's third attribute is a `position` column for images and a `motion` column for clips (both when the
 /// base model reports both).
 pub fn markdown_table(base: &Baseline, rows: &[Row]) -> String {
-    let pm = |s: &Spread| format!("{:.4} ± {:.4}", s.mean, s.sd);
-    let opt = |s: &Option<Spread>| s.as_ref().map_or("—".to_string(), pm);
+    // One seed has no spread: "± —", not "± 0.0000".
+    let spread = |s: &Spread, seeds: usize| match seeds {
+        0 | 1 => format!("{:.4} ± —", s.mean),
+        _ => format!("{:.4} ± {:.4}", s.mean, s.sd),
+    };
     let b = &base.metrics;
     let third: Vec<AttributeColumn> = [
         ("position", b.position, (|r: &Row| &r.position) as fn(&Row) -> &Option<Spread>),
@@ -191,9 +220,11 @@ pub fn markdown_table(base: &Baseline, rows: &[Row]) -> String {
     .into_iter()
     .filter(|c| c.1.is_some())
     .collect();
-    let mut head = "| objective | seeds | judge score | win rate vs base | quality | colour | shape |".to_string();
+    let mut head =
+        "| objective | seeds | judge score | win rate vs base | quality | colour accuracy | shape accuracy |"
+            .to_string();
     for (name, ..) in &third {
-        head.push_str(&format!(" {name} |"));
+        head.push_str(&format!(" {name} accuracy |"));
     }
     head.push_str(" all correct | flip rate (last ¼) |\n|");
     head.push_str(&"---|".repeat(9 + third.len()));
@@ -207,6 +238,8 @@ pub fn markdown_table(base: &Baseline, rows: &[Row]) -> String {
     }
     t.push_str(&format!(" {:.4} | — |\n", b.all_correct));
     for r in rows {
+        let pm = |s: &Spread| spread(s, r.seeds.len());
+        let opt = |s: &Option<Spread>| s.as_ref().map_or("—".to_string(), pm);
         t.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} |",
             r.objective,

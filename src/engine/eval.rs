@@ -12,6 +12,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
 
+/// Samples of each prompt a final evaluation judges, each with its own noise, in `seppoc run`, `seppoc eval` and
+/// `seppoc compare` alike (`--eval-samples`), so one model gets one score from every command. Two, because the
+/// held-out lists are short and one sample per prompt leaves the sampler's seed a large share of the spread.
+pub const DEFAULT_EVAL_SAMPLES: usize = 2;
+
 /// How a model is judged: which prompts, how many samples of each, and how they are drawn. The numbers depend
 /// on every field, so every report stores the value it was made with.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -161,21 +166,21 @@ impl Comparison {
         Ok(Comparison { base, trained, settings: settings.clone() })
     }
 
-    /// `(better, equal, total)`: samples on which the trained model scores above, level with, the base.
-    pub fn wins(&self) -> (usize, usize, usize) {
-        let pairs = self.base.judged.verdicts.iter().zip(&self.trained.judged.verdicts);
-        let (mut better, mut equal) = (0, 0);
-        for (b, t) in pairs {
-            better += usize::from(t.score > b.score);
-            equal += usize::from(t.score == b.score);
-        }
-        (better, equal, self.base.prompts.len())
+    /// The judge score of every sample, base and trained, in prompt order.
+    fn scores(&self) -> (Vec<f64>, Vec<f64>) {
+        let scores = |e: &Evaluation| e.judged.verdicts.iter().map(|v| f64::from(v.score)).collect::<Vec<_>>();
+        (scores(&self.base), scores(&self.trained))
     }
 
-    /// The share of samples on which the trained model scores above the base.
+    /// Samples on which the trained model scores above, level with and below the base.
+    pub fn wins(&self) -> crate::compare::Wins {
+        let (b, t) = self.scores();
+        crate::compare::Wins::count(&b, &t)
+    }
+
+    /// The win rate against the base ([`crate::compare::Wins::rate`]: a tie counts ½).
     pub fn win_rate(&self) -> f64 {
-        let (better, _, n) = self.wins();
-        better as f64 / n.max(1) as f64
+        self.wins().rate()
     }
 
     /// The mean judge-score difference (trained − base) and its 95% bootstrap interval over prompts: each prompt's
@@ -184,8 +189,7 @@ impl Comparison {
     pub fn delta_interval(&self, resamples: usize, seed: u64) -> (f64, f64, f64) {
         let k = self.settings.samples.max(1);
         let n = self.base.prompts.len() / k;
-        let scores = |e: &Evaluation| e.judged.verdicts.iter().map(|v| f64::from(v.score)).collect::<Vec<_>>();
-        let (b, t) = (scores(&self.base), scores(&self.trained));
+        let (b, t) = self.scores();
         let per_prompt: Vec<f64> =
             (0..n).map(|i| (0..k).map(|s| t[s * n + i] - b[s * n + i]).sum::<f64>() / k as f64).collect();
         let mean = |xs: &mut dyn Iterator<Item = f64>| xs.sum::<f64>() / n.max(1) as f64;

@@ -109,6 +109,16 @@ pub fn write_grid_index(path: &Path, cols: usize, cells: &[(&str, &str)]) -> any
     write_atomic(path, text)
 }
 
+/// A model's name in grids and their indexes: its folder's name for a file called `model.*` (`base` for
+/// `assets/base/model.safetensors`, `seppo-seed0` for `runs/seppo-seed0/model.safetensors`), else its file stem.
+pub fn model_label(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    match path.parent().and_then(|d| d.file_name()) {
+        Some(dir) if stem == "model" || stem.is_empty() => dir.to_string_lossy().into_owned(),
+        _ => stem,
+    }
+}
+
 /// Fails early, before any work, when files cannot be created in `dir` (creating it if missing).
 pub fn ensure_writable(dir: &Path) -> anyhow::Result<()> {
     let shown = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
@@ -135,6 +145,7 @@ impl DirLock {
                 Ok(mut f) => {
                     write!(f, "{}", std::process::id())
                         .with_context(|| format!("cannot write `{}`", path.display()))?;
+                    super::stop::hold_lock(&path);
                     return Ok(DirLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -162,6 +173,7 @@ impl DirLock {
 
 impl Drop for DirLock {
     fn drop(&mut self) {
+        super::stop::release_lock(&self.path);
         let _ = std::fs::remove_file(&self.path);
     }
 }

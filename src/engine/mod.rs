@@ -17,8 +17,8 @@ pub mod stop;
 
 pub use assets::{Assets, AssetsOrigin, ASSETS_ENV};
 pub use collect::{CollectReport, CollectSettings, Collecting, GeneratorSpec};
-pub use eval::{evaluate, spread, Comparison, Curve, EvalSettings, Evaluation};
-pub use files::{ensure_writable, write_atomic, write_grid_index, write_json, DirLock, JsonlWriter};
+pub use eval::{evaluate, spread, Comparison, Curve, EvalSettings, Evaluation, DEFAULT_EVAL_SAMPLES};
+pub use files::{ensure_writable, model_label, write_atomic, write_grid_index, write_json, DirLock, JsonlWriter};
 pub use open::{default_model, model_path, open, Opened};
 pub use pretrain::{LrSchedule, ModelSize, PretrainSettings, Pretrained, Pretraining};
 pub use progress::Progress;

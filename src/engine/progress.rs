@@ -61,18 +61,20 @@ impl Progress {
         self.bar.set_message(format!("loss {loss:.4}"));
         self.bar.inc(1);
         let Some(p) = &mut self.plain else { return };
-        p.pos += 1;
-        let now = Instant::now();
-        if p.last.is_some_and(|t| now.duration_since(t) < p.every) && p.pos < p.len {
-            return;
+        if let Some((rate, eta)) = p.tick(1) {
+            let line = format!("{} step {}/{}  loss {loss:.4}  {rate:.2} steps/s  ETA {eta}", p.what, p.pos, p.len);
+            (p.sink)(&line);
         }
-        p.last = Some(now);
-        let secs = now.duration_since(p.started).as_secs_f64().max(1e-9);
-        let rate = (p.pos - p.first_pos) as f64 / secs;
-        let eta = if rate > 0.0 { p.len.saturating_sub(p.pos) as f64 / rate } else { 0.0 };
-        let line =
-            format!("{} step {}/{}  loss {loss:.4}  {rate:.2} steps/s  ETA {}", p.what, p.pos, p.len, clock(eta));
-        (p.sink)(&line);
+    }
+
+    /// `n` more `unit`s done (samples, images): plain lines `WHAT N/TOTAL UNIT  R UNIT/s  ETA T`.
+    pub fn advance(&mut self, n: u64, unit: &str) {
+        self.bar.inc(n);
+        let Some(p) = &mut self.plain else { return };
+        if let Some((rate, eta)) = p.tick(n) {
+            let line = format!("{} {}/{} {unit}  {rate:.2} {unit}/s  ETA {eta}", p.what, p.pos, p.len);
+            (p.sink)(&line);
+        }
     }
 
     /// Runs `f` with the bar out of the way (for work that prints or takes long between two steps).
@@ -83,6 +85,22 @@ impl Progress {
     /// The loop ended (finished or stopped): clears the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+impl Plain {
+    /// Moves on by `n`; the rate and the ETA when a line is due (the first, every `every`, and the last).
+    fn tick(&mut self, n: u64) -> Option<(f64, String)> {
+        self.pos += n;
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < self.every) && self.pos < self.len {
+            return None;
+        }
+        self.last = Some(now);
+        let secs = now.duration_since(self.started).as_secs_f64().max(1e-9);
+        let rate = (self.pos - self.first_pos) as f64 / secs;
+        let eta = if rate > 0.0 { self.len.saturating_sub(self.pos) as f64 / rate } else { 0.0 };
+        Some((rate, clock(eta)))
     }
 }
 

@@ -6,10 +6,14 @@
 pub mod detect;
 pub mod grid;
 pub mod report;
+pub mod text;
 pub mod video;
 
 pub use self::detect::{detect, Detection};
-pub use self::grid::{clip_strip, grid_image, save_clip_gif, save_grid, save_grid_with, GridConfig};
+pub use self::grid::{
+    clip_strip, grid_image, labelled_clip_strip, labelled_grid, save_clip_gif, save_grid, save_grid_with, Captions,
+    GridConfig, GridLabels,
+};
 pub use self::report::{Report, VideoReport};
 pub use self::video::{judge_video, VideoJudgement};
 

@@ -3,7 +3,7 @@
 
 use super::{parse_all, same_len, Judged, Split, Summary, Testbed, Verdict, WorldKind, WorldOptions};
 use crate::data::{Image, Motion, PreferenceSet, SyntheticWorld, VideoPrompt, VideoWorld, VideoWorldConfig, Vocab};
-use crate::eval::{clip_strip, judge_video, save_clip_gif, GridConfig, VideoReport};
+use crate::eval::{judge_video, labelled_clip_strip, save_clip_gif, GridConfig, GridLabels, VideoReport};
 use crate::model::DitConfig;
 use anyhow::{anyhow, Context};
 use rand::Rng;
@@ -36,11 +36,11 @@ fn summary(r: &VideoReport) -> anyhow::Result<Summary> {
             ("colour_acc", "colour accuracy", r.colour_acc),
             ("shape_acc", "shape accuracy", r.shape_acc),
             ("motion_acc", "motion accuracy", r.motion_acc),
-            ("all_correct", "all attributes correct", r.all_correct),
-            ("smoothness", "mean smoothness", r.mean_smoothness),
-            ("consistency", "mean consistency", r.mean_consistency),
-            ("quality", "mean quality", r.mean_quality),
-            ("score", "mean judge score", r.mean_score),
+            ("all_correct", "all correct", r.all_correct),
+            ("smoothness", "smoothness", r.mean_smoothness),
+            ("consistency", "consistency", r.mean_consistency),
+            ("quality", "quality", r.mean_quality),
+            ("score", "judge score", r.mean_score),
         ],
     )
 }
@@ -138,12 +138,18 @@ impl Testbed for VideoWorld {
         Ok(Judged { verdicts, summary: summary(&VideoReport::from_judgements(&js))? })
     }
 
-    fn write_samples(&self, samples: &[Image], layout: &GridConfig, path: &Path) -> anyhow::Result<()> {
+    fn write_samples(
+        &self,
+        samples: &[Image],
+        layout: &GridConfig,
+        labels: &GridLabels,
+        path: &Path,
+    ) -> anyhow::Result<()> {
         let gif = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif"));
         let written = if gif {
-            save_clip_gif(samples, layout, GIF_FRAME_MS, path)
+            save_clip_gif(samples, layout, labels, GIF_FRAME_MS, path)
         } else {
-            clip_strip(samples, layout).save_with_format(path, image::ImageFormat::Png)
+            labelled_clip_strip(samples, layout, labels).save_with_format(path, image::ImageFormat::Png)
         };
         written.with_context(|| format!("cannot write `{}`", path.display()))
     }

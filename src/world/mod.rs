@@ -13,7 +13,7 @@ mod clips;
 mod shapes;
 
 use crate::data::{Image, PreferenceSet, Vocab};
-use crate::eval::GridConfig;
+use crate::eval::{GridConfig, GridLabels};
 use crate::model::DitConfig;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -201,9 +201,15 @@ pub trait Testbed: Send + Sync {
     /// Judges `samples[i]` against `prompts[i]` and aggregates the verdicts.
     fn judge(&self, prompts: &[String], samples: &[Image]) -> anyhow::Result<Judged>;
 
-    /// Writes samples to `path`: still images as a PNG grid; clips as an animated GIF when `path` ends in `.gif`,
-    /// else as a PNG frame strip (one row per clip).
-    fn write_samples(&self, samples: &[Image], layout: &GridConfig, path: &Path) -> anyhow::Result<()>;
+    /// Writes samples to `path` with `labels` drawn in: still images as a PNG grid; clips as an animated GIF when
+    /// `path` ends in `.gif`, else as a PNG frame strip (one row per clip, labelled with its row label and prompt).
+    fn write_samples(
+        &self,
+        samples: &[Image],
+        layout: &GridConfig,
+        labels: &GridLabels,
+        path: &Path,
+    ) -> anyhow::Result<()>;
     /// Columns of an overview grid of many samples.
     fn grid_cols(&self) -> usize;
     /// Whether its samples are animated (an overview is then also written as a GIF).

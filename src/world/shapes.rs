@@ -2,7 +2,7 @@
 
 use super::{parse_all, same_len, Judged, Split, Summary, Testbed, Verdict, WorldKind, WorldOptions};
 use crate::data::{Colour, Image, Position, PreferenceSet, Prompt, Shape, SyntheticWorld, Vocab, World, WorldConfig};
-use crate::eval::{judge, save_grid_with, GridConfig, Report};
+use crate::eval::{judge, labelled_grid, GridConfig, GridLabels, Report};
 use crate::model::DitConfig;
 use anyhow::{anyhow, Context};
 use rand::Rng;
@@ -48,9 +48,9 @@ fn summary(r: &Report) -> anyhow::Result<Summary> {
             ("colour_acc", "colour accuracy", r.colour_acc),
             ("shape_acc", "shape accuracy", r.shape_acc),
             ("position_acc", "position accuracy", r.position_acc),
-            ("all_correct", "all attributes correct", r.all_correct),
-            ("quality", "mean quality", r.mean_quality),
-            ("score", "mean judge score", r.mean_score),
+            ("all_correct", "all correct", r.all_correct),
+            ("quality", "quality", r.mean_quality),
+            ("score", "judge score", r.mean_score),
         ],
     )
 }
@@ -139,8 +139,16 @@ impl Testbed for World {
         Ok(Judged { verdicts, summary: summary(&Report::from_judgements(&js))? })
     }
 
-    fn write_samples(&self, samples: &[Image], layout: &GridConfig, path: &Path) -> anyhow::Result<()> {
-        save_grid_with(samples, layout, path).with_context(|| format!("cannot write `{}`", path.display()))
+    fn write_samples(
+        &self,
+        samples: &[Image],
+        layout: &GridConfig,
+        labels: &GridLabels,
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        labelled_grid(samples, layout, labels)
+            .save_with_format(path, image::ImageFormat::Png)
+            .with_context(|| format!("cannot write `{}`", path.display()))
     }
 
     fn grid_cols(&self) -> usize {

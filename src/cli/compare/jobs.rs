@@ -50,6 +50,8 @@ pub(super) fn run_jobs(jobs: &[Job], parallel: usize) -> Vec<anyhow::Result<f64>
                 *d += 1;
                 match &result {
                     Ok(s) => outln!("[{}/{}] {}: done ({s:.0} s)", *d, jobs.len(), job.label),
+                    Err(e) if e.is::<NotStarted>() => outln!("[{}/{}] {}: not started", *d, jobs.len(), job.label),
+                    Err(e) if e.is::<Interrupted>() => outln!("[{}/{}] {e}", *d, jobs.len()),
                     Err(e) => outln!("[{}/{}] {}: FAILED: {e:#}", *d, jobs.len(), job.label),
                 }
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
@@ -58,6 +60,18 @@ pub(super) fn run_jobs(jobs: &[Job], parallel: usize) -> Vec<anyhow::Result<f64>
     });
     results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(|r| r.expect("every job ran")).collect()
 }
+
+/// A job the comparison was stopped before it started (not a failure: the same command runs it).
+#[derive(Debug)]
+pub(super) struct NotStarted;
+
+impl std::fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not started (the comparison was stopped first)")
+    }
+}
+
+impl std::error::Error for NotStarted {}
 
 /// The seconds a finished job took, when `job.json` says it finished with the same signature.
 pub(super) fn finished_seconds(job: &Job) -> anyhow::Result<f64> {
@@ -75,6 +89,9 @@ fn run_job_once(job: &Job) -> anyhow::Result<f64> {
     let record = job.dir.join("job.json");
     if let Ok(seconds) = finished_seconds(job) {
         return Ok(seconds);
+    }
+    if stop::requested() {
+        return Err(NotStarted.into());
     }
     std::fs::create_dir_all(&job.dir).with_context(|| format!("cannot create `{}`", job.dir.display()))?;
     let resumed = job.commands[0].iter().any(|a| a == "--resume");

@@ -46,11 +46,12 @@ pub struct Args {
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
     sets: Vec<(String, String)>,
     /// Held-out prompts in the final evaluation, spread evenly over the list (default: all of them).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     eval_prompts: Option<usize>,
-    /// Samples per held-out prompt in the final evaluations (`seppoc eval --samples`): more samples, less noise
-    /// from the sampler's seed when the prompt list is short (the video world has 13 held-out prompts).
-    #[arg(long, default_value_t = 1)]
+    /// Samples per held-out prompt in the final evaluations (`seppoc eval --eval-samples`, the same default as
+    /// `seppoc run` and `seppoc eval`): more samples, less noise from the sampler's seed when the prompt list is
+    /// short (the video world has 13 held-out prompts).
+    #[arg(long, value_name = "K", default_value_t = crate::engine::DEFAULT_EVAL_SAMPLES)]
     eval_samples: usize,
     /// Judge each policy every N updates for the score-vs-step plot (default: steps / 5).
     #[arg(long)]
@@ -115,6 +116,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let base = super::engine::model_or_shipped(args.model.as_deref(), args.world)?.display().to_string();
     let eval_every = args.eval_every.unwrap_or((args.steps / 5).max(1));
 
+    // The evaluation's flags as job signatures record them: the spellings and the "one sample unless said"
+    // convention of the folders earlier versions wrote (`seppoc eval` still takes both spellings), so those
+    // comparisons stay resumable; `eval_command` adds the count where it is 1.
     let mut eval_args = vec!["--seed".to_string(), "0".to_string()];
     if let Some(w) = args.world {
         eval_args.extend(["--world".to_string(), w.name().to_string()]);
@@ -130,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut jobs = vec![Job {
         label: "base model".to_string(),
         dir: base_dir.clone(),
-        commands: vec![eval_command(&base, &base_dir, &eval_args)],
+        commands: vec![eval_command(&base, &base_dir, &eval_args, args.eval_samples)],
         signature: json!({ "model": base, "eval": eval_args }),
         objective: None,
     }];
@@ -165,10 +169,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let wall = started.elapsed().as_secs_f64();
     if crate::engine::stop::requested() {
         let kept = outcomes.iter().filter(|o| o.is_ok()).count();
+        let waiting = outcomes.iter().filter(|o| o.as_ref().is_err_and(|e| e.is::<jobs::NotStarted>())).count();
         return Err(crate::engine::Interrupted {
             message: format!(
-                "interrupted: {kept} of {} jobs had finished; unfinished runs saved their state. Resume with the \
-                 same command:\n  {}",
+                "interrupted: {kept} of {} jobs had finished and {waiting} had not started; the runs that had \
+                 started saved their state. Resume with the same command:\n  {}",
                 jobs.len(),
                 command_line()
             ),
@@ -281,9 +286,14 @@ fn check_files(args: &Args) -> anyhow::Result<Option<Vec<Entry>>> {
     Ok(ok.then_some(entries))
 }
 
-fn eval_command(model: &str, out: &Path, eval_args: &[String]) -> Vec<String> {
+/// The `seppoc eval` command of a job: `eval_args` as signed, with the sample count when it is 1 (the signature
+/// leaves it out; `seppoc eval` would take its default).
+fn eval_command(model: &str, out: &Path, eval_args: &[String], samples: usize) -> Vec<String> {
     let mut c = vec!["eval".to_string(), "--model".to_string(), model.to_string()];
     c.extend_from_slice(eval_args);
+    if samples == 1 {
+        c.extend(["--eval-samples".to_string(), "1".to_string()]);
+    }
     c.extend(["--out".to_string(), out.display().to_string()]);
     c
 }
@@ -355,7 +365,7 @@ fn run_job(
     let model = dir.join("model.safetensors").display().to_string();
     Ok(Job {
         label: format!("{} seed {seed}", e.name),
-        commands: vec![train, eval_command(&model, &dir.join("final"), eval_args)],
+        commands: vec![train, eval_command(&model, &dir.join("final"), eval_args, args.eval_samples)],
         dir,
         signature,
         objective: Some((e.name.clone(), seed)),

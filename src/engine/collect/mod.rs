@@ -35,7 +35,6 @@ use crate::model::{per_sample_error, Dit, NoiseSchedule};
 use crate::sampler::sample;
 use crate::world::Split;
 use anyhow::{bail, Context};
-use indicatif::ProgressBar;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -155,7 +154,7 @@ pub struct Collecting {
     /// The Parquet file to write.
     pub out: PathBuf,
     /// Progress over the candidates sampled (hidden for a library caller that wants none).
-    pub bar: ProgressBar,
+    pub bar: super::Progress,
 }
 
 /// Opens the base model and every generator; each generator must share the base model's world (its vocabulary
@@ -194,7 +193,7 @@ pub fn prepare(
         g.sampler.for_param(o.schedule.param).with_context(|| format!("generator `{}`", g.name))?;
         opened.push((g, o));
     }
-    Ok(Collecting { base, generators: opened, settings, out, bar: ProgressBar::hidden() })
+    Ok(Collecting { base, generators: opened, settings, out, bar: super::Progress::hidden() })
 }
 
 /// Mean denoising error of `model` (against its parametrisation's target) on `images` over `draws` (t, ε) draws from `rng` (the same draws for every call with
@@ -226,7 +225,7 @@ fn mean_error<D: Backend>(
 impl OnDevice for Collecting {
     type Output = anyhow::Result<CollectReport>;
 
-    fn run<D: Backend>(self, dev: D) -> anyhow::Result<CollectReport> {
+    fn run<D: Backend>(mut self, dev: D) -> anyhow::Result<CollectReport> {
         let s = &self.settings;
         let world = self.base.world.as_ref();
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
@@ -241,7 +240,7 @@ impl OnDevice for Collecting {
         let mc = self.base.model.config();
         let (c, side) = (mc.sample_channels(), mc.image_size);
         let mut images: Vec<Vec<Option<Image>>> = vec![vec![None; slots]; s.prompts];
-        self.bar.set_length((s.prompts * slots) as u64);
+        self.bar.set_range(0, (s.prompts * slots) as u64);
         for (g, (spec, opened)) in self.generators.iter().enumerate() {
             let model = opened.model.to_device(&dev)?;
             let jobs: Vec<(usize, usize)> = (0..s.prompts)
@@ -265,10 +264,10 @@ impl OnDevice for Collecting {
                 for (&(p, k), data) in chunk.iter().zip(drawn) {
                     images[p][k] = Some(Image { channels: c, height: side, width: side, data });
                 }
-                self.bar.inc(chunk.len() as u64);
+                self.bar.advance(chunk.len() as u64, "images");
             }
         }
-        self.bar.finish_and_clear();
+        self.bar.finish();
 
         // Judge every candidate.
         let flat_prompts: Vec<String> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), slots)).collect();

@@ -112,6 +112,12 @@ impl Pretraining<'_> {
             let path = tmp.join("state.json");
             std::fs::write(&path, state.to_string()).map_err(|e| StateError(format!("`{}`: {e}", path.display())))
         })?;
+        super::stop::note_saved(format!(
+            "pretraining `{}`'s state at step {} (resume with `seppoc pretrain --resume {}`)",
+            self.out.display(),
+            now.step,
+            super::stop::shell_quote(&self.out.to_string_lossy())
+        ));
         Ok(())
     }
 

@@ -27,7 +27,7 @@ use crate::engine::files::{write_atomic, write_grid_index, write_json, DirLock, 
 use crate::engine::open::{model_path, open, Opened};
 use crate::engine::progress::Progress;
 use crate::engine::stop::{self, shell_quote, Interrupted};
-use crate::eval::GridConfig;
+use crate::eval::{Captions, GridConfig, GridLabels};
 use crate::model::{save_checkpoint, CheckpointMeta, ObjectiveMeta};
 use crate::trainer::{Trainer, TrainerParts};
 use anyhow::{bail, Context};
@@ -112,8 +112,7 @@ pub fn prepare(
         }
         Start::Fresh { out, settings } => {
             settings.validate()?;
-            let out =
-                out.unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", objective.obj.name, settings.seed)));
+            let out = out.unwrap_or_else(|| settings.default_out(&objective.obj.name, &[]));
             let steps = steps.unwrap_or(DEFAULT_STEPS);
             match read_run_json(&out).ok() {
                 // The same command again: continue the run (or start it over when it saved nothing yet).
@@ -124,14 +123,7 @@ pub fn prepare(
                     let resume = has_state(&out);
                     (out, settings, steps, resume)
                 }
-                Some(saved) => bail!(
-                    "`{}` holds another run (objective `{}`, with other parameters or settings; see `{}`): pass \
-                     another --out, or continue that run with `seppoc run --resume {}`",
-                    out.display(),
-                    saved["objective"].as_str().unwrap_or("?"),
-                    out.join("run.json").display(),
-                    shell_quote(&out.display().to_string())
-                ),
+                Some(saved) => bail!("{}", another_run(&out, &saved, &objective, &settings)),
                 None => {
                     if let Some(f) = RUN_OUTPUTS.iter().find(|f| out.join(f).exists()) {
                         bail!(
@@ -169,6 +161,40 @@ pub fn prepare(
         progress,
         lock,
     })
+}
+
+/// The refusal of a fresh run into `out`, which holds the run `saved` (its `run.json`): what differs, by name.
+fn another_run(out: &std::path::Path, saved: &Value, objective: &ObjectiveRun, settings: &RunSettings) -> String {
+    let mut diffs = Vec::new();
+    let (name, there) = (&objective.obj.name, saved["objective"].as_str().unwrap_or("?"));
+    if there != name {
+        diffs.push(format!("objective `{there}` there, `{name}` here"));
+    } else if saved["objective_sha256"].as_str() != Some(objective.sha256.as_str()) {
+        diffs.push(format!("objective `{name}`'s text (see `{}`)", out.join("objective.obj").display()));
+    }
+    let (mine, theirs) = (objective.params_json(), saved["params"].as_object().cloned().unwrap_or_default());
+    for key in mine.keys().chain(theirs.keys().filter(|k| !mine.contains_key(*k))) {
+        let (a, b) = (theirs.get(key).cloned().unwrap_or(Value::Null), mine.get(key).cloned().unwrap_or(Value::Null));
+        if a != b {
+            diffs.push(format!("parameter {key} {a} there, {b} here"));
+        }
+    }
+    let (setting_diffs, eval_only) = settings.differences(&saved["settings"]);
+    let judged_only = diffs.is_empty() && eval_only;
+    diffs.extend(setting_diffs);
+    let mut m = format!(
+        "`{}` holds another run ({}; see `{}`): pass another --out",
+        out.display(),
+        diffs.join("; "),
+        out.join("run.json").display()
+    );
+    if judged_only {
+        m.push_str(&format!(
+            ", or judge that run with these settings: `seppoc eval --model {}`",
+            shell_quote(&out.join("model.safetensors").display().to_string())
+        ));
+    }
+    m
 }
 
 impl Training {
@@ -261,6 +287,12 @@ impl OnDevice for Training {
         };
         let mut metrics = JsonlWriter::append(&out.join("metrics.jsonl"), trainer.step)?;
         let curve_settings = EvalSettings::standard_on(s.curve_prompts.max(1)).for_model(schedule)?;
+        // A resumed run whose curve already has a point at its step (a finished run judged again) keeps it.
+        let has_point = std::fs::read_to_string(out.join("curve.jsonl")).is_ok_and(|t| {
+            t.lines().any(|l| {
+                serde_json::from_str::<Value>(l).is_ok_and(|v| v["step"].as_u64() == Some(trainer.step as u64))
+            })
+        });
         let mut curve = Curve {
             every: s.eval_every,
             world,
@@ -268,7 +300,7 @@ impl OnDevice for Training {
             prompts: curve_settings.prompts(world),
             settings: curve_settings,
             out: JsonlWriter::append_upto_step(&out.join("curve.jsonl"), trainer.step)?,
-            last: None,
+            last: (trainer.step > 0 && has_point).then_some(trainer.step),
         };
         if trainer.step == 0 {
             curve.point(0, trainer.output_model())?;
@@ -279,9 +311,21 @@ impl OnDevice for Training {
         let checkpoint = out.join("checkpoint.safetensors");
         let mut saved_at = resumed_at;
         // Saves the resumable state first, then the checkpoint, both atomically.
+        let resume_command = self.resume_command();
+        let note = |step: usize| {
+            stop::note_saved(format!(
+                "run `{}`'s state at step {step} of {} (resume with `{resume_command}`)",
+                out.display(),
+                self.steps
+            ))
+        };
+        if let Some(step) = resumed_at {
+            note(step);
+        }
         let save = |trainer: &Trainer<D>, step: usize| -> anyhow::Result<()> {
             trainer.save_state(out, &self.objective.sha256)?;
             save_checkpoint(&checkpoint, trainer.output_model(), &self.meta(step))?;
+            note(step);
             Ok(())
         };
         while trainer.step < self.steps {
@@ -371,7 +415,12 @@ impl OnDevice for Training {
         let n = cmp.base.samples.len().min(8);
         let grid: Vec<_> = cmp.base.samples[..n].iter().chain(&cmp.trained.samples[..n]).cloned().collect();
         let layout = GridConfig { cols: n.max(1), spacing: 2, scale: 4, background: [128, 128, 128] };
-        world.write_samples(&grid, &layout, &grid_path)?;
+        let labels = GridLabels {
+            rows: vec!["base".into(), "trained".into()],
+            prompts: cmp.base.prompts[..n].iter().chain(&cmp.trained.prompts[..n]).cloned().collect(),
+            captions: Captions::LastRow,
+        };
+        world.write_samples(&grid, &layout, &labels, &grid_path)?;
         let cells: Vec<(&str, &str)> = (cmp.base.prompts[..n].iter().map(|p| ("base", p.as_str())))
             .chain(cmp.trained.prompts[..n].iter().map(|p| ("trained", p.as_str())))
             .collect();

@@ -57,10 +57,11 @@ pub struct RunSettings {
     pub caption_dropout: f64,
     /// Held-out prompts judged at the end, spread evenly over the held-out list (default: all of them; 0 skips
     /// the evaluation).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub eval_prompts: Option<usize>,
-    /// Samples of each held-out prompt judged at the end, each with its own noise.
-    #[arg(long, default_value_t = 2)]
+    /// Samples of each held-out prompt judged at the end, each with its own noise (the same default as `seppoc
+    /// eval` and `seppoc compare`).
+    #[arg(long, value_name = "K", default_value_t = crate::engine::eval::DEFAULT_EVAL_SAMPLES)]
     #[serde(default = "one")]
     pub eval_samples: usize,
     /// Judge the policy every N updates (and at steps 0 and last) on `--curve-prompts` held-out prompts,
@@ -83,6 +84,11 @@ fn one() -> usize {
     1
 }
 
+/// A piece of a folder name: letters, digits, `.`, `_`, `-` and `+` kept, anything else `_`.
+fn path_safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-+".contains(c) { c } else { '_' }).collect()
+}
+
 /// An f32 as the f64 of its shortest decimal form: `2e-5`, not `0.000019999999494757503`.
 pub fn f32_value(x: f32) -> f64 {
     format!("{x}").parse().unwrap_or(f64::from(x))
@@ -99,7 +105,74 @@ fn short_f32_opt<S: serde::Serializer>(x: &Option<f32>, s: S) -> Result<S::Ok, S
     }
 }
 
+/// The settings that only change how the finished run is judged, not what it trains.
+const EVAL_ONLY: [&str; 4] = ["eval_prompts", "eval_samples", "eval_every", "curve_prompts"];
+
 impl RunSettings {
+    /// The settings of a run given no flags.
+    pub fn defaults() -> RunSettings {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            settings: RunSettings,
+        }
+        <Defaults as clap::Parser>::parse_from(["seppoc"]).settings
+    }
+
+    /// The default output directory: `runs/<objective>-seed<S>`, followed by every training setting that is not
+    /// its default and every `--set` (in the order given), so the runs of a sweep each get their own folder
+    /// (`runs/sft-seed0-lr0.0001-batch8`, `runs/seppo-seed1-beta500`); the evaluation settings are left out
+    /// (they judge the same training).
+    pub fn default_out(&self, objective: &str, sets: &[(String, String)]) -> std::path::PathBuf {
+        let mut name = format!("{objective}-seed{}", self.seed);
+        let (mine, base) = (serde_json::to_value(self), serde_json::to_value(Self::defaults()));
+        if let (Ok(serde_json::Value::Object(mine)), Ok(base)) = (mine, base) {
+            for (key, value) in &mine {
+                if key == "seed" || EVAL_ONLY.contains(&key.as_str()) || base.get(key) == Some(value) {
+                    continue;
+                }
+                let shown = match (key.as_str(), value) {
+                    // A file stands for itself by its name: `base_flow` for `assets/base_flow/model.safetensors`.
+                    ("model" | "data", serde_json::Value::String(p)) => {
+                        let path = std::path::Path::new(p);
+                        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        let parent = path.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy());
+                        match parent {
+                            Some(dir) if stem == "model" || stem == "preferences" => dir.into_owned(),
+                            _ => stem,
+                        }
+                    }
+                    (_, serde_json::Value::String(s)) => s.clone(),
+                    (_, v) => v.to_string(),
+                };
+                name.push_str(&format!("-{}{}", key.replace('_', "-"), path_safe(&shown)));
+            }
+        }
+        for (k, v) in sets {
+            name.push_str(&format!("-{}{}", path_safe(k), path_safe(v)));
+        }
+        std::path::PathBuf::from("runs").join(name)
+    }
+
+    /// The settings that differ between a saved run's `settings` and these, as flags with both values
+    /// (`--lr 2e-05 there, 0.0001 here`), and whether they all only concern the evaluation.
+    pub fn differences(&self, saved: &serde_json::Value) -> (Vec<String>, bool) {
+        let mine = serde_json::to_value(self).unwrap_or_default();
+        let (Some(mine), Some(theirs)) = (mine.as_object(), saved.as_object()) else {
+            return (vec!["`settings` (unreadable)".into()], false);
+        };
+        let mut diffs = Vec::new();
+        let mut eval_only = true;
+        for (key, value) in mine {
+            let there = theirs.get(key).cloned().unwrap_or(serde_json::Value::Null);
+            if &there != value {
+                diffs.push(format!("--{} {there} there, {value} here", key.replace('_', "-")));
+                eval_only &= EVAL_ONLY.contains(&key.as_str());
+            }
+        }
+        (diffs, eval_only)
+    }
+
     /// The trainer's settings.
     pub fn train_config(&self) -> TrainConfig {
         TrainConfig {
@@ -129,6 +202,9 @@ impl RunSettings {
         }
         if self.batch == 0 || self.data_size == 0 || self.curve_prompts == 0 {
             bail!("--batch, --data-size and --curve-prompts must each be at least 1");
+        }
+        if self.eval_samples == 0 {
+            bail!("--eval-samples must be at least 1 (`--eval-prompts 0` skips the final evaluation)");
         }
         Ok(())
     }

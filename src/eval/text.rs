@@ -1,0 +1,156 @@
+//! A small bitmap font for the labels written into sample grids: 5×7-pixel glyphs on a 6×9 cell, lowercase
+//! letters (capitals are drawn as lowercase), digits and the punctuation of prompts, model names and file
+//! names. Any other character is drawn as `?`. The glyphs were drawn for this file.
+
+/// Horizontal advance of one character, in pixels.
+pub const CHAR_W: u32 = 6;
+/// Height of one line of text, in pixels.
+pub const LINE_H: u32 = 9;
+
+/// The glyph of `c`: seven rows, top first; bit 4 is the leftmost of five columns.
+fn glyph(c: char) -> [u8; 7] {
+    match c.to_ascii_lowercase() {
+        ' ' => [0; 7],
+        'a' => [0x00, 0x00, 0x0E, 0x01, 0x0F, 0x11, 0x0F],
+        'b' => [0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E],
+        'c' => [0x00, 0x00, 0x0E, 0x10, 0x10, 0x11, 0x0E],
+        'd' => [0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F],
+        'e' => [0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E],
+        'f' => [0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08],
+        'g' => [0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x0E],
+        'h' => [0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11],
+        'i' => [0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E],
+        'j' => [0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C],
+        'k' => [0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12],
+        'l' => [0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        'm' => [0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11],
+        'n' => [0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11],
+        'o' => [0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E],
+        'p' => [0x00, 0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10],
+        'q' => [0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x01],
+        'r' => [0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10],
+        's' => [0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E],
+        't' => [0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06],
+        'u' => [0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D],
+        'v' => [0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04],
+        'w' => [0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A],
+        'x' => [0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11],
+        'y' => [0x00, 0x11, 0x11, 0x11, 0x0F, 0x01, 0x0E],
+        'z' => [0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F],
+        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
+        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
+        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
+        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
+        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
+        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
+        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
+        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
+        '.' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C],
+        ',' => [0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08],
+        ':' => [0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00],
+        '-' => [0x00, 0x00, 0x00, 0x0E, 0x00, 0x00, 0x00],
+        '_' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F],
+        '/' => [0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00],
+        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
+        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
+        '\'' => [0x04, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00],
+        '=' => [0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00],
+        '+' => [0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00],
+        '#' => [0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A],
+        '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
+        _ => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04],
+    }
+}
+
+/// Draws one line of `text` with its top-left corner at `(x, y)`; pixels outside the image are skipped.
+pub fn draw_text(img: &mut image::RgbImage, x: u32, y: u32, text: &str, colour: [u8; 3]) {
+    for (i, c) in text.chars().enumerate() {
+        let x0 = x + i as u32 * CHAR_W;
+        for (dy, row) in glyph(c).iter().enumerate() {
+            for dx in 0..5u32 {
+                let (px, py) = (x0 + dx, y + dy as u32);
+                if row & (0x10 >> dx) != 0 && px < img.width() && py < img.height() {
+                    img.put_pixel(px, py, image::Rgb(colour));
+                }
+            }
+        }
+    }
+}
+
+/// Width in pixels of a line of `chars` characters (no trailing gap).
+pub fn text_width(chars: usize) -> u32 {
+    (chars as u32 * CHAR_W).saturating_sub(1)
+}
+
+/// Breaks `text` into lines of at most `width` characters at spaces; a longer word is cut.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > width {
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            lines.push(word.drain(..width).collect());
+        }
+        let word: String = word.into_iter().collect();
+        if word.is_empty() {
+            continue;
+        }
+        if line.is_empty() {
+            line = word;
+        } else if line.chars().count() + 1 + word.chars().count() <= width {
+            line.push(' ');
+            line.push_str(&word);
+        } else {
+            lines.push(std::mem::replace(&mut line, word));
+        }
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_keeps_words_and_cuts_long_ones() {
+        let prompt = "a red circle on the left and a green triangle on the right";
+        let lines = wrap(prompt, 10);
+        assert!(lines.iter().all(|l| l.chars().count() <= 10), "{lines:?}");
+        assert_eq!(lines.join(" "), prompt);
+        assert_eq!(wrap("abcdefghijkl", 5), ["abcde", "fghij", "kl"]);
+        assert!(wrap("   ", 4).is_empty());
+    }
+
+    #[test]
+    fn every_letter_and_digit_has_its_own_glyph() {
+        let chars: Vec<char> = ('a'..='z').chain('0'..='9').collect();
+        let fallback = glyph('\u{1}');
+        for (i, a) in chars.iter().enumerate() {
+            assert_ne!(glyph(*a), fallback, "{a}");
+            assert!(glyph(*a).iter().all(|row| row & !0x1F == 0), "{a} fits 5 columns");
+            for b in &chars[i + 1..] {
+                assert_ne!(glyph(*a), glyph(*b), "{a} and {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_is_drawn_where_asked() {
+        let mut img = image::RgbImage::new(20, 10);
+        draw_text(&mut img, 1, 1, "l", [255, 0, 0]);
+        let lit: Vec<(u32, u32)> =
+            img.enumerate_pixels().filter(|p| p.2 .0 == [255, 0, 0]).map(|(x, y, _)| (x, y)).collect();
+        assert!(lit.contains(&(2, 1)) && lit.contains(&(3, 7)), "{lit:?}");
+        assert!(lit.iter().all(|&(x, y)| (1..6).contains(&x) && (1..8).contains(&y)));
+        draw_text(&mut img, 18, 8, "mm", [0, 0, 255]); // runs off the edge without a panic
+    }
+}
