@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 
 import torch
 
@@ -52,14 +53,15 @@ LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 LORA_TARGETS_JOINT = ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
 
 
-def load(model, *, lora_rank=None, lora_alpha=None, device="cpu", dtype=torch.float32, mixed_precision="no", seed=0,
-         resolution=None):
+def load(model, *, lora_rank=None, lora_alpha=None, device="cpu", dtype=torch.float32, mixed_precision="no",
+         seed=None, resolution=None):
     """The family of the diffusers pipeline at `model` (a folder with model_index.json, or a hub id when online).
 
     lora_rank: train a LoRA of this rank (lora_alpha defaults to the rank, i.e. scale 1); None trains every weight.
     dtype: the trainable weights' dtype (float32, or float64 for exactness tests); mixed_precision: "no", "fp16" or
     "bf16", the dtype the frozen parts (and, with LoRA, the frozen base weights) are held in. seed: the LoRA
-    initialisation (drawn from a private CPU stream, the same in every process). resolution: pixel size of the
+    initialisation, drawn from a private CPU stream so it is the same in every process and on every device
+    (default: the seed the global RNG was last seeded with, torch.initial_seed()). resolution: pixel size of the
     training images (default: the denoiser's sample size times the VAE's downsampling)."""
     index = read_model_index(model)
     cls_name = index.get("_class_name")
@@ -217,9 +219,11 @@ class DiffusersFamily(Family):
         self.lora_config = LoraConfig(r=self.lora_rank, lora_alpha=self.lora_alpha, init_lora_weights="gaussian",
                                       target_modules=targets)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(torch.initial_seed() if seed is None else seed)
             net.add_adapter(self.lora_config)                       # "default": A ~ N(0, 1/r), B = 0
-            net.add_adapter(self.lora_config, adapter_name="ref")   # pool / EMA slots are loaded here
+            with warnings.catch_warnings():  # peft warns that a second adapter is a second adapter
+                warnings.simplefilter("ignore")
+                net.add_adapter(self.lora_config, adapter_name="ref")   # pool / EMA slots are loaded here
         net.set_adapter("default")
         for n, p in net.named_parameters():
             if "lora_" in n:
@@ -330,7 +334,15 @@ class DiffusersFamily(Family):
             params[n].copy_(v)
 
     # ---------------------------------------------------------------- sampling
+    def check_sample_spec(self, spec):
+        """Raises UserError if this family cannot draw samples as `spec` (a PLAN "samples" entry) asks."""
+        if spec["sampler"] not in ("ddim", "ddpm"):
+            raise UserError(f"sampler {spec['sampler']!r}: expected ddim or ddpm")
+        if int(spec["steps"]) < 1:
+            raise UserError(f"sampler steps {spec['steps']}: at least 1")
+
     def sample(self, cond, x_T, spec, gen):
+        self.check_sample_spec(spec)
         with torch.no_grad():
             return self._sample(self._route(None), cond, x_T, spec, gen)
 
@@ -362,8 +374,6 @@ class DiffusersFamily(Family):
                 noise = gen.next().to(self.device, x.dtype) if eta > 0 else None
                 x = sched.step(pred, t, x, eta=eta, variance_noise=noise).prev_sample
             return x
-        if kind != "ddpm":
-            raise UserError(f"sampler {kind!r}: expected ddim or ddpm")
         sched = DDPMScheduler.from_config(cfg)
         if sched.config.variance_type != "fixed_small":
             raise UserError(f"{self.source}: DDPM sampling implements the fixed_small variance only "
@@ -554,14 +564,17 @@ class Sd3(DiffusersFamily):
                    encoder_hidden_states=self._cast(cond["encoder_hidden_states"]),
                    pooled_projections=self._cast(cond["pooled_projections"]), return_dict=False)[0]
 
+    def check_sample_spec(self, spec):
+        super().check_sample_spec(spec)
+        kind, eta = spec["sampler"], float(spec.get("eta", 0.0))
+        if kind != "ddim" or eta != 0.0:
+            raise UserError(f"sampler {kind} (eta {eta}): {self.name} is a flow model, sampled with Euler steps "
+                            "(`ddim` with eta 0); stochastic flow sampling is not implemented")
+
     def _sample(self, net, cond, x_T, spec, gen):
         """Euler on the flow ODE over the pipeline's FlowMatchEulerDiscreteScheduler (a private copy)."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        kind, eta = spec["sampler"], float(spec.get("eta", 0.0))
-        if kind != "ddim" or eta != 0.0:
-            raise UserError(f"sampler {kind} eta {eta}: {self.name} is a flow model, sampled with Euler steps "
-                            "(write `ddim` with eta 0); stochastic flow sampling is not implemented")
         sched = FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config, stochastic_sampling=False)
         sched.set_timesteps(int(spec["steps"]), device=self.device)
         x = x_T.to(self.device, self.dtype)
