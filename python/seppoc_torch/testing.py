@@ -21,7 +21,7 @@ import string
 
 import torch
 
-TOKEN_LENGTH = 16  # model_max_length of the tiny tokenizers (and the text encoders' position table)
+TOKEN_LENGTH = 77  # model_max_length of the tiny tokenizers (and the text encoders' position table)
 
 
 def tiny_tokenizer(max_length: int = TOKEN_LENGTH):
