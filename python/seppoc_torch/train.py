@@ -67,6 +67,14 @@ class Executor:
             raise UserError("--report-to needs --out (the trackers write there)")
         self.obj = load_objective(args.objective)
         self.plan = self.obj.plan
+        self.identity = {
+            "objective_sha256": self.obj.sha256, "objective": self.obj.name,
+            "model": os.path.abspath(args.model) if os.path.exists(args.model) else args.model,
+            "data": os.path.abspath(args.data) if os.path.exists(args.data) else args.data,
+            "batch": b, "grad_accum": a, "lr": args.lr, "warmup": args.warmup, "max_grad_norm": args.max_grad_norm,
+            "seed": args.seed, "lora_rank": args.lora_rank, "mixed_precision": args.mixed_precision,
+            "dtype": args.dtype, "caption_dropout": args.caption_dropout, "steps": args.steps}
+        self.resume_from = self.decide_out() if args.out else None
         torch.manual_seed(args.seed)  # any random initialisation in the family (LoRA A) is the same on every rank
         self.family = load_family(args.model, lora_rank=args.lora_rank, device=self.acc.device, dtype=self.dtype,
                                   mixed_precision=args.mixed_precision)
@@ -86,15 +94,8 @@ class Executor:
         self.gen = torch.Generator().manual_seed(args.seed)
         self.order = DataOrder(len(self.data))
         self.step = 0
-        self.identity = {
-            "objective_sha256": self.obj.sha256, "objective": self.obj.name,
-            "model": os.path.abspath(args.model) if os.path.exists(args.model) else args.model,
-            "data": os.path.abspath(args.data) if os.path.exists(args.data) else args.data,
-            "batch": b, "grad_accum": a, "lr": args.lr, "warmup": args.warmup, "max_grad_norm": args.max_grad_norm,
-            "seed": args.seed, "lora_rank": args.lora_rank, "mixed_precision": args.mixed_precision,
-            "dtype": args.dtype, "caption_dropout": args.caption_dropout, "steps": args.steps}
         if args.out:
-            self.prepare_out()
+            self.finish_out()
         if self.world > 1 and self.plan["global_loss"]:
             import torch.distributed.nn.functional as dist_fn
             self.reduce = lambda t: dist_fn.all_reduce(t)
@@ -102,9 +103,12 @@ class Executor:
             self.reduce = None
 
     # ------------------------------------------------------------ output folder, run identity, resume
-    def prepare_out(self):
+    def decide_out(self):
+        """Before anything is loaded: is --out free, this run (with --resume), or another run (refused)?
+        Returns the checkpoint to resume from, or None."""
         out, args = self.args.out, self.args
         run_file = os.path.join(out, RUN)
+        ckpt = None
         if os.path.isfile(run_file):
             with open(run_file) as f:
                 theirs = json.load(f)
@@ -117,15 +121,22 @@ class Executor:
             ckpt = os.path.join(out, CHECKPOINT)
             if not os.path.isfile(ckpt):
                 raise UserError(f"{out}: nothing to resume (no {CHECKPOINT}; was --checkpoint-every 0?)")
-            self.load_checkpoint(ckpt)
         else:
             if args.resume:
                 raise UserError(f"{out}: nothing to resume (no {RUN})")
             if os.path.isdir(out) and os.listdir(out):
                 raise UserError(f"{out} is not empty and is not a seppoc-torch run folder; refusing to write into it")
-            if self.lead:
-                os.makedirs(out, exist_ok=True)
-                write_atomic(run_file, lambda p: json.dump(self.identity, open(p, "w"), indent=1))
+        self.acc.wait_for_everyone()  # every process has decided before the lead writes
+        return ckpt
+
+    def finish_out(self):
+        """After the model and data loaded: resume state, run.json, metrics.jsonl."""
+        out = self.args.out
+        if self.resume_from:
+            self.load_checkpoint(self.resume_from)
+        elif self.lead:
+            os.makedirs(out, exist_ok=True)
+            write_atomic(os.path.join(out, RUN), lambda p: json.dump(self.identity, open(p, "w"), indent=1))
         if self.lead:
             path = os.path.join(out, "metrics.jsonl")
             kept = []

@@ -52,7 +52,7 @@ def dpo_plan(reference=None, pool=None, noise="shared", samples=()):
 
 def write_module(path, name, plan, body=DPO_BODY, params=None, logs=("implicit_acc",), inputs=None):
     source = f"objective {name} {{ # hand-written test module\n}}\n"
-    inputs = tuple(inputs if inputs is not None else list(plan["leaves"]) + list(plan["datums"]))
+    inputs = tuple(inputs if inputs is not None else list(plan["leaves"]) + list(plan.get("datums", {})))
     text = textwrap.dedent(f'''\
         import math
 
@@ -95,3 +95,13 @@ def records(out_dir):
 @pytest.fixture
 def dpo_module(tmp_path):
     return write_module(tmp_path / "dpo.py", "dpo", dpo_plan())
+
+
+@pytest.fixture(scope="session")
+def small_parquet(tmp_path_factory):
+    """The first 64 rows of the repository's Pick-a-Pic file (fast to index), and its label_0 column."""
+    import pyarrow.parquet as pq
+    table = pq.read_table(PARQUET).slice(0, 64)
+    path = tmp_path_factory.mktemp("data") / "small.parquet"
+    pq.write_table(table, path)
+    return str(path), table.column("label_0").to_pylist()
