@@ -49,7 +49,8 @@ def alphas_cumprod(kind, n):
 
 
 # ---------------------------------------------------------------- the network (src/model/dit.rs)
-def timestep_embedding(t, dim, dtype):
+def timestep_embedding(t, dim, dtype=None):
+    dtype = dtype or torch.get_default_dtype()
     half = dim // 2
     j = torch.arange(half, dtype=torch.float64)
     freq = torch.exp(-math.log(10000.0) * j / half)
@@ -57,8 +58,9 @@ def timestep_embedding(t, dim, dtype):
     return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1).to(dtype)
 
 
-def text_pool(tokens, vocab, max_tokens, dtype):
+def text_pool(tokens, vocab, max_tokens, dtype=None):
     """Bag of words plus bag of (position, word); an all-PAD caption is the null condition (row 0)."""
+    dtype = dtype or torch.get_default_dtype()
     b = tokens.shape[0]
     pool = torch.zeros(b, vocab * (max_tokens + 1), dtype=dtype)
     real = tokens != PAD
