@@ -383,3 +383,28 @@ def test_other_families(world, tmp_path, family):
     with pytest.raises(UserError, match="cannot be compared"):
         ev.evaluate(base, ["sd=" + world["base"]], world["prompts"], str(tmp_path / "mixed"),
                     scorers={"hps": world["clip"]}, steps=2, bootstrap=200, progress=False)
+
+
+def test_progress_bar_on_a_terminal_plain_lines_otherwise():
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    plain = io.StringIO()
+    p = ev.Progress(2, stream=plain)
+    p.step("generated base chunk 1/1")
+    p.step("scored chunk 1/1")
+    p.close()
+    assert plain.getvalue() == "eval: [1/2] generated base chunk 1/1\neval: [2/2] scored chunk 1/1\n"
+    tty = Tty()
+    p = ev.Progress(2, stream=tty)
+    assert p.bar is not None
+    p.step("x")
+    p.close()
+    assert "eval: [" not in tty.getvalue() and "1/2" in tty.getvalue()
+    quiet = io.StringIO()
+    p = ev.Progress(1, enabled=False, stream=quiet)
+    p.step("x")
+    assert quiet.getvalue() == ""
