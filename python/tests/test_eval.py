@@ -408,3 +408,19 @@ def test_progress_bar_on_a_terminal_plain_lines_otherwise():
     p = ev.Progress(1, enabled=False, stream=quiet)
     p.step("x")
     assert quiet.getvalue() == ""
+
+
+def test_eval_of_a_lora_the_trainer_saved(world, tmp_path, dpo_module):
+    """`seppoc-torch train --lora-rank` output (a run folder with pytorch_lora_weights.safetensors and the adapter
+    metadata) evaluates as a LoRA model on its base."""
+    from conftest import PARQUET
+    from seppoc_torch.cli import main as cli_main
+    run_dir = tmp_path / "run"
+    cli_main(["train", "--objective", dpo_module, "--model", world["base"], "--lora-rank", "2", "--data", PARQUET,
+              "--steps", "2", "--batch", "2", "--lr", "0.2", "--warmup", "0", "--out", str(run_dir)])
+    r = ev.evaluate(world["base"], ["dpo=" + str(run_dir)], world["prompts"], str(tmp_path / "ev"),
+                    scorers={"clip": world["clip"]}, steps=2, bootstrap=200, progress=False)
+    assert r["models"][0]["kind"] == "lora"
+    per = json.load(open(tmp_path / "ev" / "per_prompt.json"))
+    assert any(not (images(tmp_path / "ev" / s["images"]["base"]) == images(tmp_path / "ev" / s["images"]["dpo"])).all()
+               for p in per for s in p["samples"]), "the trained LoRA did not change any image"
