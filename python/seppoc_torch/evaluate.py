@@ -513,7 +513,7 @@ def evaluate(base, models, prompts, out, *, column=None, scorers=None, preset=No
     report = {
         "version": REPORT_VERSION,
         "base": identity["base"], "models": identity["models"], "prompts": identity["prompts"],
-        "preset": preset, "given": given,
+        "preset": preset, "preset_sources": presets_mod.get(preset)["sources"] if preset else None, "given": given,
         "sampling": {**resolved, "seed": settings["seed"], "samples_per_prompt": spp, "dtype": dtype,
                      "device": str(device),
                      "seeds": "per (prompt i, sample j): sha256('seppoc-eval:{seed}:{i}:{j}') -> initial latents "

@@ -23,10 +23,12 @@ def _preset(family, guidance, resolution, sources, steps=50):
 
 PRESETS = {
     "diffusion-dpo-sd15": _preset("sd", 7.5, 512, [
+        "DiffusionDPO quick_samples.ipynb (guidance 7.5 for SD 1.x, pipeline defaults otherwise, seed 0 per model)",
         "SePPO valid_scores.py (guidance 7.5 for SD 1.x, the pipeline's default 50 steps and scheduler, "
         "manual_seed(0))", "mhdang/dpo-sd1.5-text2image-v1 model card (guidance_scale=7.5)",
         "DiffusionDPO README (--resolution 512 for non-SDXL)"]),
     "diffusion-dpo-sdxl": _preset("sdxl", 5.0, 1024, [
+        "DiffusionDPO quick_samples.ipynb (guidance 5 for SDXL, pipeline defaults otherwise, seed 0 per model)",
         "mhdang/dpo-sdxl-text2image-v1 model card (guidance_scale=5)",
         "SePPO valid_scores.py (guidance 5 for non-SD-1 models)", "DiffusionDPO README (--resolution 1024 for SDXL)"]),
     "seppo-sd15": _preset("sd", 7.5, 512, [
