@@ -178,7 +178,8 @@ class DiffusersFamily(Family):
         net.train()
         self.net = net
         self.net_dtype = next(p.dtype for n, p in net.named_parameters() if "lora_" not in n)
-        self._trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+        self._named = list(net.named_parameters())  # the module's structure is fixed from here on
+        self._trainable = [(n, p) for n, p in self._named if p.requires_grad]
         self._trained_set = frozenset(n for n, _ in self._trainable)
         self._slot_net = None      # full fine-tuning: the frozen copy pool / EMA snapshots are loaded into
         self._override = None      # the module predictions and samples use inside `weights(...)`
@@ -229,6 +230,9 @@ class DiffusersFamily(Family):
             if "lora_" in n:
                 p.data = p.data.to(self.dtype)
             p.requires_grad_(".default." in n and "lora_" in n)
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        self._tuner_layers = [m for m in net.modules() if isinstance(m, BaseTunerLayer)]
         self._ref_params = {}
         params = dict(net.named_parameters())
         for n in params:
@@ -291,11 +295,15 @@ class DiffusersFamily(Family):
         try:
             with torch.no_grad():
                 if self.lora_rank:
-                    if snap is None:
-                        net.disable_adapters()
-                    else:
+                    # peft's per-layer switches (what diffusers' disable_adapters / set_adapter loop over, without
+                    # their per-call package version check)
+                    for layer in self._tuner_layers:
+                        if snap is None:
+                            layer.enable_adapters(False)
+                        else:
+                            layer.set_adapter("ref")
+                    if snap is not None:
                         self._load_snapshot(self._ref_params, snap)
-                        net.set_adapter("ref")
                     self._restore_trainable()
                     self._override = net
                 else:
@@ -312,16 +320,20 @@ class DiffusersFamily(Family):
         finally:
             self._override = None
             if self.lora_rank:
-                if snap is None:
-                    net.enable_adapters()
-                else:
-                    net.set_adapter("default")
+                for layer in self._tuner_layers:
+                    if snap is None:
+                        layer.enable_adapters(True)
+                    else:
+                        layer.set_adapter("default")
                 self._restore_trainable()
             self.check_trainable(before)
 
+    def trainable_set(self):
+        return frozenset(n for n, p in self._named if p.requires_grad)
+
     def _restore_trainable(self):
         """peft's adapter switches set requires_grad on adapter layers; put back exactly the trained set."""
-        for n, p in self.net.named_parameters():
+        for n, p in self._named:
             p.requires_grad_(n in self._trained_set)
 
     def _load_snapshot(self, params, snap):
