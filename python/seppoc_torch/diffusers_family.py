@@ -295,16 +295,9 @@ class DiffusersFamily(Family):
         try:
             with torch.no_grad():
                 if self.lora_rank:
-                    # peft's per-layer switches (what diffusers' disable_adapters / set_adapter loop over, without
-                    # their per-call package version check)
-                    for layer in self._tuner_layers:
-                        if snap is None:
-                            layer.enable_adapters(False)
-                        else:
-                            layer.set_adapter("ref")
                     if snap is not None:
                         self._load_snapshot(self._ref_params, snap)
-                    self._restore_trainable()
+                    self._switch_adapters(snap, reference=True)
                     self._override = net
                 else:
                     if snap is None:
@@ -320,13 +313,19 @@ class DiffusersFamily(Family):
         finally:
             self._override = None
             if self.lora_rank:
-                for layer in self._tuner_layers:
-                    if snap is None:
-                        layer.enable_adapters(True)
-                    else:
-                        layer.set_adapter("default")
-                self._restore_trainable()
+                self._switch_adapters(snap, reference=False)
             self.check_trainable(before)
+
+    def _switch_adapters(self, snap, reference):
+        """To the reference (adapters disabled for the base model, else the "ref" adapter) or back to the policy,
+        through peft's per-layer switches (what diffusers' disable_adapters / set_adapter loop over, without their
+        per-call package version check); then the exact trained set requires grad again."""
+        for layer in self._tuner_layers:
+            if snap is None:
+                layer.enable_adapters(not reference)
+            else:
+                layer.set_adapter("ref" if reference else "default")
+        self._restore_trainable()
 
     def trainable_set(self):
         return frozenset(n for n, p in self._named if p.requires_grad)
