@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 WARMUP, TIMED = 3, 15
 
 
-# The model itself is the PyTorch trainer's (python/seppoc_train.py), so the benchmark times the same code.
+# The model itself is the PyTorch trainer's (seppoc_torch's DiT family), so the benchmark times the same code.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from seppoc_train import dit_core as forward, text_pool, timestep_embedding as sincos  # noqa: E402
+from seppoc_torch.dit import dit_core as forward, text_pool, timestep_embedding as sincos  # noqa: E402
 
 
 def main():

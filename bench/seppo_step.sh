@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A whole SePPO training step, seppoc against the same step written plainly in PyTorch (python/seppoc_train.py
-# following the emitted module's PLAN): reference choice, reference sampling (DDIM 10 steps with guidance), the
+# A whole SePPO training step, seppoc against the same step written plainly in PyTorch (the seppoc_torch package,
+# python/, following the emitted module's PLAN): reference choice, reference sampling (DDIM 10 steps with guidance), the
 # frozen reference pass, the taped policy pass, the gate, the loss, backward and AdamW, on the same DiT weights
 # (assets/base), the same preference data and the same batch size, on CPU.
-# Usage: bench/seppo_step.sh [batch]   (PYTHON: a python with torch and safetensors, default python3; STEPS per
+# Usage: bench/seppo_step.sh [batch]   (PYTHON: a python with torch, safetensors, accelerate, pyarrow, pillow and tqdm, default python3; STEPS per
 # run, default 12; ROUNDS of interleaved seppoc/PyTorch runs, default 3). Both sides report the mean wall time of
 # their steps (first step included); the last line is the ratio of the medians over rounds.
 set -euo pipefail
@@ -26,8 +26,9 @@ for round in $(seq 1 "$ROUNDS"); do
   ms=$($SEPPOC run objectives/seppo.obj --steps "$STEPS" --batch "$BATCH" --eval-prompts 0 --checkpoint-every 0 \
         --profile --out "$OUT/run" | sed -n 's/^time per training step, mean of [0-9]* steps: \([0-9.]*\) ms$/\1/p')
   echo "seppoc $ms" | tee -a "$OUT/rounds.txt"
-  tms=$("$PYTHON" python/seppoc_train.py --objective "$OUT/seppo_loss.py" --data "$OUT/export/data.safetensors" \
-        --steps "$STEPS" --batch "$BATCH" --threads 2 --checkpoint-every 0 --time \
+  tms=$(PYTHONPATH=python "$PYTHON" -m seppoc_torch train --objective "$OUT/seppo_loss.py" \
+        --model assets/base/model.safetensors --data "$OUT/export/data.safetensors" \
+        --steps "$STEPS" --batch "$BATCH" --threads 2 --cpu --json --time \
         | "$PYTHON" -c 'import json, sys; v = [json.loads(l)["step_ms"] for l in sys.stdin if l.startswith("{")]; print(f"{sum(v) / len(v):.1f}")')
   echo "torch $tms" | tee -a "$OUT/rounds.txt"
 done

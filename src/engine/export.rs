@@ -59,10 +59,11 @@ fn write(path: &Path, entries: &[Entry], meta: HashMap<String, String>) -> anyho
 /// `loss`, `logs`, `leaf_means`, `references`, `datums` (the datum names), the objective's hash).
 pub fn export(training: Training, out: &Path) -> anyhow::Result<Exported> {
     let Training { objective, settings, base, data, .. } = training;
-    // `python/seppoc_train.py` noises, samples and measures errors as an ε-prediction model does.
+    // seppoc_torch's DiT family (`python/seppoc_torch/dit.py`) noises, samples and measures errors as an
+    // ε-prediction model does.
     if base.schedule.param != crate::model::Parametrisation::Epsilon {
         anyhow::bail!(
-            "`{}` is a {} model; the PyTorch trainer (`python/seppoc_train.py`) trains ε-prediction models only, so \
+            "`{}` is a {} model; the PyTorch trainer (`seppoc-torch train`) trains ε-prediction DiTs only, so \
              export-torch needs an ε-prediction checkpoint (train this one with `seppoc run`)",
             base.path.display(),
             base.schedule.param.describe()
