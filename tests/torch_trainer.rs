@@ -61,7 +61,7 @@ fn temp(name: &str) -> PathBuf {
 
 #[test]
 fn ddp_two_processes_equal_one_process() {
-    let Some(py) = python::python_with_torch("ddp_two_processes_equal_one_process") else { return };
+    let Some(py) = python::python_for_seppoc_torch("ddp_two_processes_equal_one_process") else { return };
     let dir = temp("ddp");
     let (module, export) = prepare(&dir, "seppo");
     // A large learning rate without warmup, so 3 updates move the weights far beyond the tolerance; float64,
@@ -95,7 +95,7 @@ fn ddp_two_processes_equal_one_process() {
 
 #[test]
 fn first_step_agrees_with_seppoc_run() {
-    let Some(py) = python::python_with_torch("first_step_agrees_with_seppoc_run") else { return };
+    let Some(py) = python::python_for_seppoc_torch("first_step_agrees_with_seppoc_run") else { return };
     let dir = temp("first-step");
     for objective in ["sft", "dpo", "seppo", "kto"] {
         let (module, export) = prepare(&dir, objective);

@@ -49,6 +49,8 @@ def parser():
     t.add_argument("--replay-first-step", default=None,
                    help="first_step.safetensors from `seppoc export-torch`: train update 1 on the native trainer's "
                         "recorded inputs and report its loss beside seppoc's (DiT, one process)")
+    from .evaluate import add_parser as add_eval_parser
+    add_eval_parser(sub)
     return ap
 
 
@@ -67,6 +69,8 @@ def check(args):
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
+        if args.command == "eval":
+            sys.exit(args.func(args))
         check(args)
         from .train import train
         train(args)

@@ -11,22 +11,35 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The interpreter to use, or `None` (after printing why) when torch is absent outside CI.
+#[allow(dead_code)] // each test binary uses one of the two
 pub fn python_with_torch(test: &str) -> Option<PathBuf> {
+    python_with(test, &["torch", "safetensors"])
+}
+
+/// A Python that can run the `seppoc_torch` package on seppoc's DiT (`python/pyproject.toml`'s dependencies),
+/// or `None` as [`python_with_torch`].
+#[allow(dead_code)]
+pub fn python_for_seppoc_torch(test: &str) -> Option<PathBuf> {
+    python_with(test, &["torch", "safetensors", "accelerate", "pyarrow", "PIL", "numpy", "tqdm"])
+}
+
+fn python_with(test: &str, modules: &[&str]) -> Option<PathBuf> {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/torch-venv/bin/python");
     let candidates: Vec<PathBuf> = match std::env::var_os("SEPPOC_PYTHON") {
         Some(p) => vec![PathBuf::from(p)],
         None => vec![venv, PathBuf::from("python3")],
     };
     for py in &candidates {
-        let ok = Command::new(py).args(["-c", "import torch, safetensors"]).output().is_ok_and(|o| o.status.success());
+        let ok = Command::new(py).args(["-c", &format!("import {}", modules.join(", "))]).output().is_ok_and(|o| o.status.success());
         if ok {
             return Some(py.clone());
         }
     }
     let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     let msg = format!(
-        "{test}: no Python with torch and safetensors (tried {}); set SEPPOC_PYTHON, or create \
-         target/torch-venv with the README's optional PyTorch line",
+        "{test}: no Python with {} (tried {}); set SEPPOC_PYTHON, or create target/torch-venv with the \
+         README's optional PyTorch line",
+        modules.join(", "),
         tried.join(", ")
     );
     if std::env::var("CI").is_ok_and(|v| v == "true") {
