@@ -105,3 +105,16 @@ def small_parquet(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "small.parquet"
     pq.write_table(table, path)
     return str(path), table.column("label_0").to_pylist()
+
+
+def seppoc_binary():
+    """The seppoc binary: SEPPOC_BIN, or target/debug or target/release of this checkout (a missing one fails
+    under CI=true)."""
+    exe = os.environ.get("SEPPOC_BIN") or next(
+        (p for p in (os.path.join(ROOT, "target", d, "seppoc") for d in ("debug", "release")) if os.path.isfile(p)),
+        None)
+    if exe is None:
+        if os.environ.get("CI") == "true":  # .ci/run builds it with `cargo test` first
+            pytest.fail("no seppoc binary under target/ (CI=true): run `cargo build` first or set SEPPOC_BIN")
+        pytest.skip("no seppoc binary: run `cargo build` or set SEPPOC_BIN")
+    return exe

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from seppoc_torch.diffusers_family import load
 from seppoc_torch.family import SampleNoise, UserError
+
+from conftest import seppoc_binary
 from seppoc_torch.testing import tiny_sd, tiny_sd3, tiny_sdxl
 
 torch.set_num_threads(1)
@@ -26,18 +28,6 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     return {"sd": tiny_sd(str(root / "sd")), "sd_v": tiny_sd(str(root / "sd_v"), prediction="v_prediction"),
             "sdxl": tiny_sdxl(str(root / "sdxl")), "sd3": tiny_sd3(str(root / "sd3"))}
-
-
-def seppoc_binary():
-    """The seppoc binary: SEPPOC_BIN, or target/debug or target/release of this checkout."""
-    exe = os.environ.get("SEPPOC_BIN") or next(
-        (p for p in (os.path.join(ROOT, "target", d, "seppoc") for d in ("debug", "release")) if os.path.isfile(p)),
-        None)
-    if exe is None:
-        if os.environ.get("CI") == "true":  # .ci/run builds it with `cargo test` first
-            pytest.fail("no seppoc binary under target/ (CI=true): run `cargo build` first or set SEPPOC_BIN")
-        pytest.skip("no seppoc binary: run `cargo build` or set SEPPOC_BIN")
-    return exe
 
 
 @pytest.fixture(scope="module")
