@@ -223,7 +223,8 @@ fn sample_default(dir: &Path, assets: Option<&Path>, out: &str) -> std::process:
 fn shipped_models_come_from_seppoc_assets_else_the_build_tree_never_the_working_directory() {
     let dir = scratch("assets");
     // A copy of the assets whose base model is the tiny test checkpoint: sampling the default model with
-    // SEPPOC_ASSETS naming it must give exactly what `--model` on that checkpoint gives.
+    // SEPPOC_ASSETS naming it must give exactly what `--model` on that checkpoint gives (the copy's own path, so
+    // the grid's row label, the model's folder name `base`, is the same too).
     let copy = dir.join("copy");
     std::fs::create_dir_all(copy.join("base")).expect("mkdir");
     std::fs::copy(checkpoint(), copy.join("base/model.safetensors")).expect("copy");
@@ -234,7 +235,19 @@ fn shipped_models_come_from_seppoc_assets_else_the_build_tree_never_the_working_
     assert!(err.contains(&format!("shipped assets: `{}` (from SEPPOC_ASSETS)", copy.display())), "{err}");
     let explicit = seppoc_in(
         &dir,
-        &["sample", "--model", &checkpoint(), "--prompt", "a red circle", "-n", "2", "--steps", "2", "--seed", "5"],
+        &[
+            "sample",
+            "--model",
+            &copy.join("base/model.safetensors").display().to_string(),
+            "--prompt",
+            "a red circle",
+            "-n",
+            "2",
+            "--steps",
+            "2",
+            "--seed",
+            "5",
+        ],
     );
     assert_eq!(explicit.status.code(), Some(0), "{}", text(&explicit.stderr));
     assert!(!text(&explicit.stderr).contains("shipped assets"), "an explicit --model loads no shipped file");
