@@ -150,6 +150,8 @@ class DiffusersFamily(Family):
         self.vae = self.pipe.vae
         if self.vae.dtype != self.frozen_dtype and not getattr(self.vae.config, "force_upcast", False):
             self.vae.to(dtype=self.frozen_dtype)
+        # Read once: diffusers' `ModelMixin.dtype` walks every parameter (~1 ms per call on a tiny VAE).
+        self.vae_dtype = self.vae.dtype
         self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.resolution = int(resolution or net.config.sample_size * self.vae_scale)
         if self.resolution % self.vae_scale:
@@ -276,7 +278,7 @@ class DiffusersFamily(Family):
 
     def encode_images(self, pixels):
         with torch.no_grad():
-            dist = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist
+            dist = self.vae.encode(pixels.to(self.device, self.vae_dtype)).latent_dist
             gens = [torch.Generator().manual_seed(_pixel_seed(img)) for img in pixels]
             z = dist.sample(generator=gens)
             if self.latent_shift and self.vae.config.shift_factor is not None:

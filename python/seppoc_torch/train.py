@@ -91,6 +91,9 @@ class Executor:
         self.params = [p for _, p in self.family.trainable_parameters()]
         opt = torch.optim.AdamW(self.family.optimizer_groups(0.01), lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
         self.model, self.opt = self.acc.prepare(self.family.module(), opt)
+        # The bare module under the DDP wrapper, for the reference passes (adapter switches need it); looked up
+        # once: accelerate's unwrap_model walks every submodule on each call.
+        self.bare = self.acc.unwrap_model(self.model)
         self.gen = torch.Generator().manual_seed(args.seed)
         self.order = DataOrder(len(self.data))
         self.step = 0
@@ -258,7 +261,7 @@ class Executor:
         else:
             row_slots = slots[model] * len(names)
             pred = None
-            bare = self.acc.unwrap_model(self.model)
+            bare = self.bare
             with torch.no_grad():
                 for slot in sorted(set(row_slots), key=str):
                     sel = torch.tensor([s == slot for s in row_slots])
