@@ -4,7 +4,7 @@
 
 mod cli_support;
 
-use cli_support::{scratch, seppoc, seppoc_in, text};
+use cli_support::{scratch, seppoc, seppoc_in, text, tiny_base};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -14,14 +14,7 @@ use std::time::{Duration, Instant};
 /// One tiny pretrained base shared by every test of this file.
 fn base() -> &'static str {
     static BASE: OnceLock<String> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let dir = scratch("rel", "base");
-        let out = dir.join("base");
-        let o =
-            seppoc(&["pretrain", "--size", "tiny", "--steps", "10", "--batch", "8", "--seed", "3", "--out", &s(&out)]);
-        assert!(o.status.success(), "{}", text(&o.stderr));
-        s(&out.join("model.safetensors"))
-    })
+    BASE.get_or_init(|| tiny_base("rel", 3))
 }
 
 fn s(p: &Path) -> String {

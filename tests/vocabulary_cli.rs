@@ -5,7 +5,7 @@
 
 mod cli_support;
 
-use cli_support::{scratch, seppoc, seppoc_in, text};
+use cli_support::{scratch, seppoc, seppoc_in, text, tiny_base};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -14,13 +14,7 @@ use std::time::{Duration, Instant};
 /// One tiny pretrained base shared by every test of this file.
 fn base() -> &'static str {
     static BASE: OnceLock<String> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let out = scratch("vocab", "base").join("base");
-        let o =
-            seppoc(&["pretrain", "--size", "tiny", "--steps", "10", "--batch", "8", "--seed", "5", "--out", &s(&out)]);
-        assert!(o.status.success(), "{}", text(&o.stderr));
-        s(&out.join("model.safetensors"))
-    })
+    BASE.get_or_init(|| tiny_base("vocab", 5))
 }
 
 fn s(p: &Path) -> String {

@@ -27,3 +27,14 @@ pub fn scratch(suite: &str, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// Pretrains a tiny base model (10 updates of batch 8 with `seed`) into a scratch folder of `suite` and returns
+/// its checkpoint's path; tests share one per binary through a `OnceLock`.
+pub fn tiny_base(suite: &str, seed: u64) -> String {
+    let out = scratch(suite, "base").join("base");
+    let seed = seed.to_string();
+    let dir = out.to_string_lossy().into_owned();
+    let o = seppoc(&["pretrain", "--size", "tiny", "--steps", "10", "--batch", "8", "--seed", &seed, "--out", &dir]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    out.join("model.safetensors").to_string_lossy().into_owned()
+}
