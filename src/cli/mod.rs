@@ -30,6 +30,7 @@ mod fmt;
 mod loss;
 mod plot;
 mod pretrain;
+mod reward;
 mod run;
 mod sample;
 
@@ -64,6 +65,9 @@ enum Command {
     Collect(collect::Args),
     /// Pretrain the base denoiser on the world's noisy "web" distribution.
     Pretrain(pretrain::Args),
+    /// Train a learned reward model on preference data (`reward train`) and measure it (`reward eval`).
+    #[command(subcommand)]
+    Reward(reward::Command),
     /// Sample images from a model for a prompt and write a PNG grid.
     Sample(sample::Args),
     /// Score a model with the judge on held-out prompts.
@@ -213,6 +217,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(args) => fmt::run(args),
         Command::Pretrain(args) => pretrain::run(args),
         Command::Collect(args) => collect::run(args),
+        Command::Reward(cmd) => reward::run(cmd),
         Command::Sample(args) => sample::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Plot(args) => plot::run(args),

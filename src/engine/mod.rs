@@ -12,6 +12,7 @@ pub mod files;
 pub mod open;
 pub mod pretrain;
 pub mod progress;
+pub mod reward;
 pub mod run;
 pub mod stop;
 
