@@ -8,7 +8,7 @@ mod lower;
 pub mod print;
 
 pub use bind::{BindError, Bound};
-pub use eval::{evaluate, nonfinite_constants, Evaluation, LeafValues, NonFinite};
+pub use eval::{evaluate, log_sigmoid, nonfinite_constants, sigmoid, Evaluation, LeafValues, NonFinite};
 pub use leaf::{Datum, DatumId, ImageRef, Input, ModelRef, TimeQty, View};
 pub use lower::lower;
 

@@ -225,11 +225,7 @@ impl OnDevice for RewardEval {
             bail!("`{}`: the held-out comparisons are all ties; no pair accuracy can be measured", self.data.display());
         }
 
-        let samples = if self.settings.samples > 0 {
-            Some(self.sample_report(&model, held, &dev)?)
-        } else {
-            None
-        };
+        let samples = if self.settings.samples > 0 { Some(self.sample_report(&model, held, &dev)?) } else { None };
         let heldout_captions: BTreeSet<&str> = held.iter().map(|p| p.caption.trim()).collect();
         Ok(RewardEvalReport {
             reward: self.reward.path.display().to_string(),
@@ -262,7 +258,8 @@ impl RewardEval {
         let k = self.settings.samples;
         // Sample `s` of every caption after sample `s − 1` of all, as `seppoc eval` orders them.
         let prompts: Vec<String> = (0..k).flat_map(|_| picked.iter().cloned()).collect();
-        let eval = EvalSettings { seed: self.settings.seed, ..EvalSettings::standard() }.for_model(&self.base.schedule)?;
+        let eval =
+            EvalSettings { seed: self.settings.seed, ..EvalSettings::standard() }.for_model(&self.base.schedule)?;
         let base = self.base.model.to_device(dev)?;
         let done = evaluate(&base, &self.base.schedule, world, &prompts, &eval, |_, _| {})?;
         let images: Vec<&Image> = done.samples.iter().collect();

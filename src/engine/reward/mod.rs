@@ -14,15 +14,15 @@ mod model;
 
 pub use data::{file_sha256, pairs_of, read_split, Part, RewardPair, Split, SplitData, Ties};
 pub use eval::{pearson, spearman, RewardEval, RewardEvalReport, RewardEvalSettings};
-pub use model::{agreement, bt_gradients, bt_loss, rewards, score, sigmoid, softplus, BtStep};
+pub use model::{agreement, bt_gradients, bt_loss, rewards, score, BtStep};
 
 use super::files::{write_json, JsonlWriter};
 use super::open::Opened;
 use crate::data::{Image, MAX_TOKENS};
 use crate::device::{Backend, OnDevice};
 use crate::model::{
-    load_checkpoint, load_tensors, save_checkpoint, save_tensors, AdamW, AdamWConfig, Activation, CheckpointMeta,
-    Dit, DitConfig, ScheduleSpec,
+    load_checkpoint, load_tensors, save_checkpoint, save_tensors, Activation, AdamW, AdamWConfig, CheckpointMeta, Dit,
+    DitConfig, ScheduleSpec,
 };
 use crate::trainer::state::{rng_from_json, rng_json, state_source, write_state_dir, StateError};
 use crate::world::{Testbed, WorldKind};
@@ -70,6 +70,10 @@ pub struct RewardSettings {
     /// Side of a square image patch (must divide the world's image side).
     #[arg(long, default_value_t = 4)]
     pub patch: usize,
+    /// Start from the weights of this DiT checkpoint (e.g. the base model, `assets/base_flow/model.safetensors`)
+    /// instead of random ones: its architecture replaces --width, --depth, --heads and --patch.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub init: Option<String>,
     /// Tied comparisons: `soft` trains on them with target ½ (PickScore), `skip` leaves them out.
     #[arg(long, value_enum, default_value_t = Ties::Soft)]
     pub ties: Ties,
@@ -329,11 +333,12 @@ impl RewardTraining {
             bail!("`{}` is not a reward training's record; choose another --out", run.display());
         }
         if &stored["fingerprint"] != fingerprint {
-            let differ: Vec<String> = ["settings", "data_sha256", "world", "world_config", "model_config"]
-                .iter()
-                .filter(|k| stored["fingerprint"][**k] != fingerprint[**k])
-                .map(|k| k.to_string())
-                .collect();
+            let differ: Vec<String> =
+                ["settings", "data_sha256", "world", "world_config", "model_config", "init_sha256"]
+                    .iter()
+                    .filter(|k| stored["fingerprint"][**k] != fingerprint[**k])
+                    .map(|k| k.to_string())
+                    .collect();
             bail!(
                 "`{}` was made by a reward training with other {} (see `{}`); use the same settings and data to \
                  continue it, or another --out",
@@ -353,7 +358,26 @@ impl OnDevice for RewardTraining {
         let s = self.settings.clone();
         s.validate()?;
         let world = self.base.world.as_ref();
-        let cfg = s.model_config(world, self.base.model.config().channels)?;
+        let (cfg, init) = match &s.init {
+            None => (s.model_config(world, self.base.model.config().channels)?, None),
+            Some(path) => {
+                let path = Path::new(path);
+                let (model, _) = load_checkpoint(path, &dev)?;
+                let mc = model.config();
+                if mc.vocab_size != world.vocab().len()
+                    || mc.image_size != world.image_size()
+                    || mc.frames != world.frames()
+                {
+                    bail!(
+                        "--init `{}` was trained on another world than base model `{}` (vocabulary, image size or \
+                         frames differ)",
+                        path.display(),
+                        self.base.path.display()
+                    );
+                }
+                (mc.clone(), Some((model, file_sha256(path)?)))
+            }
+        };
         let data_sha = file_sha256(&self.data)?;
         let split = read_split(&self.data, world.image_size(), &s.split())?;
         let train: Vec<RewardPair> =
@@ -382,6 +406,7 @@ impl OnDevice for RewardTraining {
         let fingerprint = json!({
             "settings": fingerprint_settings, "data_sha256": data_sha, "world": world.kind().name(),
             "world_config": world.config_json(), "model_config": cfg,
+            "init_sha256": init.as_ref().map(|(_, sha)| sha.clone()),
         });
         std::fs::create_dir_all(&self.out).with_context(|| format!("cannot create `{}`", self.out.display()))?;
         let _lock = super::DirLock::acquire(&self.out)?;
@@ -395,8 +420,12 @@ impl OnDevice for RewardTraining {
         };
         write_json(&self.out.join("run.json"), &record("training", json!(null)))?;
 
-        let model = Dit::new(&cfg, &dev, s.seed)?;
-        let opt_cfg = AdamWConfig { warmup_steps: s.warmup, weight_decay: s.weight_decay, ..AdamWConfig::with_lr(s.lr) };
+        let model = match init {
+            Some((model, _)) => model,
+            None => Dit::new(&cfg, &dev, s.seed)?,
+        };
+        let opt_cfg =
+            AdamWConfig { warmup_steps: s.warmup, weight_decay: s.weight_decay, ..AdamWConfig::with_lr(s.lr) };
         let opt = AdamW::new(&model, opt_cfg);
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
         rng.set_stream(1);

@@ -10,6 +10,7 @@
 
 use crate::data::Image;
 use crate::device::{upload, Backend};
+use crate::ir::{log_sigmoid, sigmoid};
 use crate::model::{Dit, Images, ModelError, ParamGrads};
 use dfdx::prelude::*;
 
@@ -40,27 +41,12 @@ pub fn score<D: Backend>(model: &Dit<D>, images: &[&Image], tokens: &[Vec<usize>
     Ok(out)
 }
 
-/// `log(1 + e^x)`, without overflow.
-pub fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
-/// The logistic function.
-pub fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
 /// The Bradley–Terry loss of one comparison with reward difference `d = r_0 − r_1` and target `p0` (the
 /// probability that image 0 is preferred): the cross-entropy `−p0·log σ(d) − (1 − p0)·log σ(−d)`
 /// (Bradley & Terry 1952; with soft targets for ties as PickScore, arXiv 2305.01569 eq. 2), written as
-/// `softplus(−d) + (1 − p0)·d`.
+/// `−log σ(d) + (1 − p0)·d`.
 pub fn bt_loss(d: f64, p0: f64) -> f64 {
-    softplus(-d) + (1.0 - p0) * d
+    -log_sigmoid(d) + (1.0 - p0) * d
 }
 
 /// What one training step measured, before its update.
@@ -87,7 +73,10 @@ pub fn bt_gradients<D: Backend>(
 ) -> Result<(BtStep, ParamGrads<D>), ModelError> {
     let b = p0.len();
     if tokens.len() != 2 * b || b == 0 {
-        return Err(ModelError::Shape(format!("{} captions for {b} comparisons (need two per comparison)", tokens.len())));
+        return Err(ModelError::Shape(format!(
+            "{} captions for {b} comparisons (need two per comparison)",
+            tokens.len()
+        )));
     }
     let x = model.images(images)?;
     let r = rewards(model, x.traced(model.alloc_grads()), tokens)?;
