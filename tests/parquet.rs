@@ -2,12 +2,14 @@
 //! data set (JPEG bytes at another resolution, extra columns, large strings, the Hugging Face image struct, ties)
 //! read; every bad file is an error naming the file and the column or row, never a panic.
 
-use arrow_array::{ArrayRef, BinaryArray, Float64Array, LargeStringArray, RecordBatch, StringArray, StructArray};
+#[path = "support/columns.rs"]
+mod columns;
+use arrow_array::{ArrayRef, BinaryArray, Float64Array, LargeStringArray, StringArray, StructArray};
 use arrow_schema::{DataType, Field};
-use parquet::arrow::ArrowWriter;
+use columns::write_columns;
 use seppoc::data::parquet::{decode_image, read, write, Comparison, ParquetError};
 use seppoc::data::Image;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 fn dir() -> PathBuf {
@@ -56,14 +58,6 @@ fn what_seppoc_writes_reads_back_with_ties_apart() {
 }
 
 /// Writes a batch built from `columns` as a Parquet file.
-fn write_columns(path: &Path, columns: Vec<(&str, ArrayRef)>) {
-    let batch = RecordBatch::try_from_iter(columns).expect("batch");
-    let file = std::fs::File::create(path).expect("create");
-    let mut w = ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-    w.write(&batch).expect("write");
-    w.close().expect("close");
-}
-
 fn jpeg(seed: usize, side: usize) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     image(seed, side).to_rgb8().write_to(&mut out, image::ImageFormat::Jpeg).expect("jpeg");

@@ -4,9 +4,11 @@
 
 mod cli_support;
 
-use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
+#[path = "support/columns.rs"]
+mod columns;
+use arrow_array::{ArrayRef, BinaryArray, StringArray};
 use cli_support::{scratch, seppoc, text, tiny_base};
-use parquet::arrow::ArrowWriter;
+use columns::write_columns;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use seppoc::data::parquet::{self as pq, Comparison};
@@ -219,14 +221,6 @@ fn training_is_reproducible_by_seed_and_resuming_equals_an_uninterrupted_run() {
     let e = train(&other, &a, tiny_settings(0)).expect_err("refused");
     assert!(format!("{e:#}").contains("data_sha256"), "{e:#}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn write_columns(path: &Path, columns: Vec<(&str, ArrayRef)>) {
-    let batch = RecordBatch::try_from_iter(columns).expect("batch");
-    let file = std::fs::File::create(path).expect("create");
-    let mut w = ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-    w.write(&batch).expect("write");
-    w.close().expect("close");
 }
 
 #[test]
