@@ -302,7 +302,12 @@ fn train_and_eval_run_end_to_end_from_the_command_line() {
     assert_eq!(report["samples"]["captions"], 3);
     assert_eq!(report["samples"]["correlation"]["n"], 6);
 
-    // A denoiser is not a reward model; a missing one is named.
+    // A reward model is not a denoiser, a denoiser is not a reward model; a missing one is named.
+    let e =
+        seppoc(&["sample", "--model", &out.join("model.safetensors").to_string_lossy(), "--prompt", "a red circle"]);
+    assert_eq!(e.status.code(), Some(2));
+    assert!(text(&e.stderr).contains("is a reward model"), "{}", text(&e.stderr));
+
     let e = seppoc(&["reward", "eval", "--reward", base(), "--model", base()]);
     assert_eq!(e.status.code(), Some(2));
     assert!(text(&e.stderr).contains("is not a reward model"), "{}", text(&e.stderr));

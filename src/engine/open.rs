@@ -50,6 +50,13 @@ pub fn open(path: &Path, expect: Option<WorldKind>) -> anyhow::Result<Opened> {
             path.display()
         );
     }
+    if meta.kind.as_deref() == Some(super::reward::REWARD_KIND) {
+        bail!(
+            "`{}` is a reward model (`seppoc reward train`), not a denoiser; score with it through `seppoc reward \
+             eval --reward`",
+            path.display()
+        );
+    }
     let file = || format!("checkpoint `{}`", path.display());
     let kind = WorldKind::from_name(&meta.world)
         .ok_or_else(|| anyhow!("{}: unknown world `{}` in metadata `world`", file(), meta.world))?;
