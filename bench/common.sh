@@ -20,3 +20,18 @@ wait_for_idle() {
 
 # The median of the numbers on standard input, one per line.
 median() { sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+
+# Prints what the numbers were measured on: the CPU model, its vector extensions that matter here, and the
+# matrix-product kernel the fused CPU layers selected (`seppoc --version` of the binary $1, after
+# SEPPOC_GEMM_KERNEL, which forces one: say so when you report its numbers).
+describe_machine() {
+  local model flags
+  model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)"
+  flags="$(awk '/^flags/ {for (i = 2; i <= NF; i++) print $i; exit}' /proc/cpuinfo 2>/dev/null \
+    | grep -xE 'avx2|fma|avx512f|avx512vl|avx512bw|avx512dq|avx512_bf16|avx512_vnni|amx_tile' | tr '\n' ' ')"
+  echo "cpu: ${model:-unknown} ($(nproc) cores visible); vector extensions: ${flags:-none of avx2/fma/avx512}"
+  if [ -x "${1:-}" ]; then
+    "$1" --version | grep '^cpu gemm kernel' || echo "cpu gemm kernel: not reported by $1"
+  fi
+  if [ -n "${SEPPOC_GEMM_KERNEL:-}" ]; then echo "SEPPOC_GEMM_KERNEL=$SEPPOC_GEMM_KERNEL (forced)"; fi
+}

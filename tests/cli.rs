@@ -191,3 +191,27 @@ fn explain_names_an_unknown_convention_and_the_known_ones() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `seppoc --version` names the CPU matrix-product kernel it selected, and says when `SEPPOC_GEMM_KERNEL` forced
+/// it (the benchmark scripts print this line).
+#[test]
+fn version_names_the_gemm_kernel() {
+    let version = |kernel: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_seppoc"));
+        cmd.arg("--version").env_remove("SEPPOC_GEMM_KERNEL");
+        if let Some(k) = kernel {
+            cmd.env("SEPPOC_GEMM_KERNEL", k);
+        }
+        let out = cmd.output().expect("run seppoc");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let shown = version(None);
+    let line = shown.lines().find(|l| l.starts_with("cpu gemm kernel: ")).unwrap_or_else(|| panic!("{shown}"));
+    let name = line["cpu gemm kernel: ".len()..].split(' ').next().unwrap_or_default();
+    assert!(["avx512", "avx2", "gemm"].contains(&name), "{line}");
+    assert!(!line.contains("forced"), "{line}");
+    let shown = version(Some("gemm"));
+    let want = "cpu gemm kernel: gemm (the gemm crate's own kernels, forced by SEPPOC_GEMM_KERNEL=gemm)";
+    assert!(shown.contains(want), "{shown}");
+}

@@ -43,6 +43,9 @@ def parser():
                    help="weights and leaves in float64 makes runs comparable to ~1e-12 (tests)")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch's default)")
     t.add_argument("--cpu", action="store_true", help="train on CPU even when CUDA is available")
+    t.add_argument("--compile", action="store_true",
+                   help="run the network under torch.compile (inductor) and use the fused AdamW (DiT family); the "
+                        "first updates include the compilation")
     t.add_argument("--json", action="store_true", help="print each update's record as a JSON line")
     t.add_argument("--time", action="store_true", help="add each update's wall time (step_ms) to the records")
     t.add_argument("--stop-after", type=int, default=0, help=argparse.SUPPRESS)  # tests: stop as if interrupted

@@ -74,11 +74,12 @@ def text_pool(tokens, vocab, max_tokens, dtype=None):
     return pool
 
 
-def dit_forward(P, cfg, x, t, tokens):
-    """The DiT's noise prediction for images `x` at timesteps `t` with captions `tokens` (weights `P`)."""
+def dit_forward(P, cfg, x, t, tokens, core=None):
+    """The DiT's noise prediction for images `x` at timesteps `t` with captions `tokens` (weights `P`); `core` is
+    `dit_core` or a compiled version of it (the embeddings stay eager: the caption pool's scatter is host work)."""
     temb = timestep_embedding(t.cpu(), cfg["width"], x.dtype).to(x.device)
     pool = text_pool(tokens.cpu(), cfg["vocab_size"], cfg["max_tokens"], x.dtype).to(x.device)
-    return dit_core(P, cfg, x, temb, pool)
+    return (core or dit_core)(P, cfg, x, temb, pool)
 
 
 def dit_core(P, cfg, x, temb, pool):
@@ -128,12 +129,13 @@ class Dit(torch.nn.Module):
         self.cfg = cfg
         self.names = sorted(tensors)
         self.p = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(v.clone()) for k, v in tensors.items()})
+        self.core = dit_core
 
     def tensors(self):
         return {k: self.p[k.replace(".", "__")] for k in self.names}
 
     def forward(self, x, t, tokens):
-        return dit_forward(self.tensors(), self.cfg, x, t, tokens)
+        return dit_forward(self.tensors(), self.cfg, x, t, tokens, self.core)
 
 
 def sampler_timesteps(n_train, steps):
@@ -184,6 +186,11 @@ class DitFamily(Family):
     def trainable_parameters(self):
         return [(k.replace("__", "."), p) for k, p in self.net.p.items()]
 
+    def compile(self):
+        """The network body under `torch.compile` (inductor, default mode) for every later pass: taped, reference
+        and sampling (each grad mode and batch size compiles once; a second size makes the batch axis dynamic)."""
+        self.net.core = torch.compile(dit_core)
+
     def optimizer_groups(self, weight_decay=0.01):
         """seppoc's AdamW groups: decoupled decay on matrices except the embeddings."""
         named = self.net.tensors()
@@ -220,10 +227,10 @@ class DitFamily(Family):
             last = i + 1 == len(ts)
             b = x.shape[0]
             if w == 1.0:
-                eps = dit_forward(self.net.tensors(), self.cfg, x, torch.full((b,), t), tokens)
+                eps = dit_forward(self.net.tensors(), self.cfg, x, torch.full((b,), t), tokens, self.net.core)
             else:
                 both = dit_forward(self.net.tensors(), self.cfg, torch.cat([x, x]), torch.full((2 * b,), t),
-                                   torch.cat([tokens, torch.full_like(tokens, PAD)]))
+                                   torch.cat([tokens, torch.full_like(tokens, PAD)]), self.net.core)
                 c, u = both[:b], both[b:]
                 eps = u + w * (c - u)
             ab = float(ac[t])

@@ -139,6 +139,10 @@ class Family:
         noise from `gen.next()` (see SampleNoise). Flow families: "ddim" with eta 0 = Euler."""
         raise NotImplementedError
 
+    def compile(self):
+        """Run the network under `torch.compile` from now on (`--compile`); families that support it override."""
+        raise UserError(f"--compile: implemented for seppoc's DiT checkpoints only, not the {self.name} family")
+
     # ---------------------------------------------------------------- references
     def snapshot(self):
         """A CPU copy of the trainable state ({name: tensor}, in the trainable dtype; LoRA: the adapter only)."""

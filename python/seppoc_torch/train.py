@@ -89,7 +89,12 @@ class Executor:
         self.shape = tuple(probe[self.kinds[0]].shape[1:])
         self.refs = References(self.plan, self.family)
         self.params = [p for _, p in self.family.trainable_parameters()]
-        opt = torch.optim.AdamW(self.family.optimizer_groups(0.01), lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
+        fused = {}
+        if getattr(args, "compile", False):
+            self.family.compile()
+            fused = {"fused": True}  # one kernel per parameter group instead of the for-each chain
+        opt = torch.optim.AdamW(self.family.optimizer_groups(0.01), lr=args.lr, betas=(0.9, 0.999), eps=1e-8,
+                                **fused)
         self.model, self.opt = self.acc.prepare(self.family.module(), opt)
         # The bare module under the DDP wrapper, for the reference passes (adapter switches need it); looked up
         # once: accelerate's unwrap_model walks every submodule on each call.

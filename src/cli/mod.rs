@@ -165,7 +165,22 @@ fn command() -> clap::Command {
         }
         cmd
     }
-    allow_negative(<Cli as clap::CommandFactory>::command())
+    allow_negative(<Cli as clap::CommandFactory>::command()).long_version(long_version())
+}
+
+/// `seppoc --version`'s text: the version, then the matrix-product kernel the fused CPU layers selected on this
+/// CPU (after `SEPPOC_GEMM_KERNEL`), so a benchmark can say what it measured.
+fn long_version() -> &'static str {
+    use crate::kernels::fused::gemm::{Kernel, KERNEL_VAR};
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let kernel = Kernel::best();
+        let forced = match std::env::var(KERNEL_VAR) {
+            Ok(v) if v.trim() == kernel.name() => format!(", forced by {KERNEL_VAR}={v}"),
+            _ => String::new(),
+        };
+        format!("{}\ncpu gemm kernel: {} ({}{forced})", env!("CARGO_PKG_VERSION"), kernel.name(), kernel.describe())
+    })
 }
 
 /// The message for a negative number given to a flag that counts (steps, prompts, seeds, ...): clap's own says

@@ -6,6 +6,7 @@
 
 use super::pool::Buf;
 use super::tile::{gemm_acc, transpose, View};
+use super::vmath;
 use rayon::prelude::*;
 
 /// Sizes: `n` tokens per sample, `heads` heads of width `dh` (so `w = heads · dh`).
@@ -19,12 +20,9 @@ pub(super) struct Dims {
 /// Turns scores into probabilities in place: `p_j = exp(s_j − max) / Σ exp(s − max)`.
 fn softmax(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for s in row.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    let inv = 1.0 / sum;
+    // Exponentials first, then their sum: both loops vectorize (vmath.rs).
+    row.iter_mut().for_each(|s| *s = vmath::exp_nonpositive(*s - max));
+    let inv = 1.0 / vmath::sum(row);
     row.iter_mut().for_each(|p| *p *= inv);
 }
 
@@ -88,7 +86,7 @@ pub(super) fn backward(qkv: &[f32], probs: &[f32], dout: &[f32], d: Dims, dqkv: 
             ds.fill(0.0);
             gemm_acc(go, View { data: &vt, ld: n }, &mut ds, n, (n, dh, n));
             for (g, p) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
-                let dot: f32 = p.iter().zip(g.iter()).map(|(p, g)| p * g).sum();
+                let dot = vmath::dot(p, g);
                 g.iter_mut().zip(p).for_each(|(g, p)| *g = p * (*g - dot) * scale);
             }
             // dQ_h += dS K_h and dK_h += dSᵀ Q_h.

@@ -62,6 +62,15 @@ impl Kernel {
         }
     }
 
+    /// The instruction set and register tile it computes with, e.g. `AVX-512F, 8 × 32 tile`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "AVX-512F, 8 × 32 f32 tile",
+            Kernel::Avx2 => "AVX2 + FMA, 6 × 16 f32 tile",
+            Kernel::GemmCrate => "the gemm crate's own kernels",
+        }
+    }
+
     /// Whether this CPU can run it.
     pub fn available(self) -> bool {
         match self {

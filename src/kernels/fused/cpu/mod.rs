@@ -23,6 +23,7 @@ mod packed;
 mod pool;
 mod rowwise;
 mod tile;
+mod vmath;
 
 use crate::device::{AdamStep, Backend, CpuDevice, Layer, T1, T2};
 use dfdx::prelude::*;

@@ -1,6 +1,7 @@
 //! LayerNorm over features (eps 1e-5, no affine) fused with the adaLN modulation `· (1 + scale) + shift`, on
 //! row-major slices, one rayon task per sample.
 
+use super::vmath;
 use rayon::prelude::*;
 
 /// LayerNorm's epsilon (dfdx's `normalize(1e-5)`, PyTorch's default).
@@ -9,8 +10,8 @@ const EPS: f32 = 1e-5;
 /// Mean and `1/sqrt(var + eps)` of one row (population variance, as dfdx's `normalize`).
 fn moments(x: &[f32]) -> (f32, f32) {
     let w = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / w;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / w;
+    let mean = vmath::sum(x) / w;
+    let var = vmath::sum_sq_dev(x, mean) / w;
     (mean, 1.0 / (var + EPS).sqrt())
 }
 
@@ -61,8 +62,8 @@ pub(super) fn backward(
                 dsc[j] += dyr[j] * xhat[j];
                 g[j] = dyr[j] * (1.0 + sc[j]);
             }
-            let m1 = g.iter().sum::<f32>() / w as f32;
-            let m2 = g.iter().zip(&xhat).map(|(g, x)| g * x).sum::<f32>() / w as f32;
+            let m1 = vmath::sum(&g) / w as f32;
+            let m2 = vmath::dot(&g, &xhat) / w as f32;
             for j in 0..w {
                 dxr[j] += rstd * (g[j] - m1 - xhat[j] * m2);
             }
