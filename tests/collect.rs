@@ -5,7 +5,7 @@ mod cli_support;
 
 use cli_support::{seppoc, text};
 use seppoc::data::parquet::read;
-use seppoc::engine::collect::{default_pool, prepare, CollectSettings, GeneratorSpec};
+use seppoc::engine::collect::{prepare, CollectSettings, GeneratorSpec};
 use seppoc::sampler::SamplerKind;
 use std::path::{Path, PathBuf};
 
@@ -146,13 +146,11 @@ fn a_signal_stops_collect_before_anything_is_written() {
 fn the_default_pool_opens_and_a_sampler_that_does_not_fit_its_model_is_refused_up_front() {
     let settings = CollectSettings { prompts: 1, comparisons: 1, seed: 0, agreement: 0.7, tie_share: 0.11 };
     let base = PathBuf::from(root("assets/base/model.safetensors"));
-    let job =
-        prepare(&base, default_pool().expect("the shipped assets"), settings.clone(), PathBuf::from("unused.parquet"))
-            .expect("default pool");
+    let job = prepare(&base, None, None, settings.clone(), PathBuf::from("unused.parquet")).expect("default pool");
     assert!(job.generators.len() >= 4, "a pool of mixed quality");
     let flow = root("assets/base_flow/model.safetensors");
     let bad = GeneratorSpec::parse(&format!("flow_ddpm={flow}:sampler=ddpm")).expect("parses");
-    let err = match prepare(&base, vec![bad], settings, PathBuf::from("unused.parquet")) {
+    let err = match prepare(&base, None, Some(vec![bad]), settings, PathBuf::from("unused.parquet")) {
         Ok(_) => panic!("DDPM on a flow model was accepted"),
         Err(e) => format!("{e:#}"),
     };

@@ -366,7 +366,7 @@ fn shipped_checkpoints_give_the_same_output_on_both_paths() {
     // The fused linear layers pack the q/k/v weights per call; the stored layout is unchanged, so every shipped
     // checkpoint loads as before and the fused forward agrees with the composite ops (the code before them).
     let dev = cpu();
-    for name in ["base", "base_v1", "base_video"] {
+    for name in ["base", "base_v1", "base_video", "base_video_flow"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join(name).join("model.safetensors");
         let (mut model, _) = seppoc::model::load_checkpoint(&path, &dev).unwrap();
         let cfg = model.config().clone();

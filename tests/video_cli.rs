@@ -132,9 +132,87 @@ fn the_same_objective_files_train_a_video_model() {
     let out = seppoc_in(&dir, &["sample", "--model", &trained, "--prompt", "a blue square growing", "-n", "1"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let sft = Path::new(env!("CARGO_MANIFEST_DIR")).join("objectives/sft.obj").display().to_string();
-    let out = seppoc_in(&dir, &["run", &sft, "--model", &m, "--data", "x", "--steps", "1"]);
+    let folder = dir.display().to_string();
+    let out = seppoc_in(&dir, &["run", &sft, "--model", &m, "--data", &folder, "--steps", "1"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("for image models only"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is an imagefolder, which holds images"), "{}", text(&out.stderr));
+}
+
+/// `collect --world video` with the tiny clip model as base and pool (2-step Euler and DDIM).
+fn collect_video(dir: &Path, out: &str, extra: &[&str]) -> std::process::Output {
+    let m = model();
+    let (g1, g2) = (format!("a={m}:steps=2:cfg=1"), format!("b={m}:steps=2:cfg=3"));
+    let args = [
+        &["collect", "--world", "video", "--model", &m, "--generator", &g1, "--generator", &g2][..],
+        &["--prompts", "24", "--out", out],
+        extra,
+    ]
+    .concat();
+    seppoc_in(dir, &args)
+}
+
+#[test]
+fn collect_writes_video_preferences_that_run_trains_on() {
+    let dir = scratch("collect");
+    let out = collect_video(&dir, "prefs.parquet", &["--seed", "5"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("48 comparisons over 24 prompts") && stdout.contains("ratio"), "{stdout}");
+    // Every clip is stored as its four 16-pixel frames side by side, and reads back as a 12-channel clip that
+    // is the written one up to 8-bit rounding.
+    let path = dir.join("prefs.parquet");
+    let data = seppoc::data::parquet::read_clips(&path, 16, 4, Default::default()).expect("reads back as clips");
+    assert_eq!(data.rows, 48);
+    let first = &data.pairs.items[0].winner;
+    assert_eq!((first.channels, first.height, first.width), (12, 16, 16));
+    let meta: serde_json::Value = serde_json::from_str(data.metadata.as_deref().expect("metadata")).expect("json");
+    let judged = meta["collect"]["mean_judge_winners"].as_f64().expect("winners' judge score");
+    assert!((0.0..=1.0).contains(&judged), "{meta}");
+    let ratio = &meta["collect"]["error_ratio"];
+    assert!(ratio["winners"].as_f64().is_some_and(|e| e > 0.0) && ratio["own_samples"].as_f64().is_some(), "{meta}");
+    let frame = seppoc::data::parquet::read(&path, 16).expect("reads as images too").pairs.items[0].winner.clone();
+    assert_eq!(frame.channels, 3, "an image reader sees a centre crop of the strip");
+    // The same seed gives the same bytes.
+    let again = collect_video(&dir, "again.parquet", &["--seed", "5"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(std::fs::read(&path).expect("set"), std::fs::read(dir.join("again.parquet")).expect("again"));
+
+    // The objective files train on it.
+    let m = model();
+    for name in ["sft", "dpo"] {
+        let obj = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("objectives/{name}.obj")).display().to_string();
+        let args = ["run", &obj, "--model", &m, "--data", "prefs.parquet", "--steps", "2", "--batch", "2"];
+        let args = [&args[..], &["--eval-prompts", "2", "--out", name]].concat();
+        let out = seppoc_in(&dir, &args);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        let rec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(name).join("run.json")).expect("run.json"))
+                .expect("json");
+        assert!(rec.to_string().contains("prefs.parquet"), "{name} trained on the collected set: {rec}");
+    }
+}
+
+#[test]
+fn collect_video_refuses_bad_input_with_a_message() {
+    let dir = scratch("collect-bad");
+    let m = model();
+    // An image generator in a video pool, an image base under --world video, an existing file without --force.
+    let image = cli_support::tiny_base("video-cli-collect", 1);
+    let g = format!("img={image}:steps=2");
+    let video = ["collect", "--world", "video", "--prompts", "2"];
+    let cases: [(Vec<&str>, &str); 3] = [
+        ([&video[..], &["--model", &m, "--generator", &g, "--out", "x.parquet"]].concat(), "holds a image model"),
+        ([&video[..], &["--model", &image, "--out", "y.parquet"]].concat(), "holds a image model but --world video"),
+        (vec!["collect", "--out", "exists.parquet"], "exists; pass --force"),
+    ];
+    std::fs::write(dir.join("exists.parquet"), b"someone's data").expect("write");
+    for (args, message) in cases {
+        let out = seppoc_in(&dir, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(message), "{args:?}: {}", text(&out.stderr));
+    }
+    assert_eq!(std::fs::read(dir.join("exists.parquet")).expect("kept"), b"someone's data");
+    assert!(!dir.join("x.parquet").exists() && !dir.join("y.parquet").exists());
 }
 
 #[test]

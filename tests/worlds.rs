@@ -98,7 +98,7 @@ fn shipped_checkpoints_open_with_their_world_and_schedule() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (dir, kind) in [("assets/base", WorldKind::Image), ("assets/base_v1", WorldKind::Image)]
         .into_iter()
-        .chain([("assets/base_video", WorldKind::Video)])
+        .chain([("assets/base_video", WorldKind::Video), ("assets/base_video_flow", WorldKind::Video)])
     {
         let path = root.join(dir).join("model.safetensors");
         let o = open(&path, None).expect("shipped checkpoint opens");

@@ -4,6 +4,7 @@
 use super::engine::{progress, DeviceArgs};
 use crate::device::with_device;
 use crate::engine::collect::{prepare, CollectSettings, GeneratorSpec};
+use crate::world::WorldKind;
 use anyhow::bail;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,12 +19,16 @@ pub struct Args {
     #[arg(long)]
     force: bool,
     /// The base model the data is for: its world gives the prompts and the judge, and its denoising error on the
-    /// winners is compared with its error on its own samples (default: the shipped base model).
+    /// winners is compared with its error on its own samples (default: the shipped base model of `--world`).
     #[arg(long)]
     model: Option<String>,
+    /// The world of the data: still images, or clips (stored as their frames side by side) for a video model
+    /// (default: whatever `--model` says; picks the default base model and pool).
+    #[arg(long, value_enum)]
+    world: Option<WorldKind>,
     /// A generator of the pool, `NAME=PATH[:cfg=W][:steps=N][:sampler=KIND][:eta=E]` (repeat the flag; default:
-    /// the flow base model in `assets/base_flow`, Euler with 20 and 50 steps at guidance 1, 1.5 and 2; see the
-    /// README).
+    /// the world's flow model, `assets/base_flow` for images and `assets/base_video_flow` for clips, Euler with
+    /// 20 and 50 steps at guidance 1, 1.5 and 2; see the README).
     #[arg(long = "generator", value_name = "NAME=PATH[:cfg=W][:steps=N][:sampler=KIND][:eta=E]", value_parser = GeneratorSpec::parse)]
     generators: Vec<GeneratorSpec>,
     /// Prompts (comparison chains).
@@ -59,14 +64,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         agreement: args.agreement,
         tie_share: args.ties,
     };
-    let base = super::engine::model_or_shipped(args.model.as_deref(), None)?;
+    let base = super::engine::model_or_shipped(args.model.as_deref(), args.world)?;
     let pool = if args.generators.is_empty() {
         super::engine::note_assets()?;
-        crate::engine::collect::default_pool()?
+        None
     } else {
-        args.generators
+        Some(args.generators)
     };
-    let mut job = prepare(&base, pool, settings, out.clone())?;
+    let mut job = prepare(&base, args.world, pool, settings, out.clone())?;
     job.bar = progress("collect");
     let r = with_device(args.device.kind(), job)??;
     let c = &r.calibration;

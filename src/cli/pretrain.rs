@@ -14,7 +14,7 @@ use std::process::ExitCode;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Output directory (created if missing; default `runs/pretrain-<world>-seed<S>`). The shipped base models
-    /// (`assets/base`, `assets/base_video`) are replaced only when named here.
+    /// (`assets/base`, `assets/base_video_flow`, ...) are replaced only when named here.
     #[arg(long)]
     out: Option<String>,
     /// Which world to pretrain on: still images or short clips in motion.

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Model checkpoint (default: the shipped base model of `--world`, `base/model.safetensors` or
-    /// `base_video/model.safetensors` in the assets folder: `SEPPOC_ASSETS`, else the `assets/` of the source tree
+    /// `base_video_flow/model.safetensors` in the assets folder: `SEPPOC_ASSETS`, else the `assets/` of the source tree
     /// seppoc was built from).
     #[arg(long)]
     model: Option<String>,

@@ -1,5 +1,5 @@
-//! Where the shipped assets are found: the base models (`base/`, `base_video/`, `base_flow/`), the preference
-//! set beside the image base model and the generator pool's models.
+//! Where the shipped assets are found: the base models (`base/`, `base_video_flow/`, `base_flow/`), the preference
+//! sets beside the base models and the generator pools' models.
 //!
 //! In this order: the folder named by `SEPPOC_ASSETS`, else the `assets/` folder of the source tree the binary
 //! was built from (its path is fixed at build time, so an installed binary keeps finding the clone it was

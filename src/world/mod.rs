@@ -62,7 +62,7 @@ impl WorldKind {
     pub fn base_dir(self) -> &'static str {
         match self {
             WorldKind::Image => "base",
-            WorldKind::Video => "base_video",
+            WorldKind::Video => "base_video_flow",
         }
     }
 

@@ -59,7 +59,7 @@ pub struct Args {
     /// Held-out prompts judged at each `--eval-every` point.
     #[arg(long, default_value_t = 32)]
     curve_prompts: usize,
-    /// Base model (default: the shipped `base/model.safetensors`, or `base_video/...` for video, in the assets
+    /// Base model (default: the shipped `base/model.safetensors`, or `base_video_flow/...` for video, in the assets
     /// folder: `SEPPOC_ASSETS`, else the `assets/` of the source tree seppoc was built from).
     #[arg(long)]
     model: Option<String>,

@@ -19,13 +19,15 @@
 //! `jpg_1` and `label_0`, as the field's trainers do, reads the reward and weight columns only for an objective
 //! that reads them ([`read_fields`]), and ignores any other column. Images of any size are centre-cropped to a square and resized to the model's side
 //! with a triangle (bilinear) filter, which at large reduction ratios averages over each output pixel's footprint.
+//! A clip of `F` frames (the video world) is stored as one picture of its frames side by side, `F·H` wide and `H`
+//! high ([`crate::data::video::clip_to_strip`]); [`read_clips`] reads such files, each frame resized as an image is.
 //! Rows are counted from 0 in messages, as pandas counts them. Nothing here panics on a file's contents.
 
 mod columns;
 mod read;
 mod write;
 
-pub use read::{decode_image, read, read_fields};
+pub use read::{decode_clip, decode_image, read, read_clips, read_fields};
 pub use write::write;
 
 use super::image::Image;

@@ -13,13 +13,28 @@ use std::path::Path;
 /// Decodes image bytes (JPEG, PNG, ...) to an RGB image of side `size`: centre-cropped to a square, resized with
 /// a triangle filter when its side differs.
 pub fn decode_image(bytes: &[u8], size: usize) -> Result<Image, String> {
+    square_image(&image::load_from_memory(bytes).map_err(|e| e.to_string())?.to_rgb8(), size)
+}
+
+/// Decodes a clip of `frames` frames stored as a strip (its frames side by side, as
+/// [`crate::data::video::clip_to_strip`] writes it), each frame resized to side `size`; `frames = 1` is
+/// [`decode_image`].
+pub fn decode_clip(bytes: &[u8], size: usize, frames: usize) -> Result<Image, String> {
+    if frames == 1 {
+        return decode_image(bytes, size);
+    }
     let decoded = image::load_from_memory(bytes).map_err(|e| e.to_string())?.to_rgb8();
+    crate::data::video::strip_to_clip(&decoded, frames, size, square_image)
+}
+
+/// An RGB picture centre-cropped to a square and resized to side `size`.
+fn square_image(decoded: &image::RgbImage, size: usize) -> Result<Image, String> {
     let (w, h) = decoded.dimensions();
     if w == 0 || h == 0 {
         return Err("the image is empty".into());
     }
     let side = w.min(h);
-    let square = image::imageops::crop_imm(&decoded, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    let square = image::imageops::crop_imm(decoded, (w - side) / 2, (h - side) / 2, side, side).to_image();
     let out = if side as usize == size {
         square
     } else {
@@ -44,7 +59,14 @@ pub fn read(path: &Path, size: usize) -> Result<PickapicData, ParquetError> {
 /// number ≥ 0). A missing column is [`ParquetError::MissingField`], checked before any image is decoded; a
 /// null or invalid value names its row.
 pub fn read_fields(path: &Path, size: usize, needs: FieldNeeds) -> Result<PickapicData, ParquetError> {
-    match quiet_catch(|| read_unguarded(path, size, needs)) {
+    read_clips(path, size, 1, needs)
+}
+
+/// [`read_fields`] for a file of clips of `frames` frames, each stored as a strip of its frames side by side
+/// (`seppoc collect --world video` writes them so); `frames = 1` reads images. A picture that is not such a
+/// strip is [`ParquetError::BadImage`] naming its row and column.
+pub fn read_clips(path: &Path, size: usize, frames: usize, needs: FieldNeeds) -> Result<PickapicData, ParquetError> {
+    match quiet_catch(|| read_unguarded(path, size, frames, needs)) {
         Ok(result) => result,
         Err(panic) => Err(ParquetError::NotParquet {
             path: path.to_path_buf(),
@@ -101,7 +123,7 @@ impl parquet::file::reader::ChunkReader for GuardedFile {
     }
 }
 
-fn read_unguarded(path: &Path, size: usize, needs: FieldNeeds) -> Result<PickapicData, ParquetError> {
+fn read_unguarded(path: &Path, size: usize, frames: usize, needs: FieldNeeds) -> Result<PickapicData, ParquetError> {
     let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
     let file_len = file.metadata().map_err(|e| io(path, e))?.len();
     let not_parquet =
@@ -161,7 +183,7 @@ fn read_unguarded(path: &Path, size: usize, needs: FieldNeeds) -> Result<Pickapi
             let mut images = Vec::with_capacity(2);
             for (k, column) in ["jpg_0", "jpg_1"].into_iter().enumerate() {
                 let raw = cols.jpg[k].get(i).ok_or_else(|| null(column))?;
-                let img = decode_image(raw, size).map_err(|message| ParquetError::BadImage {
+                let img = decode_clip(raw, size, frames).map_err(|message| ParquetError::BadImage {
                     path: path.to_path_buf(),
                     row,
                     column,

@@ -2,6 +2,7 @@
 
 use super::{io, winner_of, Comparison, ParquetError, METADATA_KEY};
 use crate::data::image::Image;
+use crate::data::video::clip_to_strip;
 use arrow_array::{ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -16,7 +17,8 @@ use std::sync::Arc;
 pub fn write(path: &Path, rows: &[Comparison], metadata: Option<&str>) -> Result<(), ParquetError> {
     let png = |img: &Image| -> Result<Vec<u8>, ParquetError> {
         let mut out = std::io::Cursor::new(Vec::new());
-        img.to_rgb8().write_to(&mut out, image::ImageFormat::Png).map_err(|e| io(path, e))?;
+        // A clip (3·F channels) is stored as its frames side by side; an RGB image as itself.
+        clip_to_strip(img).write_to(&mut out, image::ImageFormat::Png).map_err(|e| io(path, e))?;
         Ok(out.into_inner())
     };
     let mut jpg = [Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len())];

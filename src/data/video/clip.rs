@@ -34,6 +34,39 @@ pub fn split_frames(clip: &Image) -> Option<Vec<Image>> {
     Some(frames)
 }
 
+/// A clip as one 8-bit RGB picture: its frames side by side, left to right (`F·W` wide, `H` high), as a
+/// Parquet preference file stores a clip in its `jpg_0` / `jpg_1` columns. A 3-channel image is itself.
+pub fn clip_to_strip(clip: &Image) -> image::RgbImage {
+    let frames = split_frames(clip).unwrap_or_else(|| vec![clip.clone()]);
+    let (w, h) = (clip.width as u32, clip.height as u32);
+    let mut out = image::RgbImage::new(w * frames.len() as u32, h);
+    for (f, frame) in frames.iter().enumerate() {
+        image::imageops::replace(&mut out, &frame.to_rgb8(), i64::from(w) * f as i64, 0);
+    }
+    out
+}
+
+/// The clip of `frames` frames stored as a strip by [`clip_to_strip`], each frame resized to `size` pixels
+/// square with `resize`; an error says how the picture's size differs from a strip of square frames.
+pub fn strip_to_clip(
+    strip: &image::RgbImage,
+    frames: usize,
+    size: usize,
+    resize: impl Fn(&image::RgbImage, usize) -> Result<Image, String>,
+) -> Result<Image, String> {
+    let (w, h) = strip.dimensions();
+    let f = u32::try_from(frames).unwrap_or(u32::MAX);
+    if frames == 0 || h == 0 || u64::from(w) != u64::from(h) * u64::from(f) {
+        return Err(format!(
+            "the picture is {w}x{h}; a clip of {frames} frames is stored as its frames side by side, {frames}·H wide \
+             and H high"
+        ));
+    }
+    let parts: Result<Vec<Image>, String> =
+        (0..f).map(|k| resize(&image::imageops::crop_imm(strip, k * h, 0, h, h).to_image(), size)).collect();
+    Ok(join_frames(&parts?))
+}
+
 /// A way to spoil a clip, as in low-quality web data and degraded losers.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ClipDegradation {

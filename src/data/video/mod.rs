@@ -6,7 +6,7 @@
 mod clip;
 mod prompt;
 
-pub use self::clip::{join_frames, split_frames, ClipDegradation};
+pub use self::clip::{clip_to_strip, join_frames, split_frames, strip_to_clip, ClipDegradation};
 pub use self::prompt::{Motion, VideoPrompt};
 
 use super::image::Image;

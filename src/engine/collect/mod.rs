@@ -33,7 +33,7 @@ use crate::data::Image;
 use crate::device::{Backend, OnDevice};
 use crate::model::{per_sample_error, Dit, NoiseSchedule};
 use crate::sampler::sample;
-use crate::world::Split;
+use crate::world::{Split, WorldKind};
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -157,19 +157,25 @@ pub struct Collecting {
     pub bar: super::Progress,
 }
 
-/// Opens the base model and every generator; each generator must share the base model's world (its vocabulary
-/// and prompt lists), which each error names.
+/// Opens the base model (which must be of `world` when one is given) and every generator of `generators`
+/// (`None`: the default pool of the base model's world, [`default_pool`]); each generator must share the base
+/// model's world (its vocabulary, prompt lists and clip shape), which each error names.
 pub fn prepare(
     base: &Path,
-    generators: Vec<GeneratorSpec>,
+    world: Option<WorldKind>,
+    generators: Option<Vec<GeneratorSpec>>,
     settings: CollectSettings,
     out: PathBuf,
 ) -> anyhow::Result<Collecting> {
     settings.validate()?;
+    let base = open(base, world)?;
+    let generators = match generators {
+        Some(g) => g,
+        None => default_pool(base.world.kind())?,
+    };
     if generators.is_empty() {
         bail!("the generator pool is empty (pass --generator NAME=PATH...)");
     }
-    let base = open(base, None)?;
     let mut opened = Vec::with_capacity(generators.len());
     for g in generators {
         if opened.iter().any(|(o, _): &(GeneratorSpec, Opened)| o.name == g.name) {
@@ -178,11 +184,12 @@ pub fn prepare(
         let o = open(&g.model, Some(base.world.kind())).with_context(|| format!("generator `{}`", g.name))?;
         let same = o.world.vocab() == base.world.vocab()
             && o.world.prompts(Split::Heldout) == base.world.prompts(Split::Heldout)
-            && o.model.config().image_size == base.model.config().image_size;
+            && o.model.config().image_size == base.model.config().image_size
+            && o.model.config().sample_channels() == base.model.config().sample_channels();
         if !same {
             bail!(
-                "generator `{}` (`{}`) was trained on another world than the base model `{}` (vocabulary, prompt split \
-                 or image size differ)",
+                "generator `{}` (`{}`) was trained on another world than the base model `{}` (vocabulary, prompt \
+                 split, image size or frames per clip differ)",
                 g.name,
                 g.model.display(),
                 base.path.display()

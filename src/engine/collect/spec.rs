@@ -3,6 +3,7 @@
 use crate::engine::assets::Assets;
 use crate::engine::eval::EvalSettings;
 use crate::sampler::{SamplerConfig, SamplerKind};
+use crate::world::WorldKind;
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use serde::Serialize;
@@ -75,9 +76,16 @@ impl GeneratorSpec {
 /// with the judge on 70% of decided pairs, has to be noisy on every close pair; pools spanning weaker models
 /// forced it so noisy that DPO learned nothing, and cheap samplers' artifacts are what SFT on the winners copies
 /// (RESULTS.md §8). The models are found in the assets folder ([`Assets::locate`]), as the default base model is.
-pub fn default_pool() -> anyhow::Result<Vec<GeneratorSpec>> {
+///
+/// The video world's pool is made the same way from its rectified-flow clip model (`assets/base_video_flow`, the
+/// default video base model): the same samplers and guidance scales, so a video set is that model's faithful
+/// samples ranked by the annotator, as the image set is for `assets/base_flow`.
+pub fn default_pool(world: WorldKind) -> anyhow::Result<Vec<GeneratorSpec>> {
     let assets = Assets::locate()?;
-    let model = assets.file("base_flow/model.safetensors")?;
+    let model = assets.file(match world {
+        WorldKind::Image => "base_flow/model.safetensors",
+        WorldKind::Video => "base_video_flow/model.safetensors",
+    })?;
     let at = |name: &str, kind: SamplerKind, steps: usize, cfg: f32| {
         let sampler = SamplerConfig { kind, steps, cfg_scale: cfg, eta: 0.0 };
         GeneratorSpec { name: name.to_string(), model: model.clone(), sampler }

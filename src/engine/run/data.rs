@@ -53,14 +53,19 @@ pub fn load_data(settings: &RunSettings, base: &Opened, obj: &Objective) -> anyh
             return Ok((shape(obj.data, set, None), "synthetic".into()));
         }
     };
-    if base.world.frames() != 1 {
-        bail!("--data files are for image models only");
-    }
+    let frames = base.world.frames();
     let set = if file.is_dir() {
+        if frames != 1 {
+            bail!(
+                "`{}` is an imagefolder, which holds images; a {frames}-frame clip model trains on a Parquet file of \
+                 clips (`seppoc collect --world video` writes one)",
+                file.display()
+            );
+        }
         no_fields(&format!("the imagefolder `{}`", file.display()))?;
         shape(obj.data, load_imagefolder(&file, side).map_err(|e| anyhow::anyhow!("{e}"))?, None)
     } else {
-        let read = crate::data::parquet::read_fields(&file, side, needs)?;
+        let read = crate::data::parquet::read_clips(&file, side, frames, needs)?;
         shape(obj.data, read.pairs, keeps_ties(obj).then_some(read.ties))
     };
     if set.is_empty() {

@@ -10,7 +10,7 @@ pub struct RunSettings {
     /// Seed of every random draw (data order, t, eps, reference choice, sampler).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Base model (default: the shipped `base/model.safetensors`, or `base_video/...` for video, in the assets
+    /// Base model (default: the shipped `base/model.safetensors`, or `base_video_flow/...` for video, in the assets
     /// folder: `SEPPOC_ASSETS`, else the `assets/` of the source tree seppoc was built from).
     #[arg(long)]
     pub model: Option<String>,
