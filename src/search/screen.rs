@@ -247,8 +247,8 @@ pub fn screen(obj: &Bound) -> Result<Fingerprint, Rejection> {
     Ok(Fingerprint { settings: settings(obj), grads })
 }
 
-/// What the gradients do not show: data kind, noise coupling, reference strategies, pool and reference
-/// samplers (references by position, so their names do not matter).
+/// What the gradients do not show: data kind (and whether ties are trained on), noise coupling, reference
+/// strategies, pool and reference samplers (references by position, so their names do not matter).
 fn settings(obj: &Bound) -> String {
     let refs: Vec<String> = obj.references.iter().map(|r| format!("{:?}", r.strategy)).collect();
     let samples: Vec<String> = obj
@@ -256,5 +256,7 @@ fn settings(obj: &Bound) -> String {
         .iter()
         .map(|s| format!("{}:{:?}:{}:{}:{}", reference_index(obj, &s.model), s.sampler, s.steps, s.cfg, s.eta))
         .collect();
-    format!("{:?}|{:?}|{:?}|{}|{}", obj.data, obj.noise, obj.pool, refs.join(","), samples.join(","))
+    // An objective that reads `label` of pairs also trains on ties (label 0.5): other data, another candidate.
+    let ties = crate::engine::run::keeps_ties(obj);
+    format!("{:?}|{:?}|{:?}|{}|{}|ties {ties}", obj.data, obj.noise, obj.pool, refs.join(","), samples.join(","))
 }
