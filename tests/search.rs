@@ -181,6 +181,10 @@ fn duplicates_by_gradient_fingerprint() {
     assert!(!dpo.same(&screened(&latest).expect("passes")));
     let extra = rewritten.replace("loss mean(", "loss mean(0.001 * err(policy, winner) + ");
     assert!(!dpo.same(&screened(&extra).expect("passes")));
+    // Shipped files: dpo_elbo at its defaults is dpo's loss; dpo_label trains on ties too, so it is not dpo.
+    let shipped_fp = |n: &str| screened(&syntax::format(&shipped(n).file)).expect("passes");
+    assert!(dpo.same(&shipped_fp("dpo_elbo")));
+    assert!(!dpo.same(&shipped_fp("dpo_label")));
     // A leaf whose gradient is zero everywhere does not make a candidate new.
     let dead = rewritten.replace("loss mean(", "loss mean(0 * err(policy, winner) + ");
     assert!(dpo.same(&screened(&dead).expect("passes")));
