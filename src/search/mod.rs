@@ -30,7 +30,7 @@ use crate::ir::{lower, Bound};
 use crate::source::SourceFile;
 use anyhow::{bail, Context};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -397,10 +397,7 @@ impl<'a> Search<'a> {
             }
             let file = propose::random_tree(self.kind, &mut rng);
             let name = format!("c{:05}", self.records.len());
-            *self.counts.operators.entry("random".into()).or_default() = {
-                let (a, b) = self.counts.operators.get("random").copied().unwrap_or_default();
-                (a + 1, b)
-            };
+            self.counts.operators.entry("random".into()).or_default().0 += 1;
             self.counts.proposed += 1;
             match propose::finish(file, &name, &[]) {
                 Ok((text, checked)) => {
@@ -486,7 +483,6 @@ impl<'a> Search<'a> {
                 Err(diags) => self.count_failure(&diags),
             }
         }
-        let _ = rng.gen::<u8>();
     }
 
     /// Whether the budget allows another evaluation.
