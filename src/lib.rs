@@ -26,6 +26,7 @@ pub mod lint;
 pub mod model;
 mod panics;
 pub mod sampler;
+pub mod search;
 pub mod source;
 pub mod syntax;
 pub mod trainer;

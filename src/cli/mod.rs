@@ -33,6 +33,7 @@ mod pretrain;
 mod reward;
 mod run;
 mod sample;
+mod search;
 
 /// seppoc: write a diffusion-alignment objective as a `.obj` file, check it, and train with it.
 #[derive(Parser, Debug)]
@@ -72,6 +73,9 @@ enum Command {
     Sample(sample::Args),
     /// Score a model with the judge on held-out prompts.
     Eval(eval::Args),
+    /// Search for objectives: typed proposals, rejection on the oracle, a funnel of trainings judged on
+    /// validation prompts (archive, leaderboard, plot, top candidates as `.obj` files).
+    Search(search::Args),
     /// Plot one run's loss, gradient norm, logged values and judge score against the update (PNG files).
     Plot(plot::Args),
 }
@@ -236,6 +240,7 @@ pub fn main() -> ExitCode {
         Command::Sample(args) => sample::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Plot(args) => plot::run(args),
+        Command::Search(args) => search::run(args),
     });
     match result {
         Ok(code) => code,

@@ -186,7 +186,7 @@ fn draw(obj: &Bound, rng: &mut ChaCha8Rng, equal: bool) -> LeafValues {
 }
 
 /// A timestep quantity of diffusion time `t` on the cosine schedule (`alpha = cos(pi t / 2)`).
-fn time_value(q: TimeQty, t: f64) -> f64 {
+pub(crate) fn time_value(q: TimeQty, t: f64) -> f64 {
     let (alpha, sigma) = ((std::f64::consts::FRAC_PI_2 * t).cos(), (std::f64::consts::FRAC_PI_2 * t).sin());
     match q {
         TimeQty::Timestep => t,

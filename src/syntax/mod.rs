@@ -8,6 +8,7 @@ mod fmt;
 pub mod parser;
 mod statements;
 
+pub use fmt::expr as format_expr;
 pub use fmt::format;
 
 use crate::diag::Diagnostic;

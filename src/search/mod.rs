@@ -1,0 +1,734 @@
+//! `seppoc search`: an evolutionary search over objectives in the language itself.
+//!
+//! A search starts from seed objectives of one data kind (the shipped ones, each a baseline with its main
+//! parameter tuned over [`propose::GRID`]) and random well-typed trees, and proposes children with typed
+//! operators on the syntax tree ([`propose`]). Every child is printed by the canonical printer and checked;
+//! one that does not check is dropped with its diagnostic codes counted. A checked child is screened on the f64
+//! oracle ([`screen`]: non-finite, independent of the policy, wrong sign) and compared with every earlier
+//! candidate by canonical form and gradient fingerprint. Survivors go through the funnel ([`funnel`]): short
+//! trainings judged on a few validation prompts, and the top third of each stage's results (asynchronous
+//! successive halving, Li et al., arXiv 1810.05934) promoted to longer runs with more seeds and prompts.
+//!
+//! Everything is a function of the settings and the seed: the proposals of generation `g` come from a stream
+//! seeded by (seed, g) and the archive so far, and every evaluation trains from the base model with fixed
+//! training seeds. A stopped search therefore resumes by replaying itself: it proposes and screens again (which
+//! is cheap) and takes each evaluation already in `archive.jsonl` from there instead of training again.
+
+pub mod funnel;
+pub mod output;
+pub mod propose;
+pub mod screen;
+
+pub use funnel::{validation_prompts, Funnel, Outcome, Stage, Training};
+pub use output::write_outputs;
+
+use crate::check::{Checked, DataKind};
+use crate::engine::files::write_json;
+use crate::engine::run::{field_needs, RunSettings};
+use crate::engine::stop::Interrupted;
+use crate::ir::{lower, Bound};
+use crate::source::SourceFile;
+use anyhow::{bail, Context};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Everything that determines a search's candidates and scores (stored in `search.json`; another `--out`'s
+/// settings are refused). The budget and `--jobs` are not part of it: they change how far a search goes, not
+/// what it finds on the way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchSettings {
+    /// `winners` or `pairs` (or `labelled`).
+    pub data_kind: String,
+    /// The seed objectives: (file name, SHA-256 of its canonical text).
+    pub seeds: Vec<(String, String)>,
+    /// Seed of the proposals.
+    pub seed: u64,
+    /// Candidates that pass the checker proposed per generation.
+    pub population: usize,
+    /// Random trees in generation 0.
+    pub random: usize,
+    /// Promotion rate: the top 1/eta of a stage's results go to the next stage.
+    pub eta: usize,
+    /// The funnel's stages, shortest first.
+    pub stages: Vec<Stage>,
+    /// Validation prompts drawn from the training prompts.
+    pub validation: usize,
+    /// Training settings shared by every candidate.
+    pub training: Training,
+    /// Base model (`--model`), `None` for the shipped one.
+    pub model: Option<String>,
+    /// Preference data (`--data`), `None` for the base model's default.
+    pub data: Option<String>,
+}
+
+/// How far this invocation may go.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Total evaluations (one candidate at one stage, all its seeds), counting those of earlier sittings.
+    pub evaluations: Option<usize>,
+    /// Wall-clock minutes of this sitting.
+    pub minutes: Option<f64>,
+}
+
+/// One candidate at one stage, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageResult {
+    /// The evaluation's number in the search (1-based), for the plot.
+    pub index: usize,
+    /// The scores.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// A candidate, as `archive.jsonl` stores it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Its number.
+    pub id: usize,
+    /// Its objective name (`c00042`, or the baseline's name and factor).
+    pub name: String,
+    /// The generation that proposed it.
+    pub generation: usize,
+    /// `baseline`, `random` or `proposal`.
+    pub origin: String,
+    /// For a baseline: the shipped objective and the factor on its main parameter.
+    pub baseline: Option<(String, f64)>,
+    /// Parent ids.
+    pub parents: Vec<usize>,
+    /// The operator and what it changed.
+    pub mutation: String,
+    /// [`propose::canonical_hash`].
+    pub hash: String,
+    /// The canonical text.
+    pub source: String,
+    /// Why it was rejected before training (`code: reason`).
+    pub rejection: Option<String>,
+    /// Results by stage (index 0 is stage 1).
+    pub stages: Vec<StageResult>,
+}
+
+impl Record {
+    /// The furthest stage reached (0: not trained).
+    pub fn stage(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// The score at the furthest stage.
+    pub fn score(&self) -> Option<f64> {
+        self.stages.last().and_then(|s| s.outcome.score())
+    }
+
+    /// The score at stage `k` (1-based).
+    pub fn score_at(&self, k: usize) -> Option<f64> {
+        self.stages.get(k.checked_sub(1)?).and_then(|s| s.outcome.score())
+    }
+}
+
+/// Counts of what never became a candidate or was rejected.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Children the operators produced.
+    pub proposed: usize,
+    /// Children that did not check, by diagnostic code.
+    pub check_failed: BTreeMap<String, usize>,
+    /// Candidates rejected before training, by reason code.
+    pub rejected: BTreeMap<String, usize>,
+    /// Proposals per operator, and how many of them passed the checker.
+    pub operators: BTreeMap<String, (usize, usize)>,
+}
+
+/// Why a search stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stopped {
+    /// The evaluation budget is spent.
+    Evaluations,
+    /// The minutes of this sitting are spent.
+    Minutes,
+}
+
+/// A search in progress.
+pub struct Search<'a> {
+    /// Its settings.
+    pub settings: SearchSettings,
+    out: PathBuf,
+    funnel: &'a Funnel,
+    kind: DataKind,
+    seeds: Vec<(String, Checked)>,
+    /// Every candidate so far.
+    pub records: Vec<Record>,
+    checked: Vec<Option<Checked>>,
+    bound: Vec<Option<Bound>>,
+    fingerprints: Vec<(usize, screen::Fingerprint)>,
+    hashes: HashMap<String, usize>,
+    cached: HashMap<String, Vec<StageResult>>,
+    /// What was dropped and rejected.
+    pub counts: Counts,
+    /// Evaluations spent.
+    pub spent: usize,
+    fresh: usize,
+    started: Instant,
+    log: Box<dyn FnMut(&str) + 'a>,
+}
+
+/// Reads seed objective files; an error names a file that does not check.
+pub fn read_seeds(files: &[PathBuf]) -> anyhow::Result<Vec<(String, Checked)>> {
+    let mut out = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("cannot read `{}`", f.display()))?;
+        let (source, diag) = SourceFile::from_bytes(&f.display().to_string(), &bytes);
+        if let Some(d) = diag {
+            bail!("`{}`: {}", f.display(), d.message);
+        }
+        let checked = crate::frontend::frontend(&source).map_err(|d| {
+            let codes: Vec<String> = d.iter().map(|d| format!("{:?} {}", d.code, d.message)).collect();
+            anyhow::anyhow!("seed objective `{}` does not check: {}", f.display(), codes.join("; "))
+        })?;
+        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        out.push((stem, checked));
+    }
+    Ok(out)
+}
+
+/// The shipped objectives of a data kind that train on the preference data as it is (no reward or weight
+/// columns), sorted by name.
+pub fn shipped_seeds(dir: &Path, kind: DataKind) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list the shipped objectives in `{}`", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "obj"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let (_, checked) = read_seeds(std::slice::from_ref(&f))?.remove(0);
+        let needs = field_needs(&lower(&checked));
+        if checked.data == kind && !needs.reward && !needs.weight {
+            out.push(f);
+        }
+    }
+    if out.is_empty() {
+        bail!("`{}` holds no objective with `data {}`", dir.display(), kind.word());
+    }
+    Ok(out)
+}
+
+/// Parses a data kind word.
+pub fn data_kind(word: &str) -> anyhow::Result<DataKind> {
+    [DataKind::Winners, DataKind::Pairs, DataKind::Labelled]
+        .into_iter()
+        .find(|k| k.word() == word)
+        .ok_or_else(|| anyhow::anyhow!("unknown data kind `{word}`: winners, pairs or labelled"))
+}
+
+/// The settings' identity file, `DIR/search.json`.
+fn settings_path(out: &Path) -> PathBuf {
+    out.join("search.json")
+}
+
+/// Refuses an output directory that holds another search (naming each differing setting), or files of
+/// something that is not a search; returns the archived candidates of the same search, if any.
+pub fn open_out(out: &Path, settings: &SearchSettings) -> anyhow::Result<Vec<Record>> {
+    let path = settings_path(out);
+    if !path.exists() {
+        if out.join("archive.jsonl").exists() {
+            bail!("`{}` holds an `archive.jsonl` but no `search.json`; pass another --out", out.display());
+        }
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let saved: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))?;
+    let mine = serde_json::to_value(settings)?;
+    if saved["settings"] != mine {
+        let mut diffs = Vec::new();
+        if let (Some(a), Some(b)) = (saved["settings"].as_object(), mine.as_object()) {
+            for (k, v) in b {
+                let there = a.get(k).cloned().unwrap_or(serde_json::Value::Null);
+                if &there != v {
+                    diffs.push(format!("{k}: {there} there, {v} here"));
+                }
+            }
+        }
+        bail!(
+            "`{}` holds a search with other settings ({}); pass another --out, or the same settings to resume it",
+            out.display(),
+            if diffs.is_empty() { "unreadable settings".to_string() } else { diffs.join("; ") }
+        );
+    }
+    let archive = out.join("archive.jsonl");
+    let Ok(text) = std::fs::read_to_string(&archive) else { return Ok(Vec::new()) };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("`{}` line {}: not a candidate record", archive.display(), i + 1))
+        })
+        .collect()
+}
+
+impl<'a> Search<'a> {
+    /// A search into `out` (created) with these settings and seeds; `previous` are the records of an earlier
+    /// sitting of the same search ([`open_out`]), whose evaluations are reused. `log` receives progress lines.
+    pub fn new(
+        settings: SearchSettings,
+        seeds: Vec<(String, Checked)>,
+        out: &Path,
+        funnel: &'a Funnel,
+        previous: Vec<Record>,
+        log: Box<dyn FnMut(&str) + 'a>,
+    ) -> anyhow::Result<Search<'a>> {
+        let kind = data_kind(&settings.data_kind)?;
+        if let Some((n, c)) = seeds.iter().find(|(_, c)| c.data != kind) {
+            bail!("seed objective `{n}` has `data {}`, not `data {}`", c.data.word(), kind.word());
+        }
+        if settings.stages.is_empty() || settings.eta < 2 || settings.population == 0 {
+            bail!("a search needs at least one stage, --eta 2 or more and --population 1 or more");
+        }
+        if let Some(s) =
+            settings.stages.iter().find(|s| s.steps == 0 || s.seeds == 0 || s.prompts == 0 || s.samples == 0)
+        {
+            bail!("every stage needs at least 1 update, seed, prompt and sample, found {s:?}");
+        }
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create `{}`", out.display()))?;
+        write_json(&settings_path(out), &serde_json::json!({ "schema": 1, "settings": settings }))?;
+        let cached = previous.into_iter().map(|r| (r.hash.clone(), r.stages)).collect();
+        Ok(Search {
+            settings,
+            out: out.to_path_buf(),
+            funnel,
+            kind,
+            seeds,
+            records: Vec::new(),
+            checked: Vec::new(),
+            bound: Vec::new(),
+            fingerprints: Vec::new(),
+            hashes: HashMap::new(),
+            cached,
+            counts: Counts::default(),
+            spent: 0,
+            fresh: 0,
+            started: Instant::now(),
+            log,
+        })
+    }
+
+    /// The output directory.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// Admits a checked child as a candidate: archived, then rejected (duplicate, oracle) or kept for training.
+    fn admit(
+        &mut self,
+        checked: Checked,
+        text: String,
+        meta: (usize, &str, Option<(String, f64)>, Vec<usize>, String),
+    ) {
+        let (generation, origin, baseline, parents, mutation) = meta;
+        let id = self.records.len();
+        let hash = propose::canonical_hash(&checked.file);
+        let mut rejection = self.hashes.get(&hash).map(|&of| screen::Rejection::SameText(of));
+        let mut bound = None;
+        if rejection.is_none() {
+            // Parameters at their defaults (a candidate's constants are its own).
+            let b = lower(&checked).bind_defaults();
+            match screen::screen(&b) {
+                Ok(fp) => match self.fingerprints.iter().find(|(_, other)| other.same(&fp)) {
+                    Some((of, _)) => rejection = Some(screen::Rejection::SameGradient(*of)),
+                    None => {
+                        self.fingerprints.push((id, fp));
+                        bound = Some(b);
+                    }
+                },
+                Err(r) => rejection = Some(r),
+            }
+        }
+        self.hashes.entry(hash.clone()).or_insert(id);
+        if let Some(r) = &rejection {
+            *self.counts.rejected.entry(r.code().to_string()).or_default() += 1;
+        }
+        self.records.push(Record {
+            id,
+            name: checked.name.clone(),
+            generation,
+            origin: origin.to_string(),
+            baseline,
+            parents,
+            mutation,
+            hash,
+            source: text,
+            rejection: rejection.map(|r| format!("{}: {}", r.code(), r.describe())),
+            stages: Vec::new(),
+        });
+        self.checked.push(Some(checked));
+        self.bound.push(bound);
+    }
+
+    /// Generation 0: every seed with its main parameter at each factor of the grid (factor 1 first, so a short
+    /// budget still sees every seed), then the random trees.
+    fn generation_zero(&mut self) {
+        let factors = std::iter::once(1.0).chain(propose::GRID);
+        for factor in factors {
+            for (name, checked) in self.seeds.clone() {
+                let Some(main) = main_param(&checked) else {
+                    if factor == 1.0 {
+                        self.admit_seed(&name, checked.file.clone(), 1.0);
+                    }
+                    continue;
+                };
+                let mut file = checked.file.clone();
+                if factor != 1.0 && !set_param(&mut file, &main, factor) {
+                    continue;
+                }
+                self.admit_seed(&name, file, factor);
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.settings.seed ^ 0xA11C_E5EE_D000_0000);
+        let mut made = 0;
+        for _ in 0..self.settings.random * 50 {
+            if made == self.settings.random {
+                break;
+            }
+            let file = propose::random_tree(self.kind, &mut rng);
+            let name = format!("c{:05}", self.records.len());
+            self.counts.operators.entry("random".into()).or_default().0 += 1;
+            self.counts.proposed += 1;
+            match propose::finish(file, &name, &[]) {
+                Ok((text, checked)) => {
+                    self.counts.operators.entry("random".into()).or_default().1 += 1;
+                    self.admit(checked, text, (0, "random", None, Vec::new(), "random tree".into()));
+                    made += 1;
+                }
+                Err(diags) => self.count_failure(&diags),
+            }
+        }
+    }
+
+    fn admit_seed(&mut self, name: &str, file: crate::syntax::ast::File, factor: f64) {
+        let obj_name = if factor == 1.0 { name.to_string() } else { format!("{name}_x{factor}").replace('.', "_") };
+        match propose::finish(file, &obj_name, &[]) {
+            Ok((text, checked)) => {
+                let mutation = if factor == 1.0 { "shipped".to_string() } else { format!("main parameter x {factor}") };
+                self.admit(checked, text, (0, "baseline", Some((name.to_string(), factor)), Vec::new(), mutation));
+            }
+            // A factor outside the parameter's domain.
+            Err(diags) => self.count_failure(&diags),
+        }
+    }
+
+    fn count_failure(&mut self, diags: &[crate::diag::Diagnostic]) {
+        let mut codes: Vec<String> = diags
+            .iter()
+            .filter(|d| d.severity == crate::diag::Severity::Error)
+            .map(|d| format!("{:?}", d.code))
+            .collect();
+        codes.dedup();
+        for c in codes {
+            *self.counts.check_failed.entry(c).or_default() += 1;
+        }
+    }
+
+    /// Ids of trained candidates with a stage-1 score.
+    fn scored(&self) -> Vec<usize> {
+        self.records.iter().filter(|r| r.score_at(1).is_some()).map(|r| r.id).collect()
+    }
+
+    /// Tournament selection (size 3) on the stage-1 score.
+    fn tournament(&self, pool: &[usize], rng: &mut ChaCha8Rng) -> Option<usize> {
+        (0..3).filter_map(|_| pool.choose(rng).copied()).max_by(|a, b| {
+            self.records[*a]
+                .score_at(1)
+                .partial_cmp(&self.records[*b].score_at(1))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(b.cmp(a))
+        })
+    }
+
+    /// Generation `g` ≥ 1: children of tournament-selected parents until `population` of them check.
+    fn generation(&mut self, g: usize) {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(self.settings.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(g as u64));
+        let pool = self.scored();
+        if pool.is_empty() {
+            return;
+        }
+        let mut made = 0;
+        for _ in 0..self.settings.population * 50 {
+            if made == self.settings.population {
+                break;
+            }
+            let Some(a) = self.tournament(&pool, &mut rng) else { break };
+            let b = self.tournament(&pool, &mut rng);
+            let (Some(pa), donor) = (self.checked[a].clone(), b.and_then(|b| self.checked[b].clone())) else {
+                continue;
+            };
+            let Some(p) = propose::propose(&pa, donor.as_ref(), &mut rng) else { continue };
+            let op = p.mutation.split(':').next().unwrap_or("?").to_string();
+            let parents = if op == "crossover" { vec![a, b.unwrap_or(a)] } else { vec![a] };
+            self.counts.proposed += 1;
+            self.counts.operators.entry(op.clone()).or_default().0 += 1;
+            let name = format!("c{:05}", self.records.len());
+            match propose::finish(p.file, &name, &[]) {
+                Ok((text, checked)) => {
+                    self.counts.operators.entry(op).or_default().1 += 1;
+                    self.admit(checked, text, (g, "proposal", None, parents, p.mutation));
+                    made += 1;
+                }
+                Err(diags) => self.count_failure(&diags),
+            }
+        }
+    }
+
+    /// Whether the budget allows another evaluation.
+    fn budget_left(&self, budget: &Budget) -> Result<(), Stopped> {
+        if budget.evaluations.is_some_and(|n| self.spent >= n) {
+            return Err(Stopped::Evaluations);
+        }
+        if budget.minutes.is_some_and(|m| self.started.elapsed().as_secs_f64() >= 60.0 * m) {
+            return Err(Stopped::Minutes);
+        }
+        Ok(())
+    }
+
+    /// Evaluates candidates at stages (`(id, stage index)`) in order, `jobs` at a time, each from the archive of
+    /// an earlier sitting when it is there. Returns why it stopped early, if it did.
+    fn evaluate_all(
+        &mut self,
+        work: Vec<(usize, usize)>,
+        budget: &Budget,
+        jobs: usize,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> anyhow::Result<Option<Stopped>> {
+        let mut queue = work.into_iter().peekable();
+        while queue.peek().is_some() {
+            // Take evaluations from the archive first, in order, until one must be computed.
+            let mut chunk = Vec::new();
+            while let Some(&(id, k)) = queue.peek() {
+                if let Err(s) = self.budget_left(budget) {
+                    if chunk.is_empty() {
+                        return Ok(Some(s));
+                    }
+                    break;
+                }
+                if let Some(hit) = self.cached.get(&self.records[id].hash).and_then(|v| v.get(k)).cloned() {
+                    if !chunk.is_empty() {
+                        break;
+                    }
+                    queue.next();
+                    self.spent += 1;
+                    self.records[id].stages.push(StageResult { index: self.spent, outcome: hit.outcome });
+                    continue;
+                }
+                if chunk.len() == jobs.max(1) || self.budget_left_after(budget, chunk.len()).is_err() {
+                    break;
+                }
+                chunk.push(queue.next().expect("peeked"));
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            if stop() {
+                return Err(self.interrupted());
+            }
+            let stages = &self.settings.stages;
+            let funnel = self.funnel;
+            let jobs_in: Vec<(&Bound, &Stage)> = chunk
+                .iter()
+                .map(|&(id, k)| (self.bound[id].as_ref().expect("only screened candidates are trained"), &stages[k]))
+                .collect();
+            let t0 = Instant::now();
+            let results: Vec<anyhow::Result<Option<Outcome>>> = if jobs_in.len() == 1 {
+                vec![funnel.evaluate(jobs_in[0].0, jobs_in[0].1, stop)]
+            } else {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> =
+                        jobs_in.iter().map(|&(b, st)| s.spawn(move || funnel.evaluate(b, st, stop))).collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("an evaluation thread panicked"))))
+                        .collect()
+                })
+            };
+            let secs = t0.elapsed().as_secs_f64();
+            for (&(id, k), result) in chunk.iter().zip(results) {
+                let outcome = match result {
+                    Ok(Some(o)) => o,
+                    Ok(None) => return Err(self.interrupted()),
+                    Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(self.interrupted()),
+                    Err(e) => {
+                        return Err(e.context(format!(
+                            "evaluating candidate {} at stage {}",
+                            self.records[id].name,
+                            k + 1
+                        )))
+                    }
+                };
+                self.spent += 1;
+                self.fresh += 1;
+                self.records[id].stages.push(StageResult { index: self.spent, outcome });
+                let line = self.progress_line(id, secs / chunk.len() as f64, budget);
+                (self.log)(&line);
+            }
+            write_outputs(self)?;
+        }
+        Ok(None)
+    }
+
+    fn budget_left_after(&self, budget: &Budget, queued: usize) -> Result<(), Stopped> {
+        if budget.evaluations.is_some_and(|n| self.spent + queued >= n) {
+            return Err(Stopped::Evaluations);
+        }
+        Ok(())
+    }
+
+    fn interrupted(&mut self) -> anyhow::Error {
+        let _ = write_outputs(self);
+        Interrupted {
+            message: format!(
+                "interrupted: search `{}` stopped after {} evaluations; its archive is saved. Run the same command \
+                 again to continue (evaluations already in `archive.jsonl` are not repeated)",
+                self.out.display(),
+                self.spent
+            ),
+        }
+        .into()
+    }
+
+    fn progress_line(&self, id: usize, secs: f64, budget: &Budget) -> String {
+        let r = &self.records[id];
+        let k = r.stage();
+        let o = &r.stages[k - 1].outcome;
+        let score = match (o.score(), &o.failed) {
+            (Some(s), _) => format!("delta {s:+.4}"),
+            (None, Some(f)) => format!("failed ({f})"),
+            (None, None) => "no score".into(),
+        };
+        let best =
+            self.best_at(k).map_or(String::new(), |(b, s)| format!("  best@{k} {s:+.4} {}", self.records[b].name));
+        let of = budget.evaluations.map_or(String::new(), |n| format!("/{n}"));
+        format!(
+            "search eval {}{of}  stage {k}  {:<18} {score}{best}  {secs:.1} s  ({} candidates, {} rejected, {} failed the checker)",
+            self.spent,
+            r.name,
+            self.records.len(),
+            self.counts.rejected.values().sum::<usize>(),
+            self.counts.check_failed.values().sum::<usize>()
+        )
+    }
+
+    /// The best candidate at stage `k` and its score.
+    pub fn best_at(&self, k: usize) -> Option<(usize, f64)> {
+        self.records
+            .iter()
+            .filter_map(|r| r.score_at(k).map(|s| (r.id, s)))
+            .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal).then(b.0.cmp(&a.0)))
+    }
+
+    /// Promotions due: at each stage k (below the last), the top `n_k / eta` of its scored results that have not
+    /// gone on yet (ties by id).
+    fn promotions(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for k in 1..self.settings.stages.len() {
+            let mut rung: Vec<(usize, f64)> =
+                self.records.iter().filter_map(|r| r.score_at(k).map(|s| (r.id, s))).collect();
+            rung.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
+            let quota = rung.len() / self.settings.eta;
+            for &(id, _) in rung.iter().take(quota) {
+                if self.records[id].stage() == k {
+                    out.push((id, k));
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs until the budget is spent or `stop()` asks (then an [`Interrupted`] error after saving).
+    pub fn run(&mut self, budget: Budget, jobs: usize, stop: &(dyn Fn() -> bool + Sync)) -> anyhow::Result<Stopped> {
+        if budget.evaluations.is_none() && budget.minutes.is_none() {
+            bail!("give a budget: --budget-evals N or --minutes M");
+        }
+        self.generation_zero();
+        let mut g = 0;
+        loop {
+            let fresh: Vec<(usize, usize)> = self
+                .records
+                .iter()
+                .filter(|r| r.generation == g && r.rejection.is_none() && r.stages.is_empty())
+                .map(|r| (r.id, 0))
+                .collect();
+            if let Some(s) = self.evaluate_all(fresh, &budget, jobs, stop)? {
+                return self.finish(s);
+            }
+            loop {
+                let due = self.promotions();
+                if due.is_empty() {
+                    break;
+                }
+                if let Some(s) = self.evaluate_all(due, &budget, jobs, stop)? {
+                    return self.finish(s);
+                }
+            }
+            g += 1;
+            let before = self.records.len();
+            self.generation(g);
+            if self.records.len() == before {
+                bail!("generation {g} proposed no candidate (no trained parent, or every proposal failed the checker)");
+            }
+        }
+    }
+
+    fn finish(&mut self, s: Stopped) -> anyhow::Result<Stopped> {
+        write_outputs(self)?;
+        Ok(s)
+    }
+
+    /// Evaluations computed in this sitting (not taken from the archive).
+    pub fn fresh(&self) -> usize {
+        self.fresh
+    }
+
+    /// The data kind.
+    pub fn kind(&self) -> DataKind {
+        self.kind
+    }
+
+    /// The funnel.
+    pub fn funnel(&self) -> &Funnel {
+        self.funnel
+    }
+}
+
+/// The main parameter of an objective: its first real parameter (β in every shipped preference objective).
+pub fn main_param(checked: &Checked) -> Option<String> {
+    checked.params.iter().find(|p| !p.integer).map(|p| p.name.clone())
+}
+
+/// Multiplies a parameter's default by `factor` in the tree; false when it has no literal default.
+fn set_param(file: &mut crate::syntax::ast::File, param: &str, factor: f64) -> bool {
+    use crate::syntax::ast::{ExprKind, StmtKind};
+    for st in &mut file.stmts {
+        if let StmtKind::Param { name, default, .. } = &mut st.kind {
+            if name.name == param {
+                let v = match default.kind {
+                    ExprKind::Real(v) => v,
+                    ExprKind::Int(v) => v as f64,
+                    _ => return false,
+                };
+                default.kind = ExprKind::Real(propose::round4(v * factor));
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The settings of a search given on the command line, with `run` naming the model and data.
+pub fn default_training(run: &RunSettings) -> Training {
+    Training { batch: run.batch, lr: run.lr, warmup: run.warmup, max_grad_norm: run.max_grad_norm }
+}
