@@ -160,3 +160,25 @@ fn bad_files_are_errors_naming_file_column_or_row() {
     let err = read(&d.join("absent.parquet"), 16).expect_err("absent");
     assert!(matches!(err, ParquetError::Io { .. }) && err.to_string().contains("absent.parquet"), "{err}");
 }
+
+#[test]
+fn clips_round_trip_as_frame_strips_and_a_picture_that_is_no_strip_names_its_row() {
+    use seppoc::data::parquet::read_clips;
+    use seppoc::data::video::join_frames;
+    let clip = |seed: usize| join_frames(&[image(seed, 16), image(seed + 1, 16), image(seed + 2, 16)]);
+    let mut row = comparison(0, 0.0);
+    row.images = [clip(0), clip(5)];
+    let path = dir().join("clips.parquet");
+    write(&path, &[row.clone()], None).expect("written");
+    let data = read_clips(&path, 16, 3, Default::default()).expect("reads as 3-frame clips");
+    let winner = &data.pairs.items[0].winner;
+    assert_eq!((winner.channels, winner.height, winner.width), (9, 16, 16));
+    assert!(winner.data.iter().zip(&row.images[1].data).all(|(x, y)| (x - y).abs() <= 1.0 / 255.0 + 1e-6));
+    // Read as 2-frame clips the 48×16 strip is no strip of square frames; square images are none either.
+    let err = read_clips(&path, 16, 2, Default::default()).expect_err("wrong frame count").to_string();
+    assert!(err.contains("row 0") && err.contains("jpg_0") && err.contains("48x16"), "{err}");
+    let square = dir().join("square.parquet");
+    write(&square, &[comparison(0, 1.0)], None).expect("written");
+    let err = read_clips(&square, 16, 4, Default::default()).expect_err("images are not clips").to_string();
+    assert!(err.contains("a clip of 4 frames"), "{err}");
+}
