@@ -50,7 +50,7 @@ pub fn open(path: &Path, expect: Option<WorldKind>) -> anyhow::Result<Opened> {
             path.display()
         );
     }
-    if meta.kind.as_deref() == Some(super::reward::REWARD_KIND) {
+    if meta.kind.as_deref() == Some(crate::model::REWARD_KIND) {
         bail!(
             "`{}` is a reward model (`seppoc reward train`), not a denoiser; score with it through `seppoc reward \
              eval --reward`",

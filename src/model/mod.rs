@@ -18,7 +18,7 @@ use std::fmt;
 
 pub use checkpoint::{
     load_checkpoint, load_checkpoint_expecting, load_tensors, read_checkpoint_meta, save_checkpoint, save_tensors,
-    CheckpointError, CheckpointMeta, ObjectiveMeta,
+    CheckpointError, CheckpointMeta, ObjectiveMeta, REWARD_KIND,
 };
 pub use config::{Activation, DitConfig};
 pub use dit::{param_specs, timestep_embedding, Dit, Images, ParamSpec};

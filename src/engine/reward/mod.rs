@@ -34,8 +34,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The checkpoint metadata `kind` of a reward model.
-pub const REWARD_KIND: &str = "reward";
+pub use crate::model::REWARD_KIND;
 
 /// How a reward model is trained (`seppoc reward train`).
 #[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]

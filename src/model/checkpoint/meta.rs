@@ -6,6 +6,9 @@ use crate::model::schedule::ScheduleSpec;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+/// The metadata `kind` of a reward model (`seppoc reward train`): a scorer, not a denoiser.
+pub const REWARD_KIND: &str = "reward";
+
 /// What a checkpoint records about the run that wrote it, besides the weights and the model config.
 ///
 /// It is stored as string entries of the safetensors `__metadata__` header, one key per field (`world`,
@@ -24,7 +27,8 @@ pub struct CheckpointMeta {
     pub seed: u64,
     /// Optimizer step at which the checkpoint was written.
     pub step: u64,
-    /// What wrote it: `pretrain` for a base model, `run` for a model trained with an objective.
+    /// What wrote it: `pretrain` for a base model, `run` for a model trained with an objective, [`REWARD_KIND`]
+    /// for a reward model.
     pub kind: Option<String>,
     /// The command line that wrote it.
     pub command: Option<String>,

@@ -12,7 +12,7 @@ use super::dit::{param_specs, Dit};
 mod meta;
 
 use crate::device::Backend;
-pub use meta::{CheckpointMeta, ObjectiveMeta};
+pub use meta::{CheckpointMeta, ObjectiveMeta, REWARD_KIND};
 
 const FORMAT: &str = "seppoc-dit-v1";
 
