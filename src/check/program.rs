@@ -116,6 +116,9 @@ pub struct SampleSpec {
     pub cfg: f64,
     /// DDIM stochasticity.
     pub eta: f64,
+    /// Samples per prompt (`group = K`, default 1): the step's rows come in consecutive blocks of K that share
+    /// one data item (prompt), each row with its own sample; group statistics reduce over a block.
+    pub group: u32,
     /// Settings given by a parameter (`steps = n`): the parameter's name per setting, whose bound value
     /// replaces the default above when the objective is bound (`--set` sweeps it).
     pub from_params: Vec<(SampleSetting, String)>,

@@ -209,6 +209,12 @@ impl Objective {
         taped
     }
 
+    /// The group size K of the step's rows: the `group = K` of its `sample(...)` calls (the checker makes them
+    /// agree), or 1 when none has one. Rows `gK..(g+1)K` share one data item.
+    pub fn group(&self) -> u32 {
+        self.samples.iter().map(|s| s.group).max().unwrap_or(1).max(1)
+    }
+
     /// Every (images, draw) view a model, or any model when `None`, is evaluated on or a datum reads, in
     /// first-use order.
     pub fn views(&self, model: Option<&ModelRef>) -> Vec<View> {
