@@ -177,3 +177,8 @@ impl Drop for DirLock {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+/// An f32 as the f64 of its shortest decimal form: `2e-5`, not `0.000019999999494757503` (for JSON records).
+pub fn f32_value(x: f32) -> f64 {
+    format!("{x}").parse().unwrap_or(f64::from(x))
+}

@@ -1,9 +1,9 @@
 //! The leaves of one step: one untaped pass per (reference, drawn model) and one taped policy pass, each over
 //! every view (images under one draw) the model is evaluated on, never the same (model, view) twice; the
 //! denoising errors and prediction-space distances they yield; and the data values (timestep quantities,
-//! progress) the objective reads.
+//! progress, data fields) and the rewards of generated samples the objective reads.
 
-use super::batch::Noised;
+use super::batch::{Images, Noised};
 use super::pool::{self, Slot};
 use super::{TrainError, Trainer};
 use crate::data::PreferenceItem;
@@ -11,7 +11,7 @@ use crate::device::Backend;
 use crate::ir::{Datum, ImageRef, ModelRef, TimeQty, View};
 use crate::model::per_sample_error;
 use dfdx::prelude::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Reference predictions kept for `dist` leaves: `(reference, view)` → `B` flattened CHW predictions.
 pub(super) type Predictions = HashMap<(String, View), Vec<f32>>;
@@ -132,6 +132,7 @@ impl<D: Backend> Trainer<D> {
         noised: &Noised,
         step: usize,
         items: &[PreferenceItem],
+        sample_rewards: &BTreeMap<u32, Vec<f64>>,
     ) -> Result<Vec<Vec<f64>>, TrainError> {
         let mut out = Vec::with_capacity(self.obj.datums.len());
         for datum in &self.obj.datums {
@@ -160,8 +161,52 @@ impl<D: Backend> Trainer<D> {
                 }
                 Datum::Timesteps => vec![self.schedule.n_steps() as f64],
                 Datum::Label => items.iter().map(|it| it.fields.label).collect(),
+                Datum::Reward(ImageRef::Sample(k)) => sample_rewards.get(k).cloned().unwrap_or_default(),
                 Datum::Weight | Datum::Reward(_) => field_values(*datum, items)?,
             });
+        }
+        Ok(out)
+    }
+
+    /// The reward of every `sample(...)` whose reward the objective reads, from the run's [`super::SampleScorer`],
+    /// scored on the samples and their real captions; by sample number.
+    pub(super) fn sample_rewards(
+        &self,
+        images: &Images,
+        items: &[PreferenceItem],
+        tokens: &[Vec<usize>],
+        step: usize,
+        nfe: &mut u64,
+    ) -> Result<BTreeMap<u32, Vec<f64>>, TrainError> {
+        let mut out = BTreeMap::new();
+        for datum in &self.obj.datums {
+            let Datum::Reward(ImageRef::Sample(k)) = datum else { continue };
+            let Some(scorer) = self.scorer.as_ref() else {
+                return Err(TrainError::Data(format!(
+                    "objective `{}` reads `{}`, the reward of generated samples, but the run has no reward model: \
+                     give `--reward PATH` (a model from `seppoc reward train`) or `--reward judge` (the exact \
+                     judge, circular for evaluation)",
+                    self.obj.name,
+                    datum.name()
+                )));
+            };
+            let data = images.get(&ImageRef::Sample(*k)).map_or(&[][..], Vec::as_slice);
+            let prompts: Vec<String> = items.iter().map(|it| it.prompt.clone()).collect();
+            let per = self.policy.config().image_len();
+            let rewards = scorer.score(data, per, &prompts, tokens).map_err(|e| {
+                TrainError::Data(format!("scoring `{}` with {} at step {step}: {e}", datum.name(), scorer.describe()))
+            })?;
+            if rewards.len() != items.len() {
+                return Err(TrainError::Data(format!(
+                    "{} gave {} rewards for {} samples of `{}`",
+                    scorer.describe(),
+                    rewards.len(),
+                    items.len(),
+                    datum.name()
+                )));
+            }
+            *nfe += scorer.nfe_per_image() * items.len() as u64;
+            out.insert(*k, rewards);
         }
         Ok(out)
     }

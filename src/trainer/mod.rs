@@ -24,10 +24,31 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
 
+/// Scores generated images for `reward(x)` of a `sample(...)`: a learned reward model or the world's exact
+/// judge. The trainer calls it once per step and sample kind, on the clamped samples and their real captions
+/// (before any caption dropout); it must be deterministic so that a resumed run repeats the same rewards.
+pub trait SampleScorer: Send {
+    /// One reward per image: `images` holds `prompts.len()` flattened CHW images of `image_len` values each,
+    /// image `i` generated for `prompts[i]` (token ids `tokens[i]`).
+    fn score(
+        &self,
+        images: &[f32],
+        image_len: usize,
+        prompts: &[String],
+        tokens: &[Vec<usize>],
+    ) -> Result<Vec<f64>, String>;
+    /// Network evaluations one scored image costs (1 for a reward model, 0 for the exact judge), counted in a
+    /// step's `nfe`.
+    fn nfe_per_image(&self) -> u64;
+    /// What scores: `the exact judge` or the reward model's file, for messages.
+    fn describe(&self) -> String;
+}
+
 /// Optimisation settings of a run (the objective supplies everything else).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TrainConfig {
-    /// Prompts per batch.
+    /// Rows per batch: data items (prompts), each repeated K times under an objective whose samples come in
+    /// groups of K (`sample(..., group = K)`; the batch must then be a multiple of K).
     pub batch: usize,
     /// Peak learning rate.
     pub lr: f32,
@@ -140,6 +161,7 @@ pub struct Trainer<D: Backend> {
     cfg: TrainConfig,
     total_steps: usize,
     profile: Profile,
+    scorer: Option<Box<dyn SampleScorer>>,
 }
 
 impl<D: Backend> Trainer<D> {
@@ -169,6 +191,16 @@ impl<D: Backend> Trainer<D> {
         if cfg.batch == 0 {
             return Err(TrainError::Data("batch size must be at least 1".into()));
         }
+        let group = obj.group() as usize;
+        if cfg.batch % group != 0 {
+            return Err(TrainError::Data(format!(
+                "the batch size {} is not a multiple of objective `{}`'s group size {group} (`sample(..., group = \
+                 {group})` draws {group} samples of each prompt, so a batch holds whole groups); pass a batch of {}",
+                cfg.batch,
+                obj.name,
+                (cfg.batch / group).max(1) * group
+            )));
+        }
         let (every, keep) = obj.pool.map_or((0, 0), |p| (p.every as usize, p.keep as usize));
         let ref_emas = obj
             .references
@@ -191,7 +223,19 @@ impl<D: Backend> Trainer<D> {
             cfg,
             total_steps: 0,
             profile: Profile::default(),
+            scorer: None,
         })
+    }
+
+    /// Sets what scores generated images for `reward(x)` of a `sample(...)` (an objective that reads one fails
+    /// its first step without a scorer).
+    pub fn set_scorer(&mut self, scorer: Box<dyn SampleScorer>) {
+        self.scorer = Some(scorer);
+    }
+
+    /// Whether the objective reads the reward of generated samples, so the run needs a [`SampleScorer`].
+    pub fn needs_scorer(&self) -> bool {
+        self.obj.datums.iter().any(|d| matches!(d, Datum::Reward(ImageRef::Sample(_))))
     }
 
     /// Wall time per phase of the steps this trainer has run (not saved with the state).
@@ -241,7 +285,16 @@ impl<D: Backend> Trainer<D> {
         let mut lap = profile::Lap::start();
         let b = self.cfg.batch;
         let step = self.step + 1;
-        let items: Vec<_> = self.data.sample_winners(b, &mut self.rng).into_iter().cloned().collect();
+        // Under `group = K` each drawn item fills K consecutive rows (one group); with K = 1 the draws are the
+        // same as without groups.
+        let group = self.obj.group() as usize;
+        let items: Vec<_> = self
+            .data
+            .sample_winners(b / group, &mut self.rng)
+            .into_iter()
+            .flat_map(|it| std::iter::repeat_n(it, group))
+            .cloned()
+            .collect();
         let tokens: Vec<Vec<usize>> = items.iter().map(|it| self.vocab.encode(&it.prompt)).collect();
         let slots: Vec<Vec<Slot>> = self
             .obj
@@ -253,6 +306,7 @@ impl<D: Backend> Trainer<D> {
         let mut nfe = 0;
         lap.next();
         let images = batch::images(self, &items, &tokens, &slots, &mut nfe)?;
+        let sample_rewards = self.sample_rewards(&images, &items, &tokens, step, &mut nfe)?;
         lap.next();
         let noised = batch::noise(
             &self.schedule,
@@ -278,7 +332,7 @@ impl<D: Backend> Trainer<D> {
         // One taped policy pass over every view the policy is evaluated on.
         let (errs, offsets, policy_nfe) = self.policy_pass(&noised, &tokens, &preds, &mut leaves)?;
         nfe += policy_nfe;
-        let data = self.data_values(&noised, step, &items)?;
+        let data = self.data_values(&noised, step, &items, &sample_rewards)?;
         if let Some(rec) = record {
             rec.data = self.obj.datums.iter().map(Datum::name).zip(data.iter().cloned()).collect();
         }

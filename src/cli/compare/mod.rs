@@ -83,6 +83,10 @@ pub struct Args {
     /// Passed to `seppoc run`: size of the synthetic preference set.
     #[arg(long)]
     data_size: Option<usize>,
+    /// Passed to `seppoc run` for the objectives that read the reward of their generated samples (online
+    /// objectives, `reward(x)` of a `sample(...)`): a reward model from `seppoc reward train`, or `judge`.
+    #[arg(long, value_name = "PATH|judge")]
+    reward: Option<String>,
     /// Passed to every `seppoc run` and `seppoc eval`: where the models run (`cuda` needs a binary built with
     /// `--features cuda`; checked before any job starts).
     #[command(flatten)]
@@ -99,6 +103,8 @@ struct Entry {
     name: String,
     /// The `--set` overrides that this file declares.
     sets: Vec<(String, String)>,
+    /// Whether it reads the reward of its generated samples (and so gets `--reward`).
+    online: bool,
 }
 
 /// Runs `seppoc compare`.
@@ -278,7 +284,18 @@ fn check_files(args: &Args) -> anyhow::Result<Option<Vec<Entry>>> {
         if let Some(other) = entries.iter().find(|e| e.name == checked.name) {
             bail!("`{file}` and `{}` both define objective `{}`: names must differ", other.file, checked.name);
         }
-        entries.push(Entry { file: file.clone(), name: checked.name.clone(), sets });
+        let online = crate::ir::lower(&checked)
+            .datums
+            .iter()
+            .any(|d| matches!(d, crate::ir::Datum::Reward(crate::ir::ImageRef::Sample(_))));
+        if online && args.reward.is_none() {
+            bail!(
+                "`{file}` (objective `{}`) reads the reward of its generated samples: give `--reward PATH` (a \
+                 reward model from `seppoc reward train`) or `--reward judge`",
+                checked.name
+            );
+        }
+        entries.push(Entry { file: file.clone(), name: checked.name.clone(), sets, online });
     }
     if let Some(i) = used.iter().position(|u| !u) {
         bail!("--set {}: no objective file declares a parameter `{}`", args.sets[i].0, args.sets[i].0);
@@ -332,6 +349,7 @@ fn run_job(
         ("--warmup", args.warmup.map(|v| v.to_string())),
         ("--data-size", args.data_size.map(|v| v.to_string())),
         ("--data", args.data.clone()),
+        ("--reward", args.reward.clone().filter(|_| e.online)),
     ];
     for (flag, value) in opt {
         if let Some(v) = value {

@@ -11,10 +11,12 @@
 mod data;
 pub mod eval;
 mod model;
+mod scorer;
 
 pub use data::{file_sha256, pairs_of, read_split, Part, RewardPair, Split, SplitData, Ties};
 pub use eval::{pearson, spearman, RewardEval, RewardEvalReport, RewardEvalSettings};
 pub use model::{agreement, bt_gradients, bt_loss, rewards, score, BtStep};
+pub use scorer::{sample_scorer, JUDGE};
 
 use super::files::{write_json, JsonlWriter};
 use super::open::Opened;
@@ -487,7 +489,7 @@ impl OnDevice for RewardTraining {
             now.step += 1;
             let mut line = json!({
                 "step": now.step, "loss": st.loss, "acc": st.acc, "grad_norm": grad_norm,
-                "lr": super::run::f32_value(lr), "elapsed_s": start.elapsed().as_secs_f64(),
+                "lr": super::files::f32_value(lr), "elapsed_s": start.elapsed().as_secs_f64(),
             });
             let due = (s.eval_every > 0 && now.step % s.eval_every == 0) || now.step == s.steps;
             if due && !split.val.is_empty() {

@@ -29,7 +29,9 @@ use crate::engine::progress::Progress;
 use crate::engine::stop::{self, shell_quote, Interrupted};
 use crate::eval::{Captions, GridConfig, GridLabels};
 use crate::model::{save_checkpoint, CheckpointMeta, ObjectiveMeta};
-use crate::trainer::{Trainer, TrainerParts};
+use crate::engine::reward::sample_scorer;
+use crate::ir::{Datum, ImageRef};
+use crate::trainer::{SampleScorer, Trainer, TrainerParts};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -72,6 +74,8 @@ pub struct Training {
     /// Held while the run writes its directory.
     #[allow(dead_code)]
     lock: DirLock,
+    /// What scores generated samples (`--reward`), for an objective that reads their reward.
+    scorer: Option<Box<dyn SampleScorer>>,
 }
 
 /// Resolves a run: its settings (from `run.json` when resuming: the objective and parameters must match), its
@@ -143,6 +147,7 @@ pub fn prepare(
     let base_path = model_path(settings.model.as_deref(), settings.world)?;
     let base = open(&base_path, settings.world)?;
     let (data, data_source) = load_data(&settings, &base, &objective.obj)?;
+    let scorer = sample_scorer_for(&objective, &settings, &base)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let lock = DirLock::acquire(&out)?;
     let progress = Progress::hidden();
@@ -160,7 +165,28 @@ pub fn prepare(
         command,
         progress,
         lock,
+        scorer,
     })
+}
+
+/// The scorer of generated samples an objective that reads `reward(x)` of a `sample(...)` needs (`--reward`),
+/// or `None` for one that reads none.
+fn sample_scorer_for(
+    objective: &ObjectiveRun,
+    settings: &RunSettings,
+    base: &Opened,
+) -> anyhow::Result<Option<Box<dyn SampleScorer>>> {
+    let online = objective.obj.datums.iter().find(|d| matches!(d, Datum::Reward(ImageRef::Sample(_))));
+    match (online, settings.reward.as_deref()) {
+        (None, _) => Ok(None),
+        (Some(d), None) => bail!(
+            "objective `{}` reads `{}`, the reward of its generated samples: give `--reward PATH` (a reward model \
+             from `seppoc reward train`) or `--reward judge` (the exact judge; circular, since it also judges the run)",
+            objective.obj.name,
+            d.name()
+        ),
+        (Some(_), Some(spec)) => sample_scorer(spec, base).map(Some),
+    }
 }
 
 /// The refusal of a fresh run into `out`, which holds the run `saved` (its `run.json`): what differs, by name.
@@ -268,6 +294,9 @@ impl OnDevice for Training {
         };
         let mut trainer = Trainer::new(parts, cfg)?;
         trainer.set_total_steps(self.steps);
+        if let Some(scorer) = self.scorer.take() {
+            trainer.set_scorer(scorer);
+        }
         let out = &self.out.clone();
         let resumed_at = if self.resume {
             trainer.restore_state(out)?;

@@ -28,7 +28,8 @@ pub struct RunSettings {
     /// Size of the synthetic preference set.
     #[arg(long, default_value_t = 2048)]
     pub data_size: usize,
-    /// Prompts per batch.
+    /// Rows per batch: prompts, or for an objective whose samples come in groups (`sample(..., group = K)`),
+    /// K rows per prompt (then a multiple of K).
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Peak learning rate (AdamW).
@@ -69,6 +70,12 @@ pub struct RunSettings {
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub eval_every: usize,
+    /// What scores generated samples for an objective that reads `reward(x)` of a `sample(...)`: a reward
+    /// model (a `seppoc reward train` folder or its `model.safetensors`) or `judge`, the world's exact judge
+    /// (circular: the same judge then evaluates the run). Objectives that read no such reward ignore it.
+    #[arg(long, value_name = "PATH|judge")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<String>,
     /// Held-out prompts (spread evenly over the list) judged for each `--eval-every` point.
     #[arg(long, default_value_t = 32)]
     #[serde(default = "default_curve_prompts")]
@@ -89,10 +96,7 @@ fn path_safe(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-+".contains(c) { c } else { '_' }).collect()
 }
 
-/// An f32 as the f64 of its shortest decimal form: `2e-5`, not `0.000019999999494757503`.
-pub fn f32_value(x: f32) -> f64 {
-    format!("{x}").parse().unwrap_or(f64::from(x))
-}
+pub use crate::engine::files::f32_value;
 
 fn short_f32<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(f32_value(*x))
@@ -133,7 +137,7 @@ impl RunSettings {
                 }
                 let shown = match (key.as_str(), value) {
                     // A file stands for itself by its name: `base_flow` for `assets/base_flow/model.safetensors`.
-                    ("model" | "data", serde_json::Value::String(p)) => {
+                    ("model" | "data" | "reward", serde_json::Value::String(p)) => {
                         let path = std::path::Path::new(p);
                         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                         let parent = path.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy());
