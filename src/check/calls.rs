@@ -238,7 +238,15 @@ impl Checker {
             }
             Some(Model::Reference(name)) => match (sampler, steps, cfg, eta) {
                 (Some(sampler), Some(steps), Some(cfg), Some(eta)) => {
-                    self.samples.push(SampleSpec { model: name, sampler, steps: steps as u64, cfg, eta, group: 1, from_params });
+                    self.samples.push(SampleSpec {
+                        model: name,
+                        sampler,
+                        steps: steps as u64,
+                        cfg,
+                        eta,
+                        group: 1,
+                        from_params,
+                    });
                     Ty::Images(Images::Sample(self.samples.len() - 1))
                 }
                 _ => Ty::Error,

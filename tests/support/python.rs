@@ -30,7 +30,10 @@ fn python_with(test: &str, modules: &[&str]) -> Option<PathBuf> {
         None => vec![venv, PathBuf::from("python3")],
     };
     for py in &candidates {
-        let ok = Command::new(py).args(["-c", &format!("import {}", modules.join(", "))]).output().is_ok_and(|o| o.status.success());
+        let ok = Command::new(py)
+            .args(["-c", &format!("import {}", modules.join(", "))])
+            .output()
+            .is_ok_and(|o| o.status.success());
         if ok {
             return Some(py.clone());
         }

@@ -71,10 +71,18 @@ struct ModelScorer {
 }
 
 impl SampleScorer for ModelScorer {
-    fn score(&self, images: &[f32], image_len: usize, prompts: &[String], tokens: &[Vec<usize>]) -> Result<Vec<f64>, String> {
+    fn score(
+        &self,
+        images: &[f32],
+        image_len: usize,
+        prompts: &[String],
+        tokens: &[Vec<usize>],
+    ) -> Result<Vec<f64>, String> {
         let images = as_images(images, image_len, prompts.len(), self.shape)?;
         let refs: Vec<&Image> = images.iter().collect();
-        score(&self.reward.model, &refs, tokens).map(|r| r.into_iter().map(f64::from).collect()).map_err(|e| e.to_string())
+        score(&self.reward.model, &refs, tokens)
+            .map(|r| r.into_iter().map(f64::from).collect())
+            .map_err(|e| e.to_string())
     }
 
     fn nfe_per_image(&self) -> u64 {
@@ -93,7 +101,13 @@ struct JudgeScorer {
 }
 
 impl SampleScorer for JudgeScorer {
-    fn score(&self, images: &[f32], image_len: usize, prompts: &[String], _tokens: &[Vec<usize>]) -> Result<Vec<f64>, String> {
+    fn score(
+        &self,
+        images: &[f32],
+        image_len: usize,
+        prompts: &[String],
+        _tokens: &[Vec<usize>],
+    ) -> Result<Vec<f64>, String> {
         let images = as_images(images, image_len, prompts.len(), self.shape)?;
         let judged = self.world.judge(prompts, &images).map_err(|e| format!("{e:#}"))?;
         Ok(judged.verdicts.iter().map(|v| f64::from(v.score)).collect())
