@@ -1,6 +1,7 @@
 //! The learned reward model (`seppoc reward train` / `eval`, `engine::reward`): the Bradley–Terry loss and its
 //! gradient, the prompt split, training reproducible by seed, resuming equal to an uninterrupted run, folders
-//! of other settings refused, bad input named, and both commands end to end on tiny data.
+//! of other settings refused, bad input named, both commands end to end on tiny data, and online runs
+//! (`seppoc run --reward`) scoring their samples with a reward model or the judge.
 
 mod cli_support;
 
@@ -313,5 +314,50 @@ fn train_and_eval_run_end_to_end_from_the_command_line() {
     assert!(text(&e.stderr).contains("is not a reward model"), "{}", text(&e.stderr));
     let e = seppoc(&["reward", "eval", "--reward", &dir.join("nope").to_string_lossy(), "--model", base()]);
     assert!(text(&e.stderr).contains("does not exist"), "{}", text(&e.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn online_runs_score_their_samples_with_a_reward_model_or_the_judge() {
+    let (dir, data) = data_file("online");
+    let rm = dir.join("rm").to_string_lossy().into_owned();
+    let d = data.to_string_lossy().into_owned();
+    let flags = ["--steps", "2", "--batch", "4", "--width", "16", "--depth", "1", "--heads", "2"];
+    let mut args = vec!["reward", "train", "--data", &d, "--out", &rm, "--base", base()];
+    args.extend(flags);
+    let t = seppoc(&args);
+    assert!(t.status.success(), "{}", text(&t.stderr));
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.join(name).to_string_lossy().into_owned();
+        let mut args = vec!["run", "objectives/diffusion_nft.obj", "--model", base(), "--data", &d, "--steps", "2"];
+        args.extend(["--eval-prompts", "0", "--out", &out]);
+        args.extend(extra);
+        (seppoc(&args), dir.join(name))
+    };
+    // With the reward model: two updates of one prompt's 8 samples, the reward logged, `--reward` recorded.
+    let (o, out) = run("nft", &["--batch", "8", "--reward", &rm]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
+    let steps: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(steps.len(), 2);
+    assert!(steps.iter().all(|s| s["loss"].as_f64().is_some_and(f64::is_finite)), "{lines}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json")).expect("json");
+    assert_eq!(record["settings"]["reward"].as_str(), Some(rm.as_str()));
+    // The judge scores too.
+    let (o, _) = run("nft_judge", &["--batch", "8", "--steps", "1", "--reward", "judge"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Refusals, before anything is trained: no scorer, a denoiser as the scorer, a batch of partial groups.
+    let (o, _) = run("none", &["--batch", "8"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--reward PATH") && text(&o.stderr).contains("reward_sample0"),
+        "{}",
+        text(&o.stderr)
+    );
+    let (o, _) = run("denoiser", &["--batch", "8", "--reward", base()]);
+    assert!(text(&o.stderr).contains("is not a reward model"), "{}", text(&o.stderr));
+    let (o, _) = run("partial", &["--batch", "12", "--reward", "judge"]);
+    assert!(text(&o.stderr).contains("not a multiple of"), "{}", text(&o.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }

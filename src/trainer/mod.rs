@@ -44,6 +44,20 @@ pub trait SampleScorer: Send {
     fn describe(&self) -> String;
 }
 
+/// Why a batch of `batch` rows cannot hold whole groups of `obj`'s `sample(..., group = K)`, or `None` when it
+/// can (always for K = 1).
+pub fn partial_groups(batch: usize, obj: &crate::ir::Objective) -> Option<String> {
+    let group = obj.group() as usize;
+    (batch % group != 0).then(|| {
+        format!(
+            "the batch size {batch} is not a multiple of objective `{}`'s group size {group} (`sample(..., group = \
+             {group})` draws {group} samples of each prompt, so a batch holds whole groups); pass a batch of {}",
+            obj.name,
+            (batch / group).max(1) * group
+        )
+    })
+}
+
 /// Optimisation settings of a run (the objective supplies everything else).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TrainConfig {
@@ -191,15 +205,8 @@ impl<D: Backend> Trainer<D> {
         if cfg.batch == 0 {
             return Err(TrainError::Data("batch size must be at least 1".into()));
         }
-        let group = obj.group() as usize;
-        if cfg.batch % group != 0 {
-            return Err(TrainError::Data(format!(
-                "the batch size {} is not a multiple of objective `{}`'s group size {group} (`sample(..., group = \
-                 {group})` draws {group} samples of each prompt, so a batch holds whole groups); pass a batch of {}",
-                cfg.batch,
-                obj.name,
-                (cfg.batch / group).max(1) * group
-            )));
+        if let Some(m) = partial_groups(cfg.batch, &obj) {
+            return Err(TrainError::Data(m));
         }
         let (every, keep) = obj.pool.map_or((0, 0), |p| (p.every as usize, p.keep as usize));
         let ref_emas = obj

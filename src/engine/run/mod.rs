@@ -147,6 +147,9 @@ pub fn prepare(
     let base_path = model_path(settings.model.as_deref(), settings.world)?;
     let base = open(&base_path, settings.world)?;
     let (data, data_source) = load_data(&settings, &base, &objective.obj)?;
+    if let Some(m) = crate::trainer::partial_groups(settings.batch, &objective.obj) {
+        bail!("{m}");
+    }
     let scorer = sample_scorer_for(&objective, &settings, &base)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
     let lock = DirLock::acquire(&out)?;
