@@ -163,10 +163,12 @@ fn emitted_modules_equal_the_f64_oracle() {
         let text = std::fs::read_to_string(path).expect("reads");
         let lowered = seppoc::ir::lower(&Objective::parse("x.obj", &text).expect("checks").checked);
         let names: Vec<String> = lowered.inputs.iter().map(|i| i.name()).collect();
+        // Grouped objectives take two whole groups (one per simulated process); the others 7 samples.
+        let batch = if lowered.group() > 1 { 2 * lowered.group() as usize } else { 7 };
         // Zeros make `log` infinite: only the shipped objectives (whose oracle is finite there) take them.
         let kinds = if j < n_shipped { 0..4 } else { 0..3 };
         for kind in kinds {
-            let inputs = values(&lowered, 7, kind, &mut rng);
+            let inputs = values(&lowered, batch, kind, &mut rng);
             let file = dir.join(format!("in{j}_{kind}.json"));
             std::fs::write(&file, json!({ "inputs": inputs }).to_string()).expect("writes inputs");
             let mut cmd = Command::new(SEPPOC);
@@ -185,7 +187,7 @@ fn emitted_modules_equal_the_f64_oracle() {
             // Widely spread values give a per-step value to torch as B equal values (the oracle takes one).
             let mut given = inputs.clone();
             for d in lowered.datums.iter().filter(|d| d.per_step() && kind == 1) {
-                given[d.name()] = json!(vec![inputs[d.name()][0].clone(); 7]);
+                given[d.name()] = json!(vec![inputs[d.name()][0].clone(); batch]);
             }
             // Random values, once in one process and once split over two with the `reduce` hook.
             let splits: &[bool] = if kind == 0 { &[false, true] } else { &[false] };
@@ -333,6 +335,20 @@ fn plan_v2_describes_views_leaves_and_datums() {
         (&json!("labelled"), &json!("drop"), &json!(["label"]))
     );
     assert_eq!(plan["leaves"]["e_policy_image"]["images"], json!("image"));
+
+    // Online: K rows per prompt, the generated images' reward scored by the run's reward model (no data field).
+    let m = plan_of(&py, "objectives/diffusion_nft.obj", &dir);
+    let plan = &m["PLAN"];
+    assert_eq!((&plan["group"], &plan["online_rewards"], &plan["fields"]), (&json!(8), &json!(["reward_sample0"]), &json!([])));
+    assert_eq!(plan["samples"][0]["group"], json!(8));
+    assert_eq!(
+        plan["datums"]["reward_sample0"],
+        json!({"kind": "reward", "view": null, "images": "sample0", "per_step": false})
+    );
+    assert!(m["INPUTS"].as_array().unwrap().contains(&json!("reward_sample0")));
+    // A file without groups or online rewards has neither key (PLAN v2 as before).
+    let plan = plan_of(&py, "objectives/seppo.obj", &dir)["PLAN"].clone();
+    assert!(plan.get("group").is_none() && plan.get("online_rewards").is_none() && plan["samples"][0].get("group").is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -22,7 +22,8 @@ use std::collections::HashMap;
 
 /// Random batches probed.
 pub const PROBES: usize = 300;
-/// Samples per probed batch (more than one, so batch means and `stopgrad(mean(...))` baselines take part).
+/// Samples per probed batch (more than one, so batch means and `stopgrad(mean(...))` baselines take part); an
+/// objective with `group = K` is probed on `BATCH` groups of K rows ([`rows`]).
 pub const BATCH: usize = 4;
 /// Every `EQUAL_EVERY`-th batch has every reference error equal to the policy's: the first update.
 pub const EQUAL_EVERY: usize = 4;
@@ -81,6 +82,11 @@ fn label(data: DataKind, i: usize) -> f64 {
     }
 }
 
+/// Rows of a probed batch: [`BATCH`] prompts, each with the objective's group of K rows.
+pub fn rows(obj: &Bound) -> usize {
+    BATCH * obj.group() as usize
+}
+
 /// Probes the bound objective on [`PROBES`] random batches.
 pub fn probe(obj: &Bound) -> Probe {
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
@@ -89,7 +95,7 @@ pub fn probe(obj: &Bound) -> Probe {
         obj.inputs.iter().any(|x| {
             x.model == ModelRef::Policy
                 && x.against.is_none()
-                && (0..BATCH).any(|i| class(obj.data, x.images, label(obj.data, i)) == c)
+                && (0..rows(obj)).any(|i| class(obj.data, x.images, label(obj.data, i)) == c)
         })
     };
     let (has_w, has_l) = (has(1), has(-1));
@@ -134,11 +140,12 @@ pub fn probe(obj: &Bound) -> Probe {
 /// view (and every `dist` is 0), as at the first update from an initial reference.
 fn draw(obj: &Bound, rng: &mut ChaCha8Rng, equal: bool) -> LeafValues {
     let (lo, hi) = (ERR_RANGE.0.ln(), ERR_RANGE.1.ln());
+    let batch = rows(obj);
     let mut base: HashMap<View, Vec<f64>> = HashMap::new();
     let mut inputs = Vec::with_capacity(obj.inputs.len());
     for input in &obj.inputs {
         let view = input.view();
-        let e = base.entry(view).or_insert_with(|| (0..BATCH).map(|_| rng.gen_range(lo..hi).exp()).collect()).clone();
+        let e = base.entry(view).or_insert_with(|| (0..batch).map(|_| rng.gen_range(lo..hi).exp()).collect()).clone();
         let near = |rng: &mut ChaCha8Rng, v: f64| if equal { v } else { v * (REF_SPREAD * normal(rng)).exp() };
         let values = match (&input.model, &input.against) {
             (ModelRef::Policy, None) => e,
@@ -156,17 +163,19 @@ fn draw(obj: &Bound, rng: &mut ChaCha8Rng, equal: bool) -> LeafValues {
             Datum::Time(q, v) => {
                 // Under shared noise every image of a prompt has the same timestep.
                 let key = (if obj.noise == Noise::Shared { None } else { Some(v.images) }, v.draw);
-                let t = times.entry(key).or_insert_with(|| (0..BATCH).map(|_| rng.gen_range(0.001..0.999)).collect());
+                let t = times.entry(key).or_insert_with(|| (0..batch).map(|_| rng.gen_range(0.001..0.999)).collect());
                 t.iter().map(|&t| time_value(*q, t)).collect()
             }
             Datum::Progress => vec![rng.gen_range(0.0..1.0)],
             Datum::Timesteps => vec![1000.0],
-            Datum::Label => (0..BATCH).map(|i| label(obj.data, i)).collect(),
-            Datum::Weight => (0..BATCH).map(|_| rng.gen_range(0.5..1.5)).collect(),
+            Datum::Label => (0..batch).map(|i| label(obj.data, i)).collect(),
+            Datum::Weight => (0..batch).map(|_| rng.gen_range(0.5..1.5)).collect(),
+            // Generated images: not classified, each row its own reward.
+            Datum::Reward(ImageRef::Sample(_)) => (0..batch).map(|_| rng.gen_range(0.0..1.0)).collect(),
             Datum::Reward(x) => {
                 if rewards.is_empty() {
                     // Per sample: the pair's winner has the higher reward.
-                    let pairs: Vec<(f64, f64)> = (0..BATCH)
+                    let pairs: Vec<(f64, f64)> = (0..batch)
                         .map(|_| {
                             let (a, b): (f64, f64) = (rng.gen(), rng.gen());
                             (a.max(b), a.min(b))
@@ -174,10 +183,10 @@ fn draw(obj: &Bound, rng: &mut ChaCha8Rng, equal: bool) -> LeafValues {
                         .collect();
                     rewards.insert(ImageRef::Winner, pairs.iter().map(|p| p.0).collect());
                     rewards.insert(ImageRef::Loser, pairs.iter().map(|p| p.1).collect());
-                    let labels = (0..BATCH).map(|i| if label(obj.data, i) == 1.0 { pairs[i].0 } else { pairs[i].1 });
+                    let labels = (0..batch).map(|i| if label(obj.data, i) == 1.0 { pairs[i].0 } else { pairs[i].1 });
                     rewards.insert(ImageRef::Image, labels.collect());
                 }
-                rewards.get(x).cloned().unwrap_or_else(|| vec![0.5; BATCH])
+                rewards.get(x).cloned().unwrap_or_else(|| vec![0.5; batch])
             }
         };
         data.push(values);

@@ -10,7 +10,7 @@
 
 use crate::check::{DataKind, Noise};
 use crate::ir::{evaluate, Bound, Datum, ImageRef, Input, LeafValues, ModelRef};
-use crate::lint::probe::{time_value, BATCH, EQUAL_EVERY, ERR_RANGE, REF_SPREAD};
+use crate::lint::probe::{rows, time_value, EQUAL_EVERY, ERR_RANGE, REF_SPREAD};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -131,9 +131,10 @@ fn label(data: DataKind, i: usize) -> f64 {
 fn draw(obj: &Bound, p: usize) -> LeafValues {
     let (lo, hi) = (ERR_RANGE.0.ln(), ERR_RANGE.1.ln());
     let equal = p.is_multiple_of(EQUAL_EVERY);
+    let batch = rows(obj);
     let base = |view: &str| -> Vec<f64> {
         let mut rng = stream(p, &format!("err:{view}"));
-        (0..BATCH).map(|_| rng.gen_range(lo..hi).exp()).collect()
+        (0..batch).map(|_| rng.gen_range(lo..hi).exp()).collect()
     };
     let inputs = obj
         .inputs
@@ -156,18 +157,23 @@ fn draw(obj: &Bound, p: usize) -> LeafValues {
             Datum::Time(q, v) => {
                 let key = if obj.noise == Noise::Shared { format!("t:{}", v.draw) } else { format!("t:{}", v.name()) };
                 let mut rng = stream(p, &key);
-                (0..BATCH).map(|_| time_value(*q, rng.gen_range(0.001..0.999))).collect()
+                (0..batch).map(|_| time_value(*q, rng.gen_range(0.001..0.999))).collect()
             }
             Datum::Progress => vec![stream(p, "progress").gen_range(0.0..1.0)],
             Datum::Timesteps => vec![1000.0],
-            Datum::Label => (0..BATCH).map(|i| label(obj.data, i)).collect(),
+            Datum::Label => (0..batch).map(|i| label(obj.data, i)).collect(),
             Datum::Weight => {
                 let mut rng = stream(p, "weight");
-                (0..BATCH).map(|_| rng.gen_range(0.5..1.5)).collect()
+                (0..batch).map(|_| rng.gen_range(0.5..1.5)).collect()
+            }
+            // Generated images: not classified, each row its own reward.
+            Datum::Reward(x @ ImageRef::Sample(_)) => {
+                let mut rng = stream(p, &format!("reward:{}", crate::ir::print::image_name(*x)));
+                (0..batch).map(|_| rng.gen_range(0.0..1.0)).collect()
             }
             Datum::Reward(x) => {
                 let mut rng = stream(p, "reward");
-                (0..BATCH)
+                (0..batch)
                     .map(|i| {
                         let (a, b): (f64, f64) = (rng.gen(), rng.gen());
                         let preferred = match x {
@@ -254,7 +260,10 @@ fn settings(obj: &Bound) -> String {
     let samples: Vec<String> = obj
         .samples
         .iter()
-        .map(|s| format!("{}:{:?}:{}:{}:{}", reference_index(obj, &s.model), s.sampler, s.steps, s.cfg, s.eta))
+        .map(|s| {
+            let group = if s.group == 1 { String::new() } else { format!(":group {}", s.group) };
+            format!("{}:{:?}:{}:{}:{}{group}", reference_index(obj, &s.model), s.sampler, s.steps, s.cfg, s.eta)
+        })
         .collect();
     // An objective that reads `label` of pairs also trains on ties (label 0.5): other data, another candidate.
     let ties = crate::engine::run::keeps_ties(obj);
