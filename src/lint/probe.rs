@@ -8,7 +8,9 @@
 //! - `data pairs`: `winner` (preferred) and `loser` (dispreferred), `label` 1 (decided comparisons);
 //! - `data winners`: `winner` only; reference samples (`sample(...)`) are not classified, since a gate may treat
 //!   them as losers or as second winners (SePPO);
-//! - `data labelled`: `image` with label 1 (preferred) and with label 0 (dispreferred), half of each batch.
+//! - `data labelled`: `image` with label 1 (preferred) and with label 0 (dispreferred), half of each batch;
+//! - online objectives, which read the reward of their generated images (`reward(x)` of a `sample(...)`): each
+//!   row of `x` by its reward, above its group's mean preferred, below it dispreferred.
 //!
 //! The directional derivative is the f64 oracle's reverse-mode gradient summed over the policy's `err` leaves of
 //! one class (every draw), so it is the direction the first optimizer step takes. `dist` leaves count only for the
@@ -74,6 +76,29 @@ fn class(data: DataKind, images: ImageRef, label: f64) -> i8 {
     }
 }
 
+/// The datum index of the reward of generated images `images`, when the objective reads it (an online
+/// objective, whose preferred images are its higher-reward samples).
+pub(crate) fn scored(obj: &Bound, images: ImageRef) -> Option<usize> {
+    match images {
+        ImageRef::Sample(_) => obj.datums.iter().position(|d| *d == Datum::Reward(images)),
+        _ => None,
+    }
+}
+
+/// The class of row `i` of generated images by its reward: +1 above its group's mean (preferred), -1 below, 0
+/// at it. Without groups (K = 1) the group is the batch.
+pub(crate) fn online_class(rewards: &[f64], group: usize, i: usize) -> i8 {
+    let k = if group > 1 { group } else { rewards.len() };
+    let start = i / k * k;
+    let block = &rewards[start..(start + k).min(rewards.len())];
+    let mean = block.iter().sum::<f64>() / block.len() as f64;
+    match rewards[i].partial_cmp(&mean) {
+        Some(std::cmp::Ordering::Greater) => 1,
+        Some(std::cmp::Ordering::Less) => -1,
+        _ => 0,
+    }
+}
+
 /// The label of sample `i`: 1 for pairs (decided comparisons), alternating 1, 0 for labelled data.
 fn label(data: DataKind, i: usize) -> f64 {
     match data {
@@ -91,11 +116,14 @@ pub fn rows(obj: &Bound) -> usize {
 pub fn probe(obj: &Bound) -> Probe {
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let mut out = Probe { finite: 0, winners_raise: None, losers_lower: None, depends: 0 };
+    // Generated images whose reward the objective reads are classified per batch by that reward (both classes
+    // then occur: the rewards of a group are drawn at random).
     let has = |c: i8| {
         obj.inputs.iter().any(|x| {
             x.model == ModelRef::Policy
                 && x.against.is_none()
-                && (0..rows(obj)).any(|i| class(obj.data, x.images, label(obj.data, i)) == c)
+                && (scored(obj, x.images).is_some()
+                    || (0..rows(obj)).any(|i| class(obj.data, x.images, label(obj.data, i)) == c))
         })
     };
     let (has_w, has_l) = (has(1), has(-1));
@@ -115,7 +143,11 @@ pub fn probe(obj: &Bound) -> Probe {
                 continue;
             }
             for (i, v) in g.iter().enumerate() {
-                match class(obj.data, input.images, label(obj.data, i)) {
+                let c = match scored(obj, input.images) {
+                    Some(d) => online_class(&leaves.data[d], obj.group() as usize, i),
+                    None => class(obj.data, input.images, label(obj.data, i)),
+                };
+                match c {
                     1 => dw += v,
                     -1 => dl += v,
                     _ => {}

@@ -10,7 +10,7 @@
 
 use crate::check::{DataKind, Noise};
 use crate::ir::{evaluate, Bound, Datum, ImageRef, Input, LeafValues, ModelRef};
-use crate::lint::probe::{rows, time_value, EQUAL_EVERY, ERR_RANGE, REF_SPREAD};
+use crate::lint::probe::{online_class, rows, scored, time_value, EQUAL_EVERY, ERR_RANGE, REF_SPREAD};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -194,13 +194,17 @@ fn draw(obj: &Bound, p: usize) -> LeafValues {
     LeafValues { inputs, data }
 }
 
-/// Whether a policy leaf of sample `i` holds preferred images (the winners, or labelled images with label 1).
-fn preferred(obj: &Bound, input: &Input, i: usize) -> bool {
+/// Whether a policy leaf of sample `i` holds preferred images (the winners, labelled images with label 1, or
+/// generated images whose reward the objective reads, above their group's mean).
+fn preferred(obj: &Bound, leaves: &LeafValues, input: &Input, i: usize) -> bool {
     input.model == ModelRef::Policy
         && input.against.is_none()
         && match input.images {
             ImageRef::Winner => true,
             ImageRef::Image => label(obj.data, i) == 1.0,
+            ImageRef::Sample(_) => {
+                scored(obj, input.images).is_some_and(|d| online_class(&leaves.data[d], obj.group() as usize, i) == 1)
+            }
             _ => false,
         }
 }
@@ -213,7 +217,8 @@ pub fn screen(obj: &Bound) -> Result<Fingerprint, Rejection> {
     let mut lowers = false;
     let mut grads = Vec::with_capacity(FINGERPRINT_PROBES);
     for p in 0..PROBES {
-        let ev = evaluate(obj, &draw(obj, p));
+        let leaves = draw(obj, p);
+        let ev = evaluate(obj, &leaves);
         if !ev.loss.is_finite() {
             return Err(Rejection::NonFinite("loss".into()));
         }
@@ -226,7 +231,7 @@ pub fn screen(obj: &Bound) -> Result<Fingerprint, Rejection> {
                 return Err(Rejection::NonFinite(format!("gradient of {}", input.name())));
             }
             depends |= g.iter().any(|v| *v != 0.0);
-            dw += g.iter().enumerate().filter(|(i, _)| preferred(obj, input, *i)).map(|(_, v)| v).sum::<f64>();
+            dw += g.iter().enumerate().filter(|(i, _)| preferred(obj, &leaves, input, *i)).map(|(_, v)| v).sum::<f64>();
             keyed.push((leaf_key(obj, input), g.clone()));
         }
         // The loss falls by g per unit the preferred errors fall: it falls on this probe when g > 0.
