@@ -145,6 +145,9 @@ fn emitted_modules_equal_the_f64_oracle() {
     let dir = std::env::temp_dir().join(format!("seppoc-emit-eq-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut rng = ChaCha8Rng::seed_from_u64(17);
+    // Grouped (online) objectives draw from a stream of their own, so the other objectives' values do not depend
+    // on which grouped files exist.
+    let mut group_rng = ChaCha8Rng::seed_from_u64(18);
     let (mut cases, mut oracles, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     // Every shipped objective at its defaults, and two with `--set` at emit time and `params=` at call time.
     let mut jobs: Vec<(PathBuf, Vec<&str>, Option<Value>)> = shipped().into_iter().map(|p| (p, vec![], None)).collect();
@@ -163,10 +166,15 @@ fn emitted_modules_equal_the_f64_oracle() {
         let text = std::fs::read_to_string(path).expect("reads");
         let lowered = seppoc::ir::lower(&Objective::parse("x.obj", &text).expect("checks").checked);
         let names: Vec<String> = lowered.inputs.iter().map(|i| i.name()).collect();
-        // Zeros make `log` infinite: only the shipped objectives (whose oracle is finite there) take them.
-        let kinds = if j < n_shipped { 0..4 } else { 0..3 };
+        // Grouped objectives take two whole groups (one per simulated process); the others 7 samples.
+        let batch = if lowered.group() > 1 { 2 * lowered.group() as usize } else { 7 };
+        // Zeros make `log` infinite: only the shipped objectives (whose oracle is finite there) take them. A
+        // grouped objective's terms at all-zero leaves are its advantages, whose sum over each group is 0: the loss
+        // is 0 up to rounding that depends on the summation order, which no relative tolerance can compare.
+        let kinds = if j < n_shipped && lowered.group() == 1 { 0..4 } else { 0..3 };
         for kind in kinds {
-            let inputs = values(&lowered, 7, kind, &mut rng);
+            let rng = if lowered.group() > 1 { &mut group_rng } else { &mut rng };
+            let inputs = values(&lowered, batch, kind, rng);
             let file = dir.join(format!("in{j}_{kind}.json"));
             std::fs::write(&file, json!({ "inputs": inputs }).to_string()).expect("writes inputs");
             let mut cmd = Command::new(SEPPOC);
@@ -185,7 +193,7 @@ fn emitted_modules_equal_the_f64_oracle() {
             // Widely spread values give a per-step value to torch as B equal values (the oracle takes one).
             let mut given = inputs.clone();
             for d in lowered.datums.iter().filter(|d| d.per_step() && kind == 1) {
-                given[d.name()] = json!(vec![inputs[d.name()][0].clone(); 7]);
+                given[d.name()] = json!(vec![inputs[d.name()][0].clone(); batch]);
             }
             // Random values, once in one process and once split over two with the `reduce` hook.
             let splits: &[bool] = if kind == 0 { &[false, true] } else { &[false] };
@@ -333,6 +341,27 @@ fn plan_v2_describes_views_leaves_and_datums() {
         (&json!("labelled"), &json!("drop"), &json!(["label"]))
     );
     assert_eq!(plan["leaves"]["e_policy_image"]["images"], json!("image"));
+
+    // Online: K rows per prompt, the generated images' reward scored by the run's reward model (no data field).
+    let m = plan_of(&py, "objectives/diffusion_nft.obj", &dir);
+    let plan = &m["PLAN"];
+    assert_eq!(
+        (&plan["group"], &plan["online_rewards"], &plan["fields"]),
+        (&json!(8), &json!(["reward_sample0"]), &json!([]))
+    );
+    assert_eq!(plan["samples"][0]["group"], json!(8));
+    assert_eq!(
+        plan["datums"]["reward_sample0"],
+        json!({"kind": "reward", "view": null, "images": "sample0", "per_step": false})
+    );
+    assert!(m["INPUTS"].as_array().unwrap().contains(&json!("reward_sample0")));
+    // A file without groups or online rewards has neither key (PLAN v2 as before).
+    let plan = plan_of(&py, "objectives/seppo.obj", &dir)["PLAN"].clone();
+    assert!(
+        plan.get("group").is_none()
+            && plan.get("online_rewards").is_none()
+            && plan["samples"][0].get("group").is_none()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -140,11 +140,27 @@ def validate(plan, inputs):
                 raise ValueError(f"leaf {name!r}: no pass of {m!r} covers view {l['view']!r}")
 
 
+def refuse_online(obj):
+    """Online objectives (PLAN keys "online_rewards" and "group", absent otherwise) need a reward model to score
+    generated images and K rows per prompt; this executor has neither: raises UserError naming what is asked."""
+    plan = obj.plan
+    where = f"objective {obj.name!r} ({obj.path})"
+    scored = list(plan.get("online_rewards", ()))
+    if scored:
+        raise UserError(f"{where} reads the reward of generated images ({', '.join(scored)}), which a reward model "
+                        "scores during training; seppoc-torch train has none (train it with `seppoc run --reward`)")
+    group = int(plan.get("group", 1))
+    if group > 1:
+        raise UserError(f"{where} generates {group} images per prompt (`group = {group}`) and reduces over each "
+                        "prompt's group; seppoc-torch train draws one row per prompt (train it with `seppoc run`)")
+
+
 def check_feedable(obj, family, data):
     """Before training: every leaf and datum the PLAN needs can be produced by `family` and `data` (a
     data source from data.py); raises UserError naming the objective, data file and what is missing."""
     plan = obj.plan
     where = f"objective {obj.name!r} ({obj.path})"
+    refuse_online(obj)
     if plan["data"] == "pairs" and not data.has_pairs:
         raise UserError(f"{where} compares winners with losers, but {data.describe()} has no losers")
     if plan["data"] == "labelled" and not data.supports_labelled:

@@ -24,7 +24,7 @@ import torch
 
 from .data import DataOrder, ExportSource, open_data
 from .family import SampleNoise, UserError, load_family
-from .plan import check_feedable, load_objective
+from .plan import check_feedable, load_objective, refuse_online
 from .refs import References
 
 CHECKPOINT = "checkpoint.pt"
@@ -66,6 +66,7 @@ class Executor:
         if args.report_to and not args.out:
             raise UserError("--report-to needs --out (the trackers write there)")
         self.obj = load_objective(args.objective)
+        refuse_online(self.obj)  # before the data is opened: its reward columns are not what such a file reads
         self.plan = self.obj.plan
         self.identity = {
             "objective_sha256": self.obj.sha256, "objective": self.obj.name,

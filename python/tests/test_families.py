@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from seppoc_torch.diffusers_family import load
 from seppoc_torch.family import SampleNoise, UserError
+from seppoc_torch.plan import load_objective
 
 from conftest import seppoc_binary
 from seppoc_torch.testing import tiny_sd, tiny_sd3, tiny_sdxl
@@ -508,10 +509,17 @@ def test_every_objective_trains_two_steps(models, emitted, objective, kind, tmp_
     module, refusal = emitted(objective)
     assert module is not None, f"seppoc emit --target torch refused {objective}.obj: {refusal}"
     out = str(tmp_path / "run")
-    train(parser().parse_args(["train", "--objective", module, "--model", models[kind], "--data",
-                               os.path.join(ROOT, "assets", "base", "preferences.parquet"), "--lora-rank", "2",
-                               "--batch", "2", "--steps", "2", "--lr", "1e-3", "--warmup", "0", "--threads", "1",
-                               "--json", "--out", out]))
+    args = parser().parse_args(["train", "--objective", module, "--model", models[kind], "--data",
+                                os.path.join(ROOT, "assets", "base", "preferences.parquet"), "--lora-rank", "2",
+                                "--batch", "2", "--steps", "2", "--lr", "1e-3", "--warmup", "0", "--threads", "1",
+                                "--json", "--out", out])
+    plan = load_objective(module).plan
+    if plan.get("online_rewards") or int(plan.get("group", 1)) > 1:
+        # Online objectives (a reward model scores K samples per prompt) train with `seppoc run`: refused here.
+        with pytest.raises(UserError, match="seppoc-torch train (has none|draws one row per prompt)"):
+            train(args)
+        return
+    train(args)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
     assert [r["step"] for r in records] == [1, 2]

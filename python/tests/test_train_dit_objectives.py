@@ -9,8 +9,16 @@ import subprocess
 import pytest
 
 from conftest import MODEL, ROOT, seppoc_binary
+from seppoc_torch.family import UserError
+from seppoc_torch.plan import load_objective
 
 OBJECTIVES = sorted(f[:-4] for f in os.listdir(os.path.join(ROOT, "objectives")) if f.endswith(".obj"))
+
+
+def online(module):
+    """Whether an emitted module is an online objective (groups or the reward of generated images)."""
+    plan = load_objective(module).plan
+    return bool(plan.get("online_rewards")) or int(plan.get("group", 1)) > 1
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
@@ -24,9 +32,16 @@ def test_every_objective_trains_two_steps_on_the_dit(objective, small_parquet, t
                          capture_output=True, text=True)
     assert res.returncode == 0, f"seppoc emit refused {objective}.obj: {res.stderr}"
     out = str(tmp_path / "run")
-    train(parser().parse_args(["train", "--objective", module, "--model", MODEL, "--data", small_parquet[0],
-                               "--batch", "4", "--steps", "2", "--lr", "1e-4", "--warmup", "0", "--threads", "1",
-                               "--cpu", "--out", out]))
+    args = parser().parse_args(["train", "--objective", module, "--model", MODEL, "--data", small_parquet[0],
+                                "--batch", "4", "--steps", "2", "--lr", "1e-4", "--warmup", "0", "--threads", "1",
+                                "--cpu", "--out", out])
+    if online(module):
+        # A reward model scores its samples and groups of K rows per prompt: `seppoc run`, not this executor.
+        with pytest.raises(UserError, match="seppoc-torch train (has none|draws one row per prompt)"):
+            train(args)
+        assert not os.path.exists(os.path.join(out, "metrics.jsonl"))
+        return
+    train(args)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         recs = [json.loads(line) for line in f if line.strip()]
     assert [r["step"] for r in recs] == [1, 2]

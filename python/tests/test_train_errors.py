@@ -101,3 +101,20 @@ def test_missing_files(tmp_path, capsys, dpo_module):
                                   "--data", PARQUET)
     assert "no file matches" in fail(capsys, "--objective", dpo_module, "--model", MODEL,
                                      "--data", tmp_path / "*.parquet")
+
+
+def test_online_objectives_are_refused(tmp_path, capsys):
+    """A sample's reward needs a reward model at training time and groups need K rows per prompt: neither exists
+    here, so the trainer stops before any step, naming what the objective asks for."""
+    sample = {"images": "sample0", "model": "ref", "sampler": "ddim", "steps": 2, "cfg": 1.0, "eta": 0.0}
+    plan = dpo_plan(samples=[sample])
+    plan["datums"] = {"reward_sample0": {"kind": "reward", "view": None, "images": "sample0", "per_step": False}}
+    plan["online_rewards"] = ["reward_sample0"]
+    mod = write_module(tmp_path / "online.py", "online", plan)
+    err = fail(capsys, "--objective", mod, "--model", MODEL, "--data", PARQUET)
+    assert "reward of generated images (reward_sample0)" in err and "has none" in err
+    plan = dpo_plan(samples=[dict(sample, group=8)])
+    plan["group"] = 8
+    mod = write_module(tmp_path / "grouped.py", "grouped", plan)
+    err = fail(capsys, "--objective", mod, "--model", MODEL, "--data", PARQUET)
+    assert "8 images per prompt (`group = 8`)" in err and "one row per prompt" in err

@@ -14,13 +14,16 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("err", "err(model, images, draw = 0)"),
     ("logratio", "logratio(model, reference, images, draw = 0)"),
     ("dist", "dist(model, reference, images, draw = 0)"),
+    ("mix_err", "mix_err(model, reference, w, images, draw = 0)"),
     ("timestep", "timestep(images, draw = 0)"),
     ("alpha", "alpha(images, draw = 0)"),
     ("sigma", "sigma(images, draw = 0)"),
     ("snr", "snr(images, draw = 0)"),
     ("draws", "draws(K, x)"),
     ("reward", "reward(images)"),
-    ("sample", "sample(model, prompt, sampler = ddim, steps = 20, cfg = 5.0, eta = 0.0)"),
+    ("sample", "sample(model, prompt, sampler = ddim, steps = 20, cfg = 5.0, eta = 0.0, group = 1)"),
+    ("group_mean", "group_mean(x)"),
+    ("group_std", "group_std(x)"),
     ("logsigmoid", "logsigmoid(x)"),
     ("sigmoid", "sigmoid(x)"),
     ("softplus", "softplus(x)"),
@@ -64,7 +67,7 @@ impl Checker {
             return Ty::Error;
         };
         let allowed: &[&str] = match f.name.as_str() {
-            "sample" => &["sampler", "steps", "cfg", "eta"],
+            "sample" => &["sampler", "steps", "cfg", "eta", "group"],
             "sign" => &["tie"],
             name if super::draws::DRAWN.contains(&name) => &["draw"],
             _ => &[],
@@ -99,9 +102,11 @@ impl Checker {
         match f.name.as_str() {
             "err" | "logratio" => self.err_call(&f.name, &positional, tys),
             "dist" => self.dist_call(&positional, tys),
+            "mix_err" => self.mix_err_call(&positional, tys),
+            "group_mean" | "group_std" => self.group_call(&f.name, positional[0], tys, span),
             "timestep" | "alpha" | "sigma" | "snr" => self.time_call(&f.name, &positional, tys),
             "reward" => self.reward_call(&positional, tys, f.span),
-            "sample" => self.sample_call(&positional, tys, &named),
+            "sample" => self.sample_call(&positional, tys, &named, span),
             "min" | "max" | "clamp" => self.nonlinear_n(&f.name, &positional, tys),
             "pow" => self.pow(&positional, tys),
             "sign" => self.sign(f, &positional, tys, &named),
@@ -156,21 +161,31 @@ impl Checker {
     /// E0205: the policy in the reference (second) position of `logratio` or `dist`, with the call written in
     /// the right order as help.
     pub(crate) fn policy_as_reference(&mut self, func: &str, args: &[&Expr], at: Span) {
-        let what = if func == "dist" { "measures a model against" } else { "is the log-ratio of a model over" };
+        let what = match func {
+            "dist" => "measures a model against",
+            "mix_err" => "mixes a model's prediction with",
+            _ => "is the log-ratio of a model over",
+        };
         let first = match &args[0].kind {
             ExprKind::Name(n) if n != "policy" => n.clone(),
             _ => "ref".to_string(),
         };
-        let images = match args.get(2).map(|a| &a.kind) {
+        let images_at = if func == "mix_err" { 3 } else { 2 };
+        let images = match args.get(images_at).map(|a| &a.kind) {
             Some(ExprKind::Name(n)) => n.clone(),
             _ => "winner".to_string(),
+        };
+        let call = if func == "mix_err" {
+            format!("mix_err(policy, {first}, w, {images})")
+        } else {
+            format!("{func}(policy, {first}, {images})")
         };
         let mut diag = Diagnostic::error(
             Code::E0205,
             Label::new(at, "the trained policy"),
             format!("`{func}` {what} a frozen reference, found the policy"),
         )
-        .with_help(format!("put the policy first: `{func}(policy, {first}, {images})`"));
+        .with_help(format!("put the policy first: `{call}`"));
         if func == "logratio" {
             diag = diag.with_note(
                 "`logratio(M, R, x)` = err(R, x) - err(M, x) = log p_M(x)/p_R(x); with the models swapped every term \
@@ -180,7 +195,13 @@ impl Checker {
         self.report(diag);
     }
 
-    fn sample_call(&mut self, args: &[&Expr], tys: Vec<Ty>, named: &std::collections::HashMap<String, &Arg>) -> Ty {
+    fn sample_call(
+        &mut self,
+        args: &[&Expr],
+        tys: Vec<Ty>,
+        named: &std::collections::HashMap<String, &Arg>,
+        span: Span,
+    ) -> Ty {
         let mut tys = tys.into_iter();
         let model = self.model(args[0], tys.next().unwrap_or(Ty::Error), "`sample`");
         match tys.next() {
@@ -227,6 +248,7 @@ impl Checker {
         let steps = get(self, SampleSetting::Steps, 20.0);
         let cfg = get(self, SampleSetting::Cfg, 5.0);
         let eta = get(self, SampleSetting::Eta, 0.0);
+        let group = self.group_arg(named.get("group").map(|a| &a.value), span);
         match model {
             Some(Model::Policy) => {
                 self.report(
@@ -236,15 +258,15 @@ impl Checker {
                 );
                 Ty::Error
             }
-            Some(Model::Reference(name)) => match (sampler, steps, cfg, eta) {
-                (Some(sampler), Some(steps), Some(cfg), Some(eta)) => {
+            Some(Model::Reference(name)) => match (sampler, steps, cfg, eta, group) {
+                (Some(sampler), Some(steps), Some(cfg), Some(eta), Some(group)) => {
                     self.samples.push(SampleSpec {
                         model: name,
                         sampler,
                         steps: steps as u64,
                         cfg,
                         eta,
-                        group: 1,
+                        group,
                         from_params,
                     });
                     Ty::Images(Images::Sample(self.samples.len() - 1))

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 pub const MAX_DRAWS: u32 = 64;
 
 /// Functions that take `draw = k`.
-pub const DRAWN: &[&str] = &["err", "logratio", "dist", "timestep", "alpha", "sigma", "snr"];
+pub const DRAWN: &[&str] = &["err", "logratio", "dist", "mix_err", "timestep", "alpha", "sigma", "snr"];
 
 impl Checker {
     /// `draw = k` of a leaf function: an integer literal in [0, 63], not inside `draws(...)` (E0314).

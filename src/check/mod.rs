@@ -6,6 +6,7 @@ mod consts;
 mod data;
 mod draws;
 mod expr;
+mod online;
 mod overrides;
 pub mod program;
 pub mod scope;
@@ -56,6 +57,8 @@ pub(crate) struct Checker {
     draws_open: Vec<Span>,
     /// The expression being checked is a `log` line's (no gradient flows from it).
     in_log: bool,
+    /// Group sizes, group statistics and rewards, checked once the whole file is read.
+    online: online::OnlineUses,
 }
 
 impl Checker {
@@ -77,6 +80,7 @@ impl Checker {
             data_uses: Vec::new(),
             draws_open: Vec::new(),
             in_log: false,
+            online: online::OnlineUses::default(),
         }
     }
 
@@ -110,6 +114,7 @@ impl Checker {
         }
         let data = self.data.map_or(DataKind::Winners, |(d, _)| d);
         self.data_rules(data);
+        self.online_rules();
         self.pool_needed();
         if self.loss.is_none() {
             self.report(

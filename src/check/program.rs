@@ -233,8 +233,13 @@ impl Checked {
         for (k, spec) in self.samples.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "sample#{k} from {}: {:?}, {} steps, cfg {:?}, eta {:?}",
-                spec.model, spec.sampler, spec.steps, spec.cfg, spec.eta
+                "sample#{k} from {}: {:?}, {} steps, cfg {:?}, eta {:?}{}",
+                spec.model,
+                spec.sampler,
+                spec.steps,
+                spec.cfg,
+                spec.eta,
+                if spec.group == 1 { String::new() } else { format!(", group {}", spec.group) }
             );
             for (setting, name) in &spec.from_params {
                 let _ = writeln!(s, "  {} from param {name}", setting.name());

@@ -77,6 +77,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             bail!("`{}`: unknown leaf `{key}` (this objective's leaves: {})", args.inputs, all.join(", "));
         }
     }
+    if let Err(e) = crate::ir::group_rows(&obj, batch.unwrap_or(1)) {
+        bail!("`{}`: {e}", args.inputs);
+    }
     let data = inputs.split_off(names.len());
     let (oracle, dfdx) = conformance::both(&obj, &LeafValues { inputs, data });
     if let Some(what) = first_nonfinite(&names, &oracle, &dfdx) {

@@ -1,9 +1,9 @@
 //! IR to a dfdx autodiff graph on any dfdx device.
 //!
 //! Nodes on the tape (those through which gradient reaches the policy) become dfdx operations; every other
-//! node — gates, stop-gradients, comparisons, reference-only terms, constants — is evaluated on the host in
-//! f64 by the oracle and enters the graph as a constant. So gates and stop-gradients are real: no backward
-//! operation exists through them. Min, max, clamp and `where` use host masks with dfdx's `choose`, so their
+//! node — gates, stop-gradients, comparisons, group statistics, reference-only terms, constants — is evaluated
+//! on the host in f64 by the oracle and enters the graph as a constant. So gates and stop-gradients are real: no
+//! backward operation exists through them. Min, max, clamp and `where` use host masks with dfdx's `choose`, so their
 //! gradient at ties matches the oracle (to the first operand).
 
 pub mod conformance;
@@ -102,7 +102,8 @@ pub fn loss_graph<D: Backend>(
             | Node::Const(_)
             | Node::Compare(..)
             | Node::Sign { .. }
-            | Node::StopGrad(_) => {
+            | Node::StopGrad(_)
+            | Node::Group(..) => {
                 unreachable!("internal error: untaped node {k} marked live")
             }
         };

@@ -101,6 +101,15 @@ codes! {
     /// An image or data field the declared data kind does not define: `image` outside `data labelled`,
     /// `winner` or `loser` with `data labelled`, `label` with `data winners`.
     E0316 = Error,
+    /// `sample(...)` calls with different group sizes in one file: `sample(ref, prompt, group = 8)` and
+    /// `sample(ref, prompt, group = 4)` (a step's rows come in one block size).
+    E0317 = Error,
+    /// A group statistic over groups of one sample: `group_std(reward(x))` where no `sample(...)` has
+    /// `group = K` with K > 1 (`group_std` is then 0 and an advantage divided by it is not finite).
+    E0318 = Error,
+    /// A group statistic of a value that carries gradient: `group_mean(err(policy, x))` (group statistics are
+    /// computed without gradient, so the policy would not be trained through the baseline it was meant to use).
+    E0319 = Error,
     /// Unused binding: `let unused = err(policy, winner)`.
     W0301 = Warning,
     /// Gate without a tie rule: `sign(stopgrad(x))` (the value at 0 changes the first update's gradient).
@@ -120,6 +129,9 @@ codes! {
     /// Ineffective allow comment: `# allow(W0306)` without a reason, `# allow(E0205): ...` (errors cannot be
     /// allowed), or an allow that silences nothing.
     W0307 = Warning,
+    /// A data reward read next to an online one: `reward(winner)` (the data's column) and `reward(x)` of
+    /// generated images (scored by the run's reward model) in one file, different scorers on different scales.
+    W0308 = Warning,
 }
 
 impl Code {

@@ -23,7 +23,7 @@
 use crate::check::DataKind;
 use crate::check::{Draw, Noise, SamplerKind, Strategy};
 use crate::ir::print::image_name;
-use crate::ir::{BinOp, Bound, CmpOp, Datum, ImageRef, ModelRef, Node, NodeId, ReduceOp, UnOp};
+use crate::ir::{BinOp, Bound, CmpOp, Datum, GroupOp, ImageRef, ModelRef, Node, NodeId, ReduceOp, UnOp};
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 
@@ -81,6 +81,9 @@ pub fn emit(obj: &Bound, canonical: &str) -> String {
     let _ = writeln!(w, "PLAN = {}\n\n", plan(obj).render(0));
     w.push_str(&function(obj));
     w.push_str(HELPERS);
+    if obj.nodes.iter().any(|n| matches!(n, Node::Group(..))) {
+        w.push_str(GROUP_HELPER);
+    }
     s
 }
 
@@ -97,7 +100,7 @@ objective(inputs, params=None, reduce=None) -> (loss, per_sample, logs)
             the policy's taped forward; the others are detached here.
           - data values (PLAN["datums"]), detached and cast to the leaves' dtype and device: timestep, alpha,
             sigma, snr of a view's draw; label, weight, reward per sample; progress and num_timesteps one value
-            per step (a 1-element tensor, or a length-B tensor of that one value).
+            per step (a 1-element tensor, or a length-B tensor of that one value).{online}
   params: optional dict overriding PARAMS by name (checked against PARAM_DOMAINS).
   reduce: optional callable reduce(t) -> t that SUMS a tensor over the processes of a data-parallel run, with
           gradient (e.g. torch.distributed.nn.functional.all_reduce). Every batch reduction (mean, sum, the
@@ -120,8 +123,28 @@ infinite (log, sqrt or a division at 0).
 """
 
 "#,
-        name = obj.name
+        name = obj.name,
+        online = online_doc(obj),
     )
+}
+
+/// The docstring's lines on groups and generated images' rewards, for an objective that has them.
+fn online_doc(obj: &Bound) -> String {
+    let mut s = String::new();
+    if obj.datums.iter().any(Datum::is_online_reward) {
+        s.push_str(
+            "\n          - reward_sampleK (PLAN[\"online_rewards\"]): the reward model's score of each generated image of\n            \
+             sample K, per row (a data image's reward is the data's column).",
+        );
+    }
+    if obj.group() > 1 {
+        s.push_str(
+            "\n          - groups (PLAN[\"group\"] = K): rows come in consecutive blocks of K rows per prompt, each row with\n            \
+             its own generated image and noise draw; group_mean and group_std (population, ddof 0) reduce over\n            \
+             each block of this process's rows, which must hold whole groups, without gradient.",
+        );
+    }
+    s
 }
 
 /// Whether each node has one value per sample (else one value for the batch), as the oracle decides it.
@@ -133,7 +156,7 @@ fn per_sample(obj: &Bound) -> Vec<bool> {
             Node::Input(_) => true,
             Node::Datum(d) => !obj.datums[d.0 as usize].per_step(),
             Node::Param(_) | Node::Const(_) | Node::Reduce(..) => false,
-            Node::Unary(_, x) | Node::StopGrad(x) | Node::Sign { arg: x, .. } => at(x),
+            Node::Unary(_, x) | Node::StopGrad(x) | Node::Sign { arg: x, .. } | Node::Group(_, x) => at(x),
             Node::Binary(_, a, c) | Node::Compare(_, a, c) => at(a) || at(c),
             Node::Clamp(x, y, z) | Node::Where(x, y, z) => at(x) || at(y) || at(z),
         };
@@ -153,6 +176,7 @@ fn function(obj: &Bound) -> String {
         w.push_str("    count = red(c(batch))  # samples over all processes\n");
     }
     let n = |id: &NodeId| format!("n{}", id.0);
+    let per = per_sample(obj);
     for (k, node) in obj.nodes.iter().enumerate() {
         let mark = if taped[k] { "taped" } else { "no gradient" };
         // Ops whose derivative depends on their operands go through `_op` (a zero gradient stays exactly 0).
@@ -222,10 +246,13 @@ fn function(obj: &Bound) -> String {
             Node::StopGrad(a) => format!("{}.detach()", n(a)),
             Node::Reduce(ReduceOp::Sum, a) => format!("red({}.expand(batch).sum())", n(a)),
             Node::Reduce(ReduceOp::Mean, a) => format!("red({}.expand(batch).sum()) / count", n(a)),
+            // One value for the batch is one block of equal values: its mean is itself, its deviation 0.
+            Node::Group(GroupOp::Mean, a) if !per[a.0 as usize] => format!("{}.detach()", n(a)),
+            Node::Group(GroupOp::Std, a) if !per[a.0 as usize] => format!("torch.zeros_like({}).detach()", n(a)),
+            Node::Group(op, a) => format!("_group({}, {}, {}, batch)", n(a), py_str(op.name()), obj.group()),
         };
         let _ = writeln!(w, "    n{k} = {expr}  # {mark}");
     }
-    let per = per_sample(obj);
     let per_sample = match obj.node(obj.loss) {
         Node::Reduce(_, x) if per[x.0 as usize] => n(x),
         _ => "None".to_string(),
@@ -236,6 +263,23 @@ fn function(obj: &Bound) -> String {
     w.push_str("    return loss, per_sample, logs\n");
     w
 }
+
+/// `group_mean` / `group_std`, appended to the helpers of a module that has a group statistic.
+const GROUP_HELPER: &str = r#"
+
+def _group(x, name, k, batch):
+    """group_mean / group_std (population, ddof 0, as numpy's default) over consecutive blocks of k rows,
+    broadcast back to the block's rows, without gradient. This process's rows must be whole groups."""
+    if batch % k:
+        raise ValueError(f"objective {NAME!r}: {name} reduces over groups of {k} rows, but the batch has {batch} "
+                         f"rows, not a multiple of {k}: give {k} consecutive rows per prompt")
+    g = x.detach().expand(batch).reshape(-1, k)
+    # As seppoc's oracle: deviations from each block's first value (a constant block: its value, deviation 0).
+    first = g[:, :1]
+    shift = (g - first).mean(1, keepdim=True)
+    v = first + shift if name == "group_mean" else ((g - first - shift) ** 2).mean(1, keepdim=True).sqrt()
+    return v.expand(-1, k).reshape(batch)
+"#;
 
 const HELPERS: &str = r#"
 
@@ -462,21 +506,34 @@ fn plan(obj: &Bound) -> Py {
         .iter()
         .enumerate()
         .map(|(k, spec)| {
-            Py::Dict(vec![
+            let mut d = vec![
                 ("images".into(), Py::Str(format!("sample{k}"))),
                 ("model".into(), s(&spec.model)),
                 ("sampler".into(), s(if spec.sampler == SamplerKind::Ddim { "ddim" } else { "ddpm" })),
                 ("steps".into(), Py::Int(spec.steps)),
                 ("cfg".into(), Py::Float(spec.cfg)),
                 ("eta".into(), Py::Float(spec.eta)),
-            ])
+            ];
+            if spec.group > 1 {
+                d.push(("group".into(), Py::Int(u64::from(spec.group))));
+            }
+            Py::Dict(d)
         })
         .collect();
     let pool = match obj.pool {
         Some(pool) => Py::Dict(vec![("every".into(), Py::Int(pool.every)), ("keep".into(), Py::Int(pool.keep))]),
         None => Py::None,
     };
-    Py::Dict(vec![
+    // Keys that only online objectives have: absent means one row per prompt and no reward model.
+    let mut online = Vec::new();
+    if obj.group() > 1 {
+        online.push(("group".into(), Py::Int(u64::from(obj.group()))));
+    }
+    let scored: Vec<Py> = obj.datums.iter().filter(|d| d.is_online_reward()).map(|d| Py::Str(d.name())).collect();
+    if !scored.is_empty() {
+        online.push(("online_rewards".into(), Py::List(scored)));
+    }
+    let mut entries = vec![
         ("version".into(), Py::Int(2)),
         ("data".into(), s(obj.data.word())),
         ("ties".into(), s(if keep_ties { "keep" } else { "drop" })),
@@ -495,7 +552,9 @@ fn plan(obj: &Bound) -> Py {
             Py::Dict(vec![("passes".into(), Py::Int(p.nfe_passes)), ("sampling".into(), Py::Int(p.nfe_sampling))]),
         ),
         ("global_loss".into(), Py::Bool(true)),
-    ])
+    ];
+    entries.extend(online);
+    Py::Dict(entries)
 }
 
 /// A Python literal, rendered with keys in the given order.

@@ -160,6 +160,74 @@ fn at(v: &[f64], i: usize) -> f64 {
     }
 }
 
+/// `op` over each block of `k` consecutive values, broadcast back to the block's rows (two passes over the
+/// deviations from the block's first value, so a constant block has its value as mean and a standard deviation
+/// of exactly 0). A value with one entry (a constant or a batch
+/// reduction) is one block of equal values: its mean is itself, its deviation 0. A length that is not a
+/// multiple of `k` gives NaN everywhere ([`group_rows`] names it first).
+fn group_stat(op: GroupOp, x: &[f64], k: usize) -> Vec<f64> {
+    if x.len() == 1 {
+        return vec![if op == GroupOp::Mean { x[0] } else { 0.0 }];
+    }
+    if k == 0 || !x.len().is_multiple_of(k) {
+        return vec![f64::NAN; x.len()];
+    }
+    let mut out = Vec::with_capacity(x.len());
+    for block in x.chunks(k) {
+        // Deviations from the block's first value: a constant block has mean exactly that value and deviation
+        // exactly 0, and the second pass keeps the variance accurate.
+        let first = block[0];
+        let shift = block.iter().map(|v| v - first).sum::<f64>() / k as f64;
+        let value = match op {
+            GroupOp::Mean => first + shift,
+            GroupOp::Std => {
+                (block.iter().map(|v| (v - first - shift) * (v - first - shift)).sum::<f64>() / k as f64).sqrt()
+            }
+        };
+        out.extend(std::iter::repeat_n(value, k));
+    }
+    out
+}
+
+/// A batch whose rows are not whole groups: an objective with a group statistic needs `rows` to be a multiple
+/// of its group size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRows {
+    /// The statistic's function (`group_mean`, `group_std`).
+    pub func: &'static str,
+    /// The objective's group size K.
+    pub group: u32,
+    /// The rows given.
+    pub rows: usize,
+}
+
+impl std::fmt::Display for GroupRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` reduces over groups of {k} rows (`sample(..., group = {k})`), but the batch has {} rows, not a \
+             multiple of {k}: give {k} consecutive rows per prompt",
+            self.func,
+            self.rows,
+            k = self.group
+        )
+    }
+}
+
+/// Checks that a batch of `rows` rows is whole groups for every group statistic of `obj` (the oracle gives NaN
+/// for such a statistic otherwise).
+pub fn group_rows(obj: &Objective, rows: usize) -> Result<(), GroupRows> {
+    let k = obj.group() as usize;
+    let stat = obj.nodes.iter().find_map(|n| match n {
+        Node::Group(op, _) => Some(op.name()),
+        _ => None,
+    });
+    match stat {
+        Some(func) if !rows.is_multiple_of(k) => Err(GroupRows { func, group: k as u32, rows }),
+        _ => Ok(()),
+    }
+}
+
 /// Evaluates the objective, with its bound parameter values, on given leaf values (all leaves must have the same
 /// batch size).
 pub fn evaluate(obj: &Bound, leaves: &LeafValues) -> Evaluation {
@@ -202,6 +270,7 @@ pub fn evaluate(obj: &Bound, leaves: &LeafValues) -> Evaluation {
                 let sum: f64 = if x.len() == 1 { x[0] * n as f64 } else { x.iter().sum() };
                 vec![if *op == ReduceOp::Mean { sum / n as f64 } else { sum }]
             }
+            Node::Group(op, x) => group_stat(*op, v(x), obj.group() as usize),
         };
         values.push(out);
     }
@@ -275,7 +344,8 @@ fn backward(obj: &Objective, values: &[Vec<f64>], batch: usize) -> Vec<Option<Ve
                 | Node::Const(_)
                 | Node::Compare(..)
                 | Node::Sign { .. }
-                | Node::StopGrad(_) => {}
+                | Node::StopGrad(_)
+                | Node::Group(..) => {}
             }
         }
     }
@@ -318,7 +388,7 @@ pub fn nonfinite_constants(obj: &Bound) -> Vec<NonFinite> {
         let ops = node.operands();
         let f = |id: &NodeId| folded[id.0 as usize];
         let value = match node {
-            Node::Input(_) | Node::Datum(_) | Node::Reduce(..) => None,
+            Node::Input(_) | Node::Datum(_) | Node::Reduce(..) | Node::Group(..) => None,
             Node::Param(p) => Some(obj.value(*p)),
             Node::Const(bits) => Some(f64::from_bits(*bits)),
             _ if ops.iter().any(|o| f(o).is_none()) => None,

@@ -33,6 +33,13 @@ pub enum ImageRef {
     Sample(u32),
 }
 
+impl ImageRef {
+    /// Whether these are generated images (`sample(...)`) rather than the data's.
+    pub fn is_sample(self) -> bool {
+        matches!(self, ImageRef::Sample(_))
+    }
+}
+
 /// Images under one independent `(t, eps)` draw: draw 0 is the default, `draws(K, ...)` and `draw = k` name
 /// the others. Ordered draw first, so a step draws noise draw by draw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -134,7 +141,8 @@ pub enum Datum {
     Label,
     /// `weight`: the sample's weight from the data (the comparison's `weight` column), per sample.
     Weight,
-    /// `reward(x)`: the data's reward of the images `x` (`reward_0`/`reward_1` columns), per sample.
+    /// `reward(x)`, per sample: for a data image the data's reward (`reward_0`/`reward_1` columns); for
+    /// generated images (`ImageRef::Sample`) the score of the run's reward model, computed at training time.
     Reward(ImageRef),
 }
 
@@ -159,6 +167,11 @@ impl Datum {
 
     /// Whether it is read from the data set (a field of each sample) rather than from the step or the noise.
     pub fn is_field(&self) -> bool {
-        matches!(self, Datum::Label | Datum::Weight | Datum::Reward(_))
+        matches!(self, Datum::Label | Datum::Weight) || matches!(self, Datum::Reward(x) if !x.is_sample())
+    }
+
+    /// Whether it is the reward of generated images, which the run's reward model scores at training time.
+    pub fn is_online_reward(&self) -> bool {
+        matches!(self, Datum::Reward(x) if x.is_sample())
     }
 }

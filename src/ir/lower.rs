@@ -232,6 +232,31 @@ impl<'a> Lowerer<'a> {
                 };
                 self.err(pos[0], pos[2], draw, Some(against), span)
             }
+            // mix_err(M, R, w, x) = w err(M, x) + (1 - w) err(R, x) - w (1 - w) dist(M, R, x): the error of the
+            // mixed prediction w out_M + (1 - w) out_R, expanded (grammar/README.md), so it needs no leaf of its own.
+            "mix_err" => {
+                let against = match self.expr(pos[1]) {
+                    Value::Model(ModelRef::Reference(r)) => r,
+                    other => panic!("internal error: {other:?} is not a reference"),
+                };
+                let em = self.err(pos[0], pos[3], draw, None, span);
+                let er = self.err(pos[1], pos[3], draw, None, span);
+                let d = self.err(pos[0], pos[3], draw, Some(against), span);
+                let w = self.node(pos[2]);
+                let one = self.constant(1.0, span);
+                let rest = self.intern(Node::Binary(BinOp::Sub, one, w), span);
+                let a = self.intern(Node::Binary(BinOp::Mul, w, em), span);
+                let b = self.intern(Node::Binary(BinOp::Mul, rest, er), span);
+                let ww = self.intern(Node::Binary(BinOp::Mul, w, rest), span);
+                let c = self.intern(Node::Binary(BinOp::Mul, ww, d), span);
+                let ab = self.intern(Node::Binary(BinOp::Add, a, b), span);
+                self.intern(Node::Binary(BinOp::Sub, ab, c), span)
+            }
+            "group_mean" | "group_std" => {
+                let x = self.node(pos[0]);
+                let op = if func == "group_mean" { GroupOp::Mean } else { GroupOp::Std };
+                self.intern(Node::Group(op, x), span)
+            }
             "timestep" | "alpha" | "sigma" | "snr" => {
                 let images = match self.expr(pos[0]) {
                     Value::Images(i) => i,

@@ -8,7 +8,9 @@ mod lower;
 pub mod print;
 
 pub use bind::{BindError, Bound};
-pub use eval::{evaluate, log_sigmoid, nonfinite_constants, sigmoid, Evaluation, LeafValues, NonFinite};
+pub use eval::{
+    evaluate, group_rows, log_sigmoid, nonfinite_constants, sigmoid, Evaluation, GroupRows, LeafValues, NonFinite,
+};
 pub use leaf::{Datum, DatumId, ImageRef, Input, ModelRef, TimeQty, View};
 pub use lower::lower;
 
@@ -103,6 +105,26 @@ pub enum ReduceOp {
     Sum,
 }
 
+/// Statistics over each group of K rows (the K samples of one prompt, `sample(..., group = K)`), broadcast
+/// back to the group's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GroupOp {
+    /// `group_mean(x)`: the mean of the group's K values.
+    Mean,
+    /// `group_std(x)`: the population standard deviation (ddof 0) of the group's K values.
+    Std,
+}
+
+impl GroupOp {
+    /// The function's name in `.obj` files.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupOp::Mean => "group_mean",
+            GroupOp::Std => "group_std",
+        }
+    }
+}
+
 /// One IR operation. Operands always have smaller ids (topological order).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Node {
@@ -135,6 +157,8 @@ pub enum Node {
     StopGrad(NodeId),
     /// Reduction over the batch.
     Reduce(ReduceOp, NodeId),
+    /// A statistic over each group of [`Objective::group`] consecutive rows, per row; no gradient.
+    Group(GroupOp, NodeId),
 }
 
 impl Node {
@@ -142,7 +166,11 @@ impl Node {
     pub fn operands(&self) -> Vec<NodeId> {
         match self {
             Node::Input(_) | Node::Datum(_) | Node::Param(_) | Node::Const(_) => Vec::new(),
-            Node::Unary(_, x) | Node::StopGrad(x) | Node::Reduce(_, x) | Node::Sign { arg: x, .. } => vec![*x],
+            Node::Unary(_, x)
+            | Node::StopGrad(x)
+            | Node::Reduce(_, x)
+            | Node::Group(_, x)
+            | Node::Sign { arg: x, .. } => vec![*x],
             Node::Binary(_, a, b) | Node::Compare(_, a, b) => vec![*a, *b],
             Node::Clamp(x, y, z) | Node::Where(x, y, z) => vec![*x, *y, *z],
         }
@@ -199,7 +227,8 @@ impl Objective {
                 | Node::Const(_)
                 | Node::Compare(..)
                 | Node::Sign { .. }
-                | Node::StopGrad(_) => false,
+                | Node::StopGrad(_)
+                | Node::Group(..) => false,
                 Node::Unary(_, x) | Node::Reduce(_, x) => t(x),
                 Node::Binary(_, a, b) => t(a) || t(b),
                 Node::Clamp(x, lo, hi) => t(x) || t(lo) || t(hi),

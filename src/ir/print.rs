@@ -32,6 +32,9 @@ impl Objective {
                     Datum::Timesteps => "num_timesteps (the noise schedule's training timesteps T)".to_string(),
                     Datum::Label => "label (the data's label of each sample)".to_string(),
                     Datum::Weight => "weight (the data's weight of each sample)".to_string(),
+                    Datum::Reward(x @ ImageRef::Sample(_)) => {
+                        format!("reward({}) (the run's reward model's score of each generated image)", image_name(*x))
+                    }
                     Datum::Reward(x) => format!("reward({}) (the data's reward of each image)", image_name(*x)),
                 };
                 let _ = writeln!(s, "d{k} {} = {what}", d.name());
@@ -68,6 +71,7 @@ impl Objective {
             Node::Where(c, a, b) => format!("where {} {} {}", n(c), n(a), n(b)),
             Node::StopGrad(x) => format!("stopgrad {}", n(x)),
             Node::Reduce(op, x) => format!("{} {}", format!("{op:?}").to_lowercase(), n(x)),
+            Node::Group(op, x) => format!("{} {} (over groups of {} rows)", op.name(), n(x), self.group()),
         }
     }
 
@@ -75,8 +79,19 @@ impl Objective {
     pub fn plan_text(&self) -> String {
         let plan = self.plan();
         let mut s = String::new();
-        let _ = writeln!(s, "\n# plan per training step (B = prompts per batch)");
-        let _ = writeln!(s, "data: {:?}; noise: {:?} (t, eps) per prompt", self.data, self.noise);
+        let group = self.group();
+        if group == 1 {
+            let _ = writeln!(s, "\n# plan per training step (B = prompts per batch)");
+            let _ = writeln!(s, "data: {:?}; noise: {:?} (t, eps) per prompt", self.data, self.noise);
+        } else {
+            let _ = writeln!(s, "\n# plan per training step (B = rows per batch, in groups of {group} per prompt)");
+            let _ = writeln!(s, "data: {:?}; noise: {:?} (t, eps) per row", self.data, self.noise);
+            let _ = writeln!(
+                s,
+                "group: {group} rows per prompt, each with its own generated image and noise draw; \
+                 group_mean and group_std reduce over each prompt's {group} rows; counts below are per row"
+            );
+        }
         match self.data {
             DataKind::Labelled => {
                 let _ = writeln!(s, "samples: one image each, a decided comparison's winner (label 1) or loser (label 0); ties left out");
@@ -89,6 +104,10 @@ impl Objective {
         let fields: Vec<String> = self.datums.iter().filter(|d| d.is_field()).map(Datum::name).collect();
         if !fields.is_empty() {
             let _ = writeln!(s, "data fields read: {}", fields.join(", "));
+        }
+        let scored: Vec<String> = self.datums.iter().filter(|d| d.is_online_reward()).map(Datum::name).collect();
+        if !scored.is_empty() {
+            let _ = writeln!(s, "rewards scored at training time by the run's reward model: {}", scored.join(", "));
         }
         if let Some(p) = self.pool {
             let _ = writeln!(s, "pool: checkpoint every {} updates, keep {}", p.every, p.keep);

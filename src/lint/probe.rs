@@ -8,7 +8,9 @@
 //! - `data pairs`: `winner` (preferred) and `loser` (dispreferred), `label` 1 (decided comparisons);
 //! - `data winners`: `winner` only; reference samples (`sample(...)`) are not classified, since a gate may treat
 //!   them as losers or as second winners (SePPO);
-//! - `data labelled`: `image` with label 1 (preferred) and with label 0 (dispreferred), half of each batch.
+//! - `data labelled`: `image` with label 1 (preferred) and with label 0 (dispreferred), half of each batch;
+//! - online objectives, which read the reward of their generated images (`reward(x)` of a `sample(...)`): each
+//!   row of `x` by its reward, above its group's mean preferred, below it dispreferred.
 //!
 //! The directional derivative is the f64 oracle's reverse-mode gradient summed over the policy's `err` leaves of
 //! one class (every draw), so it is the direction the first optimizer step takes. `dist` leaves count only for the
@@ -22,7 +24,8 @@ use std::collections::HashMap;
 
 /// Random batches probed.
 pub const PROBES: usize = 300;
-/// Samples per probed batch (more than one, so batch means and `stopgrad(mean(...))` baselines take part).
+/// Samples per probed batch (more than one, so batch means and `stopgrad(mean(...))` baselines take part); an
+/// objective with `group = K` is probed on `BATCH` groups of K rows ([`rows`]).
 pub const BATCH: usize = 4;
 /// Every `EQUAL_EVERY`-th batch has every reference error equal to the policy's: the first update.
 pub const EQUAL_EVERY: usize = 4;
@@ -73,6 +76,29 @@ fn class(data: DataKind, images: ImageRef, label: f64) -> i8 {
     }
 }
 
+/// The datum index of the reward of generated images `images`, when the objective reads it (an online
+/// objective, whose preferred images are its higher-reward samples).
+pub(crate) fn scored(obj: &Bound, images: ImageRef) -> Option<usize> {
+    match images {
+        ImageRef::Sample(_) => obj.datums.iter().position(|d| *d == Datum::Reward(images)),
+        _ => None,
+    }
+}
+
+/// The class of row `i` of generated images by its reward: +1 above its group's mean (preferred), -1 below, 0
+/// at it. Without groups (K = 1) the group is the batch.
+pub(crate) fn online_class(rewards: &[f64], group: usize, i: usize) -> i8 {
+    let k = if group > 1 { group } else { rewards.len() };
+    let start = i / k * k;
+    let block = &rewards[start..(start + k).min(rewards.len())];
+    let mean = block.iter().sum::<f64>() / block.len() as f64;
+    match rewards[i].partial_cmp(&mean) {
+        Some(std::cmp::Ordering::Greater) => 1,
+        Some(std::cmp::Ordering::Less) => -1,
+        _ => 0,
+    }
+}
+
 /// The label of sample `i`: 1 for pairs (decided comparisons), alternating 1, 0 for labelled data.
 fn label(data: DataKind, i: usize) -> f64 {
     match data {
@@ -81,15 +107,23 @@ fn label(data: DataKind, i: usize) -> f64 {
     }
 }
 
+/// Rows of a probed batch: [`BATCH`] prompts, each with the objective's group of K rows.
+pub fn rows(obj: &Bound) -> usize {
+    BATCH * obj.group() as usize
+}
+
 /// Probes the bound objective on [`PROBES`] random batches.
 pub fn probe(obj: &Bound) -> Probe {
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let mut out = Probe { finite: 0, winners_raise: None, losers_lower: None, depends: 0 };
+    // Generated images whose reward the objective reads are classified per batch by that reward (both classes
+    // then occur: the rewards of a group are drawn at random).
     let has = |c: i8| {
         obj.inputs.iter().any(|x| {
             x.model == ModelRef::Policy
                 && x.against.is_none()
-                && (0..BATCH).any(|i| class(obj.data, x.images, label(obj.data, i)) == c)
+                && (scored(obj, x.images).is_some()
+                    || (0..rows(obj)).any(|i| class(obj.data, x.images, label(obj.data, i)) == c))
         })
     };
     let (has_w, has_l) = (has(1), has(-1));
@@ -109,7 +143,11 @@ pub fn probe(obj: &Bound) -> Probe {
                 continue;
             }
             for (i, v) in g.iter().enumerate() {
-                match class(obj.data, input.images, label(obj.data, i)) {
+                let c = match scored(obj, input.images) {
+                    Some(d) => online_class(&leaves.data[d], obj.group() as usize, i),
+                    None => class(obj.data, input.images, label(obj.data, i)),
+                };
+                match c {
                     1 => dw += v,
                     -1 => dl += v,
                     _ => {}
@@ -134,11 +172,12 @@ pub fn probe(obj: &Bound) -> Probe {
 /// view (and every `dist` is 0), as at the first update from an initial reference.
 fn draw(obj: &Bound, rng: &mut ChaCha8Rng, equal: bool) -> LeafValues {
     let (lo, hi) = (ERR_RANGE.0.ln(), ERR_RANGE.1.ln());
+    let batch = rows(obj);
     let mut base: HashMap<View, Vec<f64>> = HashMap::new();
     let mut inputs = Vec::with_capacity(obj.inputs.len());
     for input in &obj.inputs {
         let view = input.view();
-        let e = base.entry(view).or_insert_with(|| (0..BATCH).map(|_| rng.gen_range(lo..hi).exp()).collect()).clone();
+        let e = base.entry(view).or_insert_with(|| (0..batch).map(|_| rng.gen_range(lo..hi).exp()).collect()).clone();
         let near = |rng: &mut ChaCha8Rng, v: f64| if equal { v } else { v * (REF_SPREAD * normal(rng)).exp() };
         let values = match (&input.model, &input.against) {
             (ModelRef::Policy, None) => e,
@@ -156,17 +195,19 @@ fn draw(obj: &Bound, rng: &mut ChaCha8Rng, equal: bool) -> LeafValues {
             Datum::Time(q, v) => {
                 // Under shared noise every image of a prompt has the same timestep.
                 let key = (if obj.noise == Noise::Shared { None } else { Some(v.images) }, v.draw);
-                let t = times.entry(key).or_insert_with(|| (0..BATCH).map(|_| rng.gen_range(0.001..0.999)).collect());
+                let t = times.entry(key).or_insert_with(|| (0..batch).map(|_| rng.gen_range(0.001..0.999)).collect());
                 t.iter().map(|&t| time_value(*q, t)).collect()
             }
             Datum::Progress => vec![rng.gen_range(0.0..1.0)],
             Datum::Timesteps => vec![1000.0],
-            Datum::Label => (0..BATCH).map(|i| label(obj.data, i)).collect(),
-            Datum::Weight => (0..BATCH).map(|_| rng.gen_range(0.5..1.5)).collect(),
+            Datum::Label => (0..batch).map(|i| label(obj.data, i)).collect(),
+            Datum::Weight => (0..batch).map(|_| rng.gen_range(0.5..1.5)).collect(),
+            // Generated images: not classified, each row its own reward.
+            Datum::Reward(ImageRef::Sample(_)) => (0..batch).map(|_| rng.gen_range(0.0..1.0)).collect(),
             Datum::Reward(x) => {
                 if rewards.is_empty() {
                     // Per sample: the pair's winner has the higher reward.
-                    let pairs: Vec<(f64, f64)> = (0..BATCH)
+                    let pairs: Vec<(f64, f64)> = (0..batch)
                         .map(|_| {
                             let (a, b): (f64, f64) = (rng.gen(), rng.gen());
                             (a.max(b), a.min(b))
@@ -174,10 +215,10 @@ fn draw(obj: &Bound, rng: &mut ChaCha8Rng, equal: bool) -> LeafValues {
                         .collect();
                     rewards.insert(ImageRef::Winner, pairs.iter().map(|p| p.0).collect());
                     rewards.insert(ImageRef::Loser, pairs.iter().map(|p| p.1).collect());
-                    let labels = (0..BATCH).map(|i| if label(obj.data, i) == 1.0 { pairs[i].0 } else { pairs[i].1 });
+                    let labels = (0..batch).map(|i| if label(obj.data, i) == 1.0 { pairs[i].0 } else { pairs[i].1 });
                     rewards.insert(ImageRef::Image, labels.collect());
                 }
-                rewards.get(x).cloned().unwrap_or_else(|| vec![0.5; BATCH])
+                rewards.get(x).cloned().unwrap_or_else(|| vec![0.5; batch])
             }
         };
         data.push(values);

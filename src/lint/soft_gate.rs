@@ -99,7 +99,7 @@ fn loss_tape(obj: &Bound) -> Vec<bool> {
             continue;
         }
         let through: Vec<NodeId> = match &obj.nodes[k] {
-            Node::StopGrad(_) | Node::Compare(..) | Node::Sign { .. } => Vec::new(),
+            Node::StopGrad(_) | Node::Compare(..) | Node::Sign { .. } | Node::Group(..) => Vec::new(),
             Node::Where(_, a, b) => vec![*a, *b],
             node => node.operands(),
         };

@@ -47,7 +47,7 @@ pub const OPERATORS: [(&str, u32); 10] = [
 /// Names that are never numbers.
 const NON_NUMERIC: [&str; 6] = ["policy", "winner", "loser", "image", "prompt", "inf"];
 /// Functions whose arguments are models and images, not numbers.
-const OPAQUE: [&str; 8] = ["err", "logratio", "dist", "timestep", "alpha", "sigma", "snr", "reward"];
+const OPAQUE: [&str; 9] = ["err", "logratio", "dist", "mix_err", "timestep", "alpha", "sigma", "snr", "reward"];
 const UNARY: [&str; 8] = ["logsigmoid", "softplus", "sigmoid", "tanh", "relu", "square", "abs", "expm1"];
 
 fn e(kind: ExprKind) -> Expr {

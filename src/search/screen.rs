@@ -10,7 +10,7 @@
 
 use crate::check::{DataKind, Noise};
 use crate::ir::{evaluate, Bound, Datum, ImageRef, Input, LeafValues, ModelRef};
-use crate::lint::probe::{time_value, BATCH, EQUAL_EVERY, ERR_RANGE, REF_SPREAD};
+use crate::lint::probe::{online_class, rows, scored, time_value, EQUAL_EVERY, ERR_RANGE, REF_SPREAD};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -131,9 +131,10 @@ fn label(data: DataKind, i: usize) -> f64 {
 fn draw(obj: &Bound, p: usize) -> LeafValues {
     let (lo, hi) = (ERR_RANGE.0.ln(), ERR_RANGE.1.ln());
     let equal = p.is_multiple_of(EQUAL_EVERY);
+    let batch = rows(obj);
     let base = |view: &str| -> Vec<f64> {
         let mut rng = stream(p, &format!("err:{view}"));
-        (0..BATCH).map(|_| rng.gen_range(lo..hi).exp()).collect()
+        (0..batch).map(|_| rng.gen_range(lo..hi).exp()).collect()
     };
     let inputs = obj
         .inputs
@@ -156,18 +157,23 @@ fn draw(obj: &Bound, p: usize) -> LeafValues {
             Datum::Time(q, v) => {
                 let key = if obj.noise == Noise::Shared { format!("t:{}", v.draw) } else { format!("t:{}", v.name()) };
                 let mut rng = stream(p, &key);
-                (0..BATCH).map(|_| time_value(*q, rng.gen_range(0.001..0.999))).collect()
+                (0..batch).map(|_| time_value(*q, rng.gen_range(0.001..0.999))).collect()
             }
             Datum::Progress => vec![stream(p, "progress").gen_range(0.0..1.0)],
             Datum::Timesteps => vec![1000.0],
-            Datum::Label => (0..BATCH).map(|i| label(obj.data, i)).collect(),
+            Datum::Label => (0..batch).map(|i| label(obj.data, i)).collect(),
             Datum::Weight => {
                 let mut rng = stream(p, "weight");
-                (0..BATCH).map(|_| rng.gen_range(0.5..1.5)).collect()
+                (0..batch).map(|_| rng.gen_range(0.5..1.5)).collect()
+            }
+            // Generated images: not classified, each row its own reward.
+            Datum::Reward(x @ ImageRef::Sample(_)) => {
+                let mut rng = stream(p, &format!("reward:{}", crate::ir::print::image_name(*x)));
+                (0..batch).map(|_| rng.gen_range(0.0..1.0)).collect()
             }
             Datum::Reward(x) => {
                 let mut rng = stream(p, "reward");
-                (0..BATCH)
+                (0..batch)
                     .map(|i| {
                         let (a, b): (f64, f64) = (rng.gen(), rng.gen());
                         let preferred = match x {
@@ -188,13 +194,17 @@ fn draw(obj: &Bound, p: usize) -> LeafValues {
     LeafValues { inputs, data }
 }
 
-/// Whether a policy leaf of sample `i` holds preferred images (the winners, or labelled images with label 1).
-fn preferred(obj: &Bound, input: &Input, i: usize) -> bool {
+/// Whether a policy leaf of sample `i` holds preferred images (the winners, labelled images with label 1, or
+/// generated images whose reward the objective reads, above their group's mean).
+fn preferred(obj: &Bound, leaves: &LeafValues, input: &Input, i: usize) -> bool {
     input.model == ModelRef::Policy
         && input.against.is_none()
         && match input.images {
             ImageRef::Winner => true,
             ImageRef::Image => label(obj.data, i) == 1.0,
+            ImageRef::Sample(_) => {
+                scored(obj, input.images).is_some_and(|d| online_class(&leaves.data[d], obj.group() as usize, i) == 1)
+            }
             _ => false,
         }
 }
@@ -207,7 +217,8 @@ pub fn screen(obj: &Bound) -> Result<Fingerprint, Rejection> {
     let mut lowers = false;
     let mut grads = Vec::with_capacity(FINGERPRINT_PROBES);
     for p in 0..PROBES {
-        let ev = evaluate(obj, &draw(obj, p));
+        let leaves = draw(obj, p);
+        let ev = evaluate(obj, &leaves);
         if !ev.loss.is_finite() {
             return Err(Rejection::NonFinite("loss".into()));
         }
@@ -220,7 +231,7 @@ pub fn screen(obj: &Bound) -> Result<Fingerprint, Rejection> {
                 return Err(Rejection::NonFinite(format!("gradient of {}", input.name())));
             }
             depends |= g.iter().any(|v| *v != 0.0);
-            dw += g.iter().enumerate().filter(|(i, _)| preferred(obj, input, *i)).map(|(_, v)| v).sum::<f64>();
+            dw += g.iter().enumerate().filter(|(i, _)| preferred(obj, &leaves, input, *i)).map(|(_, v)| v).sum::<f64>();
             keyed.push((leaf_key(obj, input), g.clone()));
         }
         // The loss falls by g per unit the preferred errors fall: it falls on this probe when g > 0.
@@ -254,7 +265,10 @@ fn settings(obj: &Bound) -> String {
     let samples: Vec<String> = obj
         .samples
         .iter()
-        .map(|s| format!("{}:{:?}:{}:{}:{}", reference_index(obj, &s.model), s.sampler, s.steps, s.cfg, s.eta))
+        .map(|s| {
+            let group = if s.group == 1 { String::new() } else { format!(":group {}", s.group) };
+            format!("{}:{:?}:{}:{}:{}{group}", reference_index(obj, &s.model), s.sampler, s.steps, s.cfg, s.eta)
+        })
         .collect();
     // An objective that reads `label` of pairs also trains on ties (label 0.5): other data, another candidate.
     let ties = crate::engine::run::keeps_ties(obj);
