@@ -5,7 +5,7 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use seppoc::data::{PreferenceSet, Vocab, World, WorldConfig, MAX_TOKENS};
+use seppoc::data::{PreferenceSet, SyntheticWorld, Vocab, World, WorldConfig, MAX_TOKENS};
 use seppoc::device::{cpu, CpuDevice};
 use seppoc::frontend::frontend_with;
 use seppoc::ir::lower;

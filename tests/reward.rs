@@ -329,13 +329,13 @@ fn online_runs_score_their_samples_with_a_reward_model_or_the_judge() {
     assert!(t.status.success(), "{}", text(&t.stderr));
     let run = |name: &str, extra: &[&str]| {
         let out = dir.join(name).to_string_lossy().into_owned();
-        let mut args = vec!["run", "objectives/diffusion_nft.obj", "--model", base(), "--data", &d, "--steps", "2"];
+        let mut args = vec!["run", "objectives/diffusion_nft.obj", "--model", base(), "--data", &d];
         args.extend(["--eval-prompts", "0", "--out", &out]);
         args.extend(extra);
         (seppoc(&args), dir.join(name))
     };
     // With the reward model: two updates of one prompt's 8 samples, the reward logged, `--reward` recorded.
-    let (o, out) = run("nft", &["--batch", "8", "--reward", &rm]);
+    let (o, out) = run("nft", &["--batch", "8", "--steps", "2", "--reward", &rm]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
     let steps: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).expect("json")).collect();

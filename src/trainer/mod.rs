@@ -199,7 +199,7 @@ impl<D: Backend> Trainer<D> {
                 obj.name
             )));
         }
-        for datum in obj.datums.iter().filter(|d| matches!(d, Datum::Weight | Datum::Reward(_))) {
+        for datum in obj.datums.iter().filter(|d| d.is_field() && !matches!(d, Datum::Label)) {
             leaves::field_values(*datum, &data.items)?;
         }
         if cfg.batch == 0 {
@@ -242,7 +242,7 @@ impl<D: Backend> Trainer<D> {
 
     /// Whether the objective reads the reward of generated samples, so the run needs a [`SampleScorer`].
     pub fn needs_scorer(&self) -> bool {
-        self.obj.datums.iter().any(|d| matches!(d, Datum::Reward(ImageRef::Sample(_))))
+        self.obj.datums.iter().any(Datum::is_online_reward)
     }
 
     /// Wall time per phase of the steps this trainer has run (not saved with the state).

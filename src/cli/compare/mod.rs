@@ -284,10 +284,7 @@ fn check_files(args: &Args) -> anyhow::Result<Option<Vec<Entry>>> {
         if let Some(other) = entries.iter().find(|e| e.name == checked.name) {
             bail!("`{file}` and `{}` both define objective `{}`: names must differ", other.file, checked.name);
         }
-        let online = crate::ir::lower(&checked)
-            .datums
-            .iter()
-            .any(|d| matches!(d, crate::ir::Datum::Reward(crate::ir::ImageRef::Sample(_))));
+        let online = crate::ir::lower(&checked).datums.iter().any(crate::ir::Datum::is_online_reward);
         if online && args.reward.is_none() {
             bail!(
                 "`{file}` (objective `{}`) reads the reward of its generated samples: give `--reward PATH` (a \

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 /// The optional fields an objective reads, which the data must supply for every sample.
 pub fn field_needs(obj: &Objective) -> FieldNeeds {
     FieldNeeds {
-        reward: obj.datums.iter().any(|d| matches!(d, Datum::Reward(_))),
+        reward: obj.datums.iter().any(|d| matches!(d, Datum::Reward(_)) && d.is_field()),
         weight: obj.datums.contains(&Datum::Weight),
     }
 }

@@ -29,7 +29,6 @@ use crate::engine::progress::Progress;
 use crate::engine::reward::sample_scorer;
 use crate::engine::stop::{self, shell_quote, Interrupted};
 use crate::eval::{Captions, GridConfig, GridLabels};
-use crate::ir::{Datum, ImageRef};
 use crate::model::{save_checkpoint, CheckpointMeta, ObjectiveMeta};
 use crate::trainer::{SampleScorer, Trainer, TrainerParts};
 use anyhow::{bail, Context};
@@ -179,7 +178,7 @@ fn sample_scorer_for(
     settings: &RunSettings,
     base: &Opened,
 ) -> anyhow::Result<Option<Box<dyn SampleScorer>>> {
-    let online = objective.obj.datums.iter().find(|d| matches!(d, Datum::Reward(ImageRef::Sample(_))));
+    let online = objective.obj.datums.iter().find(|d| d.is_online_reward());
     match (online, settings.reward.as_deref()) {
         (None, _) => Ok(None),
         (Some(d), None) => bail!(
