@@ -345,7 +345,10 @@ fn plan_v2_describes_views_leaves_and_datums() {
     // Online: K rows per prompt, the generated images' reward scored by the run's reward model (no data field).
     let m = plan_of(&py, "objectives/diffusion_nft.obj", &dir);
     let plan = &m["PLAN"];
-    assert_eq!((&plan["group"], &plan["online_rewards"], &plan["fields"]), (&json!(8), &json!(["reward_sample0"]), &json!([])));
+    assert_eq!(
+        (&plan["group"], &plan["online_rewards"], &plan["fields"]),
+        (&json!(8), &json!(["reward_sample0"]), &json!([]))
+    );
     assert_eq!(plan["samples"][0]["group"], json!(8));
     assert_eq!(
         plan["datums"]["reward_sample0"],
@@ -354,7 +357,11 @@ fn plan_v2_describes_views_leaves_and_datums() {
     assert!(m["INPUTS"].as_array().unwrap().contains(&json!("reward_sample0")));
     // A file without groups or online rewards has neither key (PLAN v2 as before).
     let plan = plan_of(&py, "objectives/seppo.obj", &dir)["PLAN"].clone();
-    assert!(plan.get("group").is_none() && plan.get("online_rewards").is_none() && plan["samples"][0].get("group").is_none());
+    assert!(
+        plan.get("group").is_none()
+            && plan.get("online_rewards").is_none()
+            && plan["samples"][0].get("group").is_none()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

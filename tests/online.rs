@@ -280,7 +280,11 @@ fn diffusion_nft_equals_its_formula() {
             let got = grad_p(&obj, &ev.grads, row, i);
             for k in 0..DIM {
                 let w = want_grad[i][k];
-                assert!((got[k] - w).abs() <= 1e-12 * (1.0 + w.abs()), "seed {seed} row {i}: d/dp[{k}] {} vs {w}", got[k]);
+                assert!(
+                    (got[k] - w).abs() <= 1e-12 * (1.0 + w.abs()),
+                    "seed {seed} row {i}: d/dp[{k}] {} vs {w}",
+                    got[k]
+                );
             }
         }
     }

@@ -260,7 +260,15 @@ impl Checker {
             }
             Some(Model::Reference(name)) => match (sampler, steps, cfg, eta, group) {
                 (Some(sampler), Some(steps), Some(cfg), Some(eta), Some(group)) => {
-                    self.samples.push(SampleSpec { model: name, sampler, steps: steps as u64, cfg, eta, group, from_params });
+                    self.samples.push(SampleSpec {
+                        model: name,
+                        sampler,
+                        steps: steps as u64,
+                        cfg,
+                        eta,
+                        group,
+                        from_params,
+                    });
                     Ty::Images(Images::Sample(self.samples.len() - 1))
                 }
                 _ => Ty::Error,

@@ -32,10 +32,9 @@ impl Objective {
                     Datum::Timesteps => "num_timesteps (the noise schedule's training timesteps T)".to_string(),
                     Datum::Label => "label (the data's label of each sample)".to_string(),
                     Datum::Weight => "weight (the data's weight of each sample)".to_string(),
-                    Datum::Reward(x @ ImageRef::Sample(_)) => format!(
-                        "reward({}) (the run's reward model's score of each generated image)",
-                        image_name(*x)
-                    ),
+                    Datum::Reward(x @ ImageRef::Sample(_)) => {
+                        format!("reward({}) (the run's reward model's score of each generated image)", image_name(*x))
+                    }
                     Datum::Reward(x) => format!("reward({}) (the data's reward of each image)", image_name(*x)),
                 };
                 let _ = writeln!(s, "d{k} {} = {what}", d.name());
