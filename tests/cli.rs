@@ -186,7 +186,7 @@ fn explain_names_an_unknown_convention_and_the_known_ones() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("unknown convention `my-lab` (known: diffusion-dpo, diffusers, diffusion-kto, dpo-eq14, mapo)"),
+        stdout.contains("unknown convention `my-lab` (known: diffusion-dpo, diffusers, diffusion-kto, dpo-eq14, mapo, diffusion-nft)"),
         "{stdout}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -17,7 +17,7 @@ pub struct Args {
 /// before `objective`): whose training script its parameters are scaled like, and how to convert the others'.
 /// `err` is always a mean over elements, so every convention here is on mean errors. `docs/objectives.md`
 /// ("Porting a configuration") has the same conversions as a table.
-const CONVENTIONS: [(&str, &str); 5] = [
+const CONVENTIONS: [(&str, &str); 6] = [
     (
         "diffusion-dpo",
         "beta is Diffusion-DPO's train.py `--beta_dpo` (also diffusers' SDXL DPO script's): the margin \
@@ -45,6 +45,12 @@ const CONVENTIONS: [(&str, &str); 5] = [
         "mapo",
         "beta and s are MaPO's train.py `--beta_mapo` and `--snr_value`, T its scheduler's num_train_timesteps; \
          copy the values as they are.",
+    ),
+    (
+        "diffusion-nft",
+        "beta is DiffusionNFT's guidance strength: the policy's weight in the implicit positive policy \
+         v+ = (1 - beta) v_old + beta v_theta (v- = (1 + beta) v_old - beta v_theta), a mixing weight, not a \
+         preference margin's scale; copy the public code's beta as it is.",
     ),
 ];
 

@@ -80,6 +80,8 @@ impl Objective {
         let plan = self.plan();
         let mut s = String::new();
         let group = self.group();
+        // Counts are per prompt; with groups, per row (each row its own image and passes).
+        let unit = if group == 1 { "prompt" } else { "row" };
         if group == 1 {
             let _ = writeln!(s, "\n# plan per training step (B = prompts per batch)");
             let _ = writeln!(s, "data: {:?}; noise: {:?} (t, eps) per prompt", self.data, self.noise);
@@ -89,7 +91,7 @@ impl Objective {
             let _ = writeln!(
                 s,
                 "group: {group} rows per prompt, each with its own generated image and noise draw; \
-                 group_mean and group_std reduce over each prompt's {group} rows; counts below are per row"
+                 group_mean and group_std reduce over each prompt's {group} rows"
             );
         }
         match self.data {
@@ -119,7 +121,7 @@ impl Objective {
             let per = if spec.cfg == 1.0 { 1 } else { 2 };
             let _ = writeln!(
                 s,
-                "images sample{k}: {:?} from {}, {} steps, cfg {:?}, eta {:?} -> {} NFE per prompt, no gradient",
+                "images sample{k}: {:?} from {}, {} steps, cfg {:?}, eta {:?} -> {} NFE per {unit}, no gradient",
                 spec.sampler,
                 spec.model,
                 spec.steps,
@@ -133,7 +135,7 @@ impl Objective {
             let tape = if pass.model == ModelRef::Policy { "taped" } else { "untaped" };
             let _ = writeln!(
                 s,
-                "pass {} ({tape}) on [{}] -> {} NFE per prompt",
+                "pass {} ({tape}) on [{}] -> {} NFE per {unit}",
                 pass.model.name(),
                 imgs.join(", "),
                 pass.images.len()
@@ -141,7 +143,7 @@ impl Objective {
         }
         let _ = writeln!(
             s,
-            "NFE per prompt per step: {} (denoising passes) + {} (sampling) = {}",
+            "NFE per {unit} per step: {} (denoising passes) + {} (sampling) = {}",
             plan.nfe_passes,
             plan.nfe_sampling,
             plan.nfe_passes + plan.nfe_sampling
