@@ -10,11 +10,12 @@ use seppoc::device::cpu;
 fn every_shipped_objective_runs_one_step_on_cpu_like_its_oracle() {
     for name in shipped() {
         let obj = load(&name);
-        let r = objective_step(&cpu(), &obj, 2);
+        let batch = common::whole_groups(&obj, 2);
+        let r = objective_step(&cpu(), &obj, batch);
         assert!(r.loss.is_finite() && r.grads.iter().flatten().all(|g| g.is_finite()), "{name}");
         assert!((r.loss - r.oracle).abs() <= 1e-4 * r.oracle.abs().max(1e-3), "{name}: {} vs {}", r.loss, r.oracle);
         // The GPU test re-evaluates the compiled loss on these leaves; on one device it must give the same loss.
-        let (again, grad) = common::loss_on_leaves(&cpu(), &obj, &r, 2);
+        let (again, grad) = common::loss_on_leaves(&cpu(), &obj, &r, batch);
         assert!((again - r.loss).abs() <= 1e-6 * r.loss.abs().max(1e-3), "{name}: {again} vs {}", r.loss);
         assert!(grad.len() == r.policy_values.len() && grad.iter().any(|g| *g != 0.0), "{name}: {grad:?}");
     }

@@ -44,8 +44,9 @@ fn every_shipped_objective_agrees_between_cpu_and_cuda() {
     let mut failures = Vec::new();
     for name in shipped() {
         let obj = load(&name);
-        let on_cpu = objective_step(&cpu(), &obj, 4);
-        let on_gpu = objective_step(&dev, &obj, 4);
+        let batch = common::whole_groups(&obj, 4);
+        let on_cpu = objective_step(&cpu(), &obj, batch);
+        let on_gpu = objective_step(&dev, &obj, batch);
         let mut check = |what: &str, value: f64, tol: f64| {
             println!("{name} {what}: {value:.2e} (tolerance {tol:.1e})");
             if !(value <= tol) {
@@ -59,8 +60,8 @@ fn every_shipped_objective_agrees_between_cpu_and_cuda() {
         let two_ulps = 2.0 * f32::EPSILON as f64;
         check("per-sample errors, max relative difference", max_rel(&lg, &lc, 1e-3 * scale) as f64, two_ulps);
         // 2. The compiled objective on identical leaf values: loss and gradient w.r.t. every policy error.
-        let (loss_c, grad_c) = common::loss_on_leaves(&cpu(), &obj, &on_cpu, 4);
-        let (loss_g, grad_g) = common::loss_on_leaves(&dev, &obj, &on_cpu, 4);
+        let (loss_c, grad_c) = common::loss_on_leaves(&cpu(), &obj, &on_cpu, batch);
+        let (loss_g, grad_g) = common::loss_on_leaves(&dev, &obj, &on_cpu, batch);
         check("compiled loss on the same leaves, relative", (loss_g - loss_c).abs() / loss_c.abs().max(1e-6), 1e-6);
         let gscale = grad_c.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         check("d loss / d leaf, max relative", max_rel(&grad_g, &grad_c, 1e-3 * gscale) as f64, 1e-6);

@@ -35,6 +35,13 @@ pub fn shipped() -> Vec<String> {
     names
 }
 
+/// The smallest batch of at least `batch` rows that holds whole groups of `obj`'s `sample(..., group = K)` (group
+/// statistics are defined on whole groups only; `batch` itself when the objective has no groups).
+pub fn whole_groups(obj: &Bound, batch: usize) -> usize {
+    let k = obj.group() as usize;
+    batch.div_ceil(k) * k
+}
+
 /// `n` standard-normal values from `seed`.
 pub fn normals(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
