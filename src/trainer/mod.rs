@@ -4,10 +4,12 @@
 
 mod batch;
 mod leaves;
+mod online;
 pub mod pool;
 mod profile;
 pub(crate) mod state;
 
+pub use online::{partial_groups, SampleScorer};
 pub use state::StateError;
 
 use crate::check::Noise;
@@ -23,40 +25,6 @@ pub use profile::{Profile, PHASES};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
-
-/// Scores generated images for `reward(x)` of a `sample(...)`: a learned reward model or the world's exact
-/// judge. The trainer calls it once per step and sample kind, on the clamped samples and their real captions
-/// (before any caption dropout); it must be deterministic so that a resumed run repeats the same rewards.
-pub trait SampleScorer: Send {
-    /// One reward per image: `images` holds `prompts.len()` flattened CHW images of `image_len` values each,
-    /// image `i` generated for `prompts[i]` (token ids `tokens[i]`).
-    fn score(
-        &self,
-        images: &[f32],
-        image_len: usize,
-        prompts: &[String],
-        tokens: &[Vec<usize>],
-    ) -> Result<Vec<f64>, String>;
-    /// Network evaluations one scored image costs (1 for a reward model, 0 for the exact judge), counted in a
-    /// step's `nfe`.
-    fn nfe_per_image(&self) -> u64;
-    /// What scores: `the exact judge` or the reward model's file, for messages.
-    fn describe(&self) -> String;
-}
-
-/// Why a batch of `batch` rows cannot hold whole groups of `obj`'s `sample(..., group = K)`, or `None` when it
-/// can (always for K = 1).
-pub fn partial_groups(batch: usize, obj: &crate::ir::Objective) -> Option<String> {
-    let group = obj.group() as usize;
-    (batch % group != 0).then(|| {
-        format!(
-            "the batch size {batch} is not a multiple of objective `{}`'s group size {group} (`sample(..., group = \
-             {group})` draws {group} samples of each prompt, so a batch holds whole groups); pass a batch of {}",
-            obj.name,
-            (batch / group).max(1) * group
-        )
-    })
-}
 
 /// Optimisation settings of a run (the objective supplies everything else).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -238,11 +206,6 @@ impl<D: Backend> Trainer<D> {
     /// its first step without a scorer).
     pub fn set_scorer(&mut self, scorer: Box<dyn SampleScorer>) {
         self.scorer = Some(scorer);
-    }
-
-    /// Whether the objective reads the reward of generated samples, so the run needs a [`SampleScorer`].
-    pub fn needs_scorer(&self) -> bool {
-        self.obj.datums.iter().any(Datum::is_online_reward)
     }
 
     /// Wall time per phase of the steps this trainer has run (not saved with the state).

@@ -1,9 +1,14 @@
 //! What a run reads besides its settings: a run directory's `run.json` and objective (for a resume), and the
-//! preference data.
+//! preference data, what scores an online objective's samples, and why a folder holding another run is refused.
 
+use super::RunSettings;
 use crate::check::Checked;
+use crate::engine::open::Opened;
+use crate::engine::reward::sample_scorer;
+use crate::engine::stop::shell_quote;
 use crate::ir::{lower, Bound};
 use crate::syntax;
+use crate::trainer::SampleScorer;
 use anyhow::{bail, Context};
 use serde_json::Value;
 use serde_json::{json, Map};
@@ -80,4 +85,63 @@ impl ObjectiveRun {
     pub(super) fn params_json(&self) -> Map<String, Value> {
         self.obj.named_values().map(|(n, v)| (n.to_string(), json!(v))).collect()
     }
+}
+
+/// The scorer of generated samples an objective that reads `reward(x)` of a `sample(...)` needs (`--reward`),
+/// or `None` for one that reads none.
+pub(super) fn sample_scorer_for(
+    objective: &ObjectiveRun,
+    settings: &RunSettings,
+    base: &Opened,
+) -> anyhow::Result<Option<Box<dyn SampleScorer>>> {
+    let online = objective.obj.datums.iter().find(|d| d.is_online_reward());
+    match (online, settings.reward.as_deref()) {
+        (None, _) => Ok(None),
+        (Some(d), None) => bail!(
+            "objective `{}` reads `{}`, the reward of its generated samples: give `--reward PATH` (a reward model \
+             from `seppoc reward train`) or `--reward judge` (the exact judge; circular, since it also judges the run)",
+            objective.obj.name,
+            d.name()
+        ),
+        (Some(_), Some(spec)) => sample_scorer(spec, base).map(Some),
+    }
+}
+
+/// The refusal of a fresh run into `out`, which holds the run `saved` (its `run.json`): what differs, by name.
+pub(super) fn another_run(
+    out: &std::path::Path,
+    saved: &Value,
+    objective: &ObjectiveRun,
+    settings: &RunSettings,
+) -> String {
+    let mut diffs = Vec::new();
+    let (name, there) = (&objective.obj.name, saved["objective"].as_str().unwrap_or("?"));
+    if there != name {
+        diffs.push(format!("objective `{there}` there, `{name}` here"));
+    } else if saved["objective_sha256"].as_str() != Some(objective.sha256.as_str()) {
+        diffs.push(format!("objective `{name}`'s text (see `{}`)", out.join("objective.obj").display()));
+    }
+    let (mine, theirs) = (objective.params_json(), saved["params"].as_object().cloned().unwrap_or_default());
+    for key in mine.keys().chain(theirs.keys().filter(|k| !mine.contains_key(*k))) {
+        let (a, b) = (theirs.get(key).cloned().unwrap_or(Value::Null), mine.get(key).cloned().unwrap_or(Value::Null));
+        if a != b {
+            diffs.push(format!("parameter {key} {a} there, {b} here"));
+        }
+    }
+    let (setting_diffs, eval_only) = settings.differences(&saved["settings"]);
+    let judged_only = diffs.is_empty() && eval_only;
+    diffs.extend(setting_diffs);
+    let mut m = format!(
+        "`{}` holds another run ({}; see `{}`): pass another --out",
+        out.display(),
+        diffs.join("; "),
+        out.join("run.json").display()
+    );
+    if judged_only {
+        m.push_str(&format!(
+            ", or judge that run with these settings: `seppoc eval --model {}`",
+            shell_quote(&out.join("model.safetensors").display().to_string())
+        ));
+    }
+    m
 }
