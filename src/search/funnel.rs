@@ -150,15 +150,24 @@ impl Funnel {
         EvalSettings { n_prompts: Some(stage.prompts), samples: stage.samples.max(1), ..self.judge.clone() }
     }
 
-    /// The judge's scores of the base model's samples of a stage's prompts (computed once per stage shape).
+    /// A copy of the base model on a device of its own. Evaluations run on threads side by side (`--jobs`), and
+    /// dfdx's CPU device keeps an allocation cache that is not safe to share between threads (a check and the
+    /// pop that follows it take the lock separately), so every evaluation works on its own device.
+    fn own_model(&self) -> anyhow::Result<Dit<CpuDevice>> {
+        Ok(self.model.to_device(&cpu())?)
+    }
+
+    /// The judge's scores of the base model's samples of a stage's prompts (computed once per stage shape; the
+    /// lock is held while they are computed, so concurrent evaluations compute them once).
     pub fn base_scores(&self, stage: &Stage) -> anyhow::Result<Vec<f64>> {
         let key = (stage.prompts, stage.samples);
-        if let Some(s) = self.base_scores.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.get(&key) {
+        let mut cache = self.base_scores.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        if let Some(s) = cache.get(&key) {
             return Ok(s.clone());
         }
         let prompts = self.prompts(stage);
         let e = evaluate(
-            &self.model,
+            &self.own_model()?,
             &self.base.schedule,
             self.base.world.as_ref(),
             &prompts,
@@ -166,7 +175,7 @@ impl Funnel {
             |_, _| {},
         )?;
         let scores: Vec<f64> = e.judged.verdicts.iter().map(|v| f64::from(v.score)).collect();
-        self.base_scores.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(key, scores.clone());
+        cache.insert(key, scores.clone());
         Ok(scores)
     }
 
@@ -199,7 +208,7 @@ impl Funnel {
         for seed in 0..stage.seeds as u64 {
             let parts = TrainerParts {
                 objective: obj.clone(),
-                initial: self.model.clone(),
+                initial: self.own_model()?,
                 schedule: self.base.schedule.clone(),
                 data: self.data(obj)?,
                 vocab: world.vocab().clone(),
