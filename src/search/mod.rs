@@ -64,7 +64,6 @@ pub struct Search<'a> {
     log: Box<dyn FnMut(&str) + 'a>,
 }
 
-
 impl<'a> Search<'a> {
     /// A search into `out` (created) with these settings and seeds; `previous` are the records of an earlier
     /// sitting of the same search ([`open_out`]), whose evaluations are reused. `log` receives progress lines.
