@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use seppoc::check::{Checked, DataKind};
 use seppoc::ir::lower;
 use seppoc::search::propose::{self, OPERATORS};
-use seppoc::search::screen::{screen, Rejection};
+use seppoc::search::screen::{screen, screen_for, Rejection};
 use seppoc::source::SourceFile;
 use seppoc::syntax;
 
@@ -161,6 +161,27 @@ fn duplicates_by_canonical_form() {
     assert_eq!(propose::canonical_hash(&a.file), propose::canonical_hash(&b.file));
     let changed = checked(&syntax::format(&a.file).replace("5000.0", "2500.0"));
     assert_ne!(propose::canonical_hash(&a.file), propose::canonical_hash(&changed.file));
+}
+
+#[test]
+fn pool_settings_no_training_reads_are_not_a_new_candidate() {
+    let with_pool = |name: &str, pool: &str, horizon: Option<usize>| {
+        let text = syntax::format(&shipped(name).file).replace("pool every = 30, keep = 7", pool);
+        assert!(text.contains(pool), "{name} has the pool line");
+        screen_for(&lower(&checked(&text)).bind_defaults(), horizon).expect("passes")
+    };
+    // `latest` reads the newest checkpoint: `keep` never matters, `every` does.
+    let spin = with_pool("spin", "pool every = 30, keep = 7", None);
+    assert!(spin.same(&with_pool("spin", "pool every = 30, keep = 14", None)));
+    assert!(!spin.same(&with_pool("spin", "pool every = 60, keep = 7", None)));
+    // `uniform` draws from every checkpoint held: `keep` matters once a training saves more than it holds.
+    let nogate = |keep: u64, horizon| with_pool("seppo_nogate", &format!("pool every = 30, keep = {keep}"), horizon);
+    assert!(!nogate(7, None).same(&nogate(28, None)));
+    // 120 updates save 4 checkpoints: a pool of 7 and one of 28 both keep them all.
+    assert!(nogate(7, Some(120)).same(&nogate(28, Some(120))));
+    // 400 updates save 13: a pool of 7 drops 6 of them, a pool of 28 none.
+    assert!(!nogate(7, Some(400)).same(&nogate(28, Some(400))));
+    assert!(!nogate(2, Some(120)).same(&nogate(7, Some(120))));
 }
 
 #[test]

@@ -130,7 +130,8 @@ impl<'a> Search<'a> {
         if rejection.is_none() {
             // Parameters at their defaults (a candidate's constants are its own).
             let b = lower(&checked).bind_defaults();
-            match screen::screen(&b) {
+            let horizon = self.settings.stages.iter().map(|s| s.steps).max();
+            match screen::screen_for(&b, horizon) {
                 Ok(fp) => match self.fingerprints.iter().find(|(_, other)| other.same(&fp)) {
                     Some((of, _)) => rejection = Some(screen::Rejection::SameGradient(*of)),
                     None => {

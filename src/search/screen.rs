@@ -8,7 +8,7 @@
 //! by the order the objective first uses it. So two objectives that read the same leaves see the same values
 //! whatever their text, and their gradients can be compared.
 
-use crate::check::{DataKind, Noise};
+use crate::check::{DataKind, Noise, Strategy};
 use crate::ir::{evaluate, Bound, Datum, ImageRef, Input, LeafValues, ModelRef};
 use crate::lint::probe::{online_class, rows, scored, time_value, EQUAL_EVERY, ERR_RANGE, REF_SPREAD};
 use rand::{Rng, SeedableRng};
@@ -213,6 +213,13 @@ fn preferred(obj: &Bound, leaves: &LeafValues, input: &Input, i: usize) -> bool 
 /// probe; no gradient on any probe; or the loss never falls when the policy's error on the preferred images
 /// falls).
 pub fn screen(obj: &Bound) -> Result<Fingerprint, Rejection> {
+    screen_for(obj, None)
+}
+
+/// [`screen`] for a search whose trainings run at most `horizon` updates: the fingerprint then takes a pool's
+/// `keep` as what such a run can fill (see [`pool_as_read`]), so two candidates that differ only in a `keep` no
+/// training of the search reaches are one candidate.
+pub fn screen_for(obj: &Bound, horizon: Option<usize>) -> Result<Fingerprint, Rejection> {
     let mut depends = false;
     let mut lowers = false;
     let mut grads = Vec::with_capacity(FINGERPRINT_PROBES);
@@ -255,12 +262,30 @@ pub fn screen(obj: &Bound) -> Result<Fingerprint, Rejection> {
     for probe in &mut grads {
         probe.retain(|(k, _)| live.contains(k));
     }
-    Ok(Fingerprint { settings: settings(obj), grads })
+    Ok(Fingerprint { settings: settings(obj, horizon), grads })
+}
+
+/// The checkpoint pool as the references read it in a training of at most `horizon` updates. No reference
+/// reads it (`initial`, `ema`): nothing. Only `latest` readers: how often it saves (the newest checkpoint is the
+/// same whatever `keep`). A `uniform` reader: how often it saves and how many checkpoints it can hold, `keep` or
+/// the number `horizon` updates save, whichever is smaller (a pool never fuller than `keep` drops nothing).
+pub fn pool_as_read(obj: &Bound, horizon: Option<usize>) -> String {
+    let Some(pool) = &obj.pool else { return "no pool".into() };
+    let reads = |f: fn(&Strategy) -> bool| obj.references.iter().any(|r| f(&r.strategy));
+    if reads(|s| matches!(s, Strategy::Uniform(_))) {
+        let saved = horizon.map_or(u64::MAX, |h| h as u64 / pool.every.max(1));
+        format!("pool every {} holding {}", pool.every, pool.keep.min(saved))
+    } else if reads(|s| matches!(s, Strategy::Latest)) {
+        format!("pool every {}, newest", pool.every)
+    } else {
+        "pool unread".into()
+    }
 }
 
 /// What the gradients do not show: data kind (and whether ties are trained on), noise coupling, reference
-/// strategies, pool and reference samplers (references by position, so their names do not matter).
-fn settings(obj: &Bound) -> String {
+/// strategies, the pool as they read it and reference samplers (references by position, so their names do not
+/// matter).
+fn settings(obj: &Bound, horizon: Option<usize>) -> String {
     let refs: Vec<String> = obj.references.iter().map(|r| format!("{:?}", r.strategy)).collect();
     let samples: Vec<String> = obj
         .samples
@@ -272,5 +297,6 @@ fn settings(obj: &Bound) -> String {
         .collect();
     // An objective that reads `label` of pairs also trains on ties (label 0.5): other data, another candidate.
     let ties = crate::engine::run::keeps_ties(obj);
-    format!("{:?}|{:?}|{:?}|{}|{}|ties {ties}", obj.data, obj.noise, obj.pool, refs.join(","), samples.join(","))
+    let pool = pool_as_read(obj, horizon);
+    format!("{:?}|{:?}|{pool}|{}|{}|ties {ties}", obj.data, obj.noise, refs.join(","), samples.join(","))
 }
