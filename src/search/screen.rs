@@ -269,7 +269,7 @@ pub fn screen_for(obj: &Bound, horizon: Option<usize>) -> Result<Fingerprint, Re
 /// reads it (`initial`, `ema`): nothing. Only `latest` readers: how often it saves (the newest checkpoint is the
 /// same whatever `keep`). A `uniform` reader: how often it saves and how many checkpoints it can hold, `keep` or
 /// the number `horizon` updates save, whichever is smaller (a pool never fuller than `keep` drops nothing).
-pub fn pool_as_read(obj: &Bound, horizon: Option<usize>) -> String {
+fn pool_as_read(obj: &Bound, horizon: Option<usize>) -> String {
     let Some(pool) = &obj.pool else { return "no pool".into() };
     let reads = |f: fn(&Strategy) -> bool| obj.references.iter().any(|r| f(&r.strategy));
     if reads(|s| matches!(s, Strategy::Uniform(_))) {
