@@ -128,3 +128,21 @@ fn bad_sampler_settings_are_errors() {
     assert!(sample(&m, &s, &SamplerConfig::ddim(2, 2.0), &[vec![99]], 0).is_err());
     assert!(sample(&m, &s, &SamplerConfig::ddim(2, 2.0), &[], 0).unwrap().is_empty());
 }
+
+#[test]
+fn guided_halves_side_by_side_give_the_batched_bits() {
+    // With two rayon threads the CPU runs the conditional and the null half of each guided step side by side on
+    // two devices; with one, as one stacked batch. Every layer computes each row on its own, so the samples must
+    // agree bit for bit (an odd batch, so the products' row blocks and edge tiles differ between the two).
+    let m = Dit::new(&DitConfig::tiny(S, 10, 4), &cpu(), 9).unwrap();
+    let s = NoiseSchedule::default_linear();
+    let caps: Vec<Vec<usize>> = (0..7).map(|i| vec![1 + i % 9, 2 + i % 7, 0, 0]).collect();
+    let pool = |threads: usize| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    for cfg in
+        [SamplerConfig::ddim(3, 5.0), SamplerConfig { kind: SamplerKind::Ddpm, steps: 3, cfg_scale: 2.0, eta: 0.0 }]
+    {
+        let side_by_side = pool(2).install(|| sample(&m, &s, &cfg, &caps, 21).unwrap());
+        let batched = pool(1).install(|| sample(&m, &s, &cfg, &caps, 21).unwrap());
+        assert_eq!(side_by_side, batched, "{cfg:?}");
+    }
+}

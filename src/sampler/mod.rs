@@ -3,7 +3,10 @@
 //! which may run ([`SamplerConfig::for_param`]).
 //!
 //! The model runs once per step (Heun: twice) on the stacked `[conditional; null]` batch; the update is host
-//! math (`steps`).
+//! math (`steps`). On the CPU with more than one rayon thread the two halves run side by side instead, the null
+//! half on a copy of the model on a second `Cpu` device (dfdx's allocation cache must not be used from two
+//! threads at once): one fork-join per step rather than one per layer, and each layer's serial work overlaps the
+//! other half's. Every layer computes each row on its own, so the result is the batched one, bit for bit.
 
 mod steps;
 
@@ -12,7 +15,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::device::Backend;
+use std::any::Any;
+
+use crate::device::{cpu, Backend, CpuDevice};
 use crate::model::{Dit, ModelError, NoiseSchedule, Parametrisation, PAD};
 
 /// Which reverse process to run.
@@ -160,7 +165,34 @@ pub fn sample_with_rng<D: Backend, R: Rng>(
     rng: &mut R,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
     let per = model.config().image_len();
+    let on_cpu = (model as &dyn Any).downcast_ref::<Dit<CpuDevice>>();
+    if let Some(model) = on_cpu.filter(|_| cfg.cfg_scale != 1.0 && rayon::current_num_threads() > 1) {
+        let twin = model.to_device(&cpu())?;
+        return denoise(schedule, cfg, tokens.len(), per, rng, |x, t| {
+            guided_side_by_side(model, &twin, x, t, tokens, cfg.cfg_scale)
+        });
+    }
     denoise(schedule, cfg, tokens.len(), per, rng, |x, t| guided_prediction(model, x, t, tokens, cfg.cfg_scale))
+}
+
+/// [`guided_prediction`] on the CPU with the conditional half on `model` and the null half on `twin` (the same
+/// weights on another device), run side by side on two rayon workers.
+fn guided_side_by_side(
+    model: &Dit<CpuDevice>,
+    twin: &Dit<CpuDevice>,
+    x: &[f32],
+    t: usize,
+    tokens: &[Vec<usize>],
+    cfg_scale: f32,
+) -> Result<Vec<f32>, ModelError> {
+    let ts = vec![t; tokens.len()];
+    let null: Vec<Vec<usize>> = tokens.iter().map(|c| vec![PAD; c.len()]).collect();
+    let run = |m: &Dit<CpuDevice>, caps: &[Vec<usize>]| -> Result<Vec<f32>, ModelError> {
+        Ok(m.forward(m.images(x.to_vec())?, &ts, caps)?.as_vec())
+    };
+    let (cond, uncond) = rayon::join(|| run(model, tokens), || run(twin, &null));
+    let (cond, uncond) = (cond?, uncond?);
+    Ok(uncond.iter().zip(&cond).map(|(u, c)| u + cfg_scale * (c - u)).collect())
 }
 
 /// The sampling loop for any denoiser: `predict(x, t)` is the guided network output (in the schedule's
