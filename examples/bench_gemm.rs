@@ -5,6 +5,10 @@
 //!
 //! `cargo run --release --example bench_gemm -- [reps] [forward]` (default 9 repetitions; `forward`: only the
 //! forward products, without the backward forms `dX = dY · Wᵀ` and `dW = Xᵀ · dY`).
+//!
+//! It first measures the ceiling each packed kernel works against on this machine: the GFLOP/s of one core
+//! running only independent fused multiply-adds on registers, at the kernel's vector width (no memory traffic,
+//! at whatever clock the core runs), so the products' rates can be read as a share of it.
 
 use std::time::Instant;
 
@@ -94,6 +98,74 @@ impl Problem {
     }
 }
 
+/// Independent FMA chains per loop iteration of the peak probes: at least an FMA's latency times the FMA units
+/// of current x86-64 cores (4 × 2), so the loop is bound by FMA throughput alone, and few enough to stay in
+/// registers with the two constants (AVX2 has 16 vector registers, AVX-512 32).
+const CHAINS_AVX2: usize = 12;
+/// As [`CHAINS_AVX2`], for AVX-512.
+const CHAINS_AVX512: usize = 16;
+
+/// GFLOP/s of one core running `iters` rounds of independent FMAs at `kernel`'s vector width, median of 5 runs;
+/// `None` for a kernel that is not a packed micro-kernel or that this CPU cannot run.
+fn fma_peak(kernel: Kernel, iters: usize) -> Option<f64> {
+    if !kernel.available() {
+        return None;
+    }
+    let (fmas, run): (usize, fn(usize) -> f32) = match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available()` checked AVX2 and FMA.
+        Kernel::Avx2 => (8 * CHAINS_AVX2, |n| unsafe { fma_loop_avx2(n) }),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available()` checked AVX-512F.
+        Kernel::Avx512 => (16 * CHAINS_AVX512, |n| unsafe { fma_loop_avx512(n) }),
+        _ => return None,
+    };
+    let secs: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(run(std::hint::black_box(iters)));
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    Some((iters * fmas * 2) as f64 / median(secs) / 1e9)
+}
+
+/// `n` rounds of [`CHAINS_AVX2`] independent 8-wide FMAs on registers; returns the first lane of their sum.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_loop_avx2(n: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); CHAINS_AVX2];
+    for _ in 0..n {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, a, b);
+        }
+    }
+    _mm256_cvtss_f32(acc.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v)))
+}
+
+/// As [`fma_loop_avx2`], [`CHAINS_AVX512`] 16-wide FMAs (returns the mean lane of the sum).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_loop_avx512(n: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); CHAINS_AVX512];
+    for _ in 0..n {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v))) / 16.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -122,6 +194,11 @@ fn bench() {
         names.join(", "),
         skipped
     );
+    for &k in &kernels {
+        if let Some(peak) = fma_peak(k, 20_000_000) {
+            println!("FMA peak of one core, registers only ({}): {peak:.1} GFLOP/s", k.describe());
+        }
+    }
     println!("median of {reps} repetitions, GFLOP/s ({})", names.join(" / "));
     let width = 7 * kernels.len() + 2;
     println!("{:<18} {:<7} {:>width$} {:>width$}", "rows×inner×out", "form", "1 thread", "row split");
