@@ -116,9 +116,14 @@ pub fn guided_prediction<D: Backend>(
 ) -> Result<Vec<f32>, ModelError> {
     let (cond, uncond) = cond_uncond(model, x, t, tokens, cfg_scale)?;
     Ok(match uncond {
-        Some(uncond) => uncond.iter().zip(&cond).map(|(u, c)| u + cfg_scale * (c - u)).collect(),
+        Some(uncond) => guide(&cond, &uncond, cfg_scale),
         None => cond,
     })
+}
+
+/// Classifier-free guidance on the network outputs: `u + scale · (c − u)` per value.
+fn guide(cond: &[f32], uncond: &[f32], scale: f32) -> Vec<f32> {
+    uncond.iter().zip(cond).map(|(u, c)| u + scale * (c - u)).collect()
 }
 
 /// Computes the conditional and the unconditional (null-caption) prediction in one forward on `[cond; null]`;
@@ -191,8 +196,7 @@ fn guided_side_by_side(
         Ok(m.forward(m.images(x.to_vec())?, &ts, caps)?.as_vec())
     };
     let (cond, uncond) = rayon::join(|| run(model, tokens), || run(twin, &null));
-    let (cond, uncond) = (cond?, uncond?);
-    Ok(uncond.iter().zip(&cond).map(|(u, c)| u + cfg_scale * (c - u)).collect())
+    Ok(guide(&cond?, &uncond?, cfg_scale))
 }
 
 /// The sampling loop for any denoiser: `predict(x, t)` is the guided network output (in the schedule's
